@@ -1,0 +1,19 @@
+"""lsc-ort: store pruned neural-network weights in compressed, encoded form and run them from it.
+
+Public API:
+
+* :func:`encode`, :func:`decode`, :func:`inspect` — weight tensor <-> self-describing blob
+  (format: :mod:`lsc_ort.format`, ``docs/blob-format.md``);
+* :func:`available_codecs`, :func:`entropy_bound`.
+"""
+
+from __future__ import annotations
+
+from lsc_ort.api import decode, encode, inspect
+from lsc_ort.codecs import available_codecs
+from lsc_ort.entropy import entropy_bound
+from lsc_ort.format import BlobFormatError
+
+__version__ = "0.1.0"
+
+__all__ = ["BlobFormatError", "available_codecs", "decode", "encode", "entropy_bound", "inspect"]

@@ -1,0 +1,47 @@
+"""Block tiling of the matrix view, shared by the block codecs (``bsr``, ``lsc``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from lsc_ort.codecs.base import WeightTensor
+
+
+def check_block(block: Any, codec: str) -> tuple[int, int]:
+    """Validate a user-given block shape ``(rows, cols)``."""
+    try:
+        br, bc = (int(v) for v in block)
+    except (TypeError, ValueError):
+        raise ValueError(f"{codec} block must be a pair of positive ints or 'auto', got {block!r}") from None
+    if br < 1 or bc < 1 or (br, bc) != tuple(block):
+        raise ValueError(f"{codec} block must be a pair of positive ints or 'auto', got {block!r}")
+    return br, bc
+
+
+def block_grid(rows: int, cols: int, block: tuple[int, int]) -> tuple[int, int]:
+    """Number of block rows and block columns covering a ``rows x cols`` matrix."""
+    return -(-rows // block[0]), -(-cols // block[1])
+
+
+def blocks_of(weight: WeightTensor, block: tuple[int, int]) -> np.ndarray:
+    """The matrix view as a ``[nbr, nbc, br, bc]`` array of bit patterns, edges zero-padded."""
+    rows, cols = weight.matrix_shape
+    br, bc = block
+    nbr, nbc = block_grid(rows, cols, block)
+    matrix = weight.bits.reshape(rows, cols)
+    if (nbr * br, nbc * bc) != (rows, cols):
+        padded = np.zeros((nbr * br, nbc * bc), dtype=matrix.dtype)
+        padded[:rows, :cols] = matrix
+        matrix = padded
+    return matrix.reshape(nbr, br, nbc, bc).swapaxes(1, 2)
+
+
+def unblock(grid: np.ndarray, rows: int, cols: int) -> np.ndarray | None:
+    """Inverse of :func:`blocks_of`: the flat matrix, or ``None`` if padding holds a non-zero."""
+    nbr, nbc, br, bc = grid.shape
+    matrix = grid.swapaxes(1, 2).reshape(nbr * br, nbc * bc)
+    if matrix[rows:].any() or matrix[:, cols:].any():
+        return None
+    return np.ascontiguousarray(matrix[:rows, :cols]).reshape(-1)

@@ -1,0 +1,29 @@
+"""The custom ONNX operators that run on encoded weights: their domain, names and contract.
+
+Both ops live in :data:`DOMAIN`, opset version 1, and are implemented by the native library
+(``custom_ops/``, see :func:`lsc_ort.get_library_path`) and, as a slow numpy oracle, by
+:mod:`lsc_ort.reference`.
+
+``LSCMatMul(A, W_blob[, bias]) -> Y``
+    ``Y = alpha * (A @ W) + bias``. ``W_blob`` is a 1-D uint8 tensor holding a blob
+    (:mod:`lsc_ort.format`) that encodes ``W`` of shape ``[K, N]`` (or ``[N, K]`` when
+    ``transB = 1``, in which case ``W`` is the transpose of the decoded matrix). ``A`` has rank
+    >= 1 and its last dim is ``K``; leading dims broadcast as in ONNX ``MatMul`` (``A`` of rank 1
+    gives ``Y`` of shape ``[N]``). ``bias`` is optional, shape ``[N]``. ``A``, ``bias`` and ``Y``
+    are float32 (float16 accepted, accumulated in float32).
+    Attributes: ``alpha`` (float, default 1.0), ``transB`` (int, default 0).
+
+``LSCConv(X, W_blob[, B]) -> Y``
+    ONNX ``Conv`` (opset 11+ semantics) for 1-D and 2-D convolutions in NCHW layout, with the
+    weight ``[M, C/group, kH, kW]`` (``[M, C/group, k]`` for 1-D) decoded from ``W_blob``.
+    Attributes as ``Conv``: ``auto_pad``, ``dilations``, ``group``, ``kernel_shape``, ``pads``,
+    ``strides``.
+"""
+
+from __future__ import annotations
+
+DOMAIN = "lsc_ort"
+"""Custom-op domain of ``LSCMatMul`` and ``LSCConv``."""
+OPSET_VERSION = 1
+MATMUL_OP = "LSCMatMul"
+CONV_OP = "LSCConv"
