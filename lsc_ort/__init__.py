@@ -4,7 +4,9 @@ Public API:
 
 * :func:`encode`, :func:`decode`, :func:`inspect` — weight tensor <-> self-describing blob
   (format: :mod:`lsc_ort.format`, ``docs/blob-format.md``);
-* :func:`available_codecs`, :func:`entropy_bound`.
+* :func:`available_codecs`, :func:`entropy_bound`;
+* :data:`DOMAIN`, :func:`get_library_path`, :func:`session_options` — the ``LSCMatMul`` and
+  ``LSCConv`` custom ops for onnxruntime (:mod:`lsc_ort.ops`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,19 @@ from lsc_ort.api import decode, encode, inspect
 from lsc_ort.codecs import available_codecs
 from lsc_ort.entropy import entropy_bound
 from lsc_ort.format import BlobFormatError
+from lsc_ort.native import get_library_path, session_options
+from lsc_ort.ops import DOMAIN
 
 __version__ = "0.1.0"
 
-__all__ = ["BlobFormatError", "available_codecs", "decode", "encode", "entropy_bound", "inspect"]
+__all__ = [
+    "DOMAIN",
+    "BlobFormatError",
+    "available_codecs",
+    "decode",
+    "encode",
+    "entropy_bound",
+    "get_library_path",
+    "inspect",
+    "session_options",
+]
