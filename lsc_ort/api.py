@@ -57,7 +57,12 @@ def _encode(tensor: WeightTensor, codec_name: str, params: dict[str, Any]) -> by
 def _decode_view(view: BlobView) -> np.ndarray:
     header = view.header
     codec = codec_for_id(header.codec_id)
-    bits = codec.decode(view)
+    try:
+        bits = codec.decode(view)
+    except MemoryError:
+        raise BlobFormatError(
+            f"{codec.name}: cannot allocate the decoded tensor of shape {list(header.shape)} "
+            f"({header.numel * header.dtype.itemsize} bytes); is the blob corrupted?") from None
     nnz = int(np.count_nonzero(bits))
     if nnz != header.nnz:
         raise BlobFormatError(f"{codec.name}: decoded {nnz} non-zeros, header declares {header.nnz}")

@@ -20,6 +20,11 @@ def check_block(block: Any, codec: str) -> tuple[int, int]:
     return br, bc
 
 
+def fit_block(block: tuple[int, int], rows: int, cols: int) -> tuple[int, int]:
+    """``block`` clamped to the matrix (a block taller or wider than the matrix only pads)."""
+    return max(1, min(block[0], rows)), max(1, min(block[1], cols))
+
+
 def block_grid(rows: int, cols: int, block: tuple[int, int]) -> tuple[int, int]:
     """Number of block rows and block columns covering a ``rows x cols`` matrix."""
     return -(-rows // block[0]), -(-cols // block[1])

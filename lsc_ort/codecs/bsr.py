@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from lsc_ort.codecs.base import Codec, Encoded, WeightTensor, check_sorted_unique_rows, reject_unknown
-from lsc_ort.codecs.blocks import block_grid, blocks_of, check_block, unblock
+from lsc_ort.codecs.blocks import block_grid, blocks_of, check_block, fit_block, unblock
 from lsc_ort.format import BlobFormatError, BlobView
 
 AUTO_BLOCKS = ((1, 2), (1, 4), (1, 8), (2, 2), (4, 1), (4, 4), (8, 1), (16, 1))
@@ -37,8 +37,8 @@ class BsrCodec(Codec):
                 nnzb = int(np.count_nonzero(blocks_of(weight, shape).any(axis=(2, 3))))
                 return 4 * (nbr + 1 + nnzb) + nnzb * shape[0] * shape[1] * weight.dtype.itemsize
 
-            block = min(AUTO_BLOCKS, key=size)
-        br, bc = check_block(block, "bsr")
+            block = min({fit_block(shape, rows, cols) for shape in AUTO_BLOCKS}, key=size)
+        br, bc = fit_block(check_block(block, "bsr"), rows, cols)
         blocks = blocks_of(weight, (br, bc))
         nonzero = blocks.any(axis=(2, 3))
         nbc = nonzero.shape[1]

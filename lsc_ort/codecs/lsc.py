@@ -36,7 +36,7 @@ import numpy as np
 from lsc_ort.codecs import sri
 from lsc_ort.codecs.base import Codec, Encoded, WeightTensor, reject_unknown
 from lsc_ort.codecs.bits import pack_codes, pack_mask, packed_size, unpack_codes, unpack_mask
-from lsc_ort.codecs.blocks import block_grid, blocks_of, check_block, unblock
+from lsc_ort.codecs.blocks import block_grid, blocks_of, check_block, fit_block, unblock
 from lsc_ort.entropy import binary_entropy
 from lsc_ort.format import BlobFormatError, BlobView, align
 
@@ -176,7 +176,7 @@ def _candidate_blocks(rows: int, cols: int) -> list[tuple[int, int]]:
     shapes = [(1, bc) for bc in AUTO_BLOCK_COLS] + list(AUTO_2D_BLOCKS) + [(1, cols)]
     if rows * cols <= WHOLE_MATRIX_BLOCK_LIMIT:
         shapes.append((rows, cols))
-    fitted = {(max(1, min(br, rows)), max(1, min(bc, cols))) for br, bc in shapes}
+    fitted = {fit_block(shape, rows, cols) for shape in shapes}
     fitted.discard((1, 1))
     return sorted(fitted)
 
@@ -221,7 +221,7 @@ class LscCodec(Codec):
                 shapes.insert(0, (1, 1))
         else:
             br, bc = check_block(block, "lsc")
-            shapes = [(max(1, min(br, rows)), max(1, min(bc, cols)))]
+            shapes = [fit_block((br, bc), rows, cols)]
 
         if len(shapes) == 1 and fixed_bits is not None and (fixed_bits == 0 or fixed_split is not None):
             shape, width, sp = shapes[0], fixed_bits, fixed_split or 0
