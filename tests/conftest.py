@@ -31,7 +31,7 @@ def sparse_array(shape: tuple[int, ...], sparsity: float, dtype: type = np.float
     else:
         values = rng.standard_normal(size).astype(dtype)
         values[values == 0] = 1
-    zeros = rng.choice(size, int(round(sparsity * size)), replace=False)
+    zeros = rng.choice(size, round(sparsity * size), replace=False)
     values[zeros] = 0
     return values.reshape(shape)
 

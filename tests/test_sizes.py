@@ -29,7 +29,7 @@ def test_admm_lenet_profile_compresses_at_least_55x() -> None:
     for shape, kept in ADMM_LENET:
         size = int(np.prod(shape))
         weight = np.zeros(size, np.float32)
-        positions = rng.choice(size, int(round(kept * size)), replace=False)
+        positions = rng.choice(size, round(kept * size), replace=False)
         weight[positions] = rng.standard_normal(positions.size).astype(np.float32)
         weight = weight.reshape(shape)
         blob = lsc_ort.encode(weight, "lsc")
