@@ -246,7 +246,7 @@ def parse_blob(blob: bytes | bytearray | memoryview | np.ndarray) -> BlobView:
     numel = 1
     for d in shape:
         numel *= d
-    if numel >= 2**62:
+    if numel >= 2**62 or any(d >= 2**62 for d in shape):
         raise BlobFormatError(f"shape {list(shape)} has too many elements")
     if nnz > numel:
         raise BlobFormatError(f"nnz {nnz} exceeds the element count {numel} of shape {list(shape)}")

@@ -82,3 +82,43 @@ def session_options(opts: onnxruntime.SessionOptions | None = None) -> onnxrunti
 def load_library() -> ctypes.CDLL:
     """The library loaded with ctypes, for its C test API (``lsc_blob_*`` functions)."""
     return ctypes.CDLL(get_library_path())
+
+
+def _blob_buffer(blob: bytes | bytearray | memoryview) -> tuple[ctypes.Array[ctypes.c_char], int]:
+    data = bytes(blob)
+    return ctypes.create_string_buffer(data, len(data)), len(data)
+
+
+def native_validate(blob: bytes | bytearray | memoryview) -> int:
+    """Validate ``blob`` with the native reader; returns its non-zero count.
+
+    Raises:
+        ValueError: the native reader rejects the blob (its message says why).
+    """
+    lib = load_library()
+    buffer, size = _blob_buffer(blob)
+    nnz = ctypes.c_uint64(0)
+    err = ctypes.create_string_buffer(512)
+    if lib.lsc_blob_validate(buffer, ctypes.c_size_t(size), ctypes.byref(nnz), err, ctypes.c_size_t(512)):
+        raise ValueError(err.value.decode())
+    return int(nnz.value)
+
+
+def native_decode(blob: bytes | bytearray | memoryview) -> bytes:
+    """Decode ``blob`` with the native reader into raw little-endian element bytes (C order)."""
+    from lsc_ort.format import parse_blob
+
+    native_validate(blob)
+    header = parse_blob(blob).header
+    lib = load_library()
+    buffer, size = _blob_buffer(blob)
+    try:
+        out = ctypes.create_string_buffer(max(1, header.numel * header.dtype.itemsize))
+    except (MemoryError, OverflowError):
+        raise ValueError(f"cannot allocate the decoded tensor of shape {list(header.shape)}") from None
+    err = ctypes.create_string_buffer(512)
+    nbytes = header.numel * header.dtype.itemsize
+    if lib.lsc_blob_decode(buffer, ctypes.c_size_t(size), out, ctypes.c_size_t(nbytes), err,
+                           ctypes.c_size_t(512)):
+        raise ValueError(err.value.decode())
+    return out.raw[:nbytes]

@@ -1,0 +1,70 @@
+// A small C API over the blob reader, used by the Python tests (ctypes) to check that the native
+// reader accepts, rejects and decodes exactly what the Python codecs write.
+#include <cstdio>
+#include <cstring>
+#include <exception>
+
+#include "common/export.h"
+#include "format/blob.h"
+#include "format/decoder.h"
+
+namespace {
+
+int Report(const lsc::Status& status, char* err, size_t err_size) {
+  if (status.ok()) return 0;
+  if (err != nullptr && err_size > 0) std::snprintf(err, err_size, "%s", status.message().c_str());
+  return 1;
+}
+
+template <typename Sink>
+lsc::Status DecodeBlob(const uint8_t* data, size_t size, Sink&& sink, lsc::Blob* blob) {
+  LSC_RETURN_IF_ERROR(lsc::ParseBlob(data, size, blob));
+  std::unique_ptr<lsc::MatrixDecoder> decoder;
+  LSC_RETURN_IF_ERROR(lsc::CreateDecoder(*blob, &decoder));
+  return lsc::DecodeAll(*decoder, sink);
+}
+
+}  // namespace
+
+extern "C" {
+
+LSC_EXPORT const char* lsc_version(void) { return LSC_ORT_VERSION; }
+
+// Fully validates a blob (container, codec layout, every chunk, the non-zero count).
+// Returns 0, or 1 with a message in `err`.
+LSC_EXPORT int lsc_blob_validate(const uint8_t* data, size_t size, uint64_t* nnz, char* err, size_t err_size) {
+  try {
+    lsc::Blob blob;
+    uint64_t count = 0;
+    lsc::Status status = DecodeBlob(data, size, [&](const std::vector<lsc::Entry>& e) { count += e.size(); }, &blob);
+    if (status.ok() && nnz != nullptr) *nnz = count;
+    return Report(status, err, err_size);
+  } catch (const std::exception& e) {
+    return Report(lsc::Fail("internal error: ", e.what()), err, err_size);
+  }
+}
+
+// Decodes a blob into `out` (numel x itemsize bytes of raw bit patterns, C order).
+LSC_EXPORT int lsc_blob_decode(const uint8_t* data, size_t size, uint8_t* out, size_t out_size, char* err,
+                               size_t err_size) {
+  try {
+    lsc::Blob blob;
+    lsc::Status status = lsc::ParseBlob(data, size, &blob);
+    if (status.ok() && out_size != static_cast<uint64_t>(blob.numel()) * blob.itemsize()) {
+      status = lsc::Fail("output buffer has ", out_size, " bytes, the tensor needs ", blob.numel() * blob.itemsize());
+    }
+    if (status.ok()) {
+      std::memset(out, 0, out_size);
+      const int64_t cols = blob.cols();
+      const size_t item = blob.itemsize();
+      status = DecodeBlob(data, size, [&](const std::vector<lsc::Entry>& entries) {
+        for (const lsc::Entry& e : entries) std::memcpy(out + (e.row * cols + e.col) * item, &e.bits, item);
+      }, &blob);
+    }
+    return Report(status, err, err_size);
+  } catch (const std::exception& e) {
+    return Report(lsc::Fail("internal error: ", e.what()), err, err_size);
+  }
+}
+
+}  // extern "C"
