@@ -84,6 +84,14 @@ def load_library() -> ctypes.CDLL:
     return ctypes.CDLL(get_library_path())
 
 
+def kernel_name() -> str:
+    """Name of the kernel variant that new LSCMatMul / LSCConv instances select on this CPU,
+    e.g. ``f32-spmm/columns-avx512`` (the environment variable ``LSC_ORT_ISA`` caps it)."""
+    lib = load_library()
+    lib.lsc_kernel_name.restype = ctypes.c_char_p
+    return str(lib.lsc_kernel_name().decode())
+
+
 def _blob_buffer(blob: bytes | bytearray | memoryview) -> tuple[ctypes.Array[ctypes.c_char], int]:
     data = bytes(blob)
     return ctypes.create_string_buffer(data, len(data)), len(data)

@@ -7,6 +7,7 @@
 #include "common/export.h"
 #include "format/blob.h"
 #include "format/decoder.h"
+#include "kernels/kernels.h"
 
 namespace {
 
@@ -29,6 +30,9 @@ lsc::Status DecodeBlob(const uint8_t* data, size_t size, Sink&& sink, lsc::Blob*
 extern "C" {
 
 LSC_EXPORT const char* lsc_version(void) { return LSC_ORT_VERSION; }
+
+// Name of the kernel variant new op instances use now (honours LSC_ORT_ISA).
+LSC_EXPORT const char* lsc_kernel_name(void) { return lsc::SelectKernels().name; }
 
 // Fully validates a blob (container, codec layout, every chunk, the non-zero count).
 // Returns 0, or 1 with a message in `err`.

@@ -1,0 +1,161 @@
+// AVX-512 kernels (x86-64 with AVX512F/BW/VL/DQ; selected at run time).
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+
+#include "kernels/views.h"
+
+#define LSC_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
+
+namespace lsc {
+namespace {
+
+LSC_AVX512 inline __mmask16 TailMask(int64_t count) {
+  return count >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << count) - 1);
+}
+
+// One output column: NV vectors of 16 batch lanes, the last one masked by `tail`, accumulated in
+// U independent sets (enough chains to hide the FMA latency when NV is small).
+template <int NV, int U>
+LSC_AVX512 inline void Column(const ColumnView& w, int64_t n, const float* at, int64_t lda, __mmask16 tail,
+                              float alpha, float beta, float* out) {
+  __m512 acc[U][NV];
+  for (int u = 0; u < U; ++u) {
+    for (int v = 0; v < NV; ++v) acc[u][v] = _mm512_setzero_ps();
+  }
+  uint64_t i = w.ptr[n];
+  const uint64_t end = w.ptr[n + 1];
+  for (; i + U <= end; i += U) {
+    for (int u = 0; u < U; ++u) {
+      const float* row = at + static_cast<int64_t>(w.row[i + u]) * lda;
+      const __m512 value = _mm512_set1_ps(w.value[i + u]);
+      for (int v = 0; v < NV; ++v) {
+        const __mmask16 m = v == NV - 1 ? tail : static_cast<__mmask16>(0xFFFF);
+        acc[u][v] = _mm512_fmadd_ps(value, _mm512_maskz_loadu_ps(m, row + 16 * v), acc[u][v]);
+      }
+    }
+  }
+  for (; i < end; ++i) {
+    const float* row = at + static_cast<int64_t>(w.row[i]) * lda;
+    const __m512 value = _mm512_set1_ps(w.value[i]);
+    for (int v = 0; v < NV; ++v) {
+      const __mmask16 m = v == NV - 1 ? tail : static_cast<__mmask16>(0xFFFF);
+      acc[0][v] = _mm512_fmadd_ps(value, _mm512_maskz_loadu_ps(m, row + 16 * v), acc[0][v]);
+    }
+  }
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+  for (int v = 0; v < NV; ++v) {
+    __m512 sum = acc[0][v];
+    for (int u = 1; u < U; ++u) sum = _mm512_add_ps(sum, acc[u][v]);
+    const __mmask16 m = v == NV - 1 ? tail : static_cast<__mmask16>(0xFFFF);
+    _mm512_mask_storeu_ps(out + 16 * v, m, _mm512_fmadd_ps(va, sum, vb));
+  }
+}
+
+template <int NV>
+LSC_AVX512 void Columns(const ColumnView& w, int64_t n_begin, int64_t n_end, const float* at, int64_t lda,
+                        int64_t batch, float alpha, const float* bias, float* yt, int64_t ldy) {
+  const __mmask16 tail = TailMask(batch - 16 * (NV - 1));
+  for (int64_t n = n_begin; n < n_end; ++n) {
+    Column<NV, (NV == 1 ? 4 : 2)>(w, n, at, lda, tail, alpha, bias ? bias[n] : 0.0f, yt + n * ldy);
+  }
+}
+
+// In-register transpose of 16 rows of 16 floats.
+LSC_AVX512 inline void Transpose16(__m512 r[16]) {
+  __m512 t[16], u[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int q = 0; q < 4; ++q) {  // rows 4q..4q+3: u[4q + j] holds element j (+4, +8, +12) of them
+    const __m512d t0 = _mm512_castps_pd(t[4 * q]), t1 = _mm512_castps_pd(t[4 * q + 1]);
+    const __m512d t2 = _mm512_castps_pd(t[4 * q + 2]), t3 = _mm512_castps_pd(t[4 * q + 3]);
+    u[4 * q + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
+    u[4 * q + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
+    u[4 * q + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
+    u[4 * q + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
+  }
+  for (int j = 0; j < 4; ++j) {
+    const __m512 v0 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x88);
+    const __m512 v1 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xDD);
+    const __m512 v2 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x88);
+    const __m512 v3 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xDD);
+    r[j] = _mm512_shuffle_f32x4(v0, v2, 0x88);
+    r[j + 8] = _mm512_shuffle_f32x4(v0, v2, 0xDD);
+    r[j + 4] = _mm512_shuffle_f32x4(v1, v3, 0x88);
+    r[j + 12] = _mm512_shuffle_f32x4(v1, v3, 0xDD);
+  }
+}
+
+}  // namespace
+
+LSC_AVX512 void SpmmTileAvx512(const ColumnView& w, int64_t n_begin, int64_t n_end, const float* at, int64_t lda,
+                               int64_t batch, float alpha, const float* bias, float* yt, int64_t ldy) {
+  switch ((batch + 15) / 16) {
+    case 1: return Columns<1>(w, n_begin, n_end, at, lda, batch, alpha, bias, yt, ldy);
+    case 2: return Columns<2>(w, n_begin, n_end, at, lda, batch, alpha, bias, yt, ldy);
+    case 3: return Columns<3>(w, n_begin, n_end, at, lda, batch, alpha, bias, yt, ldy);
+    case 4: return Columns<4>(w, n_begin, n_end, at, lda, batch, alpha, bias, yt, ldy);
+    default: return;
+  }
+}
+
+// Groups of 16 output columns; the activation window x[32 w, 32 w + 32) sits in two registers and
+// one vpermt2ps per round routes each lane (column) its activation.
+LSC_AVX512 void SpmvWindowedAvx512(const WindowedView& w, int64_t g_begin, int64_t g_end, const float* x,
+                                   float alpha, const float* bias, float* y) {
+  for (int64_t g = g_begin; g < g_end; ++g) {
+    const uint8_t* offset = w.offset + w.group_start[g] * 16;
+    const float* value = w.value + w.group_start[g] * 16;
+    const uint8_t* rounds = w.rounds + g * w.windows;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t win = 0; win < w.windows; ++win) {
+      const __m512 lo = _mm512_loadu_ps(x + 32 * win), hi = _mm512_loadu_ps(x + 32 * win + 16);
+      const int count = rounds[win];
+      int r = 0;
+      for (; r + 2 <= count; r += 2) {
+        const __m512i i0 = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(offset)));
+        const __m512i i1 = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(offset + 16)));
+        a0 = _mm512_fmadd_ps(_mm512_permutex2var_ps(lo, i0, hi), _mm512_loadu_ps(value), a0);
+        a1 = _mm512_fmadd_ps(_mm512_permutex2var_ps(lo, i1, hi), _mm512_loadu_ps(value + 16), a1);
+        offset += 32;
+        value += 32;
+      }
+      if (r < count) {
+        const __m512i i0 = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(offset)));
+        a2 = _mm512_fmadd_ps(_mm512_permutex2var_ps(lo, i0, hi), _mm512_loadu_ps(value), a2);
+        offset += 16;
+        value += 16;
+      }
+      const __m512 s0 = a0, s1 = a1;  // rotate accumulators between windows
+      a0 = a3;
+      a1 = a2;
+      a2 = s1;
+      a3 = s0;
+    }
+    const int64_t n0 = g * 16;
+    const __mmask16 m = TailMask(w.N - n0);
+    const __m512 sum = _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3));
+    const __m512 beta = bias ? _mm512_maskz_loadu_ps(m, bias + n0) : _mm512_setzero_ps();
+    _mm512_mask_storeu_ps(y + n0, m, _mm512_fmadd_ps(_mm512_set1_ps(alpha), sum, beta));
+  }
+}
+
+LSC_AVX512 void TransposeAvx512(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst, int64_t ldd) {
+  for (int64_t r0 = 0; r0 < rows; r0 += 16) {
+    const int64_t nr = rows - r0 < 16 ? rows - r0 : 16;
+    for (int64_t c0 = 0; c0 < cols; c0 += 16) {
+      const int64_t nc = cols - c0 < 16 ? cols - c0 : 16;
+      __m512 r[16];
+      const __mmask16 load = TailMask(nc), store = TailMask(nr);
+      for (int i = 0; i < 16; ++i) {
+        r[i] = i < nr ? _mm512_maskz_loadu_ps(load, src + (r0 + i) * lds + c0) : _mm512_setzero_ps();
+      }
+      Transpose16(r);
+      for (int j = 0; j < nc; ++j) _mm512_mask_storeu_ps(dst + (c0 + j) * ldd + r0, store, r[j]);
+    }
+  }
+}
+
+}  // namespace lsc
+#endif

@@ -1,0 +1,58 @@
+// The table of kernel variants and the run-time choice among them.
+#include "kernels/kernels.h"
+
+#include <cstdlib>
+#include <cstring>
+
+namespace lsc {
+namespace {
+
+bool Always() { return true; }
+
+#if defined(__x86_64__) || defined(_M_X64)
+bool HasAvx512() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma");
+}
+bool HasAvx2() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+#endif
+
+int Rank(const char* isa) {
+  if (std::strcmp(isa, "avx512") == 0) return 3;
+  if (std::strcmp(isa, "avx2") == 0 || std::strcmp(isa, "neon") == 0) return 2;
+  return 1;
+}
+
+}  // namespace
+
+const std::vector<KernelSet>& AllKernelSets() {
+  // name, isa, supported, batch tile, spmm tile, spmv columns, spmv windowed, lanes, window, transpose
+  static const std::vector<KernelSet> sets = {
+#if defined(__x86_64__) || defined(_M_X64)
+      {"f32-spmm/columns-avx512", "avx512", HasAvx512, 64, SpmmTileAvx512, SpmvColumnsScalar, SpmvWindowedAvx512, 16,
+       32, TransposeAvx512},
+      {"f32-spmm/columns-avx2", "avx2", HasAvx2, 32, SpmmTileAvx2, SpmvColumnsScalar, nullptr, 0, 0, TransposeScalar},
+#endif
+#if defined(__aarch64__)
+      {"f32-spmm/columns-neon", "neon", Always, 64, SpmmTileNeon, SpmvColumnsScalar, nullptr, 0, 0, TransposeScalar},
+#endif
+      {"f32-spmm/columns-scalar", "scalar", Always, 64, SpmmTileScalar, SpmvColumnsScalar, nullptr, 0, 0,
+       TransposeScalar},
+  };
+  return sets;
+}
+
+const KernelSet& SelectKernels() {
+  const char* cap = std::getenv("LSC_ORT_ISA");
+  const int limit = cap && *cap ? Rank(cap) : 3;
+  for (const KernelSet& set : AllKernelSets()) {
+    if (Rank(set.isa) <= limit && set.supported()) return set;
+  }
+  return AllKernelSets().back();
+}
+
+}  // namespace lsc

@@ -1,0 +1,37 @@
+// Compute kernels on the execution layouts, one variant per instruction set, listed in one table
+// (kernels.cc). Variants are named <dtype>-<op>/<layout>-<isa> as in XNNPACK; adding a SIMD
+// variant is one file and one table line, and the tests run every variant the CPU supports.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "kernels/views.h"
+
+namespace lsc {
+
+struct KernelSet {
+  const char* name;  // e.g. "f32-spmm/columns-avx512"
+  const char* isa;   // "avx512", "avx2", "neon" or "scalar"
+  bool (*supported)();
+  int batch_tile;
+  SpmmTileFn spmm_tile;
+  SpmvColumnsFn spmv_columns;
+  SpmvWindowedFn spmv_windowed;  // null: small batches use spmv_columns
+  int lanes, window;             // windowed layout shape for spmv_windowed
+  TransposeFn transpose;
+};
+
+// Every variant compiled in, best first.
+const std::vector<KernelSet>& AllKernelSets();
+// The best variant this CPU supports, no better than the ISA named by the environment variable
+// LSC_ORT_ISA when set ("avx512", "avx2", "neon", "scalar"). Read once per call.
+const KernelSet& SelectKernels();
+
+// Portable implementations, shared as fallbacks.
+void SpmmTileScalar(const ColumnView&, int64_t, int64_t, const float*, int64_t, int64_t, float, const float*, float*,
+                    int64_t);
+void SpmvColumnsScalar(const ColumnView&, int64_t, int64_t, const float*, float, const float*, float*);
+void TransposeScalar(const float*, int64_t, int64_t, int64_t, float*, int64_t);
+
+}  // namespace lsc

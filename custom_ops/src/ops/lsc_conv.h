@@ -1,0 +1,64 @@
+// LSCConv: ONNX Conv (1-D and 2-D, NCHW) with the weight decoded from an lsc-ort blob.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "kernels/kernels.h"
+#include "onnxruntime_cxx_api.h"
+#include "ops/packed_weight.h"
+
+namespace lsc {
+
+// Spatial geometry of a convolution, 1-D convolutions as 2-D with height 1.
+struct ConvGeometry {
+  int64_t batch = 0, channels = 0, height = 0, width = 0;        // input
+  int64_t out_channels = 0, out_height = 0, out_width = 0;       // output
+  int64_t kernel_h = 1, kernel_w = 1, stride_h = 1, stride_w = 1;
+  int64_t dilation_h = 1, dilation_w = 1, pad_top = 0, pad_left = 0;
+  int64_t group = 1;
+};
+
+class LscConvKernel {
+ public:
+  explicit LscConvKernel(const OrtKernelInfo* info);
+  Status Init(const OrtKernelInfo* info);
+  OrtStatusPtr ComputeV2(OrtKernelContext* context);
+  const std::string& node() const { return node_; }
+
+ private:
+  enum Scratch { kScratchCols = 8, kScratchHalfIn, kScratchHalfOut };
+  Status CheckWeight(const PackedWeight& weight) const;
+  Status Geometry(const std::vector<int64_t>& x_shape, const PackedWeight& weight, ConvGeometry* g) const;
+  Status Compute(OrtKernelContext* context);
+
+  std::string node_;
+  std::string auto_pad_;
+  std::vector<int64_t> kernel_shape_, strides_, dilations_, pads_;
+  int64_t group_ = 1;
+  const KernelSet* kernels_ = nullptr;
+  std::shared_ptr<PackedWeight> weight_;
+};
+
+class LscConvOp : public Ort::CustomOpBase<LscConvOp, LscConvKernel, true> {
+ public:
+  explicit LscConvOp(ONNXTensorElementDataType type) : type_(type) {}
+  OrtStatusPtr CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** kernel) const;
+  const char* GetName() const { return "LSCConv"; }
+  size_t GetInputTypeCount() const { return 3; }
+  ONNXTensorElementDataType GetInputType(size_t index) const {
+    return index == 1 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 : type_;
+  }
+  OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t index) const {
+    return index == 2 ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
+  }
+  size_t GetOutputTypeCount() const { return 1; }
+  ONNXTensorElementDataType GetOutputType(size_t) const { return type_; }
+
+ private:
+  ONNXTensorElementDataType type_;
+};
+
+}  // namespace lsc

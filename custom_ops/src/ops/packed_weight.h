@@ -1,0 +1,36 @@
+// A weight blob decoded once (at session creation when it is a constant) into the execution
+// layouts the kernels run on. The dense matrix is never formed.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "common/status.h"
+#include "kernels/kernels.h"
+#include "kernels/layouts.h"
+
+namespace lsc {
+
+class PackedWeight {
+ public:
+  // Parses, validates and decodes `blob`. The weight is the blob's matrix view (k_is_row) or its
+  // transpose; `shape` receives the blob's logical shape.
+  static Status Create(const uint8_t* blob, size_t size, bool k_is_row, std::shared_ptr<PackedWeight>* out);
+
+  const std::vector<int64_t>& shape() const { return shape_; }
+  int64_t K() const { return columns_.K; }
+  int64_t N() const { return columns_.N; }
+  const ColumnLists& columns() const { return columns_; }
+  // The windowed layout for `kernels` (built on first use; thread-safe).
+  const WindowedLayout& windowed(const KernelSet& kernels) const;
+
+ private:
+  std::vector<int64_t> shape_;
+  ColumnLists columns_;
+  mutable std::once_flag windowed_once_;
+  mutable WindowedLayout windowed_;
+};
+
+}  // namespace lsc

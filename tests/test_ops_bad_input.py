@@ -1,0 +1,156 @@
+"""Bad blobs, shapes and attributes fail session creation or the run with a clear message
+naming the op, the node and the problem: never a crash or a wrong answer."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+import lsc_ort
+from lsc_ort import native
+from tests.conftest import sparse_array
+from tests.op_models import conv_model, matmul_model, session
+
+pytestmark = pytest.mark.skipif(not native.library_available(), reason="native library not built")
+
+ERRORS = (ort.capi.onnxruntime_pybind11_state.Fail, ort.capi.onnxruntime_pybind11_state.InvalidArgument,
+          ort.capi.onnxruntime_pybind11_state.RuntimeException, ort.capi.onnxruntime_pybind11_state.InvalidGraph)
+
+
+def refresh_crc(blob: bytearray) -> bytes:
+    blob[16:20] = struct.pack("<I", zlib.crc32(bytes(blob[20:])))
+    return bytes(blob)
+
+
+def good_blob(codec: str = "lsc") -> bytes:
+    return lsc_ort.encode(sparse_array((40, 30), 0.8), codec)
+
+
+@pytest.mark.parametrize(
+    "name,corrupt,message",
+    [
+        ("truncated", lambda b: b[:-5], "truncated"),
+        ("trailing bytes", lambda b: b + b"\0\0", "trailing"),
+        ("bit flip", lambda b: b[:300] + bytes([b[300] ^ 4]) + b[301:], "checksum"),
+        ("magic", lambda b: b"JUNK" + b[4:], "magic"),
+        ("version", lambda b: refresh_crc(bytearray(b[:4] + b"\x09\x00" + b[6:])), "version"),
+        ("empty", lambda b: b"", "truncated"),
+        ("codec id", lambda b: refresh_crc(bytearray(b[:6] + b"\x42" + b[7:])), "codec"),
+    ],
+)
+def test_corrupted_blob_fails_session_creation(name: str, corrupt, message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ERRORS, match=rf"LSCMatMul\] node 'lsc_mm'.*{message}"):
+        session(matmul_model(corrupt(good_blob())))
+
+
+def test_index_out_of_range_is_reported() -> None:
+    blob = bytearray(lsc_ort.encode(sparse_array((6, 8), 0.5), "csr"))
+    indices_offset = struct.unpack_from("<Q", blob, 40 + 16 + 16)[0]
+    blob[indices_offset:indices_offset + 4] = struct.pack("<i", 812)
+    with pytest.raises(ERRORS, match=r"index 812 .*out of range \[0, 8\)"):
+        session(matmul_model(refresh_crc(blob)))
+
+
+def test_lsc_position_out_of_range_is_reported() -> None:
+    weight = np.zeros((8, 8), np.float32)
+    weight[7, 7] = 1.0
+    blob = bytearray(lsc_ort.encode(weight, "lsc", block=(8, 8), code_bits=8, split=255))
+    codes_offset = struct.unpack_from("<Q", blob, 40 + 16 + 40 + 32)[0]
+    assert blob[codes_offset] == 63
+    blob[codes_offset] = 64  # one past the last element of the only block
+    with pytest.raises(ERRORS, match=r"position 64 in chunk 0 is out of range \[0, 64\)"):
+        session(matmul_model(refresh_crc(blob)))
+
+
+def test_random_structural_corruptions_never_crash() -> None:
+    """CRC-valid corrupted blobs: the session fails cleanly or computes what the Python decoder
+    decodes from the same blob."""
+    weight = sparse_array((24, 20), 0.85, seed=3)
+    a = np.random.default_rng(0).standard_normal((3, 24)).astype(np.float32)
+    rng = np.random.default_rng(5)
+    for codec in lsc_ort.available_codecs():
+        blob = lsc_ort.encode(weight, codec)
+        for _ in range(40):
+            corrupted = bytearray(blob)
+            for position in rng.integers(20, len(blob), size=2):
+                corrupted[position] = rng.integers(0, 256)
+            candidate = refresh_crc(corrupted)
+            try:
+                decoded = lsc_ort.decode(candidate)
+            except ValueError:
+                with pytest.raises(ERRORS):
+                    session(matmul_model(candidate)).run(None, {"A": a})
+                continue
+            if decoded.ndim != 2 or decoded.shape[0] != 24 or not np.isfinite(decoded).all():
+                continue
+            y = session(matmul_model(candidate)).run(None, {"A": a})[0]
+            np.testing.assert_allclose(y, a.astype(np.float64) @ decoded, rtol=1e-4, atol=1e-4)
+
+
+def test_activation_shape_mismatch_names_the_node() -> None:
+    sess = session(matmul_model(good_blob()))
+    with pytest.raises(ERRORS, match=r"LSCMatMul\] node 'lsc_mm': A has shape \[2, 39\] .* must be 40"):
+        sess.run(None, {"A": np.zeros((2, 39), np.float32)})
+
+
+def test_bias_shape_mismatch() -> None:
+    with pytest.raises(ERRORS, match=r"bias has shape \[31\], expected \[30\]"):
+        session(matmul_model(good_blob(), np.zeros(31, np.float32))).run(None, {"A": np.zeros((1, 40), np.float32)})
+
+
+def test_matmul_needs_a_matrix() -> None:
+    blob = lsc_ort.encode(sparse_array((4, 5, 6), 0.5), "lsc")
+    with pytest.raises(ERRORS, match="rank 3; LSCMatMul needs a 2-D matrix"):
+        session(matmul_model(blob))
+
+
+def test_bad_transb_attribute() -> None:
+    with pytest.raises(ERRORS, match="transB must be 0 or 1"):
+        session(matmul_model(good_blob(), transB=3))
+
+
+def test_runtime_blob_input_is_validated_on_every_run() -> None:
+    sess = session(matmul_model(b"", blob_as_input=True))
+    with pytest.raises(ERRORS, match="checksum"):
+        blob = bytearray(good_blob())
+        blob[-1] ^= 1
+        sess.run(None, {"A": np.zeros((1, 40), np.float32), "W": np.frombuffer(bytes(blob), np.uint8)})
+
+
+def test_conv_errors_name_the_problem() -> None:
+    weight = sparse_array((8, 4, 3, 3), 0.5)
+    blob = lsc_ort.encode(weight, "lsc")
+    x = np.zeros((1, 4, 6, 6), np.float32)
+    with pytest.raises(ERRORS, match=r"LSCConv\] node 'lsc_conv': X has 5 channels"):
+        session(conv_model(blob)).run(None, {"X": np.zeros((1, 5, 6, 6), np.float32)})
+    with pytest.raises(ERRORS, match="kernel_shape \\[5, 5\\] does not match"):
+        session(conv_model(blob, kernel_shape=[5, 5]))
+    with pytest.raises(ERRORS, match="not divisible by group 3"):
+        session(conv_model(blob, group=3))
+    with pytest.raises(ERRORS, match="1-D and 2-D convolutions"):
+        session(conv_model(lsc_ort.encode(np.ones((2, 2), np.float32), "lsc")))
+    with pytest.raises(ERRORS, match="unsupported auto_pad"):
+        session(conv_model(blob, auto_pad="SAME"))
+    with pytest.raises(ERRORS, match="X has shape \\[1, 4, 6\\]"):
+        session(conv_model(blob)).run(None, {"X": np.zeros((1, 4, 6), np.float32)})
+    with pytest.raises(ERRORS, match="B has shape"):
+        session(conv_model(blob, np.zeros(7, np.float32))).run(None, {"X": x})
+    with pytest.raises(ERRORS, match="strides and dilations must be >= 1"):
+        session(conv_model(blob, strides=[0, 1]))
+
+
+def test_wrong_weight_type_is_rejected() -> None:
+    from onnx import TensorProto, helper, numpy_helper
+
+    node = helper.make_node("LSCMatMul", ["A", "W"], ["Y"], domain=lsc_ort.DOMAIN)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("A", TensorProto.FLOAT, None)],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(np.ones((4, 4), np.float32), "W")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid(lsc_ort.DOMAIN, 1)])
+    with pytest.raises(ERRORS):
+        session(model.SerializeToString())

@@ -1,0 +1,98 @@
+"""LSCConv against a float64 numpy convolution and onnxruntime's dense Conv."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from onnx import helper, numpy_helper
+
+import lsc_ort
+from lsc_ort import native
+from tests.conftest import sparse_array
+from tests.op_models import assert_close, conv_model, dense_session, reference_conv, session
+
+pytestmark = pytest.mark.skipif(not native.library_available(), reason="native library not built")
+
+# (input shape, weight shape, attributes)
+CASES: list[tuple[tuple[int, ...], tuple[int, ...], dict[str, Any]]] = [
+    ((2, 8, 13, 11), (16, 8, 3, 3), {"pads": [1, 1, 1, 1]}),
+    ((1, 8, 13, 11), (16, 8, 3, 3), {"strides": [2, 2]}),
+    ((1, 8, 13, 11), (16, 8, 3, 3), {"dilations": [2, 2], "pads": [2, 2, 2, 2]}),
+    ((1, 8, 13, 11), (16, 8, 3, 3), {"pads": [0, 1, 2, 3]}),
+    ((1, 8, 13, 11), (16, 8, 3, 3), {"auto_pad": "SAME_UPPER"}),
+    ((1, 8, 12, 12), (16, 8, 3, 3), {"auto_pad": "SAME_UPPER", "strides": [2, 2]}),
+    ((1, 8, 12, 12), (16, 8, 4, 4), {"auto_pad": "SAME_LOWER", "strides": [3, 3]}),
+    ((1, 8, 10, 10), (12, 8, 3, 3), {"auto_pad": "VALID"}),
+    ((2, 8, 9, 9), (8, 1, 3, 3), {"group": 8, "pads": [1, 1, 1, 1]}),
+    ((1, 8, 9, 9), (16, 1, 3, 3), {"group": 8, "pads": [1, 1, 1, 1]}),
+    ((1, 8, 9, 9), (6, 4, 3, 3), {"group": 2, "strides": [2, 2]}),
+    ((2, 16, 9, 9), (32, 16, 1, 1), {}),
+    ((1, 16, 9, 9), (32, 16, 1, 1), {"strides": [2, 2]}),
+    ((1, 3, 32, 32), (16, 3, 7, 7), {"strides": [2, 2], "pads": [3, 3, 3, 3]}),
+    ((1, 64, 14, 14), (64, 64, 3, 3), {"pads": [1, 1, 1, 1]}),
+    ((2, 4, 30), (5, 4, 3), {"pads": [1, 2], "strides": [2]}),
+    ((1, 6, 40), (8, 3, 5), {"group": 2, "dilations": [2], "auto_pad": "SAME_UPPER"}),
+    ((1, 4, 1, 1), (5, 4, 1, 1), {}),
+    ((1, 2, 5, 5), (3, 2, 3, 3), {"kernel_shape": [3, 3]}),
+]
+
+
+def ids(case: tuple[Any, ...]) -> str:
+    return f"{case[0]}-{case[1]}-{case[2]}".replace(" ", "")
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("case", CASES, ids=[ids(c) for c in CASES])
+def test_conv_matches_reference(case: tuple[Any, ...], threads: int) -> None:
+    x_shape, w_shape, attributes = case
+    rng = np.random.default_rng(len(ids(case)))
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = sparse_array(w_shape, 0.7, seed=w_shape[0])
+    b = rng.standard_normal(w_shape[0]).astype(np.float32)
+    y = session(conv_model(lsc_ort.encode(w, "lsc"), b, **attributes), threads).run(None, {"X": x})[0]
+    assert_close(y, reference_conv(x, w, b, **attributes))
+
+
+@pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.9, 0.99, 1.0])
+@pytest.mark.parametrize("codec", lsc_ort.available_codecs())
+def test_conv_every_codec_and_sparsity(codec: str, sparsity: float) -> None:
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 6, 11, 9)).astype(np.float32)
+    w = sparse_array((10, 6, 3, 3), sparsity, seed=4)
+    y = session(conv_model(lsc_ort.encode(w, codec), pads=[1, 0, 1, 2])).run(None, {"X": x})[0]
+    assert_close(y, reference_conv(x, w, None, pads=[1, 0, 1, 2]))
+
+
+def test_conv_matches_onnxruntime_conv() -> None:
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 32, 28, 28)).astype(np.float32)
+    w = sparse_array((64, 32, 3, 3), 0.9)
+    b = rng.standard_normal(64).astype(np.float32)
+    attributes = {"strides": [2, 2], "pads": [1, 1, 1, 1]}
+    dense = dense_session(helper.make_node("Conv", ["X", "W", "B"], ["Y"], **attributes),
+                          [numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "B")], "X")
+    y = session(conv_model(lsc_ort.encode(w, "lsc"), b, **attributes), 2).run(None, {"X": x})[0]
+    assert_close(y, dense.run(None, {"X": x})[0].astype(np.float64))
+
+
+def test_conv_float16() -> None:
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((1, 4, 8, 8)).astype(np.float16)
+    w = sparse_array((6, 4, 3, 3), 0.6)
+    y = session(conv_model(lsc_ort.encode(w, "lsc"), dtype=np.float16)).run(None, {"X": x})[0]
+    assert y.dtype == np.float16
+    assert_close(y, reference_conv(x.astype(np.float32), w, None), tolerance=2e-3)
+
+
+@pytest.mark.parametrize("isa", ["avx512", "avx2", "scalar"])
+def test_conv_every_kernel_variant(isa: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LSC_ORT_ISA", isa)
+    assert native.kernel_name().endswith(isa)
+    rng = np.random.default_rng(13)
+    for x_shape, w_shape, attributes in CASES[:3] + CASES[8:10] + CASES[15:16]:
+        x = rng.standard_normal(x_shape).astype(np.float32)
+        w = sparse_array(w_shape, 0.8)
+        y = session(conv_model(lsc_ort.encode(w, "lsc"), **attributes), 2).run(None, {"X": x})[0]
+        assert_close(y, reference_conv(x, w, None, **attributes))

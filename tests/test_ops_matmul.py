@@ -1,0 +1,150 @@
+"""LSCMatMul against numpy (float64) and onnxruntime's dense MatMul / Gemm."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from onnx import helper, numpy_helper
+
+import lsc_ort
+from lsc_ort import native
+from tests.conftest import sparse_array
+from tests.op_models import assert_close, dense_session, matmul_model, session
+
+pytestmark = pytest.mark.skipif(not native.library_available(), reason="native library not built")
+
+CODECS = lsc_ort.available_codecs()
+BATCHES = [1, 2, 3, 4, 5, 16, 63, 64, 65, 130]
+
+
+def reference(a: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None, alpha: float = 1.0) -> np.ndarray:
+    y = alpha * (a.astype(np.float64) @ w.astype(np.float64))
+    return y + bias if bias is not None else y
+
+
+def run(sess, a: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
+    return sess.run(None, {"A": a})[0]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.9, 0.99, 1.0])
+@pytest.mark.parametrize("codec", CODECS)
+def test_every_codec_and_sparsity(codec: str, sparsity: float, threads: int) -> None:
+    rng = np.random.default_rng(int(sparsity * 100) + threads)
+    for k, n in [(37, 53), (130, 70)]:
+        w = sparse_array((k, n), sparsity, seed=k)
+        sess = session(matmul_model(lsc_ort.encode(w, codec)), threads)
+        for m in BATCHES:
+            a = rng.standard_normal((m, k)).astype(np.float32)
+            assert_close(run(sess, a), reference(a, w))
+
+
+@pytest.mark.parametrize("k,n", [(1, 1), (1, 4096), (4096, 1), (7, 3), (3, 7), (33, 17), (256, 256),
+                                 (4096, 24), (24, 4096), (1000, 999)])
+def test_shapes(k: int, n: int) -> None:
+    rng = np.random.default_rng(k * 7 + n)
+    w = sparse_array((k, n), 0.9, seed=k + n)
+    sess = session(matmul_model(lsc_ort.encode(w, "lsc")), 2)
+    for m in (1, 4, 70, 256):
+        a = rng.standard_normal((m, k)).astype(np.float32)
+        assert_close(run(sess, a), reference(a, w))
+
+
+@pytest.mark.parametrize("shape", [(19,), (1, 19), (6, 19), (2, 3, 19), (2, 3, 5, 19), (0, 19), (2, 0, 19)])
+def test_rank_one_to_four_inputs_broadcast(shape: tuple[int, ...]) -> None:
+    w = sparse_array((19, 11), 0.8)
+    a = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    y = run(session(matmul_model(lsc_ort.encode(w, "lsc"))), a)
+    assert y.shape == (*shape[:-1], 11)
+    assert_close(y, reference(a, w))
+
+
+@pytest.mark.parametrize("transposed", [0, 1])
+def test_alpha_bias_and_transposed_weight(transposed: int) -> None:
+    rng = np.random.default_rng(5)
+    w = sparse_array((48, 30), 0.85)
+    bias = rng.standard_normal(30).astype(np.float32)
+    stored = w.T.copy() if transposed else w
+    sess = session(matmul_model(lsc_ort.encode(stored, "lsc"), bias, alpha=0.25, transB=transposed))
+    for m in (1, 9, 100):
+        a = rng.standard_normal((m, 48)).astype(np.float32)
+        assert_close(run(sess, a), reference(a, w, bias.astype(np.float64), 0.25))
+
+
+def test_matches_onnxruntime_gemm() -> None:
+    rng = np.random.default_rng(6)
+    w = sparse_array((96, 40), 0.9)
+    bias = rng.standard_normal(40).astype(np.float32)
+    gemm = dense_session(helper.make_node("Gemm", ["A", "W", "b"], ["Y"], alpha=2.0, transB=1),
+                         [numpy_helper.from_array(w.T.copy(), "W"), numpy_helper.from_array(bias, "b")], "A")
+    lsc = session(matmul_model(lsc_ort.encode(w.T.copy(), "lsc"), bias, alpha=2.0, transB=1))
+    for m in (1, 3, 64, 200):
+        a = rng.standard_normal((m, 96)).astype(np.float32)
+        assert_close(run(lsc, a), gemm.run(None, {"A": a})[0].astype(np.float64))
+
+
+def test_matches_onnxruntime_matmul_on_large_layer() -> None:
+    rng = np.random.default_rng(7)
+    w = sparse_array((768, 3072), 0.9)
+    dense = dense_session(helper.make_node("MatMul", ["A", "W"], ["Y"]), [numpy_helper.from_array(w, "W")], "A")
+    lsc = session(matmul_model(lsc_ort.encode(w, "lsc")), 2)
+    for m in (1, 8, 128):
+        a = rng.standard_normal((m, 768)).astype(np.float32)
+        assert_close(run(lsc, a), dense.run(None, {"A": a})[0].astype(np.float64))
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.int8])
+def test_stored_value_types(dtype: type) -> None:
+    rng = np.random.default_rng(8)
+    stored = sparse_array((40, 24), 0.8, dtype)
+    scale = 0.03125 if dtype == np.int8 else None
+    blob = lsc_ort.encode(stored, "lsc", scale=scale)
+    real = stored.astype(np.float64) * (scale or 1.0)
+    sess = session(matmul_model(blob))
+    for m in (1, 20):
+        a = rng.standard_normal((m, 40)).astype(np.float32)
+        assert_close(run(sess, a), reference(a, real))
+
+
+def test_float16_activations() -> None:
+    rng = np.random.default_rng(9)
+    w = sparse_array((64, 32), 0.8)
+    bias = rng.standard_normal(32).astype(np.float32)
+    sess = session(matmul_model(lsc_ort.encode(w, "lsc"), bias, dtype=np.float16))
+    for m in (1, 40):
+        a = rng.standard_normal((m, 64)).astype(np.float16)
+        y = run(sess, a)
+        assert y.dtype == np.float16
+        expected = reference(a.astype(np.float32), w, bias.astype(np.float16).astype(np.float64))
+        assert_close(y, expected, tolerance=2e-3)
+
+
+def test_weight_blob_as_runtime_input() -> None:
+    w = sparse_array((30, 20), 0.9)
+    sess = session(matmul_model(b"", blob_as_input=True))
+    a = np.random.default_rng(1).standard_normal((5, 30)).astype(np.float32)
+    y = sess.run(None, {"A": a, "W": np.frombuffer(lsc_ort.encode(w, "lsc"), np.uint8)})[0]
+    assert_close(y, reference(a, w))
+
+
+@pytest.fixture(params=["avx512", "avx2", "scalar"])
+def isa(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every kernel variant: LSC_ORT_ISA caps the instruction set kernels are chosen for."""
+    os.environ["LSC_ORT_ISA"] = request.param
+    yield request.param
+    del os.environ["LSC_ORT_ISA"]
+
+
+def test_every_kernel_variant(isa: str) -> None:
+    assert native.kernel_name().endswith(isa)
+    rng = np.random.default_rng(10)
+    for k, n, sparsity in [(100, 37, 0.9), (64, 300, 0.5), (3, 5, 0.0)]:
+        w = sparse_array((k, n), sparsity, seed=n)
+        bias = rng.standard_normal(n).astype(np.float32)
+        sess = session(matmul_model(lsc_ort.encode(w, "lsc"), bias, alpha=1.5), 2)
+        for m in (1, 3, 7, 33, 100):
+            a = rng.standard_normal((m, k)).astype(np.float32)
+            assert_close(run(sess, a), reference(a, w, bias, 1.5))
