@@ -69,13 +69,18 @@ int main(int argc, char** argv) {
   for (const KernelSet& set : AllKernelSets()) {
     if (!set.supported() || (argc > 5 && std::strcmp(argv[5], set.isa) != 0)) continue;
     const ColumnView view = columns.view();
-    if (set.spmv_windowed != nullptr && batch == 1) {
+    if (set.spmv_windowed != nullptr && batch <= 16) {
       WindowedLayout layout;
       BuildWindowedLayout(columns, set.lanes, set.window, &layout);
-      std::vector<float> x(static_cast<size_t>(layout.windows * layout.window + layout.window), 1.0f);
+      const int64_t ldx = layout.windows * layout.window + layout.window;
+      std::vector<float> x(static_cast<size_t>(ldx * batch), 1.0f);
       const WindowedView wv = layout.view();
-      std::printf("  %-28s windowed  %9.1f us  (%zu rounds, fill %.2f)\n", set.name,
-                  Microseconds([&] { set.spmv_windowed(wv, 0, layout.groups, x.data(), 1.0f, nullptr, y.data()); }),
+      std::printf("  %-28s windowed  %9.1f us  (%zu rounds, fill %.2f)\n", set.name, Microseconds([&] {
+                    for (int64_t r = 0; r < batch; r += kWindowedRows) {
+                      set.spmv_windowed(wv, 0, layout.groups, x.data() + r * ldx, ldx,
+                                        std::min<int64_t>(kWindowedRows, batch - r), 1.0f, nullptr, y.data() + r * N, N);
+                    }
+                  }),
                   layout.offset.size() / layout.lanes,
                   double(columns.nnz()) / double(layout.offset.size() ? layout.offset.size() : 1));
     }

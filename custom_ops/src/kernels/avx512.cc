@@ -100,44 +100,82 @@ LSC_AVX512 void SpmmTileAvx512(const ColumnView& w, int64_t n_begin, int64_t n_e
   }
 }
 
-// Groups of 16 output columns; the activation window x[32 w, 32 w + 32) sits in two registers and
-// one vpermt2ps per round routes each lane (column) its activation.
-LSC_AVX512 void SpmvWindowedAvx512(const WindowedView& w, int64_t g_begin, int64_t g_end, const float* x,
-                                   float alpha, const float* bias, float* y) {
+namespace {
+
+// R activation rows at once: each row keeps its window in two registers and its accumulator;
+// the offsets and values of a round are loaded once for all rows. Rounds are unrolled A at a
+// time into A accumulator sets, so few rows still keep enough FMAs in flight.
+template <int R>
+LSC_AVX512 void WindowedRows(const WindowedView& w, int64_t g_begin, int64_t g_end, const float* x, int64_t ldx,
+                             float alpha, const float* bias, float* y, int64_t ldy) {
+  constexpr int A = R == 1 ? 4 : R == 2 ? 2 : 1;
   for (int64_t g = g_begin; g < g_end; ++g) {
     const uint8_t* offset = w.offset + w.group_start[g] * 16;
     const float* value = w.value + w.group_start[g] * 16;
     const uint8_t* rounds = w.rounds + g * w.windows;
-    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    __m512 acc[A][R];
+    for (int a = 0; a < A; ++a) {
+      for (int r = 0; r < R; ++r) acc[a][r] = _mm512_setzero_ps();
+    }
     for (int64_t win = 0; win < w.windows; ++win) {
-      const __m512 lo = _mm512_loadu_ps(x + 32 * win), hi = _mm512_loadu_ps(x + 32 * win + 16);
       const int count = rounds[win];
-      int r = 0;
-      for (; r + 2 <= count; r += 2) {
-        const __m512i i0 = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(offset)));
-        const __m512i i1 = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(offset + 16)));
-        a0 = _mm512_fmadd_ps(_mm512_permutex2var_ps(lo, i0, hi), _mm512_loadu_ps(value), a0);
-        a1 = _mm512_fmadd_ps(_mm512_permutex2var_ps(lo, i1, hi), _mm512_loadu_ps(value + 16), a1);
-        offset += 32;
-        value += 32;
+      if (count == 0) continue;
+      __m512 lo[R], hi[R];
+      for (int r = 0; r < R; ++r) {
+        lo[r] = _mm512_loadu_ps(x + r * ldx + 32 * win);
+        hi[r] = _mm512_loadu_ps(x + r * ldx + 32 * win + 16);
       }
-      if (r < count) {
-        const __m512i i0 = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(offset)));
-        a2 = _mm512_fmadd_ps(_mm512_permutex2var_ps(lo, i0, hi), _mm512_loadu_ps(value), a2);
+      int k = 0;
+      for (; k + A <= count; k += A) {
+        for (int a = 0; a < A; ++a) {
+          const __m512i index =
+              _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(offset + 16 * a)));
+          const __m512 v = _mm512_loadu_ps(value + 16 * a);
+          for (int r = 0; r < R; ++r) {
+            acc[a][r] = _mm512_fmadd_ps(_mm512_permutex2var_ps(lo[r], index, hi[r]), v, acc[a][r]);
+          }
+        }
+        offset += 16 * A;
+        value += 16 * A;
+      }
+      for (; k < count; ++k) {  // the rest go to the last set, which the next window uses least
+        const __m512i index = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(offset)));
+        const __m512 v = _mm512_loadu_ps(value);
+        for (int r = 0; r < R; ++r) {
+          acc[A - 1][r] = _mm512_fmadd_ps(_mm512_permutex2var_ps(lo[r], index, hi[r]), v, acc[A - 1][r]);
+        }
         offset += 16;
         value += 16;
       }
-      const __m512 s0 = a0, s1 = a1;  // rotate accumulators between windows
-      a0 = a3;
-      a1 = a2;
-      a2 = s1;
-      a3 = s0;
     }
     const int64_t n0 = g * 16;
     const __mmask16 m = TailMask(w.N - n0);
-    const __m512 sum = _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3));
     const __m512 beta = bias ? _mm512_maskz_loadu_ps(m, bias + n0) : _mm512_setzero_ps();
-    _mm512_mask_storeu_ps(y + n0, m, _mm512_fmadd_ps(_mm512_set1_ps(alpha), sum, beta));
+    const __m512 va = _mm512_set1_ps(alpha);
+    for (int r = 0; r < R; ++r) {
+      __m512 sum = acc[0][r];
+      for (int a = 1; a < A; ++a) sum = _mm512_add_ps(sum, acc[a][r]);
+      _mm512_mask_storeu_ps(y + r * ldy + n0, m, _mm512_fmadd_ps(va, sum, beta));
+    }
+  }
+}
+
+}  // namespace
+
+// Groups of 16 output columns; the activation window x[32 w, 32 w + 32) sits in two registers and
+// one vpermt2ps per round routes each lane (column) its activation.
+LSC_AVX512 void SpmvWindowedAvx512(const WindowedView& w, int64_t g_begin, int64_t g_end, const float* x,
+                                   int64_t ldx, int64_t rows, float alpha, const float* bias, float* y, int64_t ldy) {
+  switch (rows) {
+    case 1: return WindowedRows<1>(w, g_begin, g_end, x, ldx, alpha, bias, y, ldy);
+    case 2: return WindowedRows<2>(w, g_begin, g_end, x, ldx, alpha, bias, y, ldy);
+    case 3: return WindowedRows<3>(w, g_begin, g_end, x, ldx, alpha, bias, y, ldy);
+    case 4: return WindowedRows<4>(w, g_begin, g_end, x, ldx, alpha, bias, y, ldy);
+    case 5: return WindowedRows<5>(w, g_begin, g_end, x, ldx, alpha, bias, y, ldy);
+    case 6: return WindowedRows<6>(w, g_begin, g_end, x, ldx, alpha, bias, y, ldy);
+    case 7: return WindowedRows<7>(w, g_begin, g_end, x, ldx, alpha, bias, y, ldy);
+    case 8: return WindowedRows<8>(w, g_begin, g_end, x, ldx, alpha, bias, y, ldy);
+    default: return;
   }
 }
 

@@ -31,10 +31,12 @@ struct WindowedView {
 using SpmmTileFn = void (*)(const ColumnView& w, int64_t n_begin, int64_t n_end, const float* at, int64_t lda,
                             int64_t batch, float alpha, const float* bias, float* yt, int64_t ldy);
 
-// y[n] = alpha * sum_k W[k, n] * x[k] + bias[n] for the columns of groups [g_begin, g_end) of a
-// windowed layout. `x` holds windows * window floats (zero beyond K).
-using SpmvWindowedFn = void (*)(const WindowedView& w, int64_t g_begin, int64_t g_end, const float* x,
-                                float alpha, const float* bias, float* y);
+// For rows r < rows (at most kWindowedRows): y[r * ldy + n] = alpha * sum_k W[k, n] * x[r * ldx + k]
+// + bias[n] for the columns of groups [g_begin, g_end) of a windowed layout. Each row of `x`
+// holds windows * window floats (zero beyond K).
+constexpr int kWindowedRows = 8;
+using SpmvWindowedFn = void (*)(const WindowedView& w, int64_t g_begin, int64_t g_end, const float* x, int64_t ldx,
+                                int64_t rows, float alpha, const float* bias, float* y, int64_t ldy);
 
 // Same as SpmvWindowedFn on column lists, for columns [n_begin, n_end).
 using SpmvColumnsFn = void (*)(const ColumnView& w, int64_t n_begin, int64_t n_end, const float* x, float alpha,
@@ -46,7 +48,8 @@ using TransposeFn = void (*)(const float* src, int64_t lds, int64_t rows, int64_
 // Per-ISA kernels (kernels/<isa>.cc).
 void SpmmTileAvx512(const ColumnView&, int64_t, int64_t, const float*, int64_t, int64_t, float, const float*, float*,
                     int64_t);
-void SpmvWindowedAvx512(const WindowedView&, int64_t, int64_t, const float*, float, const float*, float*);
+void SpmvWindowedAvx512(const WindowedView&, int64_t, int64_t, const float*, int64_t, int64_t, float, const float*,
+                        float*, int64_t);
 void TransposeAvx512(const float*, int64_t, int64_t, int64_t, float*, int64_t);
 void SpmmTileAvx2(const ColumnView&, int64_t, int64_t, const float*, int64_t, int64_t, float, const float*, float*,
                   int64_t);

@@ -11,8 +11,10 @@ namespace lsc {
 namespace {
 
 constexpr const char* kOp = "LSCMatMul";
-// Below this many rows of A, each row runs as a matrix-vector product on the windowed layout.
-constexpr int64_t kSmallBatch = 4;
+// Up to this many rows of A run on the windowed layout (or as column dot products, when the
+// kernel variant has no windowed kernel); more rows take the batched product.
+constexpr int64_t kWindowedBatch = 12;
+constexpr int64_t kColumnsBatch = 3;
 // Output columns per task of the batched product.
 constexpr int64_t kColumnBlock = 32;
 
@@ -106,7 +108,7 @@ Status LscMatMulKernel::Compute(OrtKernelContext* raw_context) {
     for (int64_t m = 0; m < M; ++m) {
       for (int64_t n = 0; n < N; ++n) y[m * N + n] = bias ? bias[n] : 0.0f;
     }
-  } else if (M < kSmallBatch) {
+  } else if (M <= (UseWindowed(*weight) ? kWindowedBatch : kColumnsBatch)) {
     LSC_RETURN_IF_ERROR(SmallBatch(raw_context, *weight, a, M, bias, y));
   } else {
     LSC_RETURN_IF_ERROR(LargeBatch(raw_context, *weight, a, M, bias, y));
@@ -115,39 +117,48 @@ Status LscMatMulKernel::Compute(OrtKernelContext* raw_context) {
   return Status();
 }
 
-// Row by row: y = alpha * x @ W + bias on the windowed layout (or the column lists).
+// Few rows: the windowed layout, up to kWindowedRows rows per pass; without it, column dot
+// products row by row.
 Status LscMatMulKernel::SmallBatch(OrtKernelContext* context, const PackedWeight& weight, const float* a, int64_t M,
                                    const float* bias, float* y) const {
-  const int64_t K = weight.K();
+  const int64_t K = weight.K(), N = weight.N();
   const KernelSet& kernels = *kernels_;
-  for (int64_t m = 0; m < M; ++m) {
-    const float* x = a + m * K;
-    float* out = y + m * weight.N();
-    if (kernels.spmv_windowed != nullptr &&
-        WindowedLayoutWorthwhile(weight.columns(), kernels.lanes, kernels.window)) {
-      const WindowedLayout& layout = weight.windowed(kernels);
-      const WindowedView view = layout.view();
-      const size_t padded = static_cast<size_t>(layout.windows * layout.window + layout.window);
-      float* x_padded = ThreadScratch(kScratchRow, padded);
-      std::memcpy(x_padded, x, static_cast<size_t>(K) * sizeof(float));
-      std::fill(x_padded + K, x_padded + padded, 0.0f);
-      const int64_t groups_per_task = std::max<int64_t>(1, layout.groups / 64);
-      const int64_t tasks = (layout.groups + groups_per_task - 1) / groups_per_task;
+  if (UseWindowed(weight)) {
+    const WindowedLayout& layout = weight.windowed(kernels);
+    const WindowedView view = layout.view();
+    const int64_t ldx = layout.windows * layout.window + layout.window;  // padded, zero beyond K
+    const int64_t rows = std::min<int64_t>(M, kWindowedRows);
+    float* x = ThreadScratch(kScratchRow, static_cast<size_t>(rows * ldx));
+    const int64_t groups_per_task = std::max<int64_t>(1, layout.groups / 64);
+    const int64_t tasks = (layout.groups + groups_per_task - 1) / groups_per_task;
+    for (int64_t m0 = 0; m0 < M; m0 += kWindowedRows) {
+      const int64_t count = std::min<int64_t>(kWindowedRows, M - m0);
+      for (int64_t r = 0; r < count; ++r) {
+        std::memcpy(x + r * ldx, a + (m0 + r) * K, static_cast<size_t>(K) * sizeof(float));
+        std::fill(x + r * ldx + K, x + (r + 1) * ldx, 0.0f);
+      }
       LSC_RETURN_IF_ERROR(ParallelFor(context, static_cast<size_t>(tasks), [&](size_t t) {
         const int64_t g0 = static_cast<int64_t>(t) * groups_per_task;
-        kernels.spmv_windowed(view, g0, std::min(layout.groups, g0 + groups_per_task), x_padded, alpha_, bias, out);
-      }));
-    } else {
-      const ColumnView view = weight.columns().view();
-      const int64_t N = weight.N();
-      const int64_t tasks = (N + kColumnBlock - 1) / kColumnBlock;
-      LSC_RETURN_IF_ERROR(ParallelFor(context, static_cast<size_t>(tasks), [&](size_t t) {
-        const int64_t n0 = static_cast<int64_t>(t) * kColumnBlock;
-        kernels.spmv_columns(view, n0, std::min(N, n0 + kColumnBlock), x, alpha_, bias, out);
+        kernels.spmv_windowed(view, g0, std::min(layout.groups, g0 + groups_per_task), x, ldx, count, alpha_, bias,
+                              y + m0 * N, N);
       }));
     }
+    return Status();
+  }
+  const ColumnView view = weight.columns().view();
+  const int64_t tasks = (N + kColumnBlock - 1) / kColumnBlock;
+  for (int64_t m = 0; m < M; ++m) {
+    LSC_RETURN_IF_ERROR(ParallelFor(context, static_cast<size_t>(tasks), [&](size_t t) {
+      const int64_t n0 = static_cast<int64_t>(t) * kColumnBlock;
+      kernels.spmv_columns(view, n0, std::min(N, n0 + kColumnBlock), a + m * K, alpha_, bias, y + m * N);
+    }));
   }
   return Status();
+}
+
+bool LscMatMulKernel::UseWindowed(const PackedWeight& weight) const {
+  return kernels_->spmv_windowed != nullptr &&
+         WindowedLayoutWorthwhile(weight.columns(), kernels_->lanes, kernels_->window);
 }
 
 // Batch tiles of up to T rows: At = A_tile^T [K, L]; Yt [N, L] = alpha * W^T At + bias;

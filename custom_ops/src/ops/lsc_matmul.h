@@ -24,6 +24,7 @@ class LscMatMulKernel {
   Status Compute(OrtKernelContext* context);
   Status SmallBatch(OrtKernelContext* context, const PackedWeight& weight, const float* a, int64_t M,
                     const float* bias, float* y) const;
+  bool UseWindowed(const PackedWeight& weight) const;
   Status LargeBatch(OrtKernelContext* context, const PackedWeight& weight, const float* a, int64_t M,
                     const float* bias, float* y) const;
 

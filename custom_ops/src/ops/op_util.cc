@@ -1,5 +1,8 @@
 #include "ops/op_util.h"
 
+#include <algorithm>
+#include <thread>
+
 namespace lsc {
 
 OrtStatusPtr MakeStatus(const std::string& op, const std::string& node, const std::string& message) {
@@ -89,6 +92,11 @@ Status LoadConstantWeight(const Ort::ConstKernelInfo& info, size_t index, bool k
   Ort::ConstValue value = info.GetTensorConstantInput(index, &is_constant);
   if (!is_constant) return Status();
   return LoadWeight(value, k_is_row, weight);
+}
+
+size_t ParallelBatches(size_t total) {
+  static const size_t cores = std::max(1u, std::thread::hardware_concurrency());
+  return std::min(total, 2 * cores);
 }
 
 float* ThreadScratch(size_t slot, size_t count) {

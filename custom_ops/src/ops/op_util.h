@@ -36,7 +36,12 @@ Status LoadConstantWeight(const Ort::ConstKernelInfo& info, size_t index, bool k
 // Reads the weight blob from a run-time input.
 Status LoadWeight(const Ort::ConstValue& value, bool k_is_row, std::shared_ptr<PackedWeight>* weight);
 
-// Runs fn(i) for i in [0, total) on onnxruntime's intra-op pool. fn must not throw.
+// Number of contiguous batches ParallelFor splits work into: enough for every core and some
+// balance, few enough to keep the pool's per-task overhead small.
+size_t ParallelBatches(size_t total);
+
+// Runs fn(i) for i in [0, total) on onnxruntime's intra-op pool, whose size is the session's
+// intra_op_num_threads. fn must not throw.
 template <typename Fn>
 Status ParallelFor(OrtKernelContext* context, size_t total, Fn&& fn) {
   if (total == 0) return Status();
@@ -45,7 +50,8 @@ Status ParallelFor(OrtKernelContext* context, size_t total, Fn&& fn) {
     return Status();
   }
   auto trampoline = [](void* data, size_t i) { (*static_cast<Fn*>(data))(i); };
-  OrtStatus* status = Ort::GetApi().KernelContext_ParallelFor(context, trampoline, total, 0, &fn);
+  OrtStatus* status =
+      Ort::GetApi().KernelContext_ParallelFor(context, trampoline, total, ParallelBatches(total), &fn);
   if (status != nullptr) {
     std::string message = Ort::GetApi().GetErrorMessage(status);
     Ort::GetApi().ReleaseStatus(status);
