@@ -36,6 +36,20 @@ CASES: list[tuple[tuple[int, ...], tuple[int, ...], dict[str, Any]]] = [
     ((1, 6, 40), (8, 3, 5), {"group": 2, "dilations": [2], "auto_pad": "SAME_UPPER"}),
     ((1, 4, 1, 1), (5, 4, 1, 1), {}),
     ((1, 2, 5, 5), (3, 2, 3, 3), {"kernel_shape": [3, 3]}),
+    # Output rows of 16 or more pixels take the direct path (padded stride-phase planes).
+    ((2, 6, 20, 37), (10, 6, 3, 3), {"pads": [1, 1, 1, 1]}),
+    ((1, 6, 20, 37), (10, 6, 3, 3), {}),
+    ((1, 6, 21, 75), (10, 6, 3, 3), {"strides": [2, 2], "pads": [0, 1, 2, 3]}),
+    ((1, 6, 20, 40), (10, 6, 3, 3), {"dilations": [2, 3], "pads": [2, 3, 1, 0]}),
+    ((1, 6, 20, 41), (10, 6, 4, 4), {"auto_pad": "SAME_UPPER", "strides": [2, 2]}),
+    ((1, 6, 20, 41), (10, 6, 4, 4), {"auto_pad": "SAME_LOWER"}),
+    ((1, 6, 20, 33), (10, 6, 5, 2), {"auto_pad": "VALID", "strides": [1, 2]}),
+    ((1, 8, 18, 34), (8, 1, 3, 3), {"group": 8, "pads": [1, 1, 1, 1]}),
+    ((1, 8, 18, 70), (16, 4, 3, 3), {"group": 2, "strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    ((1, 16, 9, 40), (24, 16, 1, 1), {"strides": [2, 2]}),
+    ((1, 3, 40, 40), (16, 3, 7, 7), {"strides": [2, 2], "pads": [3, 3, 3, 3]}),
+    ((1, 4, 100), (6, 4, 5), {"strides": [3], "pads": [2, 2], "dilations": [2]}),
+    ((1, 6, 20, 131), (10, 6, 3, 3), {"pads": [1, 1, 1, 1]}),
 ]
 
 
@@ -91,7 +105,7 @@ def test_conv_every_kernel_variant(isa: str, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("LSC_ORT_ISA", isa)
     assert native.kernel_name().endswith(isa)
     rng = np.random.default_rng(13)
-    for x_shape, w_shape, attributes in CASES[:3] + CASES[8:10] + CASES[15:16]:
+    for x_shape, w_shape, attributes in CASES[:3] + CASES[8:10] + CASES[15:16] + CASES[19:]:
         x = rng.standard_normal(x_shape).astype(np.float32)
         w = sparse_array(w_shape, 0.8)
         y = session(conv_model(lsc_ort.encode(w, "lsc"), **attributes), 2).run(None, {"X": x})[0]

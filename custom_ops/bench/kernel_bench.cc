@@ -87,9 +87,11 @@ int main(int argc, char** argv) {
     const int64_t T = set.batch_tile, tiles = (batch + T - 1) / T;
     const int64_t L = tiles == 1 ? std::min(T, (batch + 15) / 16 * 16) : T;
     std::vector<float> at(static_cast<size_t>(tiles * K * L)), yt(static_cast<size_t>(tiles * N * L));
+    std::vector<int64_t> offsets(static_cast<size_t>(K));
+    for (int64_t k = 0; k < K; ++k) offsets[k] = k * L;
     const double kernel_only = Microseconds([&] {
       for (int64_t t = 0; t < tiles; ++t) {
-        set.spmm_tile(view, 0, N, at.data() + t * K * L, L, std::min(T, batch - t * T), 1.0f, nullptr,
+        set.spmm_tile(view, 0, N, at.data() + t * K * L, offsets.data(), std::min(T, batch - t * T), 1.0f, nullptr,
                       yt.data() + t * N * L, L);
       }
     });
@@ -97,7 +99,8 @@ int main(int argc, char** argv) {
       for (int64_t t = 0; t < tiles; ++t) {
         const int64_t rows = std::min(T, batch - t * T);
         set.transpose(a.data() + t * T * K, K, rows, K, at.data() + t * K * L, L);
-        set.spmm_tile(view, 0, N, at.data() + t * K * L, L, rows, 1.0f, nullptr, yt.data() + t * N * L, L);
+        set.spmm_tile(view, 0, N, at.data() + t * K * L, offsets.data(), rows, 1.0f, nullptr, yt.data() + t * N * L,
+                      L);
         set.transpose(yt.data() + t * N * L, L, N, rows, y.data() + t * T * N, N);
       }
     });

@@ -77,10 +77,12 @@ void TestVariant(const KernelSet& set) {
         // Batched: transpose, tile kernel, transpose back.
         const int64_t T = set.batch_tile;
         std::vector<float> at(static_cast<size_t>(K * T)), yt(static_cast<size_t>(N * T)), y(static_cast<size_t>(M * N));
+        std::vector<int64_t> offsets(static_cast<size_t>(K));
+        for (int64_t k = 0; k < K; ++k) offsets[k] = k * T;
         for (int64_t m0 = 0; m0 < M; m0 += T) {
           const int64_t rows = std::min(T, M - m0);
           set.transpose(a.data() + m0 * K, K, rows, K, at.data(), T);
-          set.spmm_tile(w.view(), 0, N, at.data(), T, rows, 0.5f, bias.data(), yt.data(), T);
+          set.spmm_tile(w.view(), 0, N, at.data(), offsets.data(), rows, 0.5f, bias.data(), yt.data(), T);
           set.transpose(yt.data(), T, N, rows, y.data() + m0 * N, N);
         }
         Expect("spmm_tile", set, K, N, M, y, expected);

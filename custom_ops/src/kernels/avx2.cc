@@ -15,7 +15,7 @@ LSC_AVX2 inline __m256i TailMask8(int64_t count) {
 }
 
 template <int NV>
-LSC_AVX2 void Columns(const ColumnView& w, int64_t n_begin, int64_t n_end, const float* at, int64_t lda,
+LSC_AVX2 void Columns(const ColumnView& w, int64_t n_begin, int64_t n_end, const float* base, const int64_t* rows,
                       int64_t batch, float alpha, const float* bias, float* yt, int64_t ldy) {
   const __m256i full = _mm256_set1_epi32(-1), tail = TailMask8(batch - 8 * (NV - 1));
   for (int64_t n = n_begin; n < n_end; ++n) {
@@ -24,8 +24,8 @@ LSC_AVX2 void Columns(const ColumnView& w, int64_t n_begin, int64_t n_end, const
     uint64_t i = w.ptr[n];
     const uint64_t end = w.ptr[n + 1];
     for (; i + 2 <= end; i += 2) {
-      const float* r0 = at + static_cast<int64_t>(w.row[i]) * lda;
-      const float* r1 = at + static_cast<int64_t>(w.row[i + 1]) * lda;
+      const float* r0 = base + rows[w.row[i]];
+      const float* r1 = base + rows[w.row[i + 1]];
       const __m256 w0 = _mm256_set1_ps(w.value[i]), w1 = _mm256_set1_ps(w.value[i + 1]);
       for (int v = 0; v < NV; ++v) {
         const __m256i m = v == NV - 1 ? tail : full;
@@ -34,7 +34,7 @@ LSC_AVX2 void Columns(const ColumnView& w, int64_t n_begin, int64_t n_end, const
       }
     }
     if (i < end) {
-      const float* r0 = at + static_cast<int64_t>(w.row[i]) * lda;
+      const float* r0 = base + rows[w.row[i]];
       const __m256 w0 = _mm256_set1_ps(w.value[i]);
       for (int v = 0; v < NV; ++v) {
         a[v] = _mm256_fmadd_ps(w0, _mm256_maskload_ps(r0 + 8 * v, v == NV - 1 ? tail : full), a[v]);
@@ -50,13 +50,13 @@ LSC_AVX2 void Columns(const ColumnView& w, int64_t n_begin, int64_t n_end, const
 
 }  // namespace
 
-LSC_AVX2 void SpmmTileAvx2(const ColumnView& w, int64_t n_begin, int64_t n_end, const float* at, int64_t lda,
-                           int64_t batch, float alpha, const float* bias, float* yt, int64_t ldy) {
+LSC_AVX2 void SpmmTileAvx2(const ColumnView& w, int64_t n_begin, int64_t n_end, const float* base,
+                           const int64_t* rows, int64_t batch, float alpha, const float* bias, float* yt, int64_t ldy) {
   switch ((batch + 7) / 8) {
-    case 1: return Columns<1>(w, n_begin, n_end, at, lda, batch, alpha, bias, yt, ldy);
-    case 2: return Columns<2>(w, n_begin, n_end, at, lda, batch, alpha, bias, yt, ldy);
-    case 3: return Columns<3>(w, n_begin, n_end, at, lda, batch, alpha, bias, yt, ldy);
-    case 4: return Columns<4>(w, n_begin, n_end, at, lda, batch, alpha, bias, yt, ldy);
+    case 1: return Columns<1>(w, n_begin, n_end, base, rows, batch, alpha, bias, yt, ldy);
+    case 2: return Columns<2>(w, n_begin, n_end, base, rows, batch, alpha, bias, yt, ldy);
+    case 3: return Columns<3>(w, n_begin, n_end, base, rows, batch, alpha, bias, yt, ldy);
+    case 4: return Columns<4>(w, n_begin, n_end, base, rows, batch, alpha, bias, yt, ldy);
     default: return;
   }
 }

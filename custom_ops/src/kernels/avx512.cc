@@ -16,8 +16,8 @@ LSC_AVX512 inline __mmask16 TailMask(int64_t count) {
 // One output column: NV vectors of 16 batch lanes, the last one masked by `tail`, accumulated in
 // U independent sets (enough chains to hide the FMA latency when NV is small).
 template <int NV, int U>
-LSC_AVX512 inline void Column(const ColumnView& w, int64_t n, const float* at, int64_t lda, __mmask16 tail,
-                              float alpha, float beta, float* out) {
+LSC_AVX512 inline void Column(const ColumnView& w, int64_t n, const float* base, const int64_t* rows,
+                              __mmask16 tail, float alpha, float beta, float* out) {
   __m512 acc[U][NV];
   for (int u = 0; u < U; ++u) {
     for (int v = 0; v < NV; ++v) acc[u][v] = _mm512_setzero_ps();
@@ -26,7 +26,7 @@ LSC_AVX512 inline void Column(const ColumnView& w, int64_t n, const float* at, i
   const uint64_t end = w.ptr[n + 1];
   for (; i + U <= end; i += U) {
     for (int u = 0; u < U; ++u) {
-      const float* row = at + static_cast<int64_t>(w.row[i + u]) * lda;
+      const float* row = base + rows[w.row[i + u]];
       const __m512 value = _mm512_set1_ps(w.value[i + u]);
       for (int v = 0; v < NV; ++v) {
         const __mmask16 m = v == NV - 1 ? tail : static_cast<__mmask16>(0xFFFF);
@@ -35,7 +35,7 @@ LSC_AVX512 inline void Column(const ColumnView& w, int64_t n, const float* at, i
     }
   }
   for (; i < end; ++i) {
-    const float* row = at + static_cast<int64_t>(w.row[i]) * lda;
+    const float* row = base + rows[w.row[i]];
     const __m512 value = _mm512_set1_ps(w.value[i]);
     for (int v = 0; v < NV; ++v) {
       const __mmask16 m = v == NV - 1 ? tail : static_cast<__mmask16>(0xFFFF);
@@ -52,11 +52,11 @@ LSC_AVX512 inline void Column(const ColumnView& w, int64_t n, const float* at, i
 }
 
 template <int NV>
-LSC_AVX512 void Columns(const ColumnView& w, int64_t n_begin, int64_t n_end, const float* at, int64_t lda,
+LSC_AVX512 void Columns(const ColumnView& w, int64_t n_begin, int64_t n_end, const float* base, const int64_t* rows,
                         int64_t batch, float alpha, const float* bias, float* yt, int64_t ldy) {
   const __mmask16 tail = TailMask(batch - 16 * (NV - 1));
   for (int64_t n = n_begin; n < n_end; ++n) {
-    Column<NV, (NV == 1 ? 4 : 2)>(w, n, at, lda, tail, alpha, bias ? bias[n] : 0.0f, yt + n * ldy);
+    Column<NV, (NV == 1 ? 4 : 2)>(w, n, base, rows, tail, alpha, bias ? bias[n] : 0.0f, yt + n * ldy);
   }
 }
 
@@ -89,13 +89,14 @@ LSC_AVX512 inline void Transpose16(__m512 r[16]) {
 
 }  // namespace
 
-LSC_AVX512 void SpmmTileAvx512(const ColumnView& w, int64_t n_begin, int64_t n_end, const float* at, int64_t lda,
-                               int64_t batch, float alpha, const float* bias, float* yt, int64_t ldy) {
+LSC_AVX512 void SpmmTileAvx512(const ColumnView& w, int64_t n_begin, int64_t n_end, const float* base,
+                               const int64_t* rows, int64_t batch, float alpha, const float* bias, float* yt,
+                               int64_t ldy) {
   switch ((batch + 15) / 16) {
-    case 1: return Columns<1>(w, n_begin, n_end, at, lda, batch, alpha, bias, yt, ldy);
-    case 2: return Columns<2>(w, n_begin, n_end, at, lda, batch, alpha, bias, yt, ldy);
-    case 3: return Columns<3>(w, n_begin, n_end, at, lda, batch, alpha, bias, yt, ldy);
-    case 4: return Columns<4>(w, n_begin, n_end, at, lda, batch, alpha, bias, yt, ldy);
+    case 1: return Columns<1>(w, n_begin, n_end, base, rows, batch, alpha, bias, yt, ldy);
+    case 2: return Columns<2>(w, n_begin, n_end, base, rows, batch, alpha, bias, yt, ldy);
+    case 3: return Columns<3>(w, n_begin, n_end, base, rows, batch, alpha, bias, yt, ldy);
+    case 4: return Columns<4>(w, n_begin, n_end, base, rows, batch, alpha, bias, yt, ldy);
     default: return;
   }
 }

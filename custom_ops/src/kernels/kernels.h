@@ -29,8 +29,8 @@ const std::vector<KernelSet>& AllKernelSets();
 const KernelSet& SelectKernels();
 
 // Portable implementations, shared as fallbacks.
-void SpmmTileScalar(const ColumnView&, int64_t, int64_t, const float*, int64_t, int64_t, float, const float*, float*,
-                    int64_t);
+void SpmmTileScalar(const ColumnView&, int64_t, int64_t, const float*, const int64_t*, int64_t, float, const float*,
+                    float*, int64_t);
 void SpmvColumnsScalar(const ColumnView&, int64_t, int64_t, const float*, float, const float*, float*);
 void TransposeScalar(const float*, int64_t, int64_t, int64_t, float*, int64_t);
 

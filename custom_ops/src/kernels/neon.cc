@@ -6,15 +6,15 @@
 
 namespace lsc {
 
-void SpmmTileNeon(const ColumnView& w, int64_t n_begin, int64_t n_end, const float* at, int64_t lda, int64_t batch,
-                  float alpha, const float* bias, float* yt, int64_t ldy) {
+void SpmmTileNeon(const ColumnView& w, int64_t n_begin, int64_t n_end, const float* base, const int64_t* rows,
+                  int64_t batch, float alpha, const float* bias, float* yt, int64_t ldy) {
   const int64_t full = batch / 4 * 4;
   for (int64_t n = n_begin; n < n_end; ++n) {
     float32x4_t acc[16];
     float rest[4] = {0, 0, 0, 0};
     for (int v = 0; v < 16; ++v) acc[v] = vdupq_n_f32(0.0f);
     for (uint64_t i = w.ptr[n]; i < w.ptr[n + 1]; ++i) {
-      const float* row = at + static_cast<int64_t>(w.row[i]) * lda;
+      const float* row = base + rows[w.row[i]];
       const float value = w.value[i];
       int64_t b = 0;
       for (int v = 0; b < full; ++v, b += 4) acc[v] = vfmaq_n_f32(acc[v], vld1q_f32(row + b), value);

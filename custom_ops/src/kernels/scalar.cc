@@ -5,14 +5,14 @@
 
 namespace lsc {
 
-void SpmmTileScalar(const ColumnView& w, int64_t n_begin, int64_t n_end, const float* at, int64_t lda,
+void SpmmTileScalar(const ColumnView& w, int64_t n_begin, int64_t n_end, const float* base, const int64_t* rows,
                     int64_t batch, float alpha, const float* bias, float* yt, int64_t ldy) {
   float acc[64];
   for (int64_t n = n_begin; n < n_end; ++n) {
     std::fill(acc, acc + batch, 0.0f);
     for (uint64_t i = w.ptr[n]; i < w.ptr[n + 1]; ++i) {
       const float v = w.value[i];
-      const float* row = at + static_cast<int64_t>(w.row[i]) * lda;
+      const float* row = base + rows[w.row[i]];
       for (int64_t b = 0; b < batch; ++b) acc[b] += v * row[b];
     }
     const float beta = bias ? bias[n] : 0.0f;

@@ -26,10 +26,13 @@ struct WindowedView {
   const float* value;           // rounds x lanes
 };
 
-// Yt[n * ldy + b] = alpha * sum_k W[k, n] * At[k * lda + b] + bias[n]   (bias may be null)
-// for n in [n_begin, n_end) and b in [0, batch), batch <= KernelSet::batch_tile.
-using SpmmTileFn = void (*)(const ColumnView& w, int64_t n_begin, int64_t n_end, const float* at, int64_t lda,
-                            int64_t batch, float alpha, const float* bias, float* yt, int64_t ldy);
+// Yt[n * ldy + b] = alpha * sum_k W[k, n] * base[row[k] + b] + bias[n]   (bias may be null)
+// for n in [n_begin, n_end) and b in [0, batch), batch <= KernelSet::batch_tile. Row k of the
+// activations starts at base + row[k]: k * lda for a transposed activation tile, the offset of
+// tap (c, i, j) in the padded, stride-phase-split input image for a direct convolution.
+using SpmmTileFn = void (*)(const ColumnView& w, int64_t n_begin, int64_t n_end, const float* base,
+                            const int64_t* row, int64_t batch, float alpha, const float* bias, float* yt,
+                            int64_t ldy);
 
 // For rows r < rows (at most kWindowedRows): y[r * ldy + n] = alpha * sum_k W[k, n] * x[r * ldx + k]
 // + bias[n] for the columns of groups [g_begin, g_end) of a windowed layout. Each row of `x`
@@ -46,14 +49,14 @@ using SpmvColumnsFn = void (*)(const ColumnView& w, int64_t n_begin, int64_t n_e
 using TransposeFn = void (*)(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst, int64_t ldd);
 
 // Per-ISA kernels (kernels/<isa>.cc).
-void SpmmTileAvx512(const ColumnView&, int64_t, int64_t, const float*, int64_t, int64_t, float, const float*, float*,
-                    int64_t);
+void SpmmTileAvx512(const ColumnView&, int64_t, int64_t, const float*, const int64_t*, int64_t, float,
+                    const float*, float*, int64_t);
 void SpmvWindowedAvx512(const WindowedView&, int64_t, int64_t, const float*, int64_t, int64_t, float, const float*,
                         float*, int64_t);
 void TransposeAvx512(const float*, int64_t, int64_t, int64_t, float*, int64_t);
-void SpmmTileAvx2(const ColumnView&, int64_t, int64_t, const float*, int64_t, int64_t, float, const float*, float*,
-                  int64_t);
-void SpmmTileNeon(const ColumnView&, int64_t, int64_t, const float*, int64_t, int64_t, float, const float*, float*,
-                  int64_t);
+void SpmmTileAvx2(const ColumnView&, int64_t, int64_t, const float*, const int64_t*, int64_t, float,
+                    const float*, float*, int64_t);
+void SpmmTileNeon(const ColumnView&, int64_t, int64_t, const float*, const int64_t*, int64_t, float,
+                    const float*, float*, int64_t);
 
 }  // namespace lsc

@@ -12,8 +12,78 @@ namespace lsc {
 namespace {
 
 constexpr const char* kOp = "LSCConv";
+// Output rows at least this wide run as direct convolution (one output row per tile); narrower
+// feature maps take im2col tiles across rows so the SIMD lanes stay full.
+constexpr int64_t kDirectMinWidth = 16;
 
-// Builds At[r][q] for the `count` output pixels from `first` of one image and group.
+// The input of one image laid out for direct convolution: zero-padded and split into
+// stride_h x stride_w phase planes, so that tap (c, i, j) of output row oh reads the contiguous
+// run plane(c, phase(i, j)) + (oh + (i * dh) / sh) * Wq + (j * dw) / sw + [0, OW).
+struct PhasePlanes {
+  int64_t hq = 0, wq = 0;  // plane height and width
+  bool in_place = false;   // stride 1 and no padding: X itself is the single plane
+
+  explicit PhasePlanes(const ConvGeometry& g) {
+    in_place = g.stride_h == 1 && g.stride_w == 1 && g.pad_top == 0 && g.pad_left == 0 &&
+               g.out_height + (g.kernel_h - 1) * g.dilation_h <= g.height &&
+               g.out_width + (g.kernel_w - 1) * g.dilation_w <= g.width;
+    if (in_place) {
+      hq = g.height;
+      wq = g.width;
+    } else {
+      hq = std::max(g.out_height + (g.kernel_h - 1) * g.dilation_h / g.stride_h,
+                    (g.height + g.pad_top + g.stride_h - 1) / g.stride_h);
+      wq = std::max(g.out_width + (g.kernel_w - 1) * g.dilation_w / g.stride_w,
+                    (g.width + g.pad_left + g.stride_w - 1) / g.stride_w);
+    }
+  }
+  int64_t channel_size(const ConvGeometry& g) const { return g.stride_h * g.stride_w * hq * wq; }
+
+  // Fills the planes of channel c of an image (`x` points at that channel's H x W plane).
+  void Fill(const float* x, const ConvGeometry& g, float* out) const {
+    for (int64_t ph = 0; ph < g.stride_h; ++ph) {
+      for (int64_t pw = 0; pw < g.stride_w; ++pw) {
+        float* plane = out + (ph * g.stride_w + pw) * hq * wq;
+        // Column b of this phase reads input column b * sw + pw - pad_left.
+        const int64_t first = std::max<int64_t>(0, (g.pad_left - pw + g.stride_w - 1) / g.stride_w);
+        const int64_t last = std::min<int64_t>(wq, (g.width + g.pad_left - pw + g.stride_w - 1) / g.stride_w);
+        for (int64_t a = 0; a < hq; ++a) {
+          float* row = plane + a * wq;
+          const int64_t r = a * g.stride_h + ph - g.pad_top;
+          if (r < 0 || r >= g.height || first >= last) {
+            std::fill(row, row + wq, 0.0f);
+            continue;
+          }
+          std::fill(row, row + first, 0.0f);
+          const float* in = x + r * g.width - g.pad_left + pw;
+          if (g.stride_w == 1) {
+            std::memcpy(row + first, in + first, static_cast<size_t>(last - first) * sizeof(float));
+          } else {
+            for (int64_t b = first; b < last; ++b) row[b] = in[b * g.stride_w];
+          }
+          std::fill(row + last, row + wq, 0.0f);
+        }
+      }
+    }
+  }
+
+  // Offset of tap (c, i, j) from the start of a group's planes, for every weight row k.
+  void RowOffsets(const ConvGeometry& g, int64_t channels, int64_t* out) const {
+    const int64_t plane = hq * wq;
+    for (int64_t c = 0; c < channels; ++c) {
+      for (int64_t i = 0; i < g.kernel_h; ++i) {
+        for (int64_t j = 0; j < g.kernel_w; ++j) {
+          const int64_t dy = i * g.dilation_h, dx = j * g.dilation_w;
+          const int64_t phase = (dy % g.stride_h) * g.stride_w + dx % g.stride_w;
+          *out++ = (c * g.stride_h * g.stride_w + phase) * plane + dy / g.stride_h * wq + dx / g.stride_w;
+        }
+      }
+    }
+  }
+};
+
+// At[r][q] for output pixels [first, first + count) of one image and group: the im2col rows of
+// the tile, for feature maps too narrow for direct convolution.
 void Im2Col(const float* x, const ConvGeometry& g, int64_t first, int64_t count, float* at, int64_t lda) {
   const int64_t cg = g.channels / g.group;
   for (int64_t c = 0; c < cg; ++c) {
@@ -21,11 +91,18 @@ void Im2Col(const float* x, const ConvGeometry& g, int64_t first, int64_t count,
     for (int64_t i = 0; i < g.kernel_h; ++i) {
       for (int64_t j = 0; j < g.kernel_w; ++j) {
         float* row = at + ((c * g.kernel_h + i) * g.kernel_w + j) * lda;
-        for (int64_t q = 0; q < count; ++q) {
-          const int64_t p = first + q, oh = p / g.out_width, ow = p % g.out_width;
+        int64_t oh = first / g.out_width, ow = first % g.out_width;
+        for (int64_t q = 0; q < count;) {
+          const int64_t run = std::min(count - q, g.out_width - ow);  // the rest of output row oh
           const int64_t ih = oh * g.stride_h - g.pad_top + i * g.dilation_h;
-          const int64_t iw = ow * g.stride_w - g.pad_left + j * g.dilation_w;
-          row[q] = (ih >= 0 && ih < g.height && iw >= 0 && iw < g.width) ? plane[ih * g.width + iw] : 0.0f;
+          const int64_t iw0 = ow * g.stride_w - g.pad_left + j * g.dilation_w;
+          for (int64_t t = 0; t < run; ++t) {
+            const int64_t iw = iw0 + t * g.stride_w;
+            row[q + t] = (ih >= 0 && ih < g.height && iw >= 0 && iw < g.width) ? plane[ih * g.width + iw] : 0.0f;
+          }
+          q += run;
+          ow = 0;
+          ++oh;
         }
       }
     }
@@ -52,7 +129,15 @@ Status LscConvKernel::Init(const OrtKernelInfo* info) {
   }
   if (group_ < 1) return Fail("group must be >= 1, got ", group_);
   LSC_RETURN_IF_ERROR(LoadConstantWeight(Ort::ConstKernelInfo(info), 1, false, &weight_));
-  if (weight_) LSC_RETURN_IF_ERROR(CheckWeight(*weight_));
+  if (weight_) LSC_RETURN_IF_ERROR(PrepareWeight(*weight_));
+  return Status();
+}
+
+Status LscConvKernel::PrepareWeight(PackedWeight& weight) const {
+  LSC_RETURN_IF_ERROR(CheckWeight(weight));
+  const int64_t rows = weight.K() * group_;
+  if (rows > 0xFFFFFFFFll) return Fail("C * kH * kW = ", rows, " is too large (at most 2^32 - 1)");
+  weight.EmbedGroups(group_);
   return Status();
 }
 
@@ -150,7 +235,7 @@ Status LscConvKernel::Compute(OrtKernelContext* raw_context) {
   std::shared_ptr<PackedWeight> weight = weight_;
   if (!weight) {
     LSC_RETURN_IF_ERROR(LoadWeight(context.GetInput(1), false, &weight));
-    LSC_RETURN_IF_ERROR(CheckWeight(*weight));
+    LSC_RETURN_IF_ERROR(PrepareWeight(*weight));
   }
   Ort::ConstValue x_value = context.GetInput(0);
   const auto x_info = x_value.GetTensorTypeAndShapeInfo();
@@ -196,31 +281,65 @@ Status LscConvKernel::Compute(OrtKernelContext* raw_context) {
     y = y_value.GetTensorMutableData<float>();
   }
 
+  // The weight is block-diagonal over the groups (PrepareWeight): row k of the product is tap
+  // (c, i, j) of input channel c of the whole image, and every tile covers all output channels,
+  // split into column blocks for parallelism.
   const KernelSet& kernels = *kernels_;
   const ColumnView view = weight->columns().view();
-  const int64_t T = kernels.batch_tile, tiles = (pixels + T - 1) / T;
-  const int64_t cg = g.channels / g.group, mg = g.out_channels / g.group;
-  const int64_t rows = cg * g.kernel_h * g.kernel_w;
-  const bool pointwise = g.kernel_h == 1 && g.kernel_w == 1 && g.stride_h == 1 && g.stride_w == 1 &&
-                         g.pad_top == 0 && g.pad_left == 0 && g.out_height == g.height && g.out_width == g.width;
-  const int64_t items = g.batch * g.group * tiles;
-  LSC_RETURN_IF_ERROR(ParallelFor(raw_context, static_cast<size_t>(items), [&](size_t item) {
-    const int64_t tile = static_cast<int64_t>(item) % tiles;
-    const int64_t group = static_cast<int64_t>(item) / tiles % g.group;
-    const int64_t b = static_cast<int64_t>(item) / tiles / g.group;
-    const int64_t first = tile * T, count = std::min(T, pixels - first);
-    const float* x_group = x + b * image + group * cg * g.height * g.width;
-    const float* at = x_group + first;  // a 1x1 convolution reads X itself as At
-    int64_t lda = g.height * g.width;
-    if (!pointwise) {
-      float* cols = ThreadScratch(kScratchCols, static_cast<size_t>(rows * T));
-      Im2Col(x_group, g, first, count, cols, T);
-      at = cols;
-      lda = T;
+  const int64_t T = kernels.batch_tile, M = g.out_channels;
+  const int64_t rows = g.channels * g.kernel_h * g.kernel_w;
+  int64_t* offsets = ThreadScratch<int64_t>(kScratchOffsets, static_cast<size_t>(rows));
+  auto column_blocks = [&](int64_t tiles) {
+    const int64_t wanted = (static_cast<int64_t>(ParallelBatches(1 << 20)) * 4 + tiles - 1) / tiles;
+    return std::min(M, std::max<int64_t>(1, wanted));
+  };
+  if (g.out_width >= kDirectMinWidth) {
+    // Direct: tiles are (image, output row, run of up to T output columns).
+    const PhasePlanes planes(g);
+    const int64_t channel = planes.in_place ? g.height * g.width : planes.channel_size(g);
+    const float* input = x;
+    if (!planes.in_place) {
+      float* padded = ThreadScratch(kScratchPlanes, static_cast<size_t>(g.batch * g.channels * channel));
+      LSC_RETURN_IF_ERROR(ParallelFor(raw_context, static_cast<size_t>(g.batch * g.channels), [&](size_t item) {
+        planes.Fill(x + static_cast<int64_t>(item) * g.height * g.width, g, padded + static_cast<int64_t>(item) * channel);
+      }));
+      input = padded;
     }
-    float* y_image = y + b * g.out_channels * pixels;
-    kernels.spmm_tile(view, group * mg, (group + 1) * mg, at, lda, count, 1.0f, bias, y_image + first, pixels);
-  }));
+    planes.RowOffsets(g, g.channels, offsets);
+    const int64_t runs = (g.out_width + T - 1) / T, tiles = g.batch * g.out_height * runs;
+    const int64_t blocks = column_blocks(tiles), per_block = (M + blocks - 1) / blocks;
+    LSC_RETURN_IF_ERROR(ParallelFor(raw_context, static_cast<size_t>(tiles * blocks), [&](size_t item) {
+      const int64_t block = static_cast<int64_t>(item) % blocks;
+      int64_t rest = static_cast<int64_t>(item) / blocks;
+      const int64_t run = rest % runs;
+      rest /= runs;
+      const int64_t oh = rest % g.out_height, b = rest / g.out_height;
+      const int64_t ow0 = run * T, count = std::min(T, g.out_width - ow0);
+      const float* base = input + b * g.channels * channel + oh * planes.wq + ow0;
+      float* out = y + b * M * pixels + oh * g.out_width + ow0;
+      kernels.spmm_tile(view, block * per_block, std::min(M, (block + 1) * per_block), base, offsets, count, 1.0f,
+                        bias, out, pixels);
+    }));
+  } else {
+    // im2col: tiles are (image, run of up to T output pixels across rows).
+    for (int64_t k = 0; k < rows; ++k) offsets[k] = k * T;
+    const int64_t runs = (pixels + T - 1) / T, tiles = g.batch * runs;
+    const int64_t blocks = column_blocks(tiles), per_block = (M + blocks - 1) / blocks;
+    const int64_t cg = g.channels / g.group;
+    LSC_RETURN_IF_ERROR(ParallelFor(raw_context, static_cast<size_t>(tiles), [&](size_t item) {
+      const int64_t run = static_cast<int64_t>(item) % runs, b = static_cast<int64_t>(item) / runs;
+      const int64_t first = run * T, count = std::min(T, pixels - first);
+      float* cols = ThreadScratch(kScratchCols, static_cast<size_t>(rows * T));
+      for (int64_t group = 0; group < g.group; ++group) {
+        Im2Col(x + b * image + group * cg * g.height * g.width, g, first, count, cols + group * (rows / g.group) * T,
+               T);
+      }
+      for (int64_t block = 0; block < blocks; ++block) {
+        kernels.spmm_tile(view, block * per_block, std::min(M, (block + 1) * per_block), cols, offsets, count, 1.0f,
+                          bias, y + b * M * pixels + first, pixels);
+      }
+    }));
+  }
   if (half) FloatToHalf(y, y_value.GetTensorMutableData<Ort::Float16_t>(), static_cast<size_t>(y_size));
   return Status();
 }

@@ -29,8 +29,9 @@ class LscConvKernel {
   const std::string& node() const { return node_; }
 
  private:
-  enum Scratch { kScratchCols = 8, kScratchHalfIn, kScratchHalfOut };
+  enum Scratch { kScratchCols = 8, kScratchHalfIn, kScratchHalfOut, kScratchPlanes, kScratchOffsets };
   Status CheckWeight(const PackedWeight& weight) const;
+  Status PrepareWeight(PackedWeight& weight) const;
   Status Geometry(const std::vector<int64_t>& x_shape, const PackedWeight& weight, ConvGeometry* g) const;
   Status Compute(OrtKernelContext* context);
 

@@ -177,12 +177,14 @@ Status LscMatMulKernel::LargeBatch(OrtKernelContext* context, const PackedWeight
     const int64_t tile = static_cast<int64_t>(t);
     kernels.transpose(a + tile * T * K, K, rows_in(tile), K, at + tile * K * L, L);
   }));
+  int64_t* offsets = ThreadScratch<int64_t>(kScratchOffsets, static_cast<size_t>(K));
+  for (int64_t k = 0; k < K; ++k) offsets[k] = k * L;
   const ColumnView view = weight.columns().view();
   const int64_t blocks = (N + kColumnBlock - 1) / kColumnBlock;
   LSC_RETURN_IF_ERROR(ParallelFor(context, static_cast<size_t>(tiles * blocks), [&](size_t item) {
     const int64_t tile = static_cast<int64_t>(item) / blocks, n0 = static_cast<int64_t>(item) % blocks * kColumnBlock;
-    kernels.spmm_tile(view, n0, std::min(N, n0 + kColumnBlock), at + tile * K * L, L, rows_in(tile), alpha_, bias,
-                      yt + tile * N * L, L);
+    kernels.spmm_tile(view, n0, std::min(N, n0 + kColumnBlock), at + tile * K * L, offsets, rows_in(tile), alpha_,
+                      bias, yt + tile * N * L, L);
   }));
   return ParallelFor(context, static_cast<size_t>(tiles), [&](size_t t) {
     const int64_t tile = static_cast<int64_t>(t);

@@ -19,7 +19,7 @@ class LscMatMulKernel {
   const std::string& node() const { return node_; }
 
  private:
-  enum Scratch { kScratchRow, kScratchAt, kScratchYt, kScratchHalfIn, kScratchHalfOut };
+  enum Scratch { kScratchRow, kScratchAt, kScratchYt, kScratchHalfIn, kScratchHalfOut, kScratchOffsets };
   Status CheckWeight(const PackedWeight& weight) const;
   Status Compute(OrtKernelContext* context);
   Status SmallBatch(OrtKernelContext* context, const PackedWeight& weight, const float* a, int64_t M,

@@ -1,6 +1,8 @@
 #include "ops/op_util.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <new>
 #include <thread>
 
 namespace lsc {
@@ -99,11 +101,22 @@ size_t ParallelBatches(size_t total) {
   return std::min(total, 2 * cores);
 }
 
-float* ThreadScratch(size_t slot, size_t count) {
-  thread_local std::vector<std::vector<float>> buffers;
+void* ThreadScratchBytes(size_t slot, size_t bytes) {
+  struct Buffer {
+    std::unique_ptr<unsigned char, void (*)(void*)> data{nullptr, std::free};
+    size_t size = 0;
+  };
+  thread_local std::vector<Buffer> buffers;
   if (buffers.size() <= slot) buffers.resize(slot + 1);
-  if (buffers[slot].size() < count) buffers[slot].resize(count);
-  return buffers[slot].data();
+  Buffer& buffer = buffers[slot];
+  if (buffer.size < bytes) {
+    const size_t size = (bytes + 63) / 64 * 64;
+    void* memory = std::aligned_alloc(64, size);
+    if (memory == nullptr) throw std::bad_alloc();
+    buffer.data.reset(static_cast<unsigned char*>(memory));
+    buffer.size = size;
+  }
+  return buffer.data.get();
 }
 
 void HalfToFloat(const Ort::Float16_t* in, float* out, size_t count) {

@@ -60,8 +60,12 @@ Status ParallelFor(OrtKernelContext* context, size_t total, Fn&& fn) {
   return Status();
 }
 
-// A grow-only float buffer per thread, reused across runs.
-float* ThreadScratch(size_t slot, size_t count);
+// A grow-only, 64-byte-aligned buffer per thread and slot, reused across runs.
+void* ThreadScratchBytes(size_t slot, size_t bytes);
+template <typename T = float>
+T* ThreadScratch(size_t slot, size_t count) {
+  return static_cast<T*>(ThreadScratchBytes(slot, count * sizeof(T)));
+}
 
 // float16 <-> float32 conversion of whole buffers.
 void HalfToFloat(const Ort::Float16_t* in, float* out, size_t count);

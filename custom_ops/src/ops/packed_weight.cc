@@ -17,6 +17,16 @@ Status PackedWeight::Create(const uint8_t* blob, size_t size, bool k_is_row, std
   return Status();
 }
 
+void PackedWeight::EmbedGroups(int64_t groups) {
+  if (groups <= 1) return;
+  const int64_t per_group = columns_.N / groups;
+  for (int64_t n = 0; n < columns_.N; ++n) {
+    const uint32_t shift = static_cast<uint32_t>(n / per_group * columns_.K);
+    for (uint64_t i = columns_.ptr[n]; i < columns_.ptr[n + 1]; ++i) columns_.row[i] += shift;
+  }
+  columns_.K *= groups;
+}
+
 const WindowedLayout& PackedWeight::windowed(const KernelSet& kernels) const {
   std::call_once(windowed_once_, [&] { BuildWindowedLayout(columns_, kernels.lanes, kernels.window, &windowed_); });
   return windowed_;

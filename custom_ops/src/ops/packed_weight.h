@@ -23,6 +23,9 @@ class PackedWeight {
   int64_t K() const { return columns_.K; }
   int64_t N() const { return columns_.N; }
   const ColumnLists& columns() const { return columns_; }
+  // Makes a grouped convolution's weight block-diagonal: the rows of output channel n's group g
+  // (of `groups`) move to g * K + k, so that one product covers every group. Call before use.
+  void EmbedGroups(int64_t groups);
   // The windowed layout for `kernels` (built on first use; thread-safe).
   const WindowedLayout& windowed(const KernelSet& kernels) const;
 
