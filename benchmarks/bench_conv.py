@@ -2,7 +2,7 @@
 
 Prints LSCConv time / dense Conv time (same run) per layer, sparsity and thread count.
 
-    python benchmarks/bench_conv.py [--sparsity 0.9]
+    python -m benchmarks.bench_conv [--sparsity 0.9]
 """
 
 from __future__ import annotations
@@ -26,15 +26,14 @@ LAYERS = [  # name, input shape, weight shape, attributes
 ]
 
 
-def model(node_name: str, weight_input: object, x_shape: tuple[int, ...], domain: str = "") -> bytes:
-    node = helper.make_node(node_name, ["X", "W"], ["Y"], domain=domain, **ATTRS[0])
+def model(node_name: str, weight_input: object, x_shape: tuple[int, ...], attributes: dict[str, object],
+          domain: str = "") -> bytes:
+    node = helper.make_node(node_name, ["X", "W"], ["Y"], domain=domain, **attributes)
     graph = helper.make_graph([node], "conv", [helper.make_tensor_value_info("X", TensorProto.FLOAT, x_shape)],
                               [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)], [weight_input])
     opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid(domain, 1)] if domain else [])
     return helper.make_model(graph, opset_imports=opsets).SerializeToString()
 
-
-ATTRS: list[dict[str, object]] = [{}]
 
 
 def main() -> None:
@@ -45,14 +44,13 @@ def main() -> None:
     rng = np.random.default_rng(0)
     print(f"{'layer':>22} {'sparsity':>8} {'threads':>7} {'dense us':>10} {'lsc us':>10} {'lsc/dense':>9}")
     for name, x_shape, w_shape, attributes in LAYERS:
-        ATTRS[0] = attributes
         x = rng.standard_normal(x_shape).astype(np.float32)
         for sparsity in args.sparsity:
             w = rng.standard_normal(w_shape).astype(np.float32)
-            w.reshape(-1)[rng.choice(w.size, int(round(sparsity * w.size)), replace=False)] = 0.0
-            dense_model = model("Conv", numpy_helper.from_array(w, "W"), x_shape)
+            w.reshape(-1)[rng.choice(w.size, round(sparsity * w.size), replace=False)] = 0.0
+            dense_model = model("Conv", numpy_helper.from_array(w, "W"), x_shape, attributes)
             blob = np.frombuffer(lsc_ort.encode(w, "lsc"), np.uint8)
-            lsc_model = model("LSCConv", numpy_helper.from_array(blob, "W"), x_shape, lsc_ort.DOMAIN)
+            lsc_model = model("LSCConv", numpy_helper.from_array(blob, "W"), x_shape, attributes, lsc_ort.DOMAIN)
             for threads in (1, 2):
                 t_dense = seconds_per_run(session(dense_model, threads, custom=False), {"X": x}, args.budget)
                 t_lsc = seconds_per_run(session(lsc_model, threads, custom=True), {"X": x}, args.budget)

@@ -25,7 +25,7 @@ ADMM_LENET = [("conv1", (20, 1, 5, 5), 0.20), ("conv2", (50, 20, 5, 5), 0.08), (
 def pruned(shape: tuple[int, ...], kept: float, rng: np.random.Generator) -> np.ndarray:
     size = int(np.prod(shape))
     weight = np.zeros(size, np.float32)
-    positions = rng.choice(size, int(round(kept * size)), replace=False)
+    positions = rng.choice(size, round(kept * size), replace=False)
     weight[positions] = rng.standard_normal(positions.size).astype(np.float32)
     return weight.reshape(shape)
 
