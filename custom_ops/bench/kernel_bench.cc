@@ -10,30 +10,11 @@
 
 #include "kernels/kernels.h"
 #include "kernels/layouts.h"
+#include "../tests/random_columns.h"
 
 using namespace lsc;
 
 namespace {
-
-ColumnLists RandomColumns(int64_t K, int64_t N, double density, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> uniform(0.0f, 1.0f);
-  std::normal_distribution<float> normal;
-  ColumnLists lists;
-  lists.K = K;
-  lists.N = N;
-  lists.ptr.push_back(0);
-  for (int64_t n = 0; n < N; ++n) {
-    for (int64_t k = 0; k < K; ++k) {
-      if (uniform(rng) < density) {
-        lists.row.push_back(static_cast<uint32_t>(k));
-        lists.value.push_back(normal(rng));
-      }
-    }
-    lists.ptr.push_back(lists.row.size());
-  }
-  return lists;
-}
 
 template <typename Fn>
 double Microseconds(Fn&& fn) {
@@ -62,7 +43,8 @@ int main(int argc, char** argv) {
   }
   const int64_t K = std::atoll(argv[1]), N = std::atoll(argv[2]), batch = std::atoll(argv[4]);
   const double density = std::atof(argv[3]);
-  const ColumnLists columns = RandomColumns(K, N, density, 1);
+  std::mt19937 rng(1);
+  const ColumnLists columns = RandomColumns(K, N, density, rng);
   std::vector<float> a(static_cast<size_t>(batch * K), 1.0f), y(static_cast<size_t>(batch * N));
   std::printf("K=%lld N=%lld density=%.3f nnz=%llu batch=%lld\n", (long long)K, (long long)N, density,
               (unsigned long long)columns.nnz(), (long long)batch);

@@ -8,31 +8,13 @@
 
 #include "kernels/kernels.h"
 #include "kernels/layouts.h"
+#include "random_columns.h"
 
 using namespace lsc;
 
 namespace {
 
 int failures = 0;
-
-ColumnLists RandomColumns(int64_t K, int64_t N, double density, std::mt19937& rng) {
-  std::uniform_real_distribution<float> uniform(0.0f, 1.0f);
-  std::normal_distribution<float> normal;
-  ColumnLists lists;
-  lists.K = K;
-  lists.N = N;
-  lists.ptr.push_back(0);
-  for (int64_t n = 0; n < N; ++n) {
-    for (int64_t k = 0; k < K; ++k) {
-      if (uniform(rng) < density) {
-        lists.row.push_back(static_cast<uint32_t>(k));
-        lists.value.push_back(normal(rng));
-      }
-    }
-    lists.ptr.push_back(lists.row.size());
-  }
-  return lists;
-}
 
 // Y[m][n] = alpha * sum_k A[m][k] W[k][n] + bias[n], in double.
 std::vector<double> Reference(const ColumnLists& w, const std::vector<float>& a, int64_t M, float alpha,

@@ -6,7 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from lsc_ort.codecs.base import WeightTensor
+from lsc_ort.codecs.base import Codec, WeightTensor
+from lsc_ort.format import BlobView
 
 
 def check_block(block: Any, codec: str) -> tuple[int, int]:
@@ -23,6 +24,14 @@ def check_block(block: Any, codec: str) -> tuple[int, int]:
 def fit_block(block: tuple[int, int], rows: int, cols: int) -> tuple[int, int]:
     """``block`` clamped to the matrix (a block taller or wider than the matrix only pads)."""
     return max(1, min(block[0], rows)), max(1, min(block[1], cols))
+
+
+def read_block(codec: Codec, view: BlobView) -> tuple[int, int, int, int]:
+    """The matrix view ``(rows, cols)`` and the validated ``block_rows``, ``block_cols`` params."""
+    rows, cols = view.header.matrix_shape
+    br = codec.param(view, "block_rows", 1, max(rows, 1))
+    bc = codec.param(view, "block_cols", 1, max(cols, 1))
+    return rows, cols, br, bc
 
 
 def block_grid(rows: int, cols: int, block: tuple[int, int]) -> tuple[int, int]:

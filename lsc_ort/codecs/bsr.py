@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from lsc_ort.codecs.base import Codec, Encoded, WeightTensor, check_sorted_unique_rows, reject_unknown
-from lsc_ort.codecs.blocks import block_grid, blocks_of, check_block, fit_block, unblock
+from lsc_ort.codecs.blocks import block_grid, blocks_of, check_block, fit_block, read_block, unblock
 from lsc_ort.format import BlobFormatError, BlobView
 
 AUTO_BLOCKS = ((1, 2), (1, 4), (1, 8), (2, 2), (4, 1), (4, 4), (8, 1), (16, 1))
@@ -51,9 +51,7 @@ class BsrCodec(Codec):
     def decode(self, view: BlobView) -> np.ndarray:
         self.check_layout(view)
         header = view.header
-        rows, cols = header.matrix_shape
-        br = self.param(view, "block_rows", 1, max(rows, 1))
-        bc = self.param(view, "block_cols", 1, max(cols, 1))
+        rows, cols, br, bc = read_block(self, view)
         nbr, nbc = block_grid(rows, cols, (br, bc))
         indptr = self.section(view, "indptr", np.int32, nbr + 1)
         indices = self.section(view, "indices", np.int32)

@@ -36,7 +36,7 @@ import numpy as np
 from lsc_ort.codecs import sri
 from lsc_ort.codecs.base import Codec, Encoded, WeightTensor, reject_unknown
 from lsc_ort.codecs.bits import pack_codes, pack_mask, packed_size, unpack_codes, unpack_mask
-from lsc_ort.codecs.blocks import block_grid, blocks_of, check_block, fit_block, unblock
+from lsc_ort.codecs.blocks import block_grid, blocks_of, check_block, fit_block, read_block, unblock
 from lsc_ort.entropy import binary_entropy
 from lsc_ort.format import BlobFormatError, BlobView, align
 
@@ -316,9 +316,7 @@ class LscCodec(Codec):
     def decode(self, view: BlobView) -> np.ndarray:
         self.check_layout(view)
         header = view.header
-        rows, cols = header.matrix_shape
-        br = self.param(view, "block_rows", 1, max(rows, 1))
-        bc = self.param(view, "block_cols", 1, max(cols, 1))
+        rows, cols, br, bc = read_block(self, view)
         width = self.param(view, "code_bits", 0, sri.MAX_WIDTH)
         split = self.param(view, "split", 0, (1 << width) - 1)
         if width:

@@ -11,7 +11,6 @@
 namespace lsc {
 namespace {
 
-constexpr const char* kOp = "LSCConv";
 // Output rows at least this wide run as direct convolution (one output row per tile); narrower
 // feature maps take im2col tiles across rows so the SIMD lanes stay full.
 constexpr int64_t kDirectMinWidth = 16;
@@ -221,15 +220,6 @@ Status LscConvKernel::Geometry(const std::vector<int64_t>& x_shape, const Packed
   return Status();
 }
 
-OrtStatusPtr LscConvKernel::ComputeV2(OrtKernelContext* context) {
-  try {
-    Status status = Compute(context);
-    return status.ok() ? nullptr : MakeStatus(kOp, node_, status.message());
-  } catch (const std::exception& e) {
-    return MakeStatus(kOp, node_, e.what());
-  }
-}
-
 Status LscConvKernel::Compute(OrtKernelContext* raw_context) {
   Ort::KernelContext context(raw_context);
   std::shared_ptr<PackedWeight> weight = weight_;
@@ -243,22 +233,7 @@ Status LscConvKernel::Compute(OrtKernelContext* raw_context) {
   LSC_RETURN_IF_ERROR(Geometry(x_info.GetShape(), *weight, &g));
   const float* bias = nullptr;
   std::vector<float> bias_buffer;
-  if (context.GetInputCount() > 2) {
-    Ort::ConstValue b_value = context.GetInput(2);
-    if (b_value) {
-      const auto b_info = b_value.GetTensorTypeAndShapeInfo();
-      if (b_info.GetShape() != std::vector<int64_t>{g.out_channels}) {
-        return Fail("B has shape ", ShapeString(b_info.GetShape()), ", expected [", g.out_channels, "]");
-      }
-      if (b_info.GetElementType() == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16) {
-        bias_buffer.resize(static_cast<size_t>(g.out_channels));
-        HalfToFloat(b_value.GetTensorData<Ort::Float16_t>(), bias_buffer.data(), bias_buffer.size());
-        bias = bias_buffer.data();
-      } else {
-        bias = b_value.GetTensorData<float>();
-      }
-    }
-  }
+  LSC_RETURN_IF_ERROR(ReadBias(context, 2, g.out_channels, "B", &bias_buffer, &bias));
   const bool one_d = weight->shape().size() == 3;
   std::vector<int64_t> y_shape = {g.batch, g.out_channels};
   if (!one_d) y_shape.push_back(g.out_height);
@@ -342,19 +317,6 @@ Status LscConvKernel::Compute(OrtKernelContext* raw_context) {
   }
   if (half) FloatToHalf(y, y_value.GetTensorMutableData<Ort::Float16_t>(), static_cast<size_t>(y_size));
   return Status();
-}
-
-OrtStatusPtr LscConvOp::CreateKernelV2(const OrtApi&, const OrtKernelInfo* info, void** kernel) const {
-  std::unique_ptr<LscConvKernel> instance;
-  try {
-    instance = std::make_unique<LscConvKernel>(info);
-    Status status = instance->Init(info);
-    if (!status.ok()) return MakeStatus(kOp, instance->node(), status.message());
-  } catch (const std::exception& e) {
-    return MakeStatus(kOp, instance ? instance->node() : "?", e.what());
-  }
-  *kernel = instance.release();
-  return nullptr;
 }
 
 }  // namespace lsc

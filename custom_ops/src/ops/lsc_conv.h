@@ -8,6 +8,7 @@
 #include "common/status.h"
 #include "kernels/kernels.h"
 #include "onnxruntime_cxx_api.h"
+#include "ops/op_util.h"
 #include "ops/packed_weight.h"
 
 namespace lsc {
@@ -23,9 +24,11 @@ struct ConvGeometry {
 
 class LscConvKernel {
  public:
+  static constexpr const char* kOpName = "LSCConv";
   explicit LscConvKernel(const OrtKernelInfo* info);
   Status Init(const OrtKernelInfo* info);
-  OrtStatusPtr ComputeV2(OrtKernelContext* context);
+  Status Compute(OrtKernelContext* context);
+  OrtStatusPtr ComputeV2(OrtKernelContext* context) { return GuardedCompute(*this, context); }
   const std::string& node() const { return node_; }
 
  private:
@@ -33,7 +36,6 @@ class LscConvKernel {
   Status CheckWeight(const PackedWeight& weight) const;
   Status PrepareWeight(PackedWeight& weight) const;
   Status Geometry(const std::vector<int64_t>& x_shape, const PackedWeight& weight, ConvGeometry* g) const;
-  Status Compute(OrtKernelContext* context);
 
   std::string node_;
   std::string auto_pad_;
@@ -43,23 +45,6 @@ class LscConvKernel {
   std::shared_ptr<PackedWeight> weight_;
 };
 
-class LscConvOp : public Ort::CustomOpBase<LscConvOp, LscConvKernel, true> {
- public:
-  explicit LscConvOp(ONNXTensorElementDataType type) : type_(type) {}
-  OrtStatusPtr CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** kernel) const;
-  const char* GetName() const { return "LSCConv"; }
-  size_t GetInputTypeCount() const { return 3; }
-  ONNXTensorElementDataType GetInputType(size_t index) const {
-    return index == 1 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 : type_;
-  }
-  OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t index) const {
-    return index == 2 ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
-  }
-  size_t GetOutputTypeCount() const { return 1; }
-  ONNXTensorElementDataType GetOutputType(size_t) const { return type_; }
-
- private:
-  ONNXTensorElementDataType type_;
-};
+using LscConvOp = LscOp<LscConvKernel>;
 
 }  // namespace lsc

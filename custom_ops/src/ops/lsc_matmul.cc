@@ -10,7 +10,6 @@
 namespace lsc {
 namespace {
 
-constexpr const char* kOp = "LSCMatMul";
 // Up to this many rows of A run on the windowed layout (or as column dot products, when the
 // kernel variant has no windowed kernel); more rows take the batched product.
 constexpr int64_t kWindowedBatch = 12;
@@ -42,15 +41,6 @@ Status LscMatMulKernel::CheckWeight(const PackedWeight& weight) const {
   return Status();
 }
 
-OrtStatusPtr LscMatMulKernel::ComputeV2(OrtKernelContext* context) {
-  try {
-    Status status = Compute(context);
-    return status.ok() ? nullptr : MakeStatus(kOp, node_, status.message());
-  } catch (const std::exception& e) {
-    return MakeStatus(kOp, node_, e.what());
-  }
-}
-
 Status LscMatMulKernel::Compute(OrtKernelContext* raw_context) {
   Ort::KernelContext context(raw_context);
   std::shared_ptr<PackedWeight> weight = weight_;
@@ -69,22 +59,7 @@ Status LscMatMulKernel::Compute(OrtKernelContext* raw_context) {
   }
   const float* bias = nullptr;
   std::vector<float> bias_buffer;
-  if (context.GetInputCount() > 2) {
-    Ort::ConstValue b_value = context.GetInput(2);
-    if (b_value) {
-      const auto b_info = b_value.GetTensorTypeAndShapeInfo();
-      if (b_info.GetShape() != std::vector<int64_t>{N}) {
-        return Fail("bias has shape ", ShapeString(b_info.GetShape()), ", expected [", N, "]");
-      }
-      if (b_info.GetElementType() == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16) {
-        bias_buffer.resize(static_cast<size_t>(N));
-        HalfToFloat(b_value.GetTensorData<Ort::Float16_t>(), bias_buffer.data(), bias_buffer.size());
-        bias = bias_buffer.data();
-      } else {
-        bias = b_value.GetTensorData<float>();
-      }
-    }
-  }
+  LSC_RETURN_IF_ERROR(ReadBias(context, 2, N, "bias", &bias_buffer, &bias));
   std::vector<int64_t> y_shape(a_shape.begin(), a_shape.end() - 1);
   y_shape.push_back(N);
   Ort::UnownedValue y_value = context.GetOutput(0, y_shape);
@@ -190,19 +165,6 @@ Status LscMatMulKernel::LargeBatch(OrtKernelContext* context, const PackedWeight
     const int64_t tile = static_cast<int64_t>(t);
     kernels.transpose(yt + tile * N * L, L, N, rows_in(tile), y + tile * T * N, N);
   });
-}
-
-OrtStatusPtr LscMatMulOp::CreateKernelV2(const OrtApi&, const OrtKernelInfo* info, void** kernel) const {
-  std::unique_ptr<LscMatMulKernel> instance;
-  try {
-    instance = std::make_unique<LscMatMulKernel>(info);
-    Status status = instance->Init(info);
-    if (!status.ok()) return MakeStatus(kOp, instance->node(), status.message());
-  } catch (const std::exception& e) {
-    return MakeStatus(kOp, instance ? instance->node() : "?", e.what());
-  }
-  *kernel = instance.release();
-  return nullptr;
 }
 
 }  // namespace lsc

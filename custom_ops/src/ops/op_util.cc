@@ -119,6 +119,26 @@ void* ThreadScratchBytes(size_t slot, size_t bytes) {
   return buffer.data.get();
 }
 
+Status ReadBias(Ort::KernelContext& context, size_t index, int64_t length, const char* name,
+                std::vector<float>* buffer, const float** bias) {
+  *bias = nullptr;
+  if (context.GetInputCount() <= index) return Status();
+  Ort::ConstValue value = context.GetInput(index);
+  if (!value) return Status();
+  const auto info = value.GetTensorTypeAndShapeInfo();
+  if (info.GetShape() != std::vector<int64_t>{length}) {
+    return Fail(name, " has shape ", ShapeString(info.GetShape()), ", expected [", length, "]");
+  }
+  if (info.GetElementType() == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16) {
+    buffer->resize(static_cast<size_t>(length));
+    HalfToFloat(value.GetTensorData<Ort::Float16_t>(), buffer->data(), buffer->size());
+    *bias = buffer->data();
+  } else {
+    *bias = value.GetTensorData<float>();
+  }
+  return Status();
+}
+
 void HalfToFloat(const Ort::Float16_t* in, float* out, size_t count) {
   for (size_t i = 0; i < count; ++i) out[i] = in[i].ToFloat();
 }

@@ -67,6 +67,58 @@ T* ThreadScratch(size_t slot, size_t count) {
   return static_cast<T*>(ThreadScratchBytes(slot, count * sizeof(T)));
 }
 
+// Reads optional input `index` (a bias of `length` floats, float32 or float16); `*bias` stays null
+// when the input is absent. `buffer` keeps converted float16 values alive.
+Status ReadBias(Ort::KernelContext& context, size_t index, int64_t length, const char* name,
+                std::vector<float>* buffer, const float** bias);
+
+// Runs a kernel's Compute, turning its Status or any exception into an onnxruntime status that
+// names the op and node.
+template <typename Kernel>
+OrtStatusPtr GuardedCompute(Kernel& kernel, OrtKernelContext* context) {
+  try {
+    Status status = kernel.Compute(context);
+    return status.ok() ? nullptr : MakeStatus(Kernel::kOpName, kernel.node(), status.message());
+  } catch (const std::exception& e) {
+    return MakeStatus(Kernel::kOpName, kernel.node(), e.what());
+  }
+}
+
+// The custom-op definition shared by the lsc-ort ops: inputs (activations, uint8 weight blob,
+// optional bias), one output, all of the element type given at registration. The kernel class
+// provides kOpName, a constructor from OrtKernelInfo, Init() and Compute().
+template <typename Kernel>
+class LscOp : public Ort::CustomOpBase<LscOp<Kernel>, Kernel, true> {
+ public:
+  explicit LscOp(ONNXTensorElementDataType type) : type_(type) {}
+
+  OrtStatusPtr CreateKernelV2(const OrtApi&, const OrtKernelInfo* info, void** kernel) const {
+    std::unique_ptr<Kernel> instance;
+    try {
+      instance = std::make_unique<Kernel>(info);
+      Status status = instance->Init(info);
+      if (!status.ok()) return MakeStatus(Kernel::kOpName, instance->node(), status.message());
+    } catch (const std::exception& e) {
+      return MakeStatus(Kernel::kOpName, instance ? instance->node() : "?", e.what());
+    }
+    *kernel = instance.release();
+    return nullptr;
+  }
+  const char* GetName() const { return Kernel::kOpName; }
+  size_t GetInputTypeCount() const { return 3; }
+  ONNXTensorElementDataType GetInputType(size_t index) const {
+    return index == 1 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 : type_;
+  }
+  OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t index) const {
+    return index == 2 ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
+  }
+  size_t GetOutputTypeCount() const { return 1; }
+  ONNXTensorElementDataType GetOutputType(size_t) const { return type_; }
+
+ private:
+  ONNXTensorElementDataType type_;
+};
+
 // float16 <-> float32 conversion of whole buffers.
 void HalfToFloat(const Ort::Float16_t* in, float* out, size_t count);
 void FloatToHalf(const float* in, Ort::Float16_t* out, size_t count);
