@@ -6,7 +6,10 @@ Public API:
   (format: :mod:`lsc_ort.format`, ``docs/blob-format.md``);
 * :func:`available_codecs`, :func:`entropy_bound`;
 * :data:`DOMAIN`, :func:`get_library_path`, :func:`session_options` — the ``LSCMatMul`` and
-  ``LSCConv`` custom ops for onnxruntime (:mod:`lsc_ort.ops`).
+  ``LSCConv`` custom ops for onnxruntime (:mod:`lsc_ort.ops`);
+* :func:`rewrite`, :func:`decompress` — models with sparse MatMul / Gemm / Conv weights to and
+  from those ops (:mod:`lsc_ort.rewriter`); :func:`prune` — one-shot magnitude pruning;
+  :func:`reference_evaluator` — run rewritten models with numpy (:mod:`lsc_ort.reference`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from lsc_ort.entropy import entropy_bound
 from lsc_ort.format import BlobFormatError
 from lsc_ort.native import get_library_path, session_options
 from lsc_ort.ops import DOMAIN
+from lsc_ort.prune import prune
+from lsc_ort.reference import reference_evaluator
+from lsc_ort.rewriter import decompress, rewrite
 
 __version__ = "0.1.0"
 
@@ -25,9 +31,13 @@ __all__ = [
     "BlobFormatError",
     "available_codecs",
     "decode",
+    "decompress",
     "encode",
     "entropy_bound",
     "get_library_path",
     "inspect",
+    "prune",
+    "reference_evaluator",
+    "rewrite",
     "session_options",
 ]
