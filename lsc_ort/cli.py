@@ -279,6 +279,7 @@ def _file_line(src: str, src_bytes: int, dst: str, dst_bytes: int) -> str:
 def _compress(args: argparse.Namespace, console: Console) -> int:
     from lsc_ort.rewriter import compress_file
 
+    _check_report_path(args.report)
     with _progress(console, "compressing") as progress:
         result = compress_file(
             args.input,
@@ -321,6 +322,11 @@ def _compress(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def _check_report_path(report: str | None) -> None:
+    if report and not Path(report).resolve().parent.is_dir():
+        raise ValueError(f"report directory {Path(report).resolve().parent} does not exist")
+
+
 def _inspect(args: argparse.Namespace, console: Console) -> int:
     from lsc_ort.rewriter import layer_rows
     from lsc_ort.rewriter.model_io import atomic_write_text
@@ -357,7 +363,7 @@ def _verify(args: argparse.Namespace, console: Console) -> int:
     for header in ("output", "shape", "max abs diff", "max rel diff", ""):
         table.add_column(header, justify="right" if "diff" in header else "left")
     for diff in diffs:
-        status = "ok" if diff.ok else "FAIL" + (f" ({diff.note})" if diff.note else "")
+        status = ("ok" if diff.ok else "FAIL") + (f" ({diff.note})" if diff.note else "")
         table.add_row(
             diff.name,
             "×".join(map(str, diff.shape)) or "scalar",

@@ -125,29 +125,49 @@ def load_inputs(path: str | os.PathLike, model: onnx.ModelProto) -> dict[str, np
     return feeds
 
 
+class EngineError(RuntimeError):
+    """A model failed to load or run; the message names the model and the engine."""
+
+
 def run_model(
     path: str | os.PathLike, feeds: Mapping[str, np.ndarray], engine: str = "onnxruntime", threads: int = 0
 ) -> dict[str, np.ndarray]:
-    """Outputs of the model at ``path``, by name; custom ops are registered when it uses them."""
+    """Outputs of the model at ``path``, by name; custom ops are registered when it uses them.
+
+    Raises:
+        FileNotFoundError: the model uses the custom ops and the native library is not built.
+        EngineError: the engine failed on the model.
+    """
     path = Path(path)
-    if engine == "reference":
-        from lsc_ort.reference import reference_evaluator
-
-        evaluator = reference_evaluator(path)
-        names = list(evaluator.output_names)
-        return dict(zip(names, evaluator.run(None, dict(feeds)), strict=True))
-    if engine != "onnxruntime":
+    if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
-    import onnxruntime as ort
+    if engine == "onnxruntime" and uses_domain(load_model(path), DOMAIN):
+        from lsc_ort.native import get_library_path
 
-    from lsc_ort.native import session_options
+        try:
+            get_library_path()
+        except FileNotFoundError as error:
+            raise FileNotFoundError(
+                f"{path} uses the lsc-ort custom ops: {error}; or verify with --engine reference"
+            ) from None
+    try:
+        if engine == "reference":
+            from lsc_ort.reference import reference_evaluator
 
-    model = load_model(path)
-    options = session_options() if uses_domain(model, DOMAIN) else ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(names, dict(feeds)), strict=True))
+            evaluator = reference_evaluator(path)
+            names = list(evaluator.output_names)
+            return dict(zip(names, evaluator.run(None, dict(feeds)), strict=True))
+        import onnxruntime as ort
+
+        from lsc_ort.native import session_options
+
+        options = session_options() if uses_domain(load_model(path), DOMAIN) else ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        names = [o.name for o in session.get_outputs()]
+        return dict(zip(names, session.run(names, dict(feeds)), strict=True))
+    except Exception as error:
+        raise EngineError(f"{path}: {engine} failed: {type(error).__name__}: {error}") from error
 
 
 @dataclass(frozen=True)
@@ -202,7 +222,8 @@ def compare_outputs(
         max_abs, max_rel = float(diff.max()), float(rel.max())
         exact = ref.dtype.kind not in "fc"
         ok = max_abs == 0.0 if exact else max_rel <= rtol
-        diffs.append(
-            OutputDiff(name, tuple(ref.shape), max_abs, max_rel, ok, "must be equal" if exact else "")
-        )
+        note = "must be equal" if exact else ""
+        if both.any():
+            note = f"NaN in both at {int(both.sum())} of {ref.size} elements"
+        diffs.append(OutputDiff(name, tuple(ref.shape), max_abs, max_rel, ok, note))
     return diffs
