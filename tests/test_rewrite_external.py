@@ -216,3 +216,19 @@ def test_save_model_inline_and_external(tmp_path: Path) -> None:
     assert len(external_tensors(tmp_path / "b.onnx")) == 2
     assert constant_values(onnx.load_model(tmp_path / "b.onnx")).keys() == constant_values(model).keys()
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_decompress_streams_when_the_dense_model_would_pass_2gb(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = mlp(layers=3)
+    onnx.save_model(model, tmp_path / "model.onnx")
+    compress_file(tmp_path / "model.onnx", tmp_path / "lsc.onnx")
+    assert not (tmp_path / "lsc.onnx.data").exists()
+    from lsc_ort.rewriter.decompress import decoded_bytes
+
+    assert decoded_bytes(onnx.load(tmp_path / "lsc.onnx")) == 3 * WIDTH * WIDTH * 4
+    monkeypatch.setattr("lsc_ort.rewriter.model_io.INLINE_LIMIT", 2 * WIDTH * WIDTH * 4)  # a small "2 GB"
+    decompress_file(tmp_path / "lsc.onnx", tmp_path / "dense.onnx")
+    assert len(external_tensors(tmp_path / "dense.onnx")) == 3
+    assert_same_outputs(model, onnx.load(tmp_path / "dense.onnx"), random_feeds(model))

@@ -239,7 +239,8 @@ def rewrite(
         progress: called after each candidate node as ``progress(done, total, node)``.
 
     Returns:
-        The rewritten model, self-contained (tensors it keeps from external data are loaded).
+        The rewritten model, self-contained (tensors it keeps from external data are loaded);
+        for models over 2 GB use :func:`compress_file` (``lsc-ort compress``), which streams.
 
     Raises:
         ValueError: bad arguments, or :class:`RewriteError` naming the node that failed.

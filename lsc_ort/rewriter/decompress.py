@@ -232,7 +232,23 @@ def decompress_file(
     def transform(model: onnx.ModelProto, base_dir: str, sink: TensorSink) -> DecompressResult:
         return decompress_graph(model, base_dir=base_dir, sink=sink, progress=progress)
 
-    return transform_file(src, dst, transform, external_data=external_data)
+    return transform_file(src, dst, transform, external_data=external_data, added_bytes=decoded_bytes)
+
+
+def decoded_bytes(model: onnx.ModelProto, base_dir: str | None = None) -> int:
+    """Bytes of the dense weights that decompressing ``model`` creates (from the blob headers)."""
+    ctx = GraphContext(model, TensorReader(base_dir))
+    blobs = {
+        node.input[1]
+        for node in model.graph.node
+        if node.domain == DOMAIN and node.op_type in (MATMUL_OP, CONV_OP) and len(node.input) > 1
+    }
+    total = 0
+    for name in blobs:
+        constant = ctx.constant(name)
+        if constant is not None:
+            total += int(inspect(ctx.read(constant))["dense_bytes"])
+    return total
 
 
 def layer_rows(model: ModelLike, *, base_dir: str | os.PathLike | None = None) -> list[LayerRow]:

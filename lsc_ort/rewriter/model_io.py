@@ -394,12 +394,15 @@ def transform_file(
     transform: Callable[[onnx.ModelProto, str, TensorSink], T],
     *,
     external_data: bool | None = None,
+    added_bytes: Callable[[onnx.ModelProto, str], int] | None = None,
 ) -> T:
     """Load ``src``, let ``transform`` change the model in place, and save it atomically to ``dst``.
 
     ``transform(model, base_dir, sink)`` reads tensors through ``base_dir`` (the input's
     directory) and stores the tensors it makes through ``sink``, which streams them to the output
-    data file when the output has external data (the input has, or ``external_data=True``).
+    data file when the output has external data: when ``external_data=True``, or by default when
+    the input has external data or its inline tensors plus ``added_bytes(model, base_dir)`` (an
+    estimate of what ``transform`` adds) exceed :data:`INLINE_LIMIT`.
 
     Raises:
         ValueError: bad paths (``dst`` would overwrite the input or its data); on any failure
@@ -409,7 +412,15 @@ def transform_file(
     model = load_model(src)
     base_dir = str(src.resolve().parent)
     check_output_path(dst, [src], model, base_dir)
-    stream = external_data is True or (external_data is None and has_external_data(model))
+    stream = external_data is True or (
+        external_data is None
+        and (
+            has_external_data(model)
+            or (
+                added_bytes is not None and _inline_bytes(model) + added_bytes(model, base_dir) > INLINE_LIMIT
+            )
+        )
+    )
     writer = ExternalDataWriter(data_path_for(dst)) if stream else None
     sink: TensorSink = ExternalSink(writer) if writer is not None else InlineSink()
     try:
