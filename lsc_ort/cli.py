@@ -300,24 +300,24 @@ def _compress(args: argparse.Namespace, console: Console) -> int:
     ]
     fired = ", ".join(f"{name} {count}" for name, count in sorted(result.fired.items())) or "none"
     lines.append(f"rewritten nodes: {fired}")
-    not_layers = [
-        (node, reason) for node, reason in result.declined if not any(reason == row.note for row in rows)
-    ]
-    if not_layers and not args.verbose:
+    if result.declined and not args.verbose:
         lines.append(
-            f"{len(not_layers)} other MatMul/Gemm/Conv node(s) left as they are "
+            f"{len(result.declined)} other MatMul/Gemm/Conv node(s) left as they are "
             "(e.g. weights computed at run time); -v lists them"
         )
+    kept = [f"kept dense: {row.node}: {row.note}" for row in rows if row.note and not row.shared]
+    kept += [f"left as is: {node}: {reason}" for node, reason in result.declined]
     for line in lines:
         console.print(line)
     if args.verbose:
-        for node, reason in result.declined:
-            console.print(f"  kept: {node}: {reason}")
+        for line in kept:
+            console.print(f"  {line}")
     if args.report:
-        notes = [*lines, *(f"kept {node}: {reason}" for node, reason in result.declined)]
         from lsc_ort.rewriter.model_io import atomic_write_text
 
-        atomic_write_text(args.report, markdown_report(rows, f"lsc-ort compress {args.input}", notes))
+        atomic_write_text(
+            args.report, markdown_report(rows, f"lsc-ort compress {args.input}", [*lines, *kept])
+        )
         console.print(f"report: {args.report}")
     return EXIT_OK
 

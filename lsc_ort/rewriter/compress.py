@@ -43,9 +43,11 @@ class RewriteResult:
     fired: Counter[str] = field(default_factory=Counter)
     """How many nodes each rule rewrote, by rule name (rules that never fired are absent: 0)."""
     layers: list[LayerRow] = field(default_factory=list)
-    """One row per node with a constant weight the rules accepted, encoded or kept dense."""
+    """One row per node with a constant weight the rules accepted, encoded or kept dense (then
+    ``note`` says why)."""
     declined: list[tuple[str, str]] = field(default_factory=list)
-    """``(node, reason)`` for every node a rule's pattern matched that was left as it was."""
+    """``(node, reason)`` for every node a rule's pattern matched but whose check declined it (e.g.
+    weights computed at run time)."""
 
 
 def select_rules(ops: Iterable[str], rules: Sequence[RewriteRule] | None = None) -> list[RewriteRule]:
@@ -166,9 +168,7 @@ def rewrite_graph(
                 shared = chooser.seen(found.weight)
                 choice = chooser.choose(found.weight, ctx)
                 result.layers.append(_row(node, index, choice, shared))
-                if choice.blob is None:
-                    result.declined.append((label, choice.reason))
-                else:
+                if choice.blob is not None:
                     replaced[index] = rule.rewrite(node, found, choice.blob, ctx)
                     result.fired[rule.name] += 1
                     touched.update(node.input)

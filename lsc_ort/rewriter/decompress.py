@@ -12,7 +12,8 @@ from onnx import helper
 
 from lsc_ort.api import decode, inspect
 from lsc_ort.ops import CONV_OP, DOMAIN, MATMUL_OP
-from lsc_ort.report import LayerRow
+from lsc_ort.report import DENSE, LayerRow
+from lsc_ort.rewriter.choose import weight_statistics
 from lsc_ort.rewriter.compress import RewriteError, referenced_names, remove_unused
 from lsc_ort.rewriter.graph import GraphContext, node_label
 from lsc_ort.rewriter.model_io import (
@@ -24,6 +25,7 @@ from lsc_ort.rewriter.model_io import (
     resolve_model,
     transform_file,
 )
+from lsc_ort.rewriter.rules import DEFAULT_RULES, Match
 from lsc_ort.rewriter.rules.base import attributes, replacement
 
 BLOB_SUFFIX = "_lsc_blob"
@@ -257,10 +259,6 @@ def layer_rows(model: ModelLike, *, base_dir: str | os.PathLike | None = None) -
     One row per ``LSCMatMul`` / ``LSCConv`` node (from its blob's header) and per standard
     MatMul / Gemm / Conv node whose weight the rewrite rules would accept (kept dense).
     """
-    from lsc_ort.report import DENSE
-    from lsc_ort.rewriter.choose import weight_statistics
-    from lsc_ort.rewriter.rules import DEFAULT_RULES, Match
-
     if isinstance(model, onnx.ModelProto):
         proto, base = model, None if base_dir is None else str(base_dir)
     else:
