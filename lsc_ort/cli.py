@@ -42,7 +42,8 @@ examples:
   lsc-ort compress big.onnx -o big-lsc.onnx        # external data in, external data out (big-lsc.onnx.data)
 
 Layers whose weights have fewer zeros than --min-sparsity stay dense; with --codec auto each
-layer gets the codec that stores it in fewest bytes, or stays dense if none beats dense storage.""",
+layer gets the codec that stores it in fewest bytes, or stays dense if none beats dense storage;
+a named codec is used for every layer above --min-sparsity, even where dense would be smaller.""",
     "inspect": """\
 examples:
   lsc-ort inspect compressed.onnx
@@ -135,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     codecs = ["auto", *available_codecs()]
     external_help = (
-        "write external data (OUT.data): auto = when the input has external data or "
+        "write external data (OUT.onnx.data): auto = when the input has external data or "
         "the output would pass 2 GB (default: auto)"
     )
     ops_help = f"comma-separated op types (default: {','.join(DEFAULT_OPS)})"

@@ -24,12 +24,18 @@ from lsc_ort.ops import DOMAIN
 _FLOAT_INPUTS = (np.dtype(np.float32), np.dtype(np.float16))
 
 
-def decode_weight(blob: np.ndarray) -> np.ndarray:
-    """The float32 weight a blob stands for (int8 codes times their scale)."""
+def weight_values(blob: np.ndarray | bytes) -> np.ndarray:
+    """The weight a blob stands for: the decoded array (bit-exact), or ``scale * q`` in float32
+    for int8 codes ``q``."""
     weight = decode(blob)
     if weight.dtype == np.int8:
         return np.float32(inspect(blob)["scale"]) * weight.astype(np.float32)
-    return weight.astype(np.float32, copy=False)
+    return weight
+
+
+def decode_weight(blob: np.ndarray | bytes) -> np.ndarray:
+    """The weight a blob stands for, in float32 (the ops compute in float32)."""
+    return weight_values(blob).astype(np.float32, copy=False)
 
 
 def _check_float(name: str, op: str, value: np.ndarray) -> None:

@@ -141,7 +141,8 @@ def run_model(
     path = Path(path)
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
-    if engine == "onnxruntime" and uses_domain(load_model(path), DOMAIN):
+    custom = engine == "onnxruntime" and uses_domain(load_model(path), DOMAIN)
+    if custom:
         from lsc_ort.native import get_library_path
 
         try:
@@ -161,7 +162,7 @@ def run_model(
 
         from lsc_ort.native import session_options
 
-        options = session_options() if uses_domain(load_model(path), DOMAIN) else ort.SessionOptions()
+        options = session_options() if custom else ort.SessionOptions()
         options.intra_op_num_threads = threads
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         names = [o.name for o in session.get_outputs()]

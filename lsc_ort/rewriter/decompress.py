@@ -10,8 +10,9 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from lsc_ort.api import decode, inspect
+from lsc_ort.api import inspect
 from lsc_ort.ops import CONV_OP, DOMAIN, MATMUL_OP
+from lsc_ort.reference import weight_values
 from lsc_ort.report import DENSE, LayerRow
 from lsc_ort.rewriter.choose import weight_statistics
 from lsc_ort.rewriter.compress import RewriteError, referenced_names, remove_unused
@@ -73,17 +74,15 @@ class _Decoder:
         self.ctx = ctx
         self.result = result
         self._used = referenced_names(ctx.graph)
+        self._dtypes: dict[str, np.dtype] = {}
 
-    def weight(self, blob_name: str) -> tuple[str, np.ndarray]:
-        constant = self.ctx.constant(blob_name)
-        if constant is None:
-            raise ValueError(f"the weight blob '{blob_name}' is not a constant; cannot decompress")
-        blob = self.ctx.read(constant)
-        info = inspect(blob)
-        weight = decode(blob)
-        if weight.dtype == np.int8:  # int8 codes: the op computes with scale * q
-            weight = (np.float32(info["scale"]) * weight.astype(np.float32)).astype(np.float32)
+    def weight(self, blob_name: str) -> tuple[str, np.dtype]:
+        """The name and dtype of the initializer holding the weight decoded from ``blob_name``."""
         if blob_name not in self.result.weights:
+            constant = self.ctx.constant(blob_name)
+            if constant is None:
+                raise ValueError(f"the weight blob '{blob_name}' is not a constant; cannot decompress")
+            weight = weight_values(self.ctx.read(constant))
             base = (
                 blob_name.removesuffix(BLOB_SUFFIX)
                 if blob_name.endswith(BLOB_SUFFIX)
@@ -91,7 +90,8 @@ class _Decoder:
             )
             name = base if base not in self._used and base not in self.ctx.initializers else base + "_decoded"
             self.result.weights[blob_name] = self.ctx.add_initializer(name, weight)
-        return self.result.weights[blob_name], weight
+            self._dtypes[blob_name] = weight.dtype
+        return self.result.weights[blob_name], self._dtypes[blob_name]
 
 
 def _matmul(
@@ -101,7 +101,7 @@ def _matmul(
     alpha = float(attrs.get("alpha", 1.0))
     trans_b = int(attrs.get("transB", 0)) != 0
     bias = node.input[2] if len(node.input) > 2 else ""
-    w, array = decoder.weight(node.input[1])
+    w, dtype = decoder.weight(node.input[1])
     a, y = node.input[0], node.output[0]
     label = node.name or y
     if not trans_b and alpha == 1.0 and not bias:
@@ -134,7 +134,7 @@ def _matmul(
     nodes.append(replacement(node, "MatMul", [a, w], [out], ""))
     if alpha != 1.0:
         scaled = y if last == 0 else ctx.fresh_name(f"{y}_scaled")
-        alpha_name = ctx.add_initializer(f"{label}_alpha", np.array(alpha, dtype=array.dtype))
+        alpha_name = ctx.add_initializer(f"{label}_alpha", np.array(alpha, dtype=dtype))
         nodes.append(
             helper.make_node("Mul", [out, alpha_name], [scaled], name=ctx.fresh_name(f"{label}/alpha"))
         )
