@@ -33,8 +33,8 @@ INLINE_LIMIT = 1_800_000_000
 EXTERNAL_THRESHOLD = 1024
 """Initializers of at least this many bytes go to the data file when saving external data."""
 _PAGE = 4096
-T = TypeVar("T")
 _SMALL_ALIGN = 64
+T = TypeVar("T")
 
 
 def load_model(path: str | os.PathLike) -> onnx.ModelProto:
@@ -83,17 +83,16 @@ def iter_graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
 
 
 def iter_tensors(model: onnx.ModelProto) -> Iterator[tuple[onnx.TensorProto, bool]]:
-    """Every tensor of ``model`` with a flag telling whether it is a graph initializer (else a
-    node attribute such as a ``Constant`` value)."""
-    graphs: list[onnx.GraphProto] = list(iter_graphs(model.graph))
+    """Every tensor of ``model`` (graphs, subgraphs, functions) with a flag telling whether it is
+    a graph initializer (else a node attribute such as a ``Constant`` value)."""
+    node_lists = []
+    for graph in iter_graphs(model.graph):
+        yield from ((tensor, True) for tensor in graph.initializer)
+        node_lists.append(graph.node)
     for function in model.functions:
-        holder = onnx.GraphProto()
-        holder.node.extend(function.node)
-        graphs.extend(iter_graphs(holder))
-    for graph in graphs:
-        for tensor in graph.initializer:
-            yield tensor, True
-        for node in graph.node:
+        node_lists.append(function.node)
+    for nodes in node_lists:
+        for node in nodes:
             for attribute in node.attribute:
                 if attribute.HasField("t"):
                     yield attribute.t, False
@@ -169,7 +168,6 @@ class ExternalDataWriter:
         self.temp_path = Path(temp)
         self._file: IO[bytes] = os.fdopen(fd, "wb")
         self._offset = 0
-        self.tensors_written = 0
 
     def write(self, tensor: onnx.TensorProto, data: bytes) -> None:
         """Store ``data`` as the content of ``tensor`` (whose inline data fields are cleared)."""
@@ -185,7 +183,6 @@ class ExternalDataWriter:
             entry = tensor.external_data.add()
             entry.key = key
             entry.value = value
-        self.tensors_written += 1
 
     def commit(self) -> None:
         """Flush the data file and move it to its final path."""
@@ -321,11 +318,10 @@ def save_model(
     reader = TensorReader(base_dir)
     if external_data is None:
         external_data = writer is not None or has_external_data(model) or _inline_bytes(model) > INLINE_LIMIT
-    own_writer = None
     try:
         if external_data:
             if writer is None:
-                writer = own_writer = ExternalDataWriter(data_path_for(path))
+                writer = ExternalDataWriter(data_path_for(path))
             _externalize(model, reader, writer)
         else:
             if writer is not None:
@@ -339,7 +335,6 @@ def save_model(
         if writer is not None:
             writer.abort()
         raise
-    del own_writer
 
 
 def _externalize(model: onnx.ModelProto, reader: TensorReader, writer: ExternalDataWriter) -> None:
