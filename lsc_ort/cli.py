@@ -401,7 +401,7 @@ def _decompress(args: argparse.Namespace, console: Console) -> int:
 
 
 def _prune(args: argparse.Namespace, console: Console) -> int:
-    from lsc_ort.prune import prune_file
+    from lsc_ort.pruning import prune_file
 
     with _progress(console, "pruning") as progress:
         result = prune_file(

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from lsc_ort.prune import magnitude_prune, prune, prune_model
+from lsc_ort.pruning import magnitude_prune, prune, prune_model
 from tests.rewrite_fixtures import constant_values, parse, sparse
 
 HEADER = '<ir_version: 8, opset_import: ["" : 17]>'

@@ -12,7 +12,7 @@ import pytest
 from onnx import helper, numpy_helper
 from onnx.external_data_helper import uses_external_data
 
-from lsc_ort.prune import prune_file
+from lsc_ort.pruning import prune_file
 from lsc_ort.rewriter import compress_file, decompress, decompress_file, rewrite, rewrite_model
 from lsc_ort.rewriter.model_io import save_model
 from tests.rewrite_fixtures import assert_same_outputs, constant_values, random_feeds, sparse
