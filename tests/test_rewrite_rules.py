@@ -446,3 +446,15 @@ def test_weight_read_inside_a_subgraph_stays() -> None:
     assert sorted(t.name for t in result.model.graph.initializer) == ["W", "W_lsc_blob"]
     feeds = {"a": random_feeds(model)["a"], "c": np.array(False)}
     assert_same_outputs(model, result.model, feeds)
+
+
+def test_public_exports() -> None:
+    import lsc_ort.pruning
+    import lsc_ort.reference
+    import lsc_ort.rewriter
+
+    assert lsc_ort.rewrite is lsc_ort.rewriter.rewrite
+    assert lsc_ort.decompress is lsc_ort.rewriter.decompress
+    assert lsc_ort.prune is lsc_ort.pruning.prune
+    assert lsc_ort.reference_evaluator is lsc_ort.reference.reference_evaluator
+    assert {"rewrite", "decompress", "prune", "reference_evaluator"} <= set(lsc_ort.__all__)
