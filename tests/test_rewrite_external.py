@@ -232,3 +232,14 @@ def test_decompress_streams_when_the_dense_model_would_pass_2gb(
     decompress_file(tmp_path / "lsc.onnx", tmp_path / "dense.onnx")
     assert len(external_tensors(tmp_path / "dense.onnx")) == 3
     assert_same_outputs(model, onnx.load(tmp_path / "dense.onnx"), random_feeds(model))
+
+
+def test_written_files_get_ordinary_permissions(tmp_path: Path) -> None:
+    src = save_external(mlp(layers=1), tmp_path / "model.onnx")
+    umask = os.umask(0o022)
+    try:
+        compress_file(src, tmp_path / "out.onnx")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "out.onnx").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "out.onnx.data").stat().st_mode & 0o777 == 0o644

@@ -165,6 +165,7 @@ class ExternalDataWriter:
         self.final_path = Path(final_path)
         self.location = self.final_path.name
         fd, temp = tempfile.mkstemp(prefix=f".{self.location}.", suffix=".tmp", dir=self.final_path.parent)
+        os.chmod(temp, _file_mode(self.final_path))
         self.temp_path = Path(temp)
         self._file: IO[bytes] = os.fdopen(fd, "wb")
         self._offset = 0
@@ -352,8 +353,20 @@ def _externalize(model: onnx.ModelProto, reader: TensorReader, writer: ExternalD
             writer.write(tensor, little_endian_bytes(numpy_helper.to_array(tensor)))
 
 
+def _file_mode(path: Path) -> int:
+    """Permissions for a new file at ``path``: those of the file it replaces, else 0o666 less the
+    umask (what ``open`` gives; ``mkstemp`` would give 0o600)."""
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def _atomic_write(path: Path, data: bytes, writer: ExternalDataWriter | None) -> None:
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.chmod(temp, _file_mode(path))
     try:
         with os.fdopen(fd, "wb") as file:
             file.write(data)
