@@ -1,0 +1,498 @@
+"""The ``lsc-ort`` command line: compress, inspect, verify, decompress, prune, demo.
+
+Exit codes: 0 success, 1 ``verify`` found outputs beyond tolerance, 2 error (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from lsc_ort.codecs import available_codecs
+from lsc_ort.report import Totals, markdown_report, rich_table, totals
+
+EXIT_OK, EXIT_MISMATCH, EXIT_ERROR = 0, 1, 2
+PROG = "lsc-ort"
+
+_DESCRIPTION = """\
+Store the pruned weights of an ONNX model in compressed, encoded form (LSCMatMul / LSCConv
+custom ops reading blobs), and run it from there in onnxruntime.
+
+The main job, on any model:
+  lsc-ort prune model.onnx -o pruned.onnx --sparsity 0.9      # only if it is not pruned yet
+  lsc-ort compress pruned.onnx -o compressed.onnx --report report.md
+  lsc-ort verify pruned.onnx compressed.onnx
+Or see it all on a small built-in model: lsc-ort demo
+"""
+
+_EPILOGS = {
+    "compress": """\
+examples:
+  lsc-ort compress pruned.onnx -o compressed.onnx
+  lsc-ort compress pruned.onnx -o compressed.onnx --codec lsc --min-sparsity 0.8 --report report.md
+  lsc-ort compress big.onnx -o big-lsc.onnx        # external data in, external data out (big-lsc.onnx.data)
+
+Layers whose weights have fewer zeros than --min-sparsity stay dense; with --codec auto each
+layer gets the codec that stores it in fewest bytes, or stays dense if none beats dense storage;
+a named codec is used for every layer above --min-sparsity, even where dense would be smaller.""",
+    "inspect": """\
+examples:
+  lsc-ort inspect compressed.onnx
+  lsc-ort inspect pruned.onnx --report layers.md     # dense layers: what compress would see""",
+    "verify": """\
+examples:
+  lsc-ort verify pruned.onnx compressed.onnx
+  lsc-ort verify pruned.onnx compressed.onnx --inputs inputs.npz --rtol 1e-5
+  lsc-ort verify pruned.onnx compressed.onnx --shape input_ids=2,64 --shape attention_mask=2,64
+  lsc-ort verify pruned.onnx compressed.onnx --engine reference   # without the native library
+
+An output passes when |compressed - original| <= rtol * (1 + |original|) everywhere.
+Random inputs: floats ~ N(0, 1); integer inputs are token ids in [0, 100), except attention
+masks (ones), token-type ids (zeros) and position ids (0, 1, ...); symbolic dims become 1 (first
+dim), 16 (sequence inputs) or 32 (image inputs) unless --shape says otherwise.""",
+    "decompress": """\
+examples:
+  lsc-ort decompress compressed.onnx -o restored.onnx
+
+The weights are decoded bit-exactly into initializers of standard MatMul / Gemm / Conv nodes.""",
+    "prune": """\
+examples:
+  lsc-ort prune model.onnx -o pruned.onnx --sparsity 0.9
+  lsc-ort prune model.onnx -o pruned.onnx --sparsity 0.95 --ops MatMul,Gemm
+
+Each MatMul / Gemm / Conv weight (initializer or Constant node) gets exactly
+round(sparsity * size) of its smallest-magnitude elements set to +0.0. One-shot pruning without
+fine-tuning changes what the model computes: it is for trying lsc-ort out.""",
+    "demo": """\
+examples:
+  lsc-ort demo
+  lsc-ort demo --workdir ./lenet-demo
+
+Builds a LeNet-5-like model (Conv, Gemm, MatMul; seeded random weights), prunes it to 90 %,
+compresses it, prints the per-layer table and verifies the outputs (with onnxruntime and the
+native library when it is built, else with the numpy reference ops). Nothing is downloaded.""",
+}
+
+
+def _ops(text: str) -> list[str]:
+    ops = [op.strip() for op in text.split(",") if op.strip()]
+    if not ops:
+        raise argparse.ArgumentTypeError("give at least one op type, e.g. MatMul,Gemm,Conv")
+    return ops
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
+    return value
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0.0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _external(text: str) -> bool | None:
+    return {"auto": None, "yes": True, "no": False}[text]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``lsc-ort``."""
+    from lsc_ort.rewriter.compress import DEFAULT_OPS
+    from lsc_ort.verify import DEFAULT_RTOL, ENGINES
+
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=_DESCRIPTION,
+        formatter_class=formatter,
+        epilog="exit codes: 0 success, 1 verify mismatch, 2 error",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return commands.add_parser(
+            name, help=help_text, description=help_text, epilog=_EPILOGS[name], formatter_class=formatter
+        )
+
+    codecs = ["auto", *available_codecs()]
+    external_help = (
+        "write external data (OUT.onnx.data): auto = when the input has external data or "
+        "the output would pass 2 GB (default: auto)"
+    )
+    ops_help = f"comma-separated op types (default: {','.join(DEFAULT_OPS)})"
+
+    sub = command("compress", "Rewrite MatMul/Gemm/Conv with sparse constant weights into LSC ops.")
+    sub.add_argument("input", metavar="IN.onnx", help="model to compress (never modified)")
+    sub.add_argument("-o", "--output", metavar="OUT.onnx", required=True, help="compressed model to write")
+    sub.add_argument(
+        "--codec",
+        choices=codecs,
+        default="auto",
+        help="codec for every layer, or auto = smallest per layer (default: auto)",
+    )
+    sub.add_argument(
+        "--min-sparsity",
+        type=_fraction,
+        default=0.5,
+        metavar="S",
+        help="layers with a smaller fraction of zero weights stay dense (default: 0.5)",
+    )
+    sub.add_argument("--ops", type=_ops, default=list(DEFAULT_OPS), metavar="OPS", help=ops_help)
+    sub.add_argument("--report", metavar="REPORT.md", help="also write the per-layer table as markdown")
+    sub.add_argument("--external-data", choices=("auto", "yes", "no"), default="auto", help=external_help)
+    sub.add_argument("-v", "--verbose", action="store_true", help="list every node left as it was, and why")
+    sub.set_defaults(func=_compress)
+
+    sub = command("inspect", "Print the per-layer table of a (compressed) model without changing it.")
+    sub.add_argument("model", metavar="MODEL.onnx", help="model to inspect")
+    sub.add_argument("--report", metavar="REPORT.md", help="also write the table as markdown")
+    sub.set_defaults(func=_inspect)
+
+    sub = command(
+        "verify", "Run the original and the compressed model on the same inputs and compare outputs."
+    )
+    sub.add_argument("original", metavar="ORIG.onnx", help="reference model (e.g. the pruned dense model)")
+    sub.add_argument("compressed", metavar="COMPRESSED.onnx", help="model to check")
+    sub.add_argument(
+        "--inputs",
+        default="random",
+        metavar="random|FILE.npz",
+        help="random inputs (default) or an .npz file keyed by input name",
+    )
+    sub.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default: 0)")
+    sub.add_argument(
+        "--shape",
+        action="append",
+        default=[],
+        metavar="NAME=D0,D1,...",
+        help="shape of a random input (repeatable)",
+    )
+    sub.add_argument(
+        "--rtol", type=_positive, default=DEFAULT_RTOL, help=f"relative tolerance (default: {DEFAULT_RTOL:g})"
+    )
+    sub.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="onnxruntime",
+        help="onnxruntime (with the native custom ops; default) or reference (numpy, slow)",
+    )
+    sub.set_defaults(func=_verify)
+
+    sub = command("decompress", "Turn LSC ops back into standard MatMul/Gemm/Conv with the decoded weights.")
+    sub.add_argument("input", metavar="IN.onnx", help="compressed model (never modified)")
+    sub.add_argument("-o", "--output", metavar="OUT.onnx", required=True, help="standard ONNX model to write")
+    sub.add_argument("--external-data", choices=("auto", "yes", "no"), default="auto", help=external_help)
+    sub.set_defaults(func=_decompress)
+
+    sub = command(
+        "prune", "One-shot magnitude pruning of MatMul/Gemm/Conv weights (to try lsc-ort on any model)."
+    )
+    sub.add_argument("input", metavar="IN.onnx", help="model to prune (never modified)")
+    sub.add_argument("-o", "--output", metavar="OUT.onnx", required=True, help="pruned model to write")
+    sub.add_argument(
+        "--sparsity",
+        type=_fraction,
+        required=True,
+        metavar="S",
+        help="fraction of each weight set to zero, e.g. 0.9",
+    )
+    sub.add_argument(
+        "--method", choices=("magnitude",), default="magnitude", help="pruning criterion (default: magnitude)"
+    )
+    sub.add_argument("--ops", type=_ops, default=list(DEFAULT_OPS), metavar="OPS", help=ops_help)
+    sub.add_argument("--external-data", choices=("auto", "yes", "no"), default="auto", help=external_help)
+    sub.set_defaults(func=_prune)
+
+    sub = command("demo", "Build, prune, compress and verify a small LeNet-like model.")
+    sub.add_argument(
+        "--workdir", metavar="DIR", help="where to write the demo's files (default: a new temp dir)"
+    )
+    sub.set_defaults(func=_demo)
+    return parser
+
+
+def _console() -> Console:
+    console = Console(highlight=False, soft_wrap=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(highlight=False, soft_wrap=False, width=160)
+    return console
+
+
+@contextlib.contextmanager
+def _progress(console: Console, description: str) -> Iterator[Callable[[int, int, str], None]]:
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[node]}", style="dim"),
+    )
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
+        task = progress.add_task(description, total=None, node="")
+
+        def update(done: int, total: int, node: str) -> None:
+            progress.update(task, completed=done, total=total, node=node)
+
+        yield update
+
+
+def _size(path: str | os.PathLike) -> int:
+    from lsc_ort.rewriter.model_io import file_size
+
+    return file_size(path)
+
+
+def _totals_lines(total: Totals) -> list[str]:
+    if not total.layers:
+        return ["no MatMul / Gemm / Conv layer with a constant weight"]
+    efficiency = total.entropy_bound_bytes / total.encoded_bytes if total.encoded_bytes else 0.0
+    return [
+        f"weights: {total.dense_bytes:,} B dense → {total.encoded_bytes:,} B stored ({total.ratio:.2f}×); "
+        f"entropy bound {total.entropy_bound_bytes:,.0f} B ({efficiency:.0%} of stored)"
+    ]
+
+
+def _file_line(src: str, src_bytes: int, dst: str, dst_bytes: int) -> str:
+    ratio = src_bytes / dst_bytes if dst_bytes else 0.0
+    return f"file: {src} {src_bytes:,} B → {dst} {dst_bytes:,} B ({ratio:.2f}×)"
+
+
+def _compress(args: argparse.Namespace, console: Console) -> int:
+    from lsc_ort.rewriter import compress_file
+
+    _check_report_path(args.report)
+    with _progress(console, "compressing") as progress:
+        result = compress_file(
+            args.input,
+            args.output,
+            codec=args.codec,
+            min_sparsity=args.min_sparsity,
+            ops=args.ops,
+            external_data=_external(args.external_data),
+            progress=progress,
+        )
+    rows = result.layers
+    console.print(
+        rich_table(rows, title=f"{args.output} (codec {args.codec}, min sparsity {args.min_sparsity:g})")
+    )
+    lines = [
+        *_totals_lines(totals(rows)),
+        _file_line(args.input, _size(args.input), args.output, _size(args.output)),
+    ]
+    fired = ", ".join(f"{name} {count}" for name, count in sorted(result.fired.items())) or "none"
+    lines.append(f"rewritten nodes: {fired}")
+    if result.declined and not args.verbose:
+        lines.append(
+            f"{len(result.declined)} other MatMul/Gemm/Conv node(s) left as they are "
+            "(e.g. weights computed at run time); -v lists them"
+        )
+    kept = [f"kept dense: {row.node}: {row.note}" for row in rows if row.note and not row.shared]
+    kept += [f"left as is: {node}: {reason}" for node, reason in result.declined]
+    for line in lines:
+        console.print(line)
+    if args.verbose:
+        for line in kept:
+            console.print(f"  {line}")
+    if args.report:
+        from lsc_ort.rewriter.model_io import atomic_write_text
+
+        atomic_write_text(
+            args.report, markdown_report(rows, f"lsc-ort compress {args.input}", [*lines, *kept])
+        )
+        console.print(f"report: {args.report}")
+    return EXIT_OK
+
+
+def _check_report_path(report: str | None) -> None:
+    if report and not Path(report).resolve().parent.is_dir():
+        raise ValueError(f"report directory {Path(report).resolve().parent} does not exist")
+
+
+def _inspect(args: argparse.Namespace, console: Console) -> int:
+    from lsc_ort.rewriter import layer_rows
+    from lsc_ort.rewriter.model_io import atomic_write_text
+
+    rows = layer_rows(args.model)
+    console.print(rich_table(rows, title=str(args.model)))
+    lines = [*_totals_lines(totals(rows)), f"file: {args.model} {_size(args.model):,} B"]
+    for line in lines:
+        console.print(line)
+    if args.report:
+        atomic_write_text(args.report, markdown_report(rows, f"lsc-ort inspect {args.model}", lines))
+        console.print(f"report: {args.report}")
+    return EXIT_OK
+
+
+def _verify(args: argparse.Namespace, console: Console) -> int:
+    from lsc_ort.rewriter.model_io import load_model
+    from lsc_ort.verify import compare_outputs, load_inputs, parse_shapes, random_inputs, run_model
+
+    original = load_model(args.original)
+    load_model(args.compressed)  # fail early, with a clear message, on a bad path
+    if args.inputs == "random":
+        feeds = random_inputs(original, seed=args.seed, shapes=parse_shapes(args.shape))
+    else:
+        if args.shape:
+            raise ValueError("--shape applies to random inputs only")
+        feeds = load_inputs(args.inputs, original)
+    expected = run_model(args.original, feeds, args.engine)
+    actual = run_model(args.compressed, feeds, args.engine)
+    diffs = compare_outputs(expected, actual, args.rtol)
+    table = Table(
+        title=f"{args.compressed} vs {args.original} ({args.engine}, rtol {args.rtol:g})", header_style="bold"
+    )
+    for header in ("output", "shape", "max abs diff", "max rel diff", ""):
+        table.add_column(header, justify="right" if "diff" in header else "left")
+    for diff in diffs:
+        status = ("ok" if diff.ok else "FAIL") + (f" ({diff.note})" if diff.note else "")
+        table.add_row(
+            diff.name,
+            "×".join(map(str, diff.shape)) or "scalar",
+            f"{diff.max_abs:.3g}",
+            f"{diff.max_rel:.3g}",
+            status,
+            style=None if diff.ok else "bold red",
+        )
+    console.print(table)
+    inputs = ", ".join(
+        f"{name} {'×'.join(map(str, value.shape))} {value.dtype}" for name, value in feeds.items()
+    )
+    console.print(f"inputs: {inputs}")
+    failed = [diff.name for diff in diffs if not diff.ok]
+    if failed:
+        console.print(
+            f"MISMATCH: {len(failed)} of {len(diffs)} output(s) beyond tolerance: {', '.join(failed)}"
+        )
+        return EXIT_MISMATCH
+    console.print(f"OK: {len(diffs)} output(s) within rtol {args.rtol:g}")
+    return EXIT_OK
+
+
+def _decompress(args: argparse.Namespace, console: Console) -> int:
+    from lsc_ort.rewriter import decompress_file
+
+    with _progress(console, "decompressing") as progress:
+        result = decompress_file(
+            args.input, args.output, external_data=_external(args.external_data), progress=progress
+        )
+    console.print(f"decompressed {result.nodes} node(s), {len(result.weights)} weight(s)")
+    console.print(_file_line(args.input, _size(args.input), args.output, _size(args.output)))
+    return EXIT_OK
+
+
+def _prune(args: argparse.Namespace, console: Console) -> int:
+    from lsc_ort.pruning import prune_file
+
+    with _progress(console, "pruning") as progress:
+        result = prune_file(
+            args.input,
+            args.output,
+            args.sparsity,
+            method=args.method,
+            ops=args.ops,
+            external_data=_external(args.external_data),
+            progress=progress,
+        )
+    table = Table(title=f"{args.output} ({args.method}, sparsity {args.sparsity:g})", header_style="bold")
+    for header in ("#", "weight", "shape", "used by", "zeros before", "zeros after", "sparsity"):
+        table.add_column(
+            header,
+            justify="right" if header in ("#", "zeros before", "zeros after", "sparsity") else "left",
+            overflow="fold",
+        )
+    for i, weight in enumerate(result.weights, 1):
+        users = weight.nodes[0] + (f" +{len(weight.nodes) - 1}" if len(weight.nodes) > 1 else "")
+        table.add_row(
+            str(i),
+            weight.name,
+            "×".join(map(str, weight.shape)),
+            users,
+            f"{weight.zeros_before:,}",
+            f"{weight.zeros_after:,}",
+            f"{weight.sparsity:.1%}",
+        )
+    console.print(table)
+    console.print(f"pruned {len(result.weights)} weight tensor(s) → {args.output}")
+    return EXIT_OK
+
+
+def _demo(args: argparse.Namespace, console: Console) -> int:
+    from lsc_ort.demo import DEMO_SPARSITY, build_lenet, demo_paths
+    from lsc_ort.native import library_available
+    from lsc_ort.rewriter.model_io import save_model
+
+    workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="lsc-ort-demo-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    paths = demo_paths(workdir)
+    console.print(f"[bold]1. build[/bold] a LeNet-5-like model → {paths.dense}")
+    save_model(build_lenet(seed=0), paths.dense)
+    steps: list[tuple[str, list[str]]] = [
+        (
+            "2. prune",
+            ["prune", str(paths.dense), "-o", str(paths.pruned), "--sparsity", f"{DEMO_SPARSITY:g}"],
+        ),
+        (
+            "3. compress",
+            ["compress", str(paths.pruned), "-o", str(paths.compressed), "--report", str(paths.report)],
+        ),
+    ]
+    engine = "onnxruntime" if library_available() else "reference"
+    verify = ["verify", str(paths.pruned), str(paths.compressed), "--shape", "image=4,1,28,28"]
+    if engine == "reference":
+        verify += ["--engine", "reference"]
+    steps.append(("4. verify", verify))
+    parser = build_parser()
+    for title, argv in steps:
+        console.print(f"\n[bold]{title}[/bold]: {PROG} {' '.join(argv)}")
+        if title == "4. verify" and engine == "reference":
+            console.print("(the native library is not built: verifying with the numpy reference ops)")
+        code = int(parser.parse_args(argv).func(parser.parse_args(argv), console))
+        if code != EXIT_OK:
+            return code
+    console.print(f"\ndemo files are in {workdir}")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``lsc-ort`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, or a usage error argparse already printed
+        return int(exit_.code or 0) if not isinstance(exit_.code, str) else EXIT_ERROR
+    console = _console()
+    try:
+        return int(args.func(args, console))
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if args.debug:
+            raise
+        message = " ".join(str(error).split()) or type(error).__name__
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

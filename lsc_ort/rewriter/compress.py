@@ -1,0 +1,296 @@
+"""The rewrite pass: standard ops with sparse constant weights → lsc-ort custom ops."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import onnx
+from onnx import helper
+
+from lsc_ort.ops import DOMAIN, OPSET_VERSION
+from lsc_ort.report import LayerRow
+from lsc_ort.rewriter.choose import AUTO, CodecChooser, WeightChoice
+from lsc_ort.rewriter.graph import GraphContext, node_label
+from lsc_ort.rewriter.model_io import (
+    ModelLike,
+    TensorReader,
+    TensorSink,
+    iter_graphs,
+    load_external_tensors,
+    resolve_model,
+    transform_file,
+)
+from lsc_ort.rewriter.rules import DEFAULT_RULES, Decline, RewriteRule
+
+DEFAULT_OPS = ("MatMul", "Gemm", "Conv")
+
+Progress = Callable[[int, int, str], None]
+"""Called after each candidate node as ``progress(done, total, node_label)``."""
+
+
+class RewriteError(ValueError):
+    """A node could not be rewritten; the message names it."""
+
+
+@dataclass
+class RewriteResult:
+    """What :func:`rewrite_model` did."""
+
+    model: onnx.ModelProto
+    fired: Counter[str] = field(default_factory=Counter)
+    """How many nodes each rule rewrote, by rule name (rules that never fired are absent: 0)."""
+    layers: list[LayerRow] = field(default_factory=list)
+    """One row per node with a constant weight the rules accepted, encoded or kept dense (then
+    ``note`` says why)."""
+    declined: list[tuple[str, str]] = field(default_factory=list)
+    """``(node, reason)`` for every node a rule's pattern matched but whose check declined it (e.g.
+    weights computed at run time)."""
+
+
+def select_rules(ops: Iterable[str], rules: Sequence[RewriteRule] | None = None) -> list[RewriteRule]:
+    """The rules of ``rules`` (default :data:`DEFAULT_RULES`) for the op types ``ops``.
+
+    Raises:
+        ValueError: an op type no rule handles.
+    """
+    rules = DEFAULT_RULES if rules is None else rules
+    if isinstance(ops, str):
+        ops = [ops]
+    ops = list(ops)
+    known = {rule.op_type for rule in rules}
+    unknown = [op for op in ops if op not in known]
+    if unknown:
+        raise ValueError(
+            f"no rewrite rule for op type(s) {', '.join(unknown)}; supported: {', '.join(sorted(known))}"
+        )
+    return [rule for rule in rules if rule.op_type in ops]
+
+
+def _row(node: onnx.NodeProto, index: int, choice: WeightChoice, shared: bool) -> LayerRow:
+    return LayerRow(
+        node=node.name or f"#{index} {node.op_type}",
+        op=node.op_type,
+        weight=choice.name,
+        shape=tuple(choice.shape),
+        dtype=choice.dtype,
+        sparsity=choice.sparsity,
+        codec=choice.codec,
+        dense_bytes=choice.dense_bytes,
+        encoded_bytes=choice.encoded_bytes,
+        entropy_bound_bytes=choice.entropy_bound_bytes,
+        shared=shared,
+        note=choice.reason,
+    )
+
+
+def referenced_names(graph: onnx.GraphProto) -> set[str]:
+    """Names read by any node of ``graph`` or its subgraphs, or produced as graph outputs."""
+    used = {output.name for output in graph.output}
+    for sub in iter_graphs(graph):
+        for node in sub.node:
+            used.update(node.input)
+    return used
+
+
+def remove_unused(graph: onnx.GraphProto, candidates: Iterable[str]) -> list[str]:
+    """Remove the initializers and ``Constant`` nodes among ``candidates`` that nothing reads any
+    more (with their graph-input and value-info entries); return the removed names."""
+    unused = set(candidates) - referenced_names(graph) - {""}
+    if not unused:
+        return []
+    removed = [t.name for t in graph.initializer if t.name in unused]
+    kept = [t for t in graph.initializer if t.name not in unused]
+    nodes = [
+        n
+        for n in graph.node
+        if not (n.op_type == "Constant" and len(n.output) == 1 and n.output[0] in unused)
+    ]
+    removed += [
+        n.output[0]
+        for n in graph.node
+        if n.op_type == "Constant" and len(n.output) == 1 and n.output[0] in unused
+    ]
+    gone = set(removed)
+    for field_name, values in (
+        ("initializer", kept),
+        ("node", nodes),
+        ("input", [v for v in graph.input if v.name not in gone]),
+        ("value_info", [v for v in graph.value_info if v.name not in gone]),
+    ):
+        current = getattr(graph, field_name)
+        if len(values) != len(current):
+            graph.ClearField(field_name)
+            getattr(graph, field_name).extend(values)
+    return removed
+
+
+def ensure_opset(model: onnx.ModelProto, domain: str = DOMAIN, version: int = OPSET_VERSION) -> None:
+    """Import ``domain`` in ``model`` if it is not imported yet."""
+    if not any(entry.domain == domain for entry in model.opset_import):
+        model.opset_import.append(helper.make_opsetid(domain, version))
+
+
+def rewrite_graph(
+    model: onnx.ModelProto,
+    *,
+    codec: str = AUTO,
+    min_sparsity: float = 0.5,
+    ops: Iterable[str] = DEFAULT_OPS,
+    rules: Sequence[RewriteRule] | None = None,
+    base_dir: str | None = None,
+    sink: TensorSink | None = None,
+    progress: Progress | None = None,
+) -> RewriteResult:
+    """Rewrite ``model`` in place (the pass behind :func:`rewrite_model`); tensors that the
+    model keeps stay where they are (inline or external)."""
+    active = select_rules(ops, rules)
+    chooser = CodecChooser(codec, min_sparsity)
+    ctx = GraphContext(model, TensorReader(base_dir), sink)
+    result = RewriteResult(model)
+    nodes = list(model.graph.node)
+    candidates = []
+    for index, node in enumerate(nodes):
+        rule = next((r for r in active if r.matches(node)), None)
+        if rule is not None:
+            candidates.append((index, node, rule))
+    replaced: dict[int, list[onnx.NodeProto]] = {}
+    touched: set[str] = set()
+    for done, (index, node, rule) in enumerate(candidates, 1):
+        label = node_label(node, index)
+        try:
+            found = rule.check(node, ctx)
+            if isinstance(found, Decline):
+                result.declined.append((label, found.reason))
+            else:
+                shared = chooser.seen(found.weight)
+                choice = chooser.choose(found.weight, ctx)
+                result.layers.append(_row(node, index, choice, shared))
+                if choice.blob is not None:
+                    replaced[index] = rule.rewrite(node, found, choice.blob, ctx)
+                    result.fired[rule.name] += 1
+                    touched.update(node.input)
+        except Exception as error:
+            raise RewriteError(f"{label}: {error}") from error
+        if progress is not None:
+            progress(done, len(candidates), label)
+    if replaced:
+        graph = model.graph
+        new_nodes = [new for index, node in enumerate(nodes) for new in replaced.get(index, [node])]
+        graph.ClearField("node")
+        graph.node.extend(new_nodes)
+        graph.initializer.extend(ctx.new_initializers)
+        remove_unused(graph, touched)
+        ensure_opset(model)
+    return result
+
+
+def rewrite_model(
+    model: ModelLike,
+    *,
+    codec: str = AUTO,
+    min_sparsity: float = 0.5,
+    ops: Iterable[str] = DEFAULT_OPS,
+    rules: Sequence[RewriteRule] | None = None,
+    base_dir: str | os.PathLike | None = None,
+    progress: Progress | None = None,
+) -> RewriteResult:
+    """:func:`rewrite`, also returning the fired counts, per-layer rows and declined nodes."""
+    proto, base = resolve_model(model, base_dir)
+    result = rewrite_graph(
+        proto, codec=codec, min_sparsity=min_sparsity, ops=ops, rules=rules, base_dir=base, progress=progress
+    )
+    load_external_tensors(proto, base)
+    return result
+
+
+def rewrite(
+    model: ModelLike,
+    *,
+    codec: str = AUTO,
+    min_sparsity: float = 0.5,
+    ops: Iterable[str] = DEFAULT_OPS,
+    rules: Sequence[RewriteRule] | None = None,
+    base_dir: str | os.PathLike | None = None,
+    progress: Progress | None = None,
+) -> onnx.ModelProto:
+    """Replace the MatMul / Gemm / Conv nodes of ``model`` whose weights are sparse constants by
+    ``LSCMatMul`` / ``LSCConv`` nodes reading the weights from encoded blobs.
+
+    Each weight (an initializer or a ``Constant`` node) is encoded once, even when several nodes
+    share it, into a uint8 initializer named ``<weight>_lsc_blob``; weights nothing else reads
+    any more are removed. The model's other nodes, tensors and metadata are unchanged; its
+    opset imports gain the ``lsc_ort`` domain when a node was rewritten. See
+    :mod:`lsc_ort.rewriter.rules` for the exact mapping of each op.
+
+    Args:
+        model: an ``onnx.ModelProto`` (never modified: it is copied) or the path of an ``.onnx``
+            file (its external data is read one tensor at a time).
+        codec: ``"auto"`` keeps, per layer, the smallest encoding over all codecs, and the dense
+            op when no encoding is smaller than the dense weight; a codec name from
+            :func:`lsc_ort.available_codecs` forces that codec.
+        min_sparsity: layers whose weights have a smaller fraction of zeros stay dense.
+        ops: the op types to rewrite.
+        rules: the rules to apply (default :data:`~lsc_ort.rewriter.rules.DEFAULT_RULES`).
+        base_dir: directory of the external data of an in-memory ``model`` (a path's own
+            directory by default).
+        progress: called after each candidate node as ``progress(done, total, node)``.
+
+    Returns:
+        The rewritten model, self-contained (tensors it keeps from external data are loaded);
+        for models over 2 GB use :func:`compress_file` (``lsc-ort compress``), which streams.
+
+    Raises:
+        ValueError: bad arguments, or :class:`RewriteError` naming the node that failed.
+
+    Example:
+        >>> compressed = lsc_ort.rewrite("pruned.onnx", min_sparsity=0.8)  # doctest: +SKIP
+        >>> onnx.save(compressed, "compressed.onnx")  # doctest: +SKIP
+    """
+    return rewrite_model(
+        model,
+        codec=codec,
+        min_sparsity=min_sparsity,
+        ops=ops,
+        rules=rules,
+        base_dir=base_dir,
+        progress=progress,
+    ).model
+
+
+def compress_file(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    codec: str = AUTO,
+    min_sparsity: float = 0.5,
+    ops: Iterable[str] = DEFAULT_OPS,
+    rules: Sequence[RewriteRule] | None = None,
+    external_data: bool | None = None,
+    progress: Progress | None = None,
+) -> RewriteResult:
+    """:func:`rewrite` from file to file, streaming layer by layer.
+
+    When the input has external data (or ``external_data=True``), each blob is appended to
+    ``<dst>.data`` as soon as it is encoded and the weights the model keeps are copied there one
+    at a time, so peak memory stays near one layer plus the protobuf. ``dst`` is written
+    atomically and left as it was on failure; ``src`` is never modified.
+    """
+    select_rules(ops, rules)  # validate arguments before touching any file
+    CodecChooser(codec, min_sparsity)
+
+    def transform(model: onnx.ModelProto, base_dir: str, sink: TensorSink) -> RewriteResult:
+        return rewrite_graph(
+            model,
+            codec=codec,
+            min_sparsity=min_sparsity,
+            ops=ops,
+            rules=rules,
+            base_dir=base_dir,
+            sink=sink,
+            progress=progress,
+        )
+
+    return transform_file(src, dst, transform, external_data=external_data)

@@ -1,0 +1,320 @@
+"""The inverse pass: ``LSCMatMul`` / ``LSCConv`` → standard ops with the decoded weights."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from lsc_ort.api import inspect
+from lsc_ort.ops import CONV_OP, DOMAIN, MATMUL_OP
+from lsc_ort.reference import weight_values
+from lsc_ort.report import DENSE, LayerRow
+from lsc_ort.rewriter.choose import weight_statistics
+from lsc_ort.rewriter.compress import RewriteError, referenced_names, remove_unused
+from lsc_ort.rewriter.graph import GraphContext, node_label
+from lsc_ort.rewriter.model_io import (
+    ModelLike,
+    TensorReader,
+    TensorSink,
+    iter_graphs,
+    load_external_tensors,
+    resolve_model,
+    transform_file,
+)
+from lsc_ort.rewriter.rules import DEFAULT_RULES, Match
+from lsc_ort.rewriter.rules.base import attributes, replacement
+
+BLOB_SUFFIX = "_lsc_blob"
+
+
+@dataclass
+class DecompressResult:
+    """What :func:`decompress_model` did."""
+
+    model: onnx.ModelProto
+    nodes: int = 0
+    """Custom-op nodes replaced."""
+    weights: dict[str, str] = field(default_factory=dict)
+    """Blob initializer name → name of its decoded weight initializer."""
+
+
+def uses_domain(model: onnx.ModelProto, domain: str = DOMAIN) -> bool:
+    """Whether any node of ``model`` (graphs, subgraphs, functions) is in ``domain``."""
+    if any(node.domain == domain for graph in iter_graphs(model.graph) for node in graph.node):
+        return True
+    return any(node.domain == domain for function in model.functions for node in function.node)
+
+
+def _known_ranks(model: onnx.ModelProto) -> dict[str, int]:
+    """Ranks of the values whose shapes ONNX shape inference knows (empty if it fails)."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:
+        inferred = model
+    graph = inferred.graph
+    ranks = {}
+    for value in (*graph.input, *graph.value_info, *graph.output):
+        tensor_type = value.type.tensor_type
+        if tensor_type.HasField("shape"):
+            ranks[value.name] = len(tensor_type.shape.dim)
+    for tensor in graph.initializer:
+        ranks[tensor.name] = len(tensor.dims)
+    return ranks
+
+
+class _Decoder:
+    """Decodes each blob once into a weight initializer."""
+
+    def __init__(self, ctx: GraphContext, result: DecompressResult) -> None:
+        self.ctx = ctx
+        self.result = result
+        self._used = referenced_names(ctx.graph)
+        self._dtypes: dict[str, np.dtype] = {}
+
+    def weight(self, blob_name: str) -> tuple[str, np.dtype]:
+        """The name and dtype of the initializer holding the weight decoded from ``blob_name``."""
+        if blob_name not in self.result.weights:
+            constant = self.ctx.constant(blob_name)
+            if constant is None:
+                raise ValueError(f"the weight blob '{blob_name}' is not a constant; cannot decompress")
+            weight = weight_values(self.ctx.read(constant))
+            base = (
+                blob_name.removesuffix(BLOB_SUFFIX)
+                if blob_name.endswith(BLOB_SUFFIX)
+                else f"{blob_name}_decoded"
+            )
+            name = base if base not in self._used and base not in self.ctx.initializers else base + "_decoded"
+            self.result.weights[blob_name] = self.ctx.add_initializer(name, weight)
+            self._dtypes[blob_name] = weight.dtype
+        return self.result.weights[blob_name], self._dtypes[blob_name]
+
+
+def _matmul(
+    node: onnx.NodeProto, decoder: _Decoder, ctx: GraphContext, ranks: dict[str, int]
+) -> list[onnx.NodeProto]:
+    attrs = attributes(node)
+    alpha = float(attrs.get("alpha", 1.0))
+    trans_b = int(attrs.get("transB", 0)) != 0
+    bias = node.input[2] if len(node.input) > 2 else ""
+    w, dtype = decoder.weight(node.input[1])
+    a, y = node.input[0], node.output[0]
+    label = node.name or y
+    if not trans_b and alpha == 1.0 and not bias:
+        return [replacement(node, "MatMul", [a, w], [y], "")]
+    gemm_ok = ctx.opset() >= 11 or (bias and ctx.opset() >= 7)
+    if ranks.get(a) == 2 and gemm_ok:
+        return [
+            replacement(
+                node,
+                "Gemm",
+                [a, w, bias] if bias else [a, w],
+                [y],
+                "",
+                alpha=alpha if alpha != 1.0 else None,
+                transB=1 if trans_b else None,
+            )
+        ]
+    nodes = []
+    if trans_b:
+        transposed = ctx.fresh_name(f"{w}_transposed")
+        nodes.append(
+            helper.make_node(
+                "Transpose", [w], [transposed], name=ctx.fresh_name(f"{label}/transB"), perm=[1, 0]
+            )
+        )
+        w = transposed
+    steps = [("alpha", alpha != 1.0), ("bias", bool(bias))]
+    last = max((i for i, (_, on) in enumerate(steps) if on), default=-1)
+    out = y if last == -1 else ctx.fresh_name(f"{y}_matmul")
+    nodes.append(replacement(node, "MatMul", [a, w], [out], ""))
+    if alpha != 1.0:
+        scaled = y if last == 0 else ctx.fresh_name(f"{y}_scaled")
+        alpha_name = ctx.add_initializer(f"{label}_alpha", np.array(alpha, dtype=dtype))
+        nodes.append(
+            helper.make_node("Mul", [out, alpha_name], [scaled], name=ctx.fresh_name(f"{label}/alpha"))
+        )
+        out = scaled
+    if bias:
+        nodes.append(helper.make_node("Add", [out, bias], [y], name=ctx.fresh_name(f"{label}/bias")))
+    return nodes
+
+
+def _conv(node: onnx.NodeProto, decoder: _Decoder) -> list[onnx.NodeProto]:
+    w, _ = decoder.weight(node.input[1])
+    new = replacement(node, "Conv", [node.input[0], w, *node.input[2:]], [node.output[0]], "")
+    new.attribute.extend(node.attribute)
+    return [new]
+
+
+def decompress_graph(
+    model: onnx.ModelProto,
+    *,
+    base_dir: str | None = None,
+    sink: TensorSink | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> DecompressResult:
+    """Decompress ``model`` in place (the pass behind :func:`decompress`)."""
+    ctx = GraphContext(model, TensorReader(base_dir), sink)
+    result = DecompressResult(model)
+    decoder = _Decoder(ctx, result)
+    nodes = list(model.graph.node)
+    targets = [i for i, n in enumerate(nodes) if n.domain == DOMAIN and n.op_type in (MATMUL_OP, CONV_OP)]
+    if not targets:
+        return result
+    ranks = _known_ranks(model)
+    replaced: dict[int, list[onnx.NodeProto]] = {}
+    touched: set[str] = set()
+    for done, index in enumerate(targets, 1):
+        node = nodes[index]
+        label = node_label(node, index)
+        try:
+            if node.op_type == MATMUL_OP:
+                replaced[index] = _matmul(node, decoder, ctx, ranks)
+            else:
+                replaced[index] = _conv(node, decoder)
+        except Exception as error:
+            raise RewriteError(f"{label}: {error}") from error
+        touched.add(node.input[1])
+        result.nodes += 1
+        if progress is not None:
+            progress(done, len(targets), label)
+    graph = model.graph
+    new_nodes = [new for index, node in enumerate(nodes) for new in replaced.get(index, [node])]
+    graph.ClearField("node")
+    graph.node.extend(new_nodes)
+    graph.initializer.extend(ctx.new_initializers)
+    remove_unused(graph, touched)
+    if not uses_domain(model):
+        kept = [entry for entry in model.opset_import if entry.domain != DOMAIN]
+        model.ClearField("opset_import")
+        model.opset_import.extend(kept)
+    return result
+
+
+def decompress_model(model: ModelLike, *, base_dir: str | os.PathLike | None = None) -> DecompressResult:
+    """:func:`decompress`, also returning what was done."""
+    proto, base = resolve_model(model, base_dir)
+    result = decompress_graph(proto, base_dir=base)
+    load_external_tensors(proto, base)
+    return result
+
+
+def decompress(model: ModelLike, *, base_dir: str | os.PathLike | None = None) -> onnx.ModelProto:
+    """Turn ``LSCMatMul`` / ``LSCConv`` nodes back into standard ``MatMul`` / ``Gemm`` / ``Conv``
+    nodes reading the decoded weights (bit-exact) from initializers.
+
+    ``LSCMatMul`` becomes ``MatMul`` when it has no ``alpha``, ``transB`` or bias; ``Gemm`` when
+    its input is known to be 2-D; otherwise ``MatMul`` followed by ``Mul`` (alpha) and ``Add``
+    (bias), with a ``Transpose`` of the weight for ``transB``. A weight decoded from the blob
+    ``W_lsc_blob`` is named ``W`` again when that name is free. The ``lsc_ort`` domain leaves the
+    opset imports when no node uses it any more.
+
+    Args:
+        model: an ``onnx.ModelProto`` (never modified) or a path.
+        base_dir: directory of the external data of an in-memory ``model``.
+    """
+    return decompress_model(model, base_dir=base_dir).model
+
+
+def decompress_file(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    external_data: bool | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> DecompressResult:
+    """:func:`decompress` from file to file, streaming the decoded weights into ``<dst>.data`` when
+    the output has external data; atomic, ``src`` never modified."""
+
+    def transform(model: onnx.ModelProto, base_dir: str, sink: TensorSink) -> DecompressResult:
+        return decompress_graph(model, base_dir=base_dir, sink=sink, progress=progress)
+
+    return transform_file(src, dst, transform, external_data=external_data, added_bytes=decoded_bytes)
+
+
+def decoded_bytes(model: onnx.ModelProto, base_dir: str | None = None) -> int:
+    """Bytes of the dense weights that decompressing ``model`` creates (from the blob headers)."""
+    ctx = GraphContext(model, TensorReader(base_dir))
+    blobs = {
+        node.input[1]
+        for node in model.graph.node
+        if node.domain == DOMAIN and node.op_type in (MATMUL_OP, CONV_OP) and len(node.input) > 1
+    }
+    total = 0
+    for name in blobs:
+        constant = ctx.constant(name)
+        if constant is not None:
+            total += int(inspect(ctx.read(constant))["dense_bytes"])
+    return total
+
+
+def layer_rows(model: ModelLike, *, base_dir: str | os.PathLike | None = None) -> list[LayerRow]:
+    """The per-layer report of a model (compressed or not), without rewriting it.
+
+    One row per ``LSCMatMul`` / ``LSCConv`` node (from its blob's header) and per standard
+    MatMul / Gemm / Conv node whose weight the rewrite rules would accept (kept dense).
+    """
+    if isinstance(model, onnx.ModelProto):
+        proto, base = model, None if base_dir is None else str(base_dir)
+    else:
+        proto, base = resolve_model(model, base_dir)
+    ctx = GraphContext(proto, TensorReader(base))
+    rows: list[LayerRow] = []
+    seen: set[str] = set()
+    for index, node in enumerate(proto.graph.node):
+        name = node.name or f"#{index} {node.op_type}"
+        if node.domain == DOMAIN and node.op_type in (MATMUL_OP, CONV_OP) and len(node.input) > 1:
+            blob = ctx.constant(node.input[1])
+            if blob is None:
+                continue
+            try:
+                info = inspect(ctx.read(blob))
+            except ValueError as error:
+                raise RewriteError(f"{node_label(node, index)}: {error}") from error
+            rows.append(
+                LayerRow(
+                    name,
+                    node.op_type,
+                    blob.name,
+                    tuple(info["shape"]),
+                    info["dtype"],
+                    info["sparsity"],
+                    info["codec"],
+                    info["dense_bytes"],
+                    info["total_bytes"],
+                    info["entropy_bound_bytes"],
+                    shared=blob.name in seen,
+                )
+            )
+            seen.add(blob.name)
+            continue
+        rule = next((r for r in DEFAULT_RULES if r.matches(node)), None)
+        if rule is None:
+            continue
+        found = rule.check(node, ctx)
+        if not isinstance(found, Match):
+            continue
+        weight = ctx.read(found.weight)
+        sparsity, bound = weight_statistics(weight)
+        rows.append(
+            LayerRow(
+                name,
+                node.op_type,
+                found.weight.name,
+                weight.shape,
+                str(weight.dtype),
+                sparsity,
+                DENSE,
+                weight.nbytes,
+                weight.nbytes,
+                bound,
+                shared=found.weight.name in seen,
+            )
+        )
+        seen.add(found.weight.name)
+    return rows

@@ -1,0 +1,146 @@
+"""What rewrite rules see of a graph: constants, names, and where new tensors go."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from lsc_ort.rewriter.model_io import InlineSink, TensorReader, TensorSink, iter_graphs
+
+_STANDARD_DOMAINS = ("", "ai.onnx")
+
+
+@dataclass(frozen=True)
+class ConstantValue:
+    """A tensor whose value is fixed in the model: an initializer or a ``Constant`` node output."""
+
+    name: str
+    tensor: onnx.TensorProto
+    """The initializer, or the ``value`` tensor of the ``Constant`` node."""
+    node: onnx.NodeProto | None
+    """The ``Constant`` node producing it, None for an initializer."""
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.tensor.dims)
+
+    @property
+    def dtype(self) -> np.dtype | None:
+        """The numpy dtype, None for element types numpy cannot hold (e.g. bfloat16 here)."""
+        try:
+            return np.dtype(helper.tensor_dtype_to_np_dtype(self.tensor.data_type))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    @property
+    def dtype_name(self) -> str:
+        return helper.tensor_dtype_to_string(self.tensor.data_type).removeprefix("TensorProto.").lower()
+
+
+def is_standard(node: onnx.NodeProto) -> bool:
+    """Whether ``node`` is in the default ONNX domain."""
+    return node.domain in _STANDARD_DOMAINS
+
+
+def node_label(node: onnx.NodeProto, index: int | None = None) -> str:
+    """How messages name a node: ``node 'name' (Gemm)``, or by position and output if unnamed."""
+    if node.name:
+        return f"node '{node.name}' ({node.op_type})"
+    where = f" #{index}" if index is not None else ""
+    output = f" producing '{node.output[0]}'" if node.output else ""
+    return f"{node.op_type} node{where}{output}"
+
+
+def _constant_tensor(node: onnx.NodeProto) -> onnx.TensorProto | None:
+    """The value of a ``Constant`` node as a TensorProto (None for ``sparse_value`` and strings)."""
+    if len(node.attribute) != 1:
+        return None
+    attribute = node.attribute[0]
+    name = node.output[0]
+    if attribute.name == "value":
+        return attribute.t
+    if attribute.name == "value_float":
+        return helper.make_tensor(name, onnx.TensorProto.FLOAT, [], [attribute.f])
+    if attribute.name == "value_floats":
+        return helper.make_tensor(name, onnx.TensorProto.FLOAT, [len(attribute.floats)], attribute.floats)
+    if attribute.name == "value_int":
+        return helper.make_tensor(name, onnx.TensorProto.INT64, [], [attribute.i])
+    if attribute.name == "value_ints":
+        return helper.make_tensor(name, onnx.TensorProto.INT64, [len(attribute.ints)], attribute.ints)
+    return None
+
+
+class GraphContext:
+    """The main graph of a model being rewritten, as the rules query and extend it."""
+
+    def __init__(
+        self, model: onnx.ModelProto, reader: TensorReader | None = None, sink: TensorSink | None = None
+    ) -> None:
+        self.model = model
+        self.graph = model.graph
+        self.reader = reader or TensorReader(None)
+        self.sink: TensorSink = sink or InlineSink()
+        self.initializers = {tensor.name: tensor for tensor in self.graph.initializer}
+        self.constant_nodes = {
+            node.output[0]: node
+            for node in self.graph.node
+            if node.op_type == "Constant" and is_standard(node) and len(node.output) == 1
+        }
+        self.new_initializers: list[onnx.TensorProto] = []
+        self.memo: dict[object, object] = {}
+        """Per-pass cache the rules may use (e.g. a bias shared by several nodes)."""
+        self._names = self._all_names()
+        self._counter = 0
+
+    def _all_names(self) -> set[str]:
+        names: set[str] = set()
+        for graph in iter_graphs(self.graph):
+            names.update(t.name for t in graph.initializer)
+            names.update(v.name for v in (*graph.input, *graph.output, *graph.value_info))
+            for node in graph.node:
+                names.update(node.input)
+                names.update(node.output)
+                names.add(node.name)
+        return names
+
+    def opset(self, domain: str = "") -> int:
+        """The model's opset version for ``domain`` (0 if not imported)."""
+        for entry in self.model.opset_import:
+            if entry.domain == domain or (domain == "" and entry.domain == "ai.onnx"):
+                return int(entry.version)
+        return 0
+
+    def constant(self, name: str) -> ConstantValue | None:
+        """The constant named ``name``, or None if it is computed at run time (or absent)."""
+        if not name:
+            return None
+        if name in self.initializers:
+            return ConstantValue(name, self.initializers[name], None)
+        node = self.constant_nodes.get(name)
+        if node is not None:
+            tensor = _constant_tensor(node)
+            if tensor is not None:
+                return ConstantValue(name, tensor, node)
+        return None
+
+    def read(self, constant: ConstantValue) -> np.ndarray:
+        """The value of ``constant`` (reads external data if needed)."""
+        return self.reader.read(constant.tensor)
+
+    def fresh_name(self, base: str) -> str:
+        """A tensor or node name not used anywhere in the model, derived from ``base``."""
+        name = base
+        while name in self._names:
+            self._counter += 1
+            name = f"{base}_{self._counter}"
+        self._names.add(name)
+        return name
+
+    def add_initializer(self, base: str, array: np.ndarray) -> str:
+        """Add ``array`` as a new initializer named after ``base``; returns its name."""
+        name = self.fresh_name(base)
+        self.new_initializers.append(self.sink.make(name, array))
+        return name

@@ -1,0 +1,158 @@
+"""decompress(): back to standard ops, bit-exact weights; and layer_rows() of compressed models."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+import lsc_ort
+from lsc_ort.report import DENSE
+from lsc_ort.rewriter import RewriteError, decompress, decompress_model, layer_rows, rewrite, rewrite_model
+from tests.rewrite_fixtures import (
+    assert_close,
+    constant_values,
+    ops_of,
+    parse,
+    random_feeds,
+    run_original,
+    run_reference,
+    sparse,
+)
+
+HEADER = '<ir_version: 8, opset_import: ["" : 17]>'
+
+
+def mixed_model() -> onnx.ModelProto:
+    """MatMul, Gemm (transA, transB, alpha, beta, C of [N] and [M, N]), Conv 1-D and 2-D, a shared
+    weight and a Constant-node weight."""
+    constant = ", ".join(map(str, sparse((24, 16), seed=9).ravel()))
+    return parse(
+        f"""{HEADER} g (float[3,32] a, float[32,3] at, float[1,4,8,8] x, float[2,4,16] s)
+                                 => (float[3,24] y1, float[3,24] y2, float[3,24] y3, float[3,16] y4,
+                                     float[1,8,6,6] c2, float[2,8,14] c1) {{
+        y1 = MatMul(a, W)
+        y2 = Gemm <alpha=0.25, beta=3.0, transA=1> (at, W, C)
+        y3 = Gemm <transB=1, beta=0.5> (a, WT, CMN)
+        wc = Constant <value = float[24,16] {{{constant}}}> ()
+        y4 = MatMul(y1, wc)
+        c2 = Conv(x, K2, KB)
+        c1 = Conv <strides=[1]> (s, K1)
+    }}""",
+        W=sparse((32, 24), seed=1),
+        C=np.linspace(-1, 1, 24, dtype=np.float32),
+        WT=sparse((24, 32), seed=2),
+        CMN=np.linspace(-2, 2, 72, dtype=np.float32).reshape(3, 24),
+        K2=sparse((8, 4, 3, 3), seed=3),
+        KB=np.arange(8, dtype=np.float32),
+        K1=sparse((8, 4, 3), seed=4),
+    )
+
+
+def test_decompress_restores_bit_exact_weights() -> None:
+    model = mixed_model()
+    compressed = rewrite(model, codec="csr")
+    assert "MatMul" not in ops_of(compressed) and "Conv" not in ops_of(compressed)
+    restored = decompress(compressed)
+    assert all(node.domain == "" for node in restored.graph.node)
+    assert all(o.domain != lsc_ort.DOMAIN for o in restored.opset_import)
+    original, back = constant_values(model), constant_values(restored)
+    for name in ("W", "WT", "K2", "K1", "wc"):
+        assert back[name].dtype == original[name].dtype
+        assert back[name].tobytes() == original[name].tobytes(), name
+    assert sum(t.name.endswith("_lsc_blob") for t in restored.graph.initializer) == 0
+    onnx.checker.check_model(restored)
+    feeds = random_feeds(model)
+    for got, want in zip(run_original(restored, feeds), run_original(model, feeds), strict=True):
+        assert_close(got, want)
+
+
+@pytest.mark.parametrize("codec", lsc_ort.available_codecs())
+def test_round_trip_every_codec(codec: str) -> None:
+    model = mixed_model()
+    restored = decompress(rewrite(model, codec=codec))
+    for name in ("W", "WT", "K2", "K1"):
+        assert constant_values(restored)[name].tobytes() == constant_values(model)[name].tobytes()
+
+
+def test_decompress_without_custom_ops_changes_nothing() -> None:
+    model = mixed_model()
+    result = decompress_model(model)
+    assert result.nodes == 0
+    assert result.model == model
+
+
+def lsc_matmul_model(a_shape: str, **attributes: object) -> onnx.ModelProto:
+    bias = "bias" in attributes
+    attributes.pop("bias", None)
+    w = sparse((8, 6), 0.5) if attributes.get("transB") else sparse((6, 8), 0.5)
+    blob = np.frombuffer(lsc_ort.encode(w, "csr"), np.uint8)
+    inits = [onnx.numpy_helper.from_array(blob, "W_lsc_blob")]
+    inputs = ["a", "W_lsc_blob"]
+    if bias:
+        inits.append(onnx.numpy_helper.from_array(np.arange(8, dtype=np.float32), "b"))
+        inputs.append("b")
+    dims = [int(d) for d in a_shape.split(",")]
+    node = helper.make_node("LSCMatMul", inputs, ["y"], domain=lsc_ort.DOMAIN, **attributes)
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("a", onnx.TensorProto.FLOAT, dims)],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+        inits,
+    )
+    return helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(lsc_ort.DOMAIN, 1)]
+    )
+
+
+@pytest.mark.parametrize("a_shape", ["2,6", "3,2,6", "6"])
+@pytest.mark.parametrize(
+    "attributes",
+    [{}, {"alpha": 0.5}, {"transB": 1}, {"bias": True}, {"alpha": 2.0, "transB": 1, "bias": True}],
+)
+def test_decompress_lsc_matmul_forms(a_shape: str, attributes: dict) -> None:
+    model = lsc_matmul_model(a_shape, **attributes)
+    restored = decompress(model)
+    ops = ops_of(restored)
+    if not attributes:
+        assert ops == ["MatMul"]
+    elif a_shape == "2,6":
+        assert ops == ["Gemm"]
+    else:
+        assert "Gemm" not in ops and "MatMul" in ops
+    feeds = {
+        "a": np.random.default_rng(0).standard_normal([int(d) for d in a_shape.split(",")]).astype(np.float32)
+    }
+    for got, want in zip(run_original(restored, feeds), run_reference(model, feeds), strict=True):
+        assert_close(got, want)
+
+
+def test_decompress_runtime_blob_names_the_node() -> None:
+    model = lsc_matmul_model("2,6")
+    model.graph.ClearField("initializer")
+    model.graph.input.append(helper.make_tensor_value_info("W_lsc_blob", onnx.TensorProto.UINT8, None))
+    model.graph.node[0].name = "lsc7"
+    with pytest.raises(RewriteError, match=r"node 'lsc7' \(LSCMatMul\): .*not a constant"):
+        decompress(model)
+
+
+def test_layer_rows_of_compressed_and_dense_models() -> None:
+    model = mixed_model()
+    dense_rows = layer_rows(model)
+    assert [row.codec for row in dense_rows] == [DENSE] * 6
+    assert [row.shared for row in dense_rows] == [False, True, False, False, False, False]
+    result = rewrite_model(model, codec="csr")
+    rows = layer_rows(result.model)
+    assert [row.op for row in rows] == ["LSCMatMul"] * 4 + ["LSCConv"] * 2
+    assert [row.codec for row in rows] == ["csr"] * 6
+    for mine, theirs in zip(rows, result.layers, strict=True):
+        assert (mine.shape, mine.encoded_bytes, mine.dense_bytes, mine.shared) == (
+            theirs.shape,
+            theirs.encoded_bytes,
+            theirs.dense_bytes,
+            theirs.shared,
+        )
+        assert mine.sparsity == pytest.approx(theirs.sparsity)
+        assert mine.entropy_bound_bytes == pytest.approx(theirs.entropy_bound_bytes)

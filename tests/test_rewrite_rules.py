@@ -1,0 +1,460 @@
+"""The rewrite rules on tiny models: when each fires (and when it must not), and the numerics."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper, numpy_helper
+
+import lsc_ort
+from lsc_ort.report import DENSE
+from lsc_ort.rewriter import RewriteError, rewrite, rewrite_model
+from tests.rewrite_fixtures import assert_same_outputs, constant_values, ops_of, parse, random_feeds, sparse
+
+HEADER = '<ir_version: 8, opset_import: ["" : 17]>'
+
+
+def matmul_model(
+    weight_shape: tuple[int, ...] = (32, 24),
+    a_shape: str = "2,32",
+    y_shape: str = "2,24",
+    sparsity: float = 0.9,
+) -> onnx.ModelProto:
+    return parse(
+        f"{HEADER} g (float[{a_shape}] a) => (float[{y_shape}] y) {{ y = MatMul(a, W) }}",
+        W=sparse(weight_shape, sparsity),
+    )
+
+
+# --- MatMul ------------------------------------------------------------------------------------
+
+
+def test_matmul_fires_and_computes_the_same() -> None:
+    model = matmul_model()
+    result = rewrite_model(model)
+    assert result.fired == {"matmul": 1}
+    assert ops_of(result.model) == ["LSCMatMul"]
+    node = result.model.graph.node[0]
+    assert (node.domain, list(node.input), list(node.output)) == (lsc_ort.DOMAIN, ["a", "W_lsc_blob"], ["y"])
+    assert [t.name for t in result.model.graph.initializer] == ["W_lsc_blob"]
+    blob = numpy_helper.to_array(result.model.graph.initializer[0])
+    assert blob.dtype == np.uint8 and blob.ndim == 1
+    np.testing.assert_array_equal(lsc_ort.decode(blob), constant_values(model)["W"])
+    assert any(o.domain == lsc_ort.DOMAIN and o.version == 1 for o in result.model.opset_import)
+    assert_same_outputs(model, result.model, random_feeds(model))
+
+
+@pytest.mark.parametrize("a_shape,y_shape", [("32", "24"), ("3,2,32", "3,2,24"), ("2,1,5,32", "2,1,5,24")])
+def test_matmul_with_any_rank_of_a(a_shape: str, y_shape: str) -> None:
+    model = matmul_model(a_shape=a_shape, y_shape=y_shape)
+    result = rewrite_model(model)
+    assert result.fired == {"matmul": 1}
+    assert_same_outputs(model, result.model, random_feeds(model))
+
+
+def test_matmul_constant_first_input_does_not_fire() -> None:
+    model = parse(f"{HEADER} g (float[32,4] x) => (float[24,4] y) {{ y = MatMul(W, x) }}", W=sparse((24, 32)))
+    result = rewrite_model(model)
+    assert result.fired["matmul"] == 0
+    assert "is not a constant" in result.declined[0][1]
+    assert result.model == model
+
+
+def test_matmul_runtime_weight_does_not_fire() -> None:
+    model = parse(f"{HEADER} g (float[2,32] a, float[32,24] w) => (float[2,24] y) {{ y = MatMul(a, w) }}")
+    assert rewrite_model(model).fired["matmul"] == 0
+
+
+def test_matmul_3d_weight_does_not_fire() -> None:
+    model = parse(
+        f"{HEADER} g (float[3,2,32] a) => (float[3,2,24] y) {{ y = MatMul(a, W) }}", W=sparse((3, 32, 24))
+    )
+    result = rewrite_model(model)
+    assert result.fired["matmul"] == 0
+    assert "rank 3" in result.declined[0][1]
+
+
+def test_matmul_double_weight_does_not_fire() -> None:
+    model = parse(
+        f"{HEADER} g (double[2,32] a) => (double[2,24] y) {{ y = MatMul(a, W) }}",
+        W=sparse((32, 24)).astype(np.float64),
+    )
+    result = rewrite_model(model)
+    assert result.fired["matmul"] == 0
+    assert "double" in result.declined[0][1]
+
+
+def test_float16_weights() -> None:
+    model = parse(
+        f"{HEADER} g (float16[4,64] a) => (float16[4,48] y) {{ y = MatMul(a, W) }}",
+        W=sparse((64, 48), dtype=np.float16),
+    )
+    result = rewrite_model(model)
+    assert result.fired == {"matmul": 1}
+    assert lsc_ort.decode(numpy_helper.to_array(result.model.graph.initializer[0])).dtype == np.float16
+    assert_same_outputs(model, result.model, random_feeds(model), tolerance=1e-2)
+
+
+# --- Gemm --------------------------------------------------------------------------------------
+
+M, K, N = 3, 40, 24
+C_SHAPES = {
+    "none": None,
+    "[N]": (N,),
+    "[1,N]": (1, N),
+    "[M,N]": (M, N),
+    "scalar": (),
+    "[1]": (1,),
+    "[M,1]": (M, 1),
+    "[1,1]": (1, 1),
+    "runtime": "runtime",
+}
+
+
+def gemm_model(alpha: float, beta: float, trans_a: int, trans_b: int, c: str) -> onnx.ModelProto:
+    a_shape = f"{K},{M}" if trans_a else f"{M},{K}"
+    inputs = [f"float[{a_shape}] a"]
+    initializers = {"B": sparse((N, K) if trans_b else (K, N), seed=3)}
+    args = "a, B"
+    if c == "runtime":
+        inputs.append(f"float[{M},{N}] c")
+        args += ", c"
+    elif C_SHAPES[c] is not None:
+        initializers["C"] = np.random.default_rng(4).standard_normal(C_SHAPES[c]).astype(np.float32)
+        args += ", C"
+    attrs = f"<alpha={alpha}, beta={beta}, transA={trans_a}, transB={trans_b}>"
+    return parse(
+        f"{HEADER} g ({', '.join(inputs)}) => (float[{M},{N}] y) {{ y = Gemm {attrs} ({args}) }}",
+        **initializers,
+    )
+
+
+@pytest.mark.parametrize(
+    "alpha,beta,trans_a,trans_b,c",
+    [
+        (alpha, beta, ta, tb, c)
+        for alpha, beta, ta, tb in itertools.product((1.0, 0.5), (1.0, 2.5, 0.0), (0, 1), (0, 1))
+        for c in C_SHAPES
+    ],
+)
+def test_gemm_attributes_and_c(alpha: float, beta: float, trans_a: int, trans_b: int, c: str) -> None:
+    model = gemm_model(alpha, beta, trans_a, trans_b, c)
+    result = rewrite_model(model)
+    assert result.fired == {"gemm": 1}
+    out = result.model
+    lsc = [n for n in out.graph.node if n.op_type == "LSCMatMul"]
+    assert len(lsc) == 1
+    attrs = {a.name: helper.get_attribute_value(a) for a in lsc[0].attribute}
+    assert attrs.get("alpha", 1.0) == pytest.approx(alpha)
+    assert attrs.get("transB", 0) == trans_b
+    ops = ops_of(out)
+    assert ("Transpose" in ops) == bool(trans_a)
+    folded = c not in ("none", "runtime", "[M,N]", "[M,1]") and beta != 0.0
+    needs_add = c in ("runtime", "[M,N]", "[M,1]") and beta != 0.0
+    assert (len(lsc[0].input) == 3) == folded
+    assert ("Add" in ops) == needs_add
+    assert ("Mul" in ops) == (needs_add and beta != 1.0)
+    assert "Gemm" not in ops
+    if folded:
+        bias = constant_values(out)[lsc[0].input[2]]
+        assert bias.shape == (N,) and bias.dtype == np.float32
+    assert_same_outputs(model, out, random_feeds(model))
+
+
+def test_gemm_bias_vector_is_reused_when_it_needs_no_folding() -> None:
+    model = gemm_model(1.0, 1.0, 0, 1, "[N]")
+    out = rewrite(model)
+    assert list(out.graph.node[0].input) == ["a", "B_lsc_blob", "C"]
+    assert sorted(t.name for t in out.graph.initializer) == ["B_lsc_blob", "C"]
+
+
+def test_gemm_runtime_b_does_not_fire() -> None:
+    model = parse(f"{HEADER} g (float[3,8] a, float[8,4] b) => (float[3,4] y) {{ y = Gemm(a, b) }}")
+    assert rewrite_model(model).fired["gemm"] == 0
+
+
+# --- Conv --------------------------------------------------------------------------------------
+
+CONV_CASES = {
+    "2d": ("float[1,4,9,9] x", "float[1,8,9,9] y", (8, 4, 3, 3), "<pads=[1,1,1,1]>", True),
+    "2d-no-bias": ("float[2,4,9,9] x", "float[2,8,7,7] y", (8, 4, 3, 3), "", False),
+    "2d-stride-dilation": (
+        "float[1,4,12,11] x",
+        "float[1,8,4,4] y",
+        (8, 4, 3, 3),
+        "<strides=[2,2], dilations=[2,2], pads=[0,1,1,0]>",
+        True,
+    ),
+    "2d-groups": ("float[1,8,6,6] x", "float[1,8,6,6] y", (8, 2, 3, 3), "<group=4, pads=[1,1,1,1]>", True),
+    "depthwise": ("float[1,8,6,6] x", "float[1,8,6,6] y", (8, 1, 3, 3), "<group=8, pads=[1,1,1,1]>", True),
+    "same-upper": (
+        "float[1,4,7,7] x",
+        "float[1,8,4,4] y",
+        (8, 4, 3, 3),
+        '<auto_pad="SAME_UPPER", strides=[2,2]>',
+        True,
+    ),
+    "1x1": ("float[1,16,5,5] x", "float[1,8,5,5] y", (8, 16, 1, 1), "", True),
+    "1d": ("float[2,4,20] x", "float[2,8,18] y", (8, 4, 3), "", True),
+    "1d-stride": ("float[1,4,21] x", "float[1,8,10] y", (8, 4, 3), "<strides=[2], pads=[1,0]>", True),
+}
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv(case: str) -> None:
+    x, y, w_shape, attrs, bias = CONV_CASES[case]
+    initializers = {"W": sparse(w_shape, 0.8, seed=5)}
+    args = "x, W"
+    if bias:
+        initializers["B"] = np.random.default_rng(6).standard_normal(w_shape[0]).astype(np.float32)
+        args += ", B"
+    model = parse(f"{HEADER} g ({x}) => ({y}) {{ y = Conv {attrs} ({args}) }}", **initializers)
+    result = rewrite_model(model, codec="csr")
+    assert result.fired == {"conv": 1}
+    node = result.model.graph.node[0]
+    assert (node.op_type, node.domain) == ("LSCConv", lsc_ort.DOMAIN)
+    assert list(node.attribute) == list(model.graph.node[0].attribute)
+    assert list(node.input[2:]) == (["B"] if bias else [])
+    assert_same_outputs(model, result.model, random_feeds(model))
+
+
+def test_conv3d_does_not_fire() -> None:
+    model = parse(
+        f"{HEADER} g (float[1,2,5,5,5] x) => (float[1,4,3,3,3] y) {{ y = Conv(x, W) }}",
+        W=sparse((4, 2, 3, 3, 3)),
+    )
+    result = rewrite_model(model)
+    assert result.fired["conv"] == 0
+    assert "rank 5" in result.declined[0][1]
+    assert result.model == model
+
+
+# --- where weights come from, and who else reads them ------------------------------------------
+
+
+def test_constant_node_weight() -> None:
+    model = parse(f"""{HEADER} g (float[2,32] a) => (float[2,24] y) {{
+        w = Constant <value = float[32,24] {{{", ".join(map(str, sparse((32, 24)).ravel()))}}}> ()
+        y = MatMul(a, w)
+    }}""")
+    result = rewrite_model(model)
+    assert result.fired == {"matmul": 1}
+    assert ops_of(result.model) == ["LSCMatMul"]  # the Constant node is gone
+    assert [t.name for t in result.model.graph.initializer] == ["w_lsc_blob"]
+    assert_same_outputs(model, result.model, random_feeds(model))
+
+
+def test_shared_weight_is_encoded_once() -> None:
+    model = parse(
+        f"""{HEADER} g (float[2,32] a, float[5,32] b) => (float[2,24] y, float[5,24] z) {{
+        y = MatMul(a, W)
+        z = Gemm <alpha=2.0> (b, W)
+    }}""",
+        W=sparse((32, 24)),
+    )
+    result = rewrite_model(model)
+    assert result.fired == {"matmul": 1, "gemm": 1}
+    assert [t.name for t in result.model.graph.initializer] == ["W_lsc_blob"]
+    assert [n.input[1] for n in result.model.graph.node] == ["W_lsc_blob", "W_lsc_blob"]
+    assert [row.shared for row in result.layers] == [False, True]
+    assert_same_outputs(model, result.model, random_feeds(model))
+
+
+def test_weight_also_read_by_another_op_stays() -> None:
+    model = parse(
+        f"""{HEADER} g (float[2,32] a, float[24,2] b) => (float[2,24] y, float[32,2] z) {{
+        y = MatMul(a, W)
+        z = MatMul(W, b)
+    }}""",
+        W=sparse((32, 24)),
+    )
+    result = rewrite_model(model)
+    assert result.fired == {"matmul": 1}
+    assert sorted(t.name for t in result.model.graph.initializer) == ["W", "W_lsc_blob"]
+    assert ops_of(result.model) == ["LSCMatMul", "MatMul"]
+    assert_same_outputs(model, result.model, random_feeds(model))
+
+
+def test_weight_that_is_a_graph_output_stays() -> None:
+    model = parse(
+        f"{HEADER} g (float[2,32] a) => (float[2,24] y, float[32,24] W) {{ y = MatMul(a, W) }}",
+        W=sparse((32, 24)),
+    )
+    result = rewrite_model(model)
+    assert result.fired == {"matmul": 1}
+    assert "W" in constant_values(result.model)
+
+
+def test_initializer_listed_as_graph_input_leaves_the_inputs() -> None:
+    model = matmul_model()
+    model.ir_version = 3
+    model.graph.input.append(helper.make_tensor_value_info("W", onnx.TensorProto.FLOAT, [32, 24]))
+    out = rewrite(model)
+    assert [i.name for i in out.graph.input] == ["a"]
+
+
+# --- codec choice and dense fallback -----------------------------------------------------------
+
+
+def test_dense_weight_stays_dense() -> None:
+    model = matmul_model(sparsity=0.0)
+    result = rewrite_model(model)
+    assert result.fired["matmul"] == 0
+    assert result.model == model
+    (row,) = result.layers
+    assert (row.codec, row.encoded_bytes, row.sparsity) == (DENSE, row.dense_bytes, 0.0)
+    assert "below min_sparsity" in row.note
+
+
+@pytest.mark.parametrize("min_sparsity,fires", [(0.5, 1), (0.59, 1), (0.61, 0), (0.9, 0)])
+def test_min_sparsity(min_sparsity: float, fires: int) -> None:
+    model = matmul_model(sparsity=0.6)
+    assert rewrite_model(model, min_sparsity=min_sparsity).fired["matmul"] == fires
+
+
+def test_auto_keeps_dense_when_no_codec_beats_it() -> None:
+    model = parse(
+        f"{HEADER} g (float[2,4] a) => (float[2,3] y) {{ y = MatMul(a, W) }}", W=sparse((4, 3), 0.75)
+    )
+    result = rewrite_model(model)
+    assert result.fired["matmul"] == 0
+    assert "no codec beats dense storage" in result.layers[0].note
+    forced = rewrite_model(model, codec="csr")
+    assert forced.fired == {"matmul": 1}
+    assert forced.layers[0].codec == "csr"
+    assert_same_outputs(model, forced.model, random_feeds(model))
+
+
+def test_auto_picks_the_smallest_codec() -> None:
+    model = matmul_model((256, 128), a_shape="2,256", y_shape="2,128", sparsity=0.95)
+    result = rewrite_model(model)
+    sizes = {c: len(lsc_ort.encode(constant_values(model)["W"], c)) for c in lsc_ort.available_codecs()}
+    assert result.layers[0].encoded_bytes == min(sizes.values())
+    assert sizes[result.layers[0].codec] == min(sizes.values())
+
+
+@pytest.mark.parametrize("codec", lsc_ort.available_codecs())
+def test_forced_codec(codec: str) -> None:
+    model = matmul_model((64, 48), a_shape="2,64", y_shape="2,48")
+    result = rewrite_model(model, codec=codec)
+    assert result.layers[0].codec == codec
+    assert_same_outputs(model, result.model, random_feeds(model))
+
+
+def test_ops_selects_the_rules() -> None:
+    model = parse(
+        f"""{HEADER} g (float[2,32] a, float[1,4,6,6] x) => (float[2,24] y, float[1,8,4,4] z) {{
+        y = MatMul(a, W)
+        z = Conv(x, K)
+    }}""",
+        W=sparse((32, 24)),
+        K=sparse((8, 4, 3, 3)),
+    )
+    assert rewrite_model(model, ops=("Conv",)).fired == {"conv": 1}
+    assert rewrite_model(model, ops=["MatMul"]).fired == {"matmul": 1}
+    assert rewrite_model(model).fired == {"matmul": 1, "conv": 1}
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"codec": "nope"}, "unknown codec 'nope'"),
+        ({"min_sparsity": 1.5}, "min_sparsity"),
+        ({"ops": ("MatMul", "Gather")}, "no rewrite rule for op type(s) Gather"),
+    ],
+)
+def test_bad_arguments(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        rewrite(matmul_model(), **kwargs)
+
+
+# --- the rest of the model ---------------------------------------------------------------------
+
+
+def test_input_model_is_not_modified() -> None:
+    model = matmul_model()
+    before = model.SerializeToString()
+    rewrite(model)
+    assert model.SerializeToString() == before
+
+
+def test_everything_else_is_untouched() -> None:
+    model = parse(
+        """<ir_version: 8, opset_import: ["" : 17, "com.example" : 1], producer_name: "me",
+                     doc_string: "a model"> g (float[2,32] a) => (float[2,24] z) {
+        y = MatMul(a, W)
+        z = Relu(y)
+    }""",
+        W=sparse((32, 24)),
+    )
+    model.metadata_props.add(key="k", value="v")
+    model.graph.value_info.append(helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, 24]))
+    model.graph.node[0].name = "mm"
+    model.graph.node[0].doc_string = "the layer"
+    out = rewrite(model)
+    assert (out.producer_name, out.doc_string, out.ir_version) == ("me", "a model", 8)
+    assert [(p.key, p.value) for p in out.metadata_props] == [("k", "v")]
+    assert [(o.domain, o.version) for o in out.opset_import] == [
+        ("", 17),
+        ("com.example", 1),
+        (lsc_ort.DOMAIN, 1),
+    ]
+    assert list(out.graph.value_info) == list(model.graph.value_info)
+    assert (out.graph.node[0].name, out.graph.node[0].doc_string) == ("mm", "the layer")
+    assert out.graph.node[1] == model.graph.node[1]
+    onnx.checker.check_model(out)
+
+
+def test_fresh_names_do_not_clash() -> None:
+    model = parse(
+        f"""{HEADER} g (float[2,32] a) => (float[2,24] y, float[2,3] z) {{
+        y = MatMul(a, W)
+        z = Identity(W_lsc_blob)
+    }}""",
+        W=sparse((32, 24)),
+        W_lsc_blob=np.ones((2, 3), np.float32),
+    )
+    out = rewrite(model)
+    assert out.graph.node[0].input[1] not in ("W", "W_lsc_blob")
+    assert_same_outputs(model, out, random_feeds(model))
+
+
+def test_error_names_the_node(tmp_path) -> None:
+    model = matmul_model()
+    model.graph.node[0].name = "layer7"
+    onnx.save_model(model, tmp_path / "m.onnx", save_as_external_data=True, size_threshold=0)
+    external = onnx.load_model(tmp_path / "m.onnx", load_external_data=False)
+    with pytest.raises(RewriteError, match=r"node 'layer7' \(MatMul\): .*external"):
+        rewrite(external)  # in memory, without base_dir: the weight cannot be read
+    assert rewrite_model(external, base_dir=tmp_path).fired == {"matmul": 1}
+
+
+def test_weight_read_inside_a_subgraph_stays() -> None:
+    model = parse(
+        f"""{HEADER} g (float[2,32] a, bool c) => (float[2,24] y, float[32,24] z) {{
+        y = MatMul(a, W)
+        z = If (c) <then_branch = t () => (float[32,24] w1) {{ w1 = Identity(W) }},
+                    else_branch = e () => (float[32,24] w2) {{ w2 = Neg(W) }}>
+    }}""",
+        W=sparse((32, 24)),
+    )
+    result = rewrite_model(model)
+    assert result.fired == {"matmul": 1}
+    assert sorted(t.name for t in result.model.graph.initializer) == ["W", "W_lsc_blob"]
+    feeds = {"a": random_feeds(model)["a"], "c": np.array(False)}
+    assert_same_outputs(model, result.model, feeds)
+
+
+def test_public_exports() -> None:
+    import lsc_ort.pruning
+    import lsc_ort.reference
+    import lsc_ort.rewriter
+
+    assert lsc_ort.rewrite is lsc_ort.rewriter.rewrite
+    assert lsc_ort.decompress is lsc_ort.rewriter.decompress
+    assert lsc_ort.prune is lsc_ort.pruning.prune
+    assert lsc_ort.reference_evaluator is lsc_ort.reference.reference_evaluator
+    assert {"rewrite", "decompress", "prune", "reference_evaluator"} <= set(lsc_ort.__all__)
