@@ -41,8 +41,13 @@ def encode(weight: ArrayLike, codec: str = "lsc", *, scale: float | None = None,
     if codec == "auto":
         if params:
             raise TypeError("codec='auto' takes no codec options")
-        blobs = [_encode(tensor, name, {}) for name in available_codecs()]
-        return min(blobs, key=len)
+        best: bytes | None = None
+        for name in available_codecs():  # keep one candidate at a time: blobs can be large
+            blob = _encode(tensor, name, {})
+            if best is None or len(blob) < len(best):
+                best = blob
+        assert best is not None
+        return best
     return _encode(tensor, codec, params)
 
 

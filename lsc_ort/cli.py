@@ -157,6 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="layers with a smaller fraction of zero weights stay dense (default: 0.5)",
     )
+    sub.add_argument(
+        "--keep-negative-zeros",
+        action="store_true",
+        help="store weights equal to -0.0 (left by pruning with a mask) as non-zeros instead of as +0.0",
+    )
     sub.add_argument("--ops", type=_ops, default=list(DEFAULT_OPS), metavar="OPS", help=ops_help)
     sub.add_argument("--report", metavar="REPORT.md", help="also write the per-layer table as markdown")
     sub.add_argument("--external-data", choices=("auto", "yes", "no"), default="auto", help=external_help)
@@ -287,6 +292,7 @@ def _compress(args: argparse.Namespace, console: Console) -> int:
             args.output,
             codec=args.codec,
             min_sparsity=args.min_sparsity,
+            keep_negative_zeros=args.keep_negative_zeros,
             ops=args.ops,
             external_data=_external(args.external_data),
             progress=progress,

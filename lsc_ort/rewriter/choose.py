@@ -26,6 +26,18 @@ def weight_statistics(array: np.ndarray) -> tuple[float, float]:
     return sparsity, entropy_bound_bytes(numel, nnz, 8 * array.dtype.itemsize)
 
 
+def positive_zeros(array: np.ndarray) -> tuple[np.ndarray, int]:
+    """``array`` with every ``-0.0`` replaced by ``+0.0`` (a copy when any is), and how many."""
+    bits = np.ascontiguousarray(array).reshape(-1).view(f"u{array.dtype.itemsize}")
+    negative_zero = bits == (1 << (8 * array.dtype.itemsize - 1))
+    count = int(np.count_nonzero(negative_zero))
+    if not count:
+        return array, 0
+    fixed = bits.copy()
+    fixed[negative_zero] = 0
+    return fixed.view(array.dtype).reshape(array.shape), count
+
+
 @dataclass(frozen=True)
 class WeightChoice:
     """How one weight tensor is stored after the rewrite."""
@@ -42,7 +54,7 @@ class WeightChoice:
     blob: str | None
     """Name of the uint8 initializer holding the blob; None when the weight stays dense."""
     reason: str = ""
-    """Why the weight stays dense."""
+    """Why the weight stays dense, or what was changed in storing it."""
 
 
 def validate_codec(codec: str) -> str:
@@ -63,10 +75,16 @@ class CodecChooser:
     ``codec="auto"`` keeps the smallest encoding over all registered codecs and keeps the weight
     dense when no encoding is smaller than its dense bytes; a codec name forces that codec.
     Weights whose sparsity is below ``min_sparsity`` stay dense either way.
+
+    Unless ``keep_negative_zeros``, weights equal to ``-0.0`` are stored as ``+0.0``: pruning by
+    multiplying with a mask (``torch.nn.utils.prune`` does) leaves ``-0.0`` wherever a negative
+    weight was pruned, and the blob format keeps every non-zero bit pattern. The products they
+    feed are equal either way, up to the sign of an exactly zero result.
     """
 
-    def __init__(self, codec: str = AUTO, min_sparsity: float = 0.5) -> None:
+    def __init__(self, codec: str = AUTO, min_sparsity: float = 0.5, keep_negative_zeros: bool = False) -> None:
         self.codec = validate_codec(codec)
+        self.keep_negative_zeros = keep_negative_zeros
         if not 0.0 <= min_sparsity <= 1.0:
             raise ValueError(f"min_sparsity must be in [0, 1], got {min_sparsity}")
         self.min_sparsity = min_sparsity
@@ -86,6 +104,9 @@ class CodecChooser:
         array = ctx.read(weight)
         if array.dtype not in SUPPORTED_DTYPES:
             raise ValueError(f"weight '{weight.name}' is {array.dtype}, expected float32 or float16")
+        flipped = 0
+        if not self.keep_negative_zeros:
+            array, flipped = positive_zeros(array)
         sparsity, bound = weight_statistics(array)
 
         def dense(reason: str) -> WeightChoice:
@@ -114,6 +135,7 @@ class CodecChooser:
                 f"for {array.nbytes:,} dense B)"
             )
         name = ctx.add_initializer(f"{weight.name}_lsc_blob", np.frombuffer(blob, dtype=np.uint8))
+        note = f"{flipped:,} weights of -0.0 stored as +0.0" if flipped else ""
         return WeightChoice(
-            weight.name, array.shape, str(array.dtype), sparsity, array.nbytes, bound, codec, len(blob), name
+            weight.name, array.shape, str(array.dtype), sparsity, array.nbytes, bound, codec, len(blob), name, note
         )

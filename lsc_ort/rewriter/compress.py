@@ -138,6 +138,7 @@ def rewrite_graph(
     *,
     codec: str = AUTO,
     min_sparsity: float = 0.5,
+    keep_negative_zeros: bool = False,
     ops: Iterable[str] = DEFAULT_OPS,
     rules: Sequence[RewriteRule] | None = None,
     base_dir: str | None = None,
@@ -147,7 +148,7 @@ def rewrite_graph(
     """Rewrite ``model`` in place (the pass behind :func:`rewrite_model`); tensors that the
     model keeps stay where they are (inline or external)."""
     active = select_rules(ops, rules)
-    chooser = CodecChooser(codec, min_sparsity)
+    chooser = CodecChooser(codec, min_sparsity, keep_negative_zeros)
     ctx = GraphContext(model, TensorReader(base_dir), sink)
     result = RewriteResult(model)
     nodes = list(model.graph.node)
@@ -192,6 +193,7 @@ def rewrite_model(
     *,
     codec: str = AUTO,
     min_sparsity: float = 0.5,
+    keep_negative_zeros: bool = False,
     ops: Iterable[str] = DEFAULT_OPS,
     rules: Sequence[RewriteRule] | None = None,
     base_dir: str | os.PathLike | None = None,
@@ -200,7 +202,14 @@ def rewrite_model(
     """:func:`rewrite`, also returning the fired counts, per-layer rows and declined nodes."""
     proto, base = resolve_model(model, base_dir)
     result = rewrite_graph(
-        proto, codec=codec, min_sparsity=min_sparsity, ops=ops, rules=rules, base_dir=base, progress=progress
+        proto,
+        codec=codec,
+        min_sparsity=min_sparsity,
+        keep_negative_zeros=keep_negative_zeros,
+        ops=ops,
+        rules=rules,
+        base_dir=base,
+        progress=progress,
     )
     load_external_tensors(proto, base)
     return result
@@ -211,6 +220,7 @@ def rewrite(
     *,
     codec: str = AUTO,
     min_sparsity: float = 0.5,
+    keep_negative_zeros: bool = False,
     ops: Iterable[str] = DEFAULT_OPS,
     rules: Sequence[RewriteRule] | None = None,
     base_dir: str | os.PathLike | None = None,
@@ -232,6 +242,8 @@ def rewrite(
             op when no encoding is smaller than the dense weight; a codec name from
             :func:`lsc_ort.available_codecs` forces that codec.
         min_sparsity: layers whose weights have a smaller fraction of zeros stay dense.
+        keep_negative_zeros: store weights equal to ``-0.0`` as they are (non-zeros) instead of
+            as ``+0.0`` (see :class:`~lsc_ort.rewriter.choose.CodecChooser`).
         ops: the op types to rewrite.
         rules: the rules to apply (default :data:`~lsc_ort.rewriter.rules.DEFAULT_RULES`).
         base_dir: directory of the external data of an in-memory ``model`` (a path's own
@@ -253,6 +265,7 @@ def rewrite(
         model,
         codec=codec,
         min_sparsity=min_sparsity,
+        keep_negative_zeros=keep_negative_zeros,
         ops=ops,
         rules=rules,
         base_dir=base_dir,
@@ -266,6 +279,7 @@ def compress_file(
     *,
     codec: str = AUTO,
     min_sparsity: float = 0.5,
+    keep_negative_zeros: bool = False,
     ops: Iterable[str] = DEFAULT_OPS,
     rules: Sequence[RewriteRule] | None = None,
     external_data: bool | None = None,
@@ -286,6 +300,7 @@ def compress_file(
             model,
             codec=codec,
             min_sparsity=min_sparsity,
+            keep_negative_zeros=keep_negative_zeros,
             ops=ops,
             rules=rules,
             base_dir=base_dir,
