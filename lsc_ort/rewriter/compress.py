@@ -50,6 +50,30 @@ class RewriteResult:
     weights computed at run time)."""
 
 
+@dataclass(frozen=True)
+class RewriteOptions:
+    """What to rewrite and how (the keyword arguments of :func:`rewrite`)."""
+
+    codec: str = AUTO
+    min_sparsity: float = 0.5
+    keep_negative_zeros: bool = False
+    ops: tuple[str, ...] = DEFAULT_OPS
+    rules: Sequence[RewriteRule] | None = None
+
+    def validated(self) -> RewriteOptions:
+        """These options, checked (raises ``ValueError`` naming a bad one) before any work."""
+        select_rules(self.ops, self.rules)
+        self.chooser()
+        return self
+
+    def chooser(self) -> CodecChooser:
+        return CodecChooser(self.codec, self.min_sparsity, self.keep_negative_zeros)
+
+
+def _op_list(ops: Iterable[str]) -> list[str]:
+    return [ops] if isinstance(ops, str) else list(ops)
+
+
 def select_rules(ops: Iterable[str], rules: Sequence[RewriteRule] | None = None) -> list[RewriteRule]:
     """The rules of ``rules`` (default :data:`DEFAULT_RULES`) for the op types ``ops``.
 
@@ -57,9 +81,7 @@ def select_rules(ops: Iterable[str], rules: Sequence[RewriteRule] | None = None)
         ValueError: an op type no rule handles.
     """
     rules = DEFAULT_RULES if rules is None else rules
-    if isinstance(ops, str):
-        ops = [ops]
-    ops = list(ops)
+    ops = _op_list(ops)
     known = {rule.op_type for rule in rules}
     unknown = [op for op in ops if op not in known]
     if unknown:
@@ -135,20 +157,16 @@ def ensure_opset(model: onnx.ModelProto, domain: str = DOMAIN, version: int = OP
 
 def rewrite_graph(
     model: onnx.ModelProto,
+    options: RewriteOptions,
     *,
-    codec: str = AUTO,
-    min_sparsity: float = 0.5,
-    keep_negative_zeros: bool = False,
-    ops: Iterable[str] = DEFAULT_OPS,
-    rules: Sequence[RewriteRule] | None = None,
     base_dir: str | None = None,
     sink: TensorSink | None = None,
     progress: Progress | None = None,
 ) -> RewriteResult:
     """Rewrite ``model`` in place (the pass behind :func:`rewrite_model`); tensors that the
     model keeps stay where they are (inline or external)."""
-    active = select_rules(ops, rules)
-    chooser = CodecChooser(codec, min_sparsity, keep_negative_zeros)
+    active = select_rules(options.ops, options.rules)
+    chooser = options.chooser()
     ctx = GraphContext(model, TensorReader(base_dir), sink)
     result = RewriteResult(model)
     nodes = list(model.graph.node)
@@ -200,17 +218,9 @@ def rewrite_model(
     progress: Progress | None = None,
 ) -> RewriteResult:
     """:func:`rewrite`, also returning the fired counts, per-layer rows and declined nodes."""
+    options = RewriteOptions(codec, min_sparsity, keep_negative_zeros, tuple(_op_list(ops)), rules).validated()
     proto, base = resolve_model(model, base_dir)
-    result = rewrite_graph(
-        proto,
-        codec=codec,
-        min_sparsity=min_sparsity,
-        keep_negative_zeros=keep_negative_zeros,
-        ops=ops,
-        rules=rules,
-        base_dir=base,
-        progress=progress,
-    )
+    result = rewrite_graph(proto, options, base_dir=base, progress=progress)
     load_external_tensors(proto, base)
     return result
 
@@ -292,20 +302,9 @@ def compress_file(
     at a time, so peak memory stays near one layer plus the protobuf. ``dst`` is written
     atomically and left as it was on failure; ``src`` is never modified.
     """
-    select_rules(ops, rules)  # validate arguments before touching any file
-    CodecChooser(codec, min_sparsity)
+    options = RewriteOptions(codec, min_sparsity, keep_negative_zeros, tuple(_op_list(ops)), rules).validated()
 
     def transform(model: onnx.ModelProto, base_dir: str, sink: TensorSink) -> RewriteResult:
-        return rewrite_graph(
-            model,
-            codec=codec,
-            min_sparsity=min_sparsity,
-            keep_negative_zeros=keep_negative_zeros,
-            ops=ops,
-            rules=rules,
-            base_dir=base_dir,
-            sink=sink,
-            progress=progress,
-        )
+        return rewrite_graph(model, options, base_dir=base_dir, sink=sink, progress=progress)
 
     return transform_file(src, dst, transform, external_data=external_data)
