@@ -7,7 +7,7 @@ import math
 import numpy as np
 from numpy.typing import ArrayLike
 
-from lsc_ort.format import ValueDType
+from lsc_ort.format import bit_patterns
 
 
 def binary_entropy(p: float) -> float:
@@ -31,6 +31,5 @@ def entropy_bound(weight: ArrayLike) -> float:
     A non-zero is any element whose bit pattern is not all zeros (``-0.0`` counts).
     """
     array = np.asarray(weight)
-    dtype = ValueDType.from_numpy(array.dtype)
-    nnz = int(np.count_nonzero(np.ascontiguousarray(array).reshape(-1).view(dtype.bits_dtype)))
-    return entropy_bound_bytes(array.size, nnz, 8 * dtype.itemsize)
+    nnz = int(np.count_nonzero(bit_patterns(array)))
+    return entropy_bound_bytes(array.size, nnz, 8 * array.dtype.itemsize)

@@ -142,6 +142,14 @@ class BlobView:
         return np.frombuffer(data, dtype=dt)
 
 
+def bit_patterns(array: np.ndarray) -> np.ndarray:
+    """The elements of ``array`` (float32, float16 or int8) as a flat array of their little-endian
+    bit patterns, the representation in which a zero is an all-zero pattern."""
+    dtype = ValueDType.from_numpy(array.dtype)
+    little = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+    return little.reshape(-1).view(dtype.bits_dtype)
+
+
 def matrix_shape(shape: Sequence[int]) -> tuple[int, int]:
     """The 2-D matrix view ``[shape[0], prod(shape[1:])]`` of a tensor shape."""
     if len(shape) == 0:

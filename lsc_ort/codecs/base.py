@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from lsc_ort.format import BlobFormatError, BlobView, ValueDType, matrix_shape
+from lsc_ort.format import BlobFormatError, BlobView, ValueDType, bit_patterns, matrix_shape
 
 
 @dataclass(frozen=True)
@@ -24,10 +24,8 @@ class WeightTensor:
 
     @classmethod
     def from_array(cls, array: np.ndarray, scale: float = 1.0) -> WeightTensor:
-        dtype = ValueDType.from_numpy(array.dtype)
-        little = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
-        return cls(bits=little.reshape(-1).view(dtype.bits_dtype), shape=tuple(array.shape),
-                   dtype=dtype, scale=float(scale))
+        return cls(bits=bit_patterns(array), shape=tuple(array.shape),
+                   dtype=ValueDType.from_numpy(array.dtype), scale=float(scale))
 
     @property
     def numel(self) -> int:

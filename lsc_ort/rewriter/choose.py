@@ -9,6 +9,7 @@ import numpy as np
 from lsc_ort.api import encode, inspect
 from lsc_ort.codecs import available_codecs
 from lsc_ort.entropy import entropy_bound_bytes
+from lsc_ort.format import bit_patterns
 from lsc_ort.report import DENSE
 from lsc_ort.rewriter.graph import ConstantValue, GraphContext
 from lsc_ort.rewriter.rules.base import SUPPORTED_DTYPES
@@ -19,7 +20,7 @@ AUTO = "auto"
 def weight_statistics(array: np.ndarray) -> tuple[float, float]:
     """``(sparsity, entropy bound in bytes)`` of a float array; a zero is an all-zero bit pattern
     (``-0.0`` is not a zero, as in the blob format)."""
-    bits = np.ascontiguousarray(array).reshape(-1).view(f"u{array.dtype.itemsize}")
+    bits = bit_patterns(array)
     numel = int(bits.size)
     nnz = int(np.count_nonzero(bits))
     sparsity = 1.0 - nnz / numel if numel else 0.0
@@ -28,14 +29,14 @@ def weight_statistics(array: np.ndarray) -> tuple[float, float]:
 
 def positive_zeros(array: np.ndarray) -> tuple[np.ndarray, int]:
     """``array`` with every ``-0.0`` replaced by ``+0.0`` (a copy when any is), and how many."""
-    bits = np.ascontiguousarray(array).reshape(-1).view(f"u{array.dtype.itemsize}")
+    bits = bit_patterns(array)
     negative_zero = bits == (1 << (8 * array.dtype.itemsize - 1))
     count = int(np.count_nonzero(negative_zero))
     if not count:
         return array, 0
     fixed = bits.copy()
     fixed[negative_zero] = 0
-    return fixed.view(array.dtype).reshape(array.shape), count
+    return fixed.view(array.dtype.newbyteorder("<")).astype(array.dtype, copy=False).reshape(array.shape), count
 
 
 @dataclass(frozen=True)
