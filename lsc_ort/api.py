@@ -86,7 +86,8 @@ def inspect(blob: BlobLike) -> dict[str, Any]:
     Returns a dict with ``codec``, ``version``, ``shape``, ``dtype``, ``scale``, ``numel``,
     ``nnz``, ``sparsity``, ``params`` (name -> value), ``sections`` (name -> bytes),
     ``header_bytes``, ``total_bytes``, ``dense_bytes``, ``ratio`` (dense / total),
-    ``bits_per_weight``, ``entropy_bound_bytes`` and ``efficiency`` (bound / total).
+    ``bits_per_weight``, ``entropy_bound_bytes`` and ``efficiency`` (bound / total), plus the
+    codec's own facts (:meth:`~lsc_ort.codecs.base.Codec.describe`).
     """
     view = parse_blob(blob)
     header = view.header
@@ -113,4 +114,5 @@ def inspect(blob: BlobLike) -> dict[str, Any]:
         "bits_per_weight": 8 * header.total_size / numel if numel else 0.0,
         "entropy_bound_bytes": bound,
         "efficiency": bound / header.total_size,
+        **codec.describe(view),
     }

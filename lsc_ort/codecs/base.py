@@ -77,6 +77,14 @@ class Codec(abc.ABC):
     def decode(self, view: BlobView) -> np.ndarray:
         """Decode a parsed blob into the flat bit-pattern array of ``view.header.numel`` items."""
 
+    def describe(self, view: BlobView) -> dict[str, Any]:
+        """Codec-specific facts that :func:`lsc_ort.inspect` adds to its dict (none by default).
+
+        Called on a container-validated blob; must not decode the values, and raises
+        :class:`~lsc_ort.format.BlobFormatError` on anything it cannot read.
+        """
+        return {}
+
     # -- helpers shared by the codecs -------------------------------------------------------
 
     def check_layout(self, view: BlobView) -> None:
