@@ -315,7 +315,6 @@ class LscCodec(Codec):
 
     def decode(self, view: BlobView) -> np.ndarray:
         self.check_layout(view)
-        header = view.header
         rows, cols, br, bc = read_block(self, view)
         width = self.param(view, "code_bits", 0, sri.MAX_WIDTH)
         split = self.param(view, "split", 0, (1 << width) - 1)
@@ -327,11 +326,12 @@ class LscCodec(Codec):
         cbr = self.param(view, "chunk_block_rows", 1, max(nbr, 1))
         nchunks = -(-nbr // cbr)
         bsize = br * bc
+        # The chunk table first: its size bounds the number of chunks, and so the work below.
+        table = self.section(view, "chunks", np.uint64, 2 * (nchunks + 1)).reshape(-1, 2)
         kept = unpack_mask(self.section(view, "block_mask"), nbr * nbc, f"{self.name}: block_mask")
         kept_ids = np.flatnonzero(kept)
-        chunk_blocks = np.bincount(kept_ids // nbc // cbr, minlength=nchunks)
+        chunk_blocks = np.bincount(kept_ids // max(nbc, 1) // cbr, minlength=nchunks)
         chunk_first_block = np.concatenate([[0], np.cumsum(chunk_blocks)])
-        table = self.section(view, "chunks", np.uint64, 2 * (nchunks + 1)).reshape(-1, 2)
         if table[0].any():
             raise BlobFormatError(f"{self.name}: chunk table must start at (0, 0), got {table[0].tolist()}")
         if (np.diff(table.astype(np.int64), axis=0) < 0).any() or table.max(initial=0) >= 2**62:
@@ -340,7 +340,6 @@ class LscCodec(Codec):
         ncodes, nvalues = (int(v) for v in table[-1])
         values = self.values(view, nvalues)
         codes_data = self.section(view, "codes")
-        out = np.zeros(header.numel, dtype=header.dtype.bits_dtype)
 
         if width == 0:
             if ncodes or codes_data.size:
@@ -350,7 +349,7 @@ class LscCodec(Codec):
                 raise BlobFormatError(
                     f"{self.name}: chunk value offsets {table[:, 1].tolist()[:8]} do not match the "
                     f"kept blocks (expected {expected.tolist()[:8]})")
-            grid = np.zeros((nbr * nbc, br, bc), dtype=out.dtype)
+            grid = self.zeros(view, (nbr * nbc, br, bc))
             grid[kept_ids] = values.reshape(-1, br, bc)
             flat = unblock(grid.reshape(nbr, nbc, br, bc), rows, cols)
             if flat is None:
@@ -385,6 +384,7 @@ class LscCodec(Codec):
         c = (block_id % nbc) * bc + offset % bc
         if ((r >= rows) | (c >= cols)).any():
             raise BlobFormatError(f"{self.name}: a non-zero lies in the padding of an edge block")
+        out = self.zeros(view)
         out[r * cols + c] = values
         return out
 

@@ -45,7 +45,8 @@ struct WindowedLayout {
   }
 };
 
-// Whether the windowed layout is of a size in proportion to the weight's non-zeros.
+// Whether the windowed layout's size and build time are in proportion to the weight's non-zeros
+// (never to its declared shape alone) and its worst case fits the memory budget.
 bool WindowedLayoutWorthwhile(const ColumnLists& columns, int lanes, int window);
 void BuildWindowedLayout(const ColumnLists& columns, int lanes, int window, WindowedLayout* out);
 

@@ -6,21 +6,13 @@
 #include <vector>
 
 #include "common/status.h"
+#include "kernels/conv_geometry.h"
 #include "kernels/kernels.h"
 #include "onnxruntime_cxx_api.h"
 #include "ops/op_util.h"
 #include "ops/packed_weight.h"
 
 namespace lsc {
-
-// Spatial geometry of a convolution, 1-D convolutions as 2-D with height 1.
-struct ConvGeometry {
-  int64_t batch = 0, channels = 0, height = 0, width = 0;        // input
-  int64_t out_channels = 0, out_height = 0, out_width = 0;       // output
-  int64_t kernel_h = 1, kernel_w = 1, stride_h = 1, stride_w = 1;
-  int64_t dilation_h = 1, dilation_w = 1, pad_top = 0, pad_left = 0;
-  int64_t group = 1;
-};
 
 class LscConvKernel {
  public:
@@ -33,14 +25,10 @@ class LscConvKernel {
 
  private:
   enum Scratch { kScratchCols = 8, kScratchHalfIn, kScratchHalfOut, kScratchPlanes, kScratchOffsets };
-  Status CheckWeight(const PackedWeight& weight) const;
   Status PrepareWeight(PackedWeight& weight) const;
-  Status Geometry(const std::vector<int64_t>& x_shape, const PackedWeight& weight, ConvGeometry* g) const;
 
   std::string node_;
-  std::string auto_pad_;
-  std::vector<int64_t> kernel_shape_, strides_, dilations_, pads_;
-  int64_t group_ = 1;
+  ConvAttributes attributes_;
   const KernelSet* kernels_ = nullptr;
   std::shared_ptr<PackedWeight> weight_;
 };

@@ -12,6 +12,7 @@ Status PackedWeight::Create(const uint8_t* blob, size_t size, bool k_is_row, std
   LSC_RETURN_IF_ERROR(CreateDecoder(parsed, &decoder));
   auto weight = std::make_shared<PackedWeight>();
   weight->shape_ = parsed.shape;
+  weight->blob_size_ = parsed.total_size;
   LSC_RETURN_IF_ERROR(BuildColumnLists(*decoder, k_is_row, &weight->columns_));
   *out = std::move(weight);
   return Status();

@@ -52,8 +52,8 @@ class LscDecoder : public MatrixDecoder {
     uint64_t next = 0;  // one past the previous non-zero of this chunk's vector
     for (uint64_t i = code_begin; i < code_end; ++i) {
       const uint64_t code = codes.Read(i * p_.width, p_.width);
-      if (code >= split) {  // skip code
-        next += (top - code) * split;
+      if (code >= split) {  // skip code; past the chunk's end, later gap codes fail
+        next = std::min(next + (top - code) * split, limit);
         continue;
       }
       const uint64_t position = next + code;
@@ -99,22 +99,29 @@ Status CreateLscDecoder(const Blob& blob, std::unique_ptr<MatrixDecoder>* decode
   p.nbr = (rows + p.br - 1) / p.br;
   p.nbc = (cols + p.bc - 1) / p.bc;
   LSC_RETURN_IF_ERROR(Param(blob, 4, 1, std::max<int64_t>(p.nbr, 1), "chunk_block_rows", &p.cbr));
+  // br <= max(rows, 1) and bc <= max(cols, 1), so every count below is at most numel (< 2^62)
+  // or, for an empty matrix, 0; they are checked all the same.
+  int64_t nblocks_signed = 0, per_chunk_signed = 0;
+  LSC_RETURN_IF_ERROR(CheckedMul(p.nbr, p.nbc, &nblocks_signed, "lsc: the block count"));
+  LSC_RETURN_IF_ERROR(CheckedMul(p.cbr, p.nbc, &per_chunk_signed, "lsc: the blocks per chunk"));
   const uint64_t nchunks = static_cast<uint64_t>((p.nbr + p.cbr - 1) / p.cbr);
-  const uint64_t nblocks = static_cast<uint64_t>(p.nbr * p.nbc);
+  const uint64_t nblocks = static_cast<uint64_t>(nblocks_signed);
+  const uint64_t per_chunk = static_cast<uint64_t>(per_chunk_signed);
 
+  // The chunk table first: its size bounds the number of chunks, and so the work below.
+  LSC_RETURN_IF_ERROR(ExpectCount(blob, 1, 8, 2 * (nchunks + 1), "chunks"));
   const Section& mask = blob.sections[0];
   if (mask.size != (nblocks + 7) / 8) {
     return Fail("lsc: block_mask has ", mask.size, " bytes, expected ", (nblocks + 7) / 8, " for ", nblocks, " bits");
   }
   if (!PaddingBitsZero(mask, nblocks)) return Fail("lsc: block_mask has non-zero padding bits");
   std::vector<uint64_t> chunk_first_block{0};
-  const uint64_t per_chunk = static_cast<uint64_t>(p.cbr * p.nbc);
+  chunk_first_block.reserve(nchunks + 1);
   for (uint64_t k = 0; k < nchunks; ++k) {
     const uint64_t first = k * per_chunk, last = std::min(first + per_chunk, nblocks);
     chunk_first_block.push_back(chunk_first_block.back() + PopCount(mask.data, first, last));
   }
 
-  LSC_RETURN_IF_ERROR(ExpectCount(blob, 1, 8, 2 * (nchunks + 1), "chunks"));
   const uint8_t* table = blob.sections[1].data;
   if (LoadU64(table) != 0 || LoadU64(table + 8) != 0) return Fail("lsc: chunk table must start at (0, 0)");
   for (uint64_t k = 0; k <= nchunks; ++k) {
@@ -129,15 +136,18 @@ Status CreateLscDecoder(const Blob& blob, std::unique_ptr<MatrixDecoder>* decode
   const Section& codes = blob.sections[2];
   if (p.width == 0) {
     if (ncodes != 0 || codes.size != 0) return Fail("lsc: codes present without a coding layer");
-    const uint64_t bsize = static_cast<uint64_t>(p.br * p.bc);
+    int64_t bsize = 0, stored = 0;
+    LSC_RETURN_IF_ERROR(CheckedMul(p.br, p.bc, &bsize, "lsc: the block size"));
+    LSC_RETURN_IF_ERROR(CheckedMul(static_cast<int64_t>(chunk_first_block.back()), bsize, &stored,
+                                   "lsc: the stored element count"));
     for (uint64_t k = 0; k <= nchunks; ++k) {
-      if (LoadU64(table + 16 * k + 8) != chunk_first_block[k] * bsize) {
+      if (LoadU64(table + 16 * k + 8) != chunk_first_block[k] * static_cast<uint64_t>(bsize)) {
         return Fail("lsc: chunk ", k, " value offset does not match the kept blocks");
       }
     }
   } else {
     if (ncodes > codes.size * 8) return Fail("lsc: codes has ", codes.size, " bytes, too few for ", ncodes, " codes");
-    const uint64_t expected = (ncodes * static_cast<uint64_t>(p.width) + 7) / 8;
+    const uint64_t expected = (ncodes * static_cast<uint64_t>(p.width) + 7) / 8;  // ncodes < 8 * size
     if (codes.size != expected) {
       return Fail("lsc: codes has ", codes.size, " bytes, expected ", expected, " (", ncodes, " codes of ", p.width,
                   " bits)");
