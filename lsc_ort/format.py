@@ -26,7 +26,7 @@ offset  size  field         meaning
 32      4     scale         f32, int8 dequantization scale; exactly 1.0 for float dtypes
 36      4     reserved      u32, 0
 40      8*d   dims          u64 each, the logical tensor shape; the product of the non-zero
-                            dims is below 2^62
+                            dims, times the item size, is below 2^62
 ..      8*p   params        i64 each, the codec parameters in the codec's documented order
 ..      16*s  sections      section table: ``(offset u64, nbytes u64)`` per section
 ======  ====  ============  ================================================================
@@ -65,8 +65,8 @@ assert FIXED_HEADER.size == 40
 CRC_START = 20
 SECTION_ENTRY = struct.Struct("<QQ")
 MAX_EXTENT = 2**62
-"""Every dim, and the product of a shape's non-zero dims, is below this: the element count and
-both sides of the matrix view then fit in int64 even when some dim is 0."""
+"""The product of a shape's non-zero dims, times the item size, is below this: the element count,
+the byte count and both sides of the matrix view then fit in int64 even when some dim is 0."""
 
 
 class BlobFormatError(ValueError):
@@ -277,9 +277,9 @@ def parse_blob(blob: bytes | bytearray | memoryview | np.ndarray) -> BlobView:
         raise BlobFormatError(f"header and section table need {header_end} bytes, blob has {n}")
     shape = struct.unpack_from(f"<{ndim}Q", data, FIXED_HEADER.size)
     params = struct.unpack_from(f"<{nparams}q", data, FIXED_HEADER.size + 8 * ndim)
-    if shape_numel([d for d in shape if d]) >= MAX_EXTENT:
+    if shape_numel([d for d in shape if d]) * dtype.itemsize >= MAX_EXTENT:
         raise BlobFormatError(
-            f"shape {list(shape)} has too many elements: its non-zero dims must multiply to less than 2^62"
+            f"shape {list(shape)} has too many elements: its non-zero dims times the item size must be below 2^62"
         )
     numel = shape_numel(shape)
     if nnz > numel:

@@ -85,14 +85,14 @@ Status ParseBlob(const uint8_t* data, size_t size, Blob* blob) {
   out.total_size = total;
   out.nnz = nnz;
   out.scale = scale;
-  // Each dim, and the product of the non-zero dims, must be below 2^62: then the element count
-  // and both sides of the matrix view are, whatever dim is 0.
-  int64_t nonzero_product = 1;
+  // The product of the non-zero dims, in bytes, must be below 2^62: then the element count and
+  // both sides of the matrix view are, whatever dim is 0 (and numpy can hold the shape).
+  int64_t nonzero_bytes = static_cast<int64_t>(out.itemsize());
   for (int i = 0; i < ndim; ++i) {
     const uint64_t d = Load<uint64_t>(data + kFixedHeader + 8 * i);
     if (d >= static_cast<uint64_t>(kMaxExtent) ||
-        (d != 0 && !MulExtent(nonzero_product, static_cast<int64_t>(d), &nonzero_product))) {
-      return Fail("shape has too many elements: its non-zero dims must multiply to less than 2^62");
+        (d != 0 && !MulExtent(nonzero_bytes, static_cast<int64_t>(d), &nonzero_bytes))) {
+      return Fail("shape has too many elements: its non-zero dims times the item size must be below 2^62");
     }
     out.shape.push_back(static_cast<int64_t>(d));
   }
