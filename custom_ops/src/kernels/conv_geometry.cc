@@ -85,6 +85,9 @@ Status CheckConvAttributes(const ConvAttributes& a, const std::vector<int64_t>& 
   if (a.auto_pad != "NOTSET" && a.auto_pad != "VALID" && a.auto_pad != "SAME_UPPER" && a.auto_pad != "SAME_LOWER") {
     return Fail("unsupported auto_pad '", a.auto_pad, "'");
   }
+  if (a.auto_pad != "NOTSET" && !a.pads.empty()) {
+    return Fail("auto_pad '", a.auto_pad, "' and pads cannot both be set (as in onnxruntime's Conv)");
+  }
   if (a.group < 1) return Fail("group must be >= 1, got ", a.group);
   if (shape.size() != 3 && shape.size() != 4) {
     return Fail("the weight blob holds a tensor of shape ", ShapeString(shape),

@@ -39,7 +39,7 @@ struct ConvGeometry {
 
 // Checks attributes against ONNX Conv and a weight of shape [M, C/group, kH, kW] ([M, C/group, k]
 // for 1-D): rank, kernel_shape, kernel dims >= 1, strides and dilations >= 1, pads >= 0, the
-// attribute lengths, group >= 1 dividing M, and auto_pad.
+// attribute lengths, group >= 1 dividing M, and auto_pad (without pads unless NOTSET).
 Status CheckConvAttributes(const ConvAttributes& attributes, const std::vector<int64_t>& weight_shape);
 
 // The geometry of convolving X of shape `x_shape` (NCHW, or NCW) with that weight. Fails, naming
