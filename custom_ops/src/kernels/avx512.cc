@@ -103,14 +103,6 @@ LSC_AVX512 void SpmmTileAvx512(const ColumnView& w, int64_t n_begin, int64_t n_e
 
 namespace {
 
-// Lanes of a round that carry a stored weight (a non-zero bit pattern; padded lanes hold +0.0).
-// Only those accumulate, so a NaN or Inf activation reaches only columns with a stored weight
-// in its row, as in every other kernel (docs/kernels.md, "Non-finite values").
-LSC_AVX512 inline __mmask16 StoredLanes(__m512 value) {
-  const __m512i bits = _mm512_castps_si512(value);
-  return _mm512_test_epi32_mask(bits, bits);
-}
-
 // R activation rows at once: each row keeps its window in two registers and its accumulator;
 // the offsets and values of a round are loaded once for all rows. Rounds are unrolled A at a
 // time into A accumulator sets, so few rows still keep enough FMAs in flight.
@@ -140,9 +132,8 @@ LSC_AVX512 void WindowedRows(const WindowedView& w, int64_t g_begin, int64_t g_e
           const __m512i index =
               _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(offset + 16 * a)));
           const __m512 v = _mm512_loadu_ps(value + 16 * a);
-          const __mmask16 stored = StoredLanes(v);
           for (int r = 0; r < R; ++r) {
-            acc[a][r] = _mm512_mask3_fmadd_ps(_mm512_permutex2var_ps(lo[r], index, hi[r]), v, acc[a][r], stored);
+            acc[a][r] = _mm512_fmadd_ps(_mm512_permutex2var_ps(lo[r], index, hi[r]), v, acc[a][r]);
           }
         }
         offset += 16 * A;
@@ -151,10 +142,8 @@ LSC_AVX512 void WindowedRows(const WindowedView& w, int64_t g_begin, int64_t g_e
       for (; k < count; ++k) {  // the rest go to the last set, which the next window uses least
         const __m512i index = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(offset)));
         const __m512 v = _mm512_loadu_ps(value);
-        const __mmask16 stored = StoredLanes(v);
         for (int r = 0; r < R; ++r) {
-          acc[A - 1][r] =
-              _mm512_mask3_fmadd_ps(_mm512_permutex2var_ps(lo[r], index, hi[r]), v, acc[A - 1][r], stored);
+          acc[A - 1][r] = _mm512_fmadd_ps(_mm512_permutex2var_ps(lo[r], index, hi[r]), v, acc[A - 1][r]);
         }
         offset += 16;
         value += 16;

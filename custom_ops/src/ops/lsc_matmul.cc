@@ -19,6 +19,17 @@ constexpr int64_t kColumnsBatch = 3;
 // Output columns per task of the batched product.
 constexpr int64_t kColumnBlock = 32;
 
+// Whether none of x[0, n) is a NaN or an infinity (all exponent bits set).
+bool AllFinite(const float* x, int64_t n) {
+  uint32_t special = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, x + i, sizeof(bits));
+    special |= static_cast<uint32_t>((bits & 0x7F800000u) == 0x7F800000u);
+  }
+  return special == 0;
+}
+
 }  // namespace
 
 LscMatMulKernel::LscMatMulKernel(const OrtKernelInfo* info) {
@@ -97,39 +108,46 @@ Status LscMatMulKernel::Compute(OrtKernelContext* raw_context) {
 }
 
 // Few rows: the windowed layout, up to kWindowedRows rows per pass; without it, column dot
-// products row by row.
+// products row by row. The windowed kernel multiplies the padded lanes of a round (value 0) by an
+// activation of the window, so a NaN or Inf there would reach columns that store no weight in
+// its row: rows holding one take the column dot products, which see stored weights only.
 Status LscMatMulKernel::SmallBatch(OrtKernelContext* context, const PackedWeight& weight, const float* a, int64_t M,
                                    const float* bias, float* y) const {
   const int64_t K = weight.K(), N = weight.N();
   const KernelSet& kernels = *kernels_;
-  if (UseWindowed(weight)) {
-    const WindowedLayout& layout = weight.windowed(kernels);
-    const WindowedView view = layout.view();
-    const int64_t ldx = layout.windows * layout.window + layout.window;  // padded, zero beyond K
-    const int64_t rows = std::min<int64_t>(M, kWindowedRows);
-    float* x = ThreadScratch(kScratchRow, static_cast<size_t>(rows * ldx));
-    const int64_t groups_per_task = std::max<int64_t>(1, layout.groups / 64);
-    const int64_t tasks = (layout.groups + groups_per_task - 1) / groups_per_task;
-    for (int64_t m0 = 0; m0 < M; m0 += kWindowedRows) {
-      const int64_t count = std::min<int64_t>(kWindowedRows, M - m0);
-      for (int64_t r = 0; r < count; ++r) {
-        std::memcpy(x + r * ldx, a + (m0 + r) * K, static_cast<size_t>(K) * sizeof(float));
-        std::fill(x + r * ldx + K, x + (r + 1) * ldx, 0.0f);
-      }
+  const ColumnView columns = weight.columns().view();
+  auto column_rows = [&](int64_t m_begin, int64_t m_end) {
+    const int64_t tasks = (N + kColumnBlock - 1) / kColumnBlock;
+    for (int64_t m = m_begin; m < m_end; ++m) {
       LSC_RETURN_IF_ERROR(ParallelFor(context, static_cast<size_t>(tasks), [&](size_t t) {
-        const int64_t g0 = static_cast<int64_t>(t) * groups_per_task;
-        kernels.spmv_windowed(view, g0, std::min(layout.groups, g0 + groups_per_task), x, ldx, count, alpha_, bias,
-                              y + m0 * N, N);
+        const int64_t n0 = static_cast<int64_t>(t) * kColumnBlock;
+        kernels.spmv_columns(columns, n0, std::min(N, n0 + kColumnBlock), a + m * K, alpha_, bias, y + m * N);
       }));
     }
     return Status();
-  }
-  const ColumnView view = weight.columns().view();
-  const int64_t tasks = (N + kColumnBlock - 1) / kColumnBlock;
-  for (int64_t m = 0; m < M; ++m) {
+  };
+  if (!UseWindowed(weight)) return column_rows(0, M);
+  const WindowedLayout& layout = weight.windowed(kernels);
+  const WindowedView view = layout.view();
+  const int64_t ldx = layout.windows * layout.window + layout.window;  // padded, zero beyond K
+  const int64_t rows = std::min<int64_t>(M, kWindowedRows);
+  float* x = ThreadScratch(kScratchRow, static_cast<size_t>(rows * ldx));
+  const int64_t groups_per_task = std::max<int64_t>(1, layout.groups / 64);
+  const int64_t tasks = (layout.groups + groups_per_task - 1) / groups_per_task;
+  for (int64_t m0 = 0; m0 < M; m0 += kWindowedRows) {
+    const int64_t count = std::min<int64_t>(kWindowedRows, M - m0);
+    if (!AllFinite(a + m0 * K, count * K)) {
+      LSC_RETURN_IF_ERROR(column_rows(m0, m0 + count));
+      continue;
+    }
+    for (int64_t r = 0; r < count; ++r) {
+      std::memcpy(x + r * ldx, a + (m0 + r) * K, static_cast<size_t>(K) * sizeof(float));
+      std::fill(x + r * ldx + K, x + (r + 1) * ldx, 0.0f);
+    }
     LSC_RETURN_IF_ERROR(ParallelFor(context, static_cast<size_t>(tasks), [&](size_t t) {
-      const int64_t n0 = static_cast<int64_t>(t) * kColumnBlock;
-      kernels.spmv_columns(view, n0, std::min(N, n0 + kColumnBlock), a + m * K, alpha_, bias, y + m * N);
+      const int64_t g0 = static_cast<int64_t>(t) * groups_per_task;
+      kernels.spmv_windowed(view, g0, std::min(layout.groups, g0 + groups_per_task), x, ldx, count, alpha_, bias,
+                            y + m0 * N, N);
     }));
   }
   return Status();
