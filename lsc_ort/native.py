@@ -122,7 +122,7 @@ def native_decode(blob: bytes | bytearray | memoryview) -> bytes:
     buffer, size = _blob_buffer(blob)
     nbytes = header.numel * header.dtype.itemsize
     if nbytes > memory_budget():
-        raise ValueError(f"decoding shape {list(header.shape)} needs {nbytes >> 20} MiB, more than the memory "
+        raise ValueError(f"decoding shape {list(header.shape)} needs {-(-nbytes >> 20)} MiB, more than the memory "
                          f"budget of {memory_budget() >> 20} MiB")
     try:
         out = ctypes.create_string_buffer(max(1, nbytes))

@@ -121,7 +121,7 @@ class Codec(abc.ABC):
         nbytes = math.prod((shape,) if isinstance(shape, int) else shape) * dtype.itemsize
         if nbytes > memory_budget():
             raise BlobFormatError(
-                f"{self.name}: decoding shape {list(view.header.shape)} needs {nbytes >> 20} MiB, more than "
+                f"{self.name}: decoding shape {list(view.header.shape)} needs {-(-nbytes >> 20)} MiB, more than "
                 f"the memory budget of {memory_budget() >> 20} MiB; is the blob's shape corrupted?")
         try:
             return np.zeros(shape, dtype=dtype)

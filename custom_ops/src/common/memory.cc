@@ -52,7 +52,7 @@ uint64_t MemoryBudget() {
 
 Status CheckAllocation(uint64_t bytes, const char* what) {
   if (bytes > MemoryBudget()) {
-    return Fail(what, " would need ", bytes / (1 << 20), " MiB, more than the memory budget of ",
+    return Fail(what, " would need ", (bytes + (1 << 20) - 1) >> 20, " MiB, more than the memory budget of ",
                 MemoryBudget() / (1 << 20), " MiB (half of this machine's memory, or LSC_ORT_MEMORY_BUDGET_MB)");
   }
   return Status();

@@ -170,7 +170,7 @@ ScratchScope::~ScratchScope() {
 
 void* ThreadScratchBytes(size_t slot, size_t bytes) {
   if (bytes > MemoryBudget()) {
-    throw std::length_error(StrCat("a scratch buffer of ", bytes >> 20, " MiB exceeds the memory budget of ",
+    throw std::length_error(StrCat("a scratch buffer of ", (bytes + (1 << 20) - 1) >> 20, " MiB exceeds the memory budget of ",
                                    MemoryBudget() >> 20, " MiB"));
   }
   ThreadScratchState& state = Scratch();
