@@ -17,7 +17,20 @@ Both ops live in :data:`DOMAIN`, opset version 1, and are implemented by the nat
     ONNX ``Conv`` (opset 11+ semantics) for 1-D and 2-D convolutions in NCHW layout, with the
     weight ``[M, C/group, kH, kW]`` (``[M, C/group, k]`` for 1-D) decoded from ``W_blob``.
     Attributes as ``Conv``: ``auto_pad``, ``dilations``, ``group``, ``kernel_shape``, ``pads``,
-    ``strides``.
+    ``strides``; kernel dims must be >= 1, ``pads`` cannot be combined with ``auto_pad``, and an
+    output dimension that would be empty is an error, as in onnxruntime's ``Conv``.
+
+Non-finite values (both ops, every implementation): **structural-zero semantics**, as in
+scipy.sparse and torch.sparse. A weight the blob does not store (an all-zero bit pattern) is
+absent: a NaN or Inf in ``A`` or ``X`` reaches only the outputs it meets through a stored weight.
+Stored weights, ``-0.0`` included, propagate per IEEE (a stored Inf times a zero activation is
+NaN), and ``LSCConv``'s padding counts as zeros. Dense ``MatMul`` / ``Conv`` give NaN wherever a
+NaN meets any weight, zero or not; outputs of finite inputs are the same.
+
+Hostile input: a blob whose declared shape has no data behind it (more output columns, or
+convolution taps, than 16 per blob byte beyond 2^20), absurd attributes, or a run whose output or
+scratch exceeds the memory budget (``LSC_ORT_MEMORY_BUDGET_MB``, default half of the machine's
+memory) fail with an error naming the op, the node and the problem (``docs/kernels.md``).
 """
 
 from __future__ import annotations
