@@ -71,6 +71,11 @@ def lsc_whole_matrix_blob(rows: int, cols: int, kept: bool = False) -> bytes:
                      sections=[b"\1", table, np.zeros(2, np.uint8), np.array([1.5], "<f4")], nnz=1)
 
 
+SANITIZED = "libasan" in os.environ.get("LD_PRELOAD", "")
+"""Whether the tests run under AddressSanitizer (.ci/run's sanitizer stage), whose allocator keeps
+freed memory in quarantine: resident-memory measurements are meaningless there."""
+
+
 def rss_mib() -> float:
     """This process's resident memory now, in MiB (Linux)."""
     with open("/proc/self/statm") as statm:
