@@ -17,7 +17,8 @@ import pytest
 import lsc_ort
 from lsc_ort import native
 from lsc_ort.format import BlobFormatError
-from tests.hostile import ERRORS, SANITIZED, empty_blob, lsc_whole_matrix_blob, one_row_blob, run_python
+from tests.conftest import sparse_array
+from tests.hostile import ERRORS, SANITIZED, empty_blob, lsc_whole_matrix_blob, one_row_blob, run_python, with_shape
 from tests.op_models import conv_model, matmul_model, session
 
 pytestmark = pytest.mark.skipif(not native.library_available(), reason="native library not built")
@@ -166,3 +167,39 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before)
     grown = float(run_python(code, timeout=300).split()[-1])
     # column index 8 MiB, two outputs and inputs 12 MiB; the skipped windowed layout was 64 MiB
     assert grown < 48, f"peak memory grew by {grown:.0f} MiB"
+
+
+HOSTILE_DIMS = [0, 1, 3, 2**31, 2**32 + 1, 2**40, 2**62 - 1, 2**63, 2**64 - 1]
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_hostile_dims_in_valid_blobs(codec: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every dim of valid blobs set to values around the int64 and 2^62 limits (CRC refreshed):
+    the readers agree, Python raises only BlobFormatError, and both run in time proportional to
+    the blob (a 64 MiB budget keeps Python from allocating the dense tensors)."""
+    import lsc_ort.codecs.base
+    import lsc_ort.format
+
+    monkeypatch.setattr(lsc_ort.codecs.base, "memory_budget", lambda: 64 << 20)
+    monkeypatch.setattr(lsc_ort.format, "memory_budget", lambda: 64 << 20)
+    for array in (sparse_array((6, 10), 0.8, seed=1), sparse_array((2, 3, 5), 0.5, seed=2)):
+        blob = lsc_ort.encode(array, codec)
+        for axis in range(array.ndim):
+            for value in HOSTILE_DIMS:
+                shape = list(array.shape)
+                shape[axis] = value
+                candidate = with_shape(blob, shape)
+                try:
+                    python: object = lsc_ort.decode(candidate).tobytes()
+                except BlobFormatError as error:
+                    python = error
+                try:
+                    native_result: object = native.native_decode(candidate)
+                except ValueError as error:
+                    native_result = error
+                if isinstance(python, BlobFormatError) and "memory budget" in str(python):
+                    continue  # Python's dense result alone is too large; the native reader may accept
+                assert isinstance(python, Exception) == isinstance(native_result, Exception), (shape, python,
+                                                                                               native_result)
+                if not isinstance(python, Exception):
+                    assert python == native_result, shape
