@@ -173,10 +173,12 @@ def decompress_graph(
         node = nodes[index]
         label = node_label(node, index)
         try:
+            named = ctx.named(node)
             if node.op_type == MATMUL_OP:
-                replaced[index] = _matmul(node, decoder, ctx, ranks)
+                replaced[index] = _matmul(named, decoder, ctx, ranks)
             else:
-                replaced[index] = _conv(node, decoder)
+                replaced[index] = _conv(named, decoder)
+            ctx.name_new_nodes(replaced[index], named.name)
         except Exception as error:
             raise RewriteError(f"{label}: {error}") from error
         touched.add(node.input[1])
