@@ -14,7 +14,6 @@ were, and the destination never pairs an old model with new data or the reverse.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,6 +24,12 @@ import onnx
 from onnx import numpy_helper
 from onnx.external_data_helper import uses_external_data
 
+from lsc_ort.model_file import (  # noqa: F401  (ModelNotFoundError, NotAModelFileError: re-exported)
+    ModelNotFoundError,
+    NotAModelFileError,
+    check_model_file,
+    check_model_proto,
+)
 from lsc_ort.rewriter import atomic
 
 ModelLike = onnx.ModelProto | str | os.PathLike
@@ -37,50 +42,6 @@ EXTERNAL_THRESHOLD = 1024
 _PAGE = 4096
 _SMALL_ALIGN = 64
 T = TypeVar("T")
-
-
-class ModelNotFoundError(FileNotFoundError, ValueError):
-    """The model file does not exist (a ``FileNotFoundError`` and, for older callers, a
-    ``ValueError``)."""
-
-
-class NotAModelFileError(ValueError):
-    """The path is a directory or another non-file, or the file holds no ONNX model."""
-
-
-def check_model_file(path: str | os.PathLike) -> Path:
-    """``path`` as a Path if it names an existing regular file.
-
-    Raises:
-        ModelNotFoundError: nothing is there.
-        NotAModelFileError: a directory or another kind of non-file is there.
-    """
-    path = Path(path)
-    if not os.fspath(path):
-        raise ModelNotFoundError(errno.ENOENT, "the model path is empty")
-    if path.is_file():
-        return path
-    if path.is_dir():
-        raise NotAModelFileError(f"{path}: is a directory, not an ONNX model file")
-    if path.exists():
-        raise NotAModelFileError(f"{path}: not a regular file")
-    raise ModelNotFoundError(errno.ENOENT, f"{path}: no such file")
-
-
-def check_model_proto(model: onnx.ModelProto, source: str = "the model") -> onnx.ModelProto:
-    """``model`` if it has a graph and an IR version, the least any ONNX model has.
-
-    Protobuf reads an empty file, and many short junk files, as an empty ModelProto: this is what
-    tells them from a model.
-
-    Raises:
-        NotAModelFileError: naming ``source`` and what is missing.
-    """
-    missing = [what for what, present in (("graph", model.HasField("graph")), ("IR version", model.ir_version > 0))
-               if not present]
-    if missing:
-        raise NotAModelFileError(f"{source}: not an ONNX model (it has no {' and no '.join(missing)})")
-    return model
 
 
 def load_model(path: str | os.PathLike) -> onnx.ModelProto:
