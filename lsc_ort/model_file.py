@@ -53,3 +53,21 @@ def check_model_proto(model: onnx.ModelProto, source: str = "the model") -> onnx
     if missing:
         raise NotAModelFileError(f"{source}: not an ONNX model (it has no {' and no '.join(missing)})")
     return model
+
+
+def read_model_file(path: str | os.PathLike, *, load_external_data: bool = False) -> onnx.ModelProto:
+    """Load the model at ``path`` after the checks above.
+
+    Raises:
+        ModelNotFoundError: the file does not exist (a FileNotFoundError and a ValueError).
+        NotAModelFileError: the path is a directory, or the file is empty or not an ONNX model
+            (a ValueError).
+    """
+    path = check_model_file(path)
+    if path.stat().st_size == 0:
+        raise NotAModelFileError(f"{path}: the file is empty, not an ONNX model")
+    try:
+        model = onnx.load_model(str(path), load_external_data=load_external_data)
+    except Exception as error:  # protobuf raises DecodeError, onnx raises various types
+        raise NotAModelFileError(f"{path}: not a readable ONNX model ({error})") from None
+    return check_model_proto(model, str(path))

@@ -29,6 +29,7 @@ from onnx.reference import ReferenceEvaluator
 from onnx.reference.op_run import OpRun
 
 from lsc_ort.api import decode, inspect
+from lsc_ort.model_file import check_model_proto, read_model_file
 from lsc_ort.ops import DOMAIN
 
 _FLOAT_INPUTS = (np.dtype(np.float32), np.dtype(np.float16))
@@ -288,9 +289,8 @@ def reference_evaluator(model: onnx.ModelProto | str | os.PathLike, **kwargs: An
         model: the model to evaluate.
         **kwargs: passed to ``ReferenceEvaluator`` (e.g. ``verbose``).
     """
-    if not isinstance(model, onnx.ModelProto):
-        from lsc_ort.model_file import check_model_file, check_model_proto
-
-        path = check_model_file(model)
-        model = check_model_proto(onnx.load(os.fspath(path)), os.fspath(path))
+    if isinstance(model, onnx.ModelProto):
+        check_model_proto(model)
+    else:
+        model = read_model_file(model, load_external_data=True)
     return ReferenceEvaluator(model, new_ops=[*NEW_OPS, *STANDARD_OP_FIXES], **kwargs)

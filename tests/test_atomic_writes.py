@@ -303,8 +303,14 @@ def test_model_inputs_that_are_not_models(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"missing\.onnx: no such file"):
         rewrite(tmp_path / "missing.onnx")
     assert issubclass(ModelNotFoundError, ValueError)  # callers catching ValueError still do
-    with pytest.raises(ValueError, match="not an ONNX model"):
-        rewrite(onnx.ModelProto())
+    from lsc_ort import decompress, prune, reference_evaluator
+    from lsc_ort.rewriter import layer_rows
+
+    for entry in (rewrite, decompress, layer_rows, reference_evaluator, lambda m: prune(m, 0.5)):
+        with pytest.raises(ValueError, match="not an ONNX model"):
+            entry(onnx.ModelProto())
+        with pytest.raises(ValueError, match="the file is empty"):
+            entry(tmp_path / "empty.onnx")
 
 
 def test_save_model_of_an_inline_model_leaves_one_file(tmp_path: Path) -> None:

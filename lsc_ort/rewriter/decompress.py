@@ -11,6 +11,7 @@ import onnx
 from onnx import helper
 
 from lsc_ort.api import inspect
+from lsc_ort.model_file import check_model_proto
 from lsc_ort.ops import CONV_OP, DOMAIN, MATMUL_OP
 from lsc_ort.reference import weight_values
 from lsc_ort.report import DENSE, LayerRow
@@ -262,7 +263,7 @@ def layer_rows(model: ModelLike, *, base_dir: str | os.PathLike | None = None) -
     MatMul / Gemm / Conv node whose weight the rewrite rules would accept (kept dense).
     """
     if isinstance(model, onnx.ModelProto):
-        proto, base = model, None if base_dir is None else str(base_dir)
+        proto, base = check_model_proto(model), None if base_dir is None else str(base_dir)
     else:
         proto, base = resolve_model(model, base_dir)
     ctx = GraphContext(proto, TensorReader(base))

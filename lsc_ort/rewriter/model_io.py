@@ -24,11 +24,11 @@ import onnx
 from onnx import numpy_helper
 from onnx.external_data_helper import uses_external_data
 
-from lsc_ort.model_file import (  # noqa: F401  (ModelNotFoundError, NotAModelFileError: re-exported)
+from lsc_ort.model_file import (  # noqa: F401  (the errors are re-exported)
     ModelNotFoundError,
     NotAModelFileError,
-    check_model_file,
     check_model_proto,
+    read_model_file,
 )
 from lsc_ort.rewriter import atomic
 
@@ -52,14 +52,7 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
         NotAModelFileError: the path is a directory, or the file is empty or not an ONNX model
             (a ValueError).
     """
-    path = check_model_file(path)
-    if path.stat().st_size == 0:
-        raise NotAModelFileError(f"{path}: the file is empty, not an ONNX model")
-    try:
-        model = onnx.load_model(str(path), load_external_data=False)
-    except Exception as error:  # protobuf raises DecodeError, onnx raises various types
-        raise NotAModelFileError(f"{path}: not a readable ONNX model ({error})") from None
-    return check_model_proto(model, str(path))
+    return read_model_file(path)
 
 
 def resolve_model(
