@@ -239,9 +239,9 @@ def replace_model_and_data(
             checkpoint("temp-model-synced")
             os.replace(temp, path)
         except BaseException as error:
-            for made in (temp, data_final):  # nothing reads data_final: the old pair is whole
-                if made is not None:
-                    remove_quietly(made)
+            for leftover in (temp, data_final):  # nothing reads data_final: the old pair is whole
+                if leftover is not None:
+                    remove_quietly(leftover)
             if isinstance(error, OSError):
                 raise write_error(path, error) from None
             raise
