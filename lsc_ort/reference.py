@@ -183,10 +183,11 @@ def _im2col(
         raise ValueError(f"LSCConv: X of shape {list(x.shape)} is smaller than the dilated kernel {list(kernel)}")
     taps = []
     for offset in np.ndindex(*kernel):
-        window = (slice(None), slice(None)) + tuple(
+        spatial = [
             slice(o * d, o * d + (n - 1) * s + 1, s)
             for o, d, n, s in zip(offset, dilations, out_shape, strides, strict=True)
-        )
+        ]
+        window = (slice(None), slice(None), *spatial)
         taps.append(padded[window])
     cols = np.stack(taps, axis=2)  # [N, C, taps, *out]
     n, c = x.shape[:2]
