@@ -82,6 +82,21 @@ def rss_mib() -> float:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def reset_peak_rss() -> None:
+    """Restart the peak that :func:`peak_rss_mib` reports from the current resident memory (Linux)."""
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory since the last :func:`reset_peak_rss`, in MiB."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def run_python(code: str, timeout: float = 300, **env: str) -> str:
     """Runs ``code`` in a fresh interpreter of this environment (a guard against hangs, and a
     clean process for memory measurements); returns its stdout, raising on failure."""

@@ -151,18 +151,19 @@ def test_huge_but_backed_shape_runs_with_memory_following_the_data() -> None:
     """[2^15, 2^20] over one empty block: within the free extent, so it loads; the windowed
     layout (2^26 cells for no data) is not built, and a run at batch 1 and 2 gives the bias."""
     code = """
-import resource, numpy as np
-from tests.hostile import lsc_whole_matrix_blob, rss_mib
+import numpy as np
+from tests.hostile import lsc_whole_matrix_blob, peak_rss_mib, reset_peak_rss, rss_mib
 from tests.op_models import matmul_model, session
 blob = lsc_whole_matrix_blob(2**15, 2**20)
 bias = np.full(2**20, 0.5, np.float32)
 model = matmul_model(blob, bias)
+reset_peak_rss()
 before = rss_mib()
 sess = session(model)
 for m in (1, 2):
     y = sess.run(None, {"A": np.ones((m, 2**15), np.float32)})[0]
     assert y.shape == (m, 2**20) and (y == 0.5).all()
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before)
+print(peak_rss_mib() - before)
 """
     grown = float(run_python(code, timeout=300).split()[-1])
     # column index 8 MiB, two outputs and inputs 12 MiB; the skipped windowed layout was 64 MiB
