@@ -62,3 +62,18 @@ def test_fuzz_blob_finding_matrix_view_overflow() -> None:
     blob = with_shape(lsc_ort.encode(np.zeros((0, 2, 2), np.float32), "dense"), (0, 2**32 + 1, 2**32 - 1))
     with pytest.raises(ValueError, match="shape has too many elements"):
         native.native_validate(blob)
+
+
+# fuzz_conv against the pre-hardening geometry (the old arithmetic behind the new interface), two
+# minutes: 2588 inputs, signed overflows in (k - 1) * dilation, C/group * group, the padded sizes
+# and the plane sizes, and direct-path planes out of proportion to the input and output. The
+# attribute classes are pinned in test_conv_attributes.py; here the one without a dense twin.
+
+
+def test_fuzz_conv_finding_group_times_channels_overflows() -> None:
+    """A weight with no output channels passes `M % group == 0` for any group, and C/group * group
+    overflowed: group 2^62 with C/group = 3 (the geometry checks it too, as fuzz_conv drives it)."""
+    blob = lsc_ort.encode(np.zeros((0, 3, 3, 3), np.float32), "lsc")
+    with pytest.raises(ERRORS, match=r"LSCConv\] node 'lsc_conv': C \* kH \* kW is too large: 27 \* "
+                                     r"4611686018427387904 is not below 2\^62"):
+        session(conv_model(blob, group=2**62))
