@@ -41,7 +41,8 @@ examples:
   lsc-ort compress pruned.onnx -o compressed.onnx --codec lsc --min-sparsity 0.8 --report report.md
   lsc-ort compress big.onnx -o big-lsc.onnx        # external data in, external data out (big-lsc.onnx.data)
 
-Layers whose weights have fewer zeros than --min-sparsity stay dense; with --codec auto each
+Layers whose weights have fewer zeros than --min-sparsity stay dense (the weights of MSWU
+unified blocks, but the one value each block stores, count as zeros); with --codec auto each
 layer gets the codec that stores it in fewest bytes, or stays dense if none beats dense storage;
 a named codec is used for every layer above --min-sparsity, even where dense would be smaller.""",
     "inspect": """\
@@ -68,10 +69,16 @@ The weights are decoded bit-exactly into initializers of standard MatMul / Gemm 
 examples:
   lsc-ort prune model.onnx -o pruned.onnx --sparsity 0.9
   lsc-ort prune model.onnx -o pruned.onnx --sparsity 0.95 --ops MatMul,Gemm
+  lsc-ort prune model.onnx -o mswu.onnx --method mswu --block 1x4 --sparsity 0.6 --unify 0.3
 
-Each MatMul / Gemm / Conv weight (initializer or Constant node) gets exactly
-round(sparsity * size) of its smallest-magnitude elements set to +0.0. One-shot pruning without
-fine-tuning changes what the model computes: it is for trying lsc-ort out.""",
+magnitude: each MatMul / Gemm / Conv weight (initializer or Constant node) gets exactly
+round(sparsity * size) of its smallest-magnitude elements set to +0.0.
+mswu: each weight is cut into blocks (--block, outputs x inputs as in PyTorch's [out, in]
+layout whatever the op stores; 'kernel' = one Conv kernel); round(sparsity * blocks) are pruned
+and round(unify * blocks) others unified (one shared magnitude, signs kept: one stored value and
+one multiply per block), chosen nearest to the weight. Compress with --codec auto or mswu.
+One-shot pruning without fine-tuning changes what the model computes: it is for trying lsc-ort
+out (lsc_ort.train trains the MSWU structure with ADMM).""",
     "demo": """\
 examples:
   lsc-ort demo
@@ -116,6 +123,7 @@ def _external(text: str) -> bool | None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``lsc-ort``."""
+    from lsc_ort.pruning import DEFAULT_BLOCK, METHODS
     from lsc_ort.rewriter.compress import DEFAULT_OPS
     from lsc_ort.verify import DEFAULT_RTOL, ENGINES
 
@@ -210,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.set_defaults(func=_decompress)
 
     sub = command(
-        "prune", "One-shot magnitude pruning of MatMul/Gemm/Conv weights (to try lsc-ort on any model)."
+        "prune", "One-shot pruning (magnitude or MSWU) of MatMul/Gemm/Conv weights, to try lsc-ort on any model."
     )
     sub.add_argument("input", metavar="IN.onnx", help="model to prune (never modified)")
     sub.add_argument("-o", "--output", metavar="OUT.onnx", required=True, help="pruned model to write")
@@ -219,10 +227,23 @@ def build_parser() -> argparse.ArgumentParser:
         type=_fraction,
         required=True,
         metavar="S",
-        help="fraction of each weight set to zero, e.g. 0.9",
+        help="fraction of each weight (mswu: of its blocks) set to zero, e.g. 0.9",
     )
     sub.add_argument(
-        "--method", choices=("magnitude",), default="magnitude", help="pruning criterion (default: magnitude)"
+        "--method", choices=METHODS, default="magnitude", help="pruning criterion (default: magnitude)"
+    )
+    sub.add_argument(
+        "--block",
+        default=DEFAULT_BLOCK,
+        metavar="RxC|kernel",
+        help=f"mswu block, outputs x inputs, e.g. 1x4, 4x1, 2x2, or kernel (default: {DEFAULT_BLOCK})",
+    )
+    sub.add_argument(
+        "--unify",
+        type=_fraction,
+        default=0.0,
+        metavar="U",
+        help="mswu: fraction of the blocks unified, at most 1 - S (default: 0)",
     )
     sub.add_argument("--ops", type=_ops, default=list(DEFAULT_OPS), metavar="OPS", help=ops_help)
     sub.add_argument("--external-data", choices=("auto", "yes", "no"), default="auto", help=external_help)
@@ -418,17 +439,23 @@ def _prune(args: argparse.Namespace, console: Console) -> int:
             ops=args.ops,
             external_data=_external(args.external_data),
             progress=progress,
+            block=args.block,
+            unify=args.unify,
         )
-    table = Table(title=f"{args.output} ({args.method}, sparsity {args.sparsity:g})", header_style="bold")
-    for header in ("#", "weight", "shape", "used by", "zeros before", "zeros after", "sparsity"):
-        table.add_column(
-            header,
-            justify="right" if header in ("#", "zeros before", "zeros after", "sparsity") else "left",
-            overflow="fold",
-        )
+    structured = args.method == "mswu"
+    title = f"{args.output} ({args.method}, sparsity {args.sparsity:g}"
+    title += f", unify {args.unify:g}, block {args.block})" if structured else ")"
+    table = Table(title=title, header_style="bold")
+    numeric = ("#", "zeros before", "zeros after", "sparsity", "unified")
+    headers = ["#", "weight", "shape", "used by", "zeros before", "zeros after", "sparsity"]
+    if structured:
+        headers[4:5] = ["block"]
+        headers.append("unified")
+    for header in headers:
+        table.add_column(header, justify="right" if header in numeric else "left", overflow="fold")
     for i, weight in enumerate(result.weights, 1):
         users = weight.nodes[0] + (f" +{len(weight.nodes) - 1}" if len(weight.nodes) > 1 else "")
-        table.add_row(
+        row = [
             str(i),
             weight.name,
             "×".join(map(str, weight.shape)),
@@ -436,7 +463,11 @@ def _prune(args: argparse.Namespace, console: Console) -> int:
             f"{weight.zeros_before:,}",
             f"{weight.zeros_after:,}",
             f"{weight.sparsity:.1%}",
-        )
+        ]
+        if structured:
+            row[4] = "×".join(map(str, weight.block or ()))
+            row.append(f"{weight.unified_blocks / weight.blocks:.1%}" if weight.blocks else "0.0%")
+        table.add_row(*row)
     console.print(table)
     console.print(f"pruned {len(result.weights)} weight tensor(s) → {args.output}")
     return EXIT_OK

@@ -111,13 +111,15 @@ def _structure(weight: WeightTensor, block: tuple[int, int], magnitude: np.ndarr
     return _Structure(block, kept, unified, int(nonzero[kept & ~unified].sum()))
 
 
-def _has_unified_pairs(weight: WeightTensor, magnitude: np.ndarray) -> bool:
+def _unified_pairs(weight: WeightTensor, magnitude: np.ndarray) -> int:
+    """Neighbouring non-zeros (across and down) with the same magnitude. A unified block of
+    ``n`` elements holds at least ``n - 1`` of them."""
     rows, cols = weight.matrix_shape
     mags = magnitude.reshape(rows, cols)
     nonzero = (weight.bits != 0).reshape(rows, cols)
     across = (mags[:, 1:] == mags[:, :-1]) & nonzero[:, 1:]
     down = (mags[1:] == mags[:-1]) & nonzero[1:]
-    return bool(across.any() or down.any())
+    return int(np.count_nonzero(across)) + int(np.count_nonzero(down))
 
 
 def _valid(block_ids: np.ndarray, rows: int, cols: int, block: tuple[int, int], nbc: int) -> np.ndarray:
@@ -136,6 +138,25 @@ def _positions(block_ids: np.ndarray, cols: int, block: tuple[int, int], nbc: in
     r = (block_ids // nbc * br)[:, None] + offsets // bc
     c = (block_ids % nbc * bc)[:, None] + offsets % bc
     return r * cols + c
+
+
+def unified_fraction(weight: WeightTensor, needed: float = 0.0) -> float:
+    """The largest fraction of the weights, over the automatic block shapes, that unification
+    makes redundant: every element of a unified block but the one value it stores.
+
+    When a cheap upper bound is already below ``needed``, that bound is returned instead.
+    """
+    magnitude, poison = _magnitudes(weight)
+    bound = _unified_pairs(weight, magnitude) / weight.numel if weight.numel else 0.0
+    if bound == 0.0 or bound < needed:
+        return bound
+    rows, cols = weight.matrix_shape
+    best = 0
+    for shape in sorted({fit_block(shape, rows, cols) for shape in AUTO_BLOCKS}):
+        structure = _structure(weight, shape, magnitude, poison)
+        unified = int(np.count_nonzero(structure.unified))
+        best = max(best, unified * (shape[0] * shape[1] - 1))
+    return min(1.0, best / weight.numel)
 
 
 class MswuCodec(Codec):
@@ -162,7 +183,7 @@ class MswuCodec(Codec):
             shapes = list(AUTO_BLOCKS)
             if len(weight.shape) >= 3:
                 shapes.append((1, int(np.prod(weight.shape[2:], dtype=np.int64))))
-            if weight.numel and not _has_unified_pairs(weight, magnitude):
+            if weight.numel and not _unified_pairs(weight, magnitude):
                 shapes = list(FALLBACK_BLOCKS)
             candidates = sorted({fit_block(shape, rows, cols) for shape in shapes})
         else:
