@@ -191,3 +191,10 @@ def test_core_package_never_imports_torch() -> None:
             "lsc_ort.encode(__import__('numpy').ones(4, 'float32'), 'mswu'); "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_import_without_torch_is_a_clear_error() -> None:
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "try:\n    import lsc_ort.train\nexcept ImportError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "lsc_ort.train needs PyTorch" in out and "lsc-ort[train]" in out

@@ -1,6 +1,7 @@
 #include "kernels/unified_layout.h"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <tuple>
 
@@ -78,10 +79,20 @@ Status BuildMswuLayout(const MswuDecoder& decoder, bool k_is_row, ColumnLists* p
     free.insert(free.end(), chunk_free.begin(), chunk_free.end());
     for (const UnifiedBlock& u : blocks) {
       const float magnitude = ValueToFloat(blob.dtype, u.magnitude, blob.scale);
-      if (magnitude == 0.0f) continue;  // +-0: contributes nothing
       const int64_t r0 = static_cast<int64_t>(u.block / geo.nbc) * geo.br;
       const int64_t c0 = static_cast<int64_t>(u.block % geo.nbc) * geo.bc;
       const int64_t rows = decoder.ValidRows(u.block), cols = decoder.ValidCols(u.block);
+      if (magnitude == 0.0f || !std::isfinite(magnitude)) {
+        // +-0, +-inf and NaN go element by element, as stored weights do: (-0) * inf is NaN,
+        // and inf * (x0 - x1) is not inf * x0 - inf * x1.
+        for (int64_t i = 0; i < rows; ++i) {
+          for (int64_t j = 0; j < cols; ++j) {
+            const uint32_t bits = decoder.Compose(u.magnitude, decoder.SignBit(u.sign_bit + static_cast<uint64_t>(i * geo.bc + j)));
+            if (bits) free.push_back(Entry{r0 + i, c0 + j, bits});
+          }
+        }
+        continue;
+      }
       const int64_t k0 = k_is_row ? r0 : c0, n0 = k_is_row ? c0 : r0;
       const int64_t klen = k_is_row ? rows : cols, nlen = k_is_row ? cols : rows;
       ++layout->blocks;
@@ -119,6 +130,15 @@ Status BuildMswuLayout(const MswuDecoder& decoder, bool k_is_row, ColumnLists* p
     const uint64_t i = at[static_cast<size_t>(k_is_row ? e.col : e.row)]++;
     lists.row[i] = static_cast<uint32_t>(k_is_row ? e.row : e.col);
     lists.value[i] = ValueToFloat(blob.dtype, e.bits, blob.scale);
+  }
+  // Unified blocks taken element by element were appended after their chunk's free blocks.
+  for (int64_t n = 0; n < lists.N; ++n) {
+    const uint64_t lo = lists.ptr[n], hi = lists.ptr[n + 1];
+    if (std::is_sorted(lists.row.begin() + lo, lists.row.begin() + hi)) continue;
+    std::vector<std::pair<uint32_t, float>> column(hi - lo);
+    for (uint64_t i = lo; i < hi; ++i) column[i - lo] = {lists.row[i], lists.value[i]};
+    std::sort(column.begin(), column.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (uint64_t i = lo; i < hi; ++i) std::tie(lists.row[i], lists.value[i]) = column[i - lo];
   }
   if (groups.size() >= 0xFFFFFFFFull) return Fail("weight has ", groups.size(), " unified groups; at most 2^32 - 2 are supported");
   Number(&groups, layout.get());
