@@ -183,8 +183,9 @@ def results_table(rows: Sequence[Row], dense_mults: int) -> Table:
     for header in ("model", "accuracy", "file B", "× dense", "mults", "saved", "codecs"):
         table.add_column(header, justify="left" if header in ("model", "codecs") else "right")
     for row in rows:
-        table.add_row(row.name, f"{row.accuracy:.2%}", f"{row.file_bytes:,}", f"{dense.file_bytes / row.file_bytes:.1f}×",
-                      f"{row.multiplies:,}", f"{1 - row.multiplies / dense_mults:.1%}", row.codecs)
+        ratio = dense.file_bytes / row.file_bytes
+        table.add_row(row.name, f"{row.accuracy:.2%}", f"{row.file_bytes:,}", f"{ratio:.1f}×", f"{row.multiplies:,}",
+                      f"{1 - row.multiplies / dense_mults:.1%}", row.codecs)
     return table
 
 
@@ -242,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
         finetune = torch.optim.Adam(model.parameters(), lr=3e-4)
         train_mswu(model, nn.functional.cross_entropy, data, optimizer, targets=target, schedule=schedule,
                    finetune_optimizer=finetune)
-        row, path = evaluate(name, model, workdir, test, started)
+        row, _ = evaluate(name, model, workdir, test, started)
         rows.append(row)
         console.print(f"{name}: accuracy {row.accuracy:.2%}, {row.file_bytes:,} B ({row.seconds:.0f} s)")
     console.print(results_table(rows, dense_mults))
@@ -253,9 +254,9 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
                       f"({row.seconds:.0f} s)")
     magnitude = rows[1]
     for row in rows[2:]:
+        size, mults = row.file_bytes / magnitude.file_bytes, row.multiplies / magnitude.multiplies
         console.print(f"{row.name} vs {magnitude.name} + lsc: accuracy {row.accuracy - magnitude.accuracy:+.2%}, "
-                      f"file {row.file_bytes:,} B vs {magnitude.file_bytes:,} B "
-                      f"(×{row.file_bytes / magnitude.file_bytes:.2f}), mults ×{row.multiplies / magnitude.multiplies:.2f}")
+                      f"file {row.file_bytes:,} B vs {magnitude.file_bytes:,} B (×{size:.2f}), mults ×{mults:.2f}")
     return rows
 
 

@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from tests.rewrite_fixtures import requires_native  # noqa: E402
+from tests.rewrite_fixtures import requires_native
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "mswu_fashion_mnist.py"
 
