@@ -95,7 +95,8 @@ A model without LSCMatMul / LSCConv nodes is written unchanged.""",
 examples:
   lsc-ort prune model.onnx -o pruned.onnx --sparsity 0.9
   lsc-ort prune model.onnx -o pruned.onnx --sparsity 0.95 --ops MatMul,Gemm
-  lsc-ort prune model.onnx -o mswu.onnx --method mswu --block 1x4 --sparsity 0.6 --unify 0.3
+  lsc-ort prune model.onnx -o u.onnx --method mswu --sparsity 0.6 --unify 0.3
+  lsc-ort prune model.onnx -o k.onnx --method mswu --block kernel --sparsity 0.5
 
 magnitude: each MatMul / Gemm / Conv weight (initializer or Constant node) gets exactly
 round(sparsity * size) of its smallest-magnitude elements set to +0.0.

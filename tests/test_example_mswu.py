@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,11 @@ def test_example_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[s
     spec = importlib.util.spec_from_file_location("mswu_fashion_mnist", EXAMPLE)
     assert spec is not None and spec.loader is not None
     example = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(example)
+    sys.modules[spec.name] = example  # dataclasses look their module up
+    try:
+        spec.loader.exec_module(example)
+    finally:
+        del sys.modules[spec.name]
     rows = example.main(["--data", str(data), "--workdir", str(tmp_path / "out"), "--epochs", "1",
                          "--admm-epochs", "1", "--finetune-epochs", "1", "--batch", "64"])
     out = capsys.readouterr().out
