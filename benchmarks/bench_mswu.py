@@ -3,8 +3,9 @@
 For each layer, structure, batch and thread count it prints the time of LSCMatMul on the
 `mswu` blob, and on an `lsc` blob of the same weight (the unified blocks stored as plain
 non-zeros), each divided by the time of onnxruntime's dense MatMul on the same weight, all
-measured in this run. The weight is [K, N] with 4x1 blocks along K (a PyTorch Linear's 1x4
-blocks), or [N, K] with 1x4 blocks under transB=1.
+measured in this run. The weight is [K, N] with kx1 blocks along K (a PyTorch Linear's 1xk
+blocks), or [N, K] with 1xk blocks under transB=1. Structures: block, pruned + unified fractions
+of the blocks (the rest are free).
 
     python benchmarks/bench_mswu.py            # the full table
     python benchmarks/bench_mswu.py --quick    # fewer cases, shorter timings
@@ -40,17 +41,17 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=0.4, help="seconds of timing per measurement")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    structures = [(0.6, 0.3), (0.8, 0.15)] if not args.quick else [(0.6, 0.3)]
+    structures = [(4, 0.6, 0.3), (4, 0.75, 0.2), (8, 0.7, 0.27)] if not args.quick else [(4, 0.6, 0.3)]
     layers = [(768, 3072, 0), (3072, 768, 1)]
     batches = (1, 8, 128)
     threads_list = (1,) if args.quick else (1, 2)
     budget = args.budget / (2 if args.quick else 1)
     print(f"onnxruntime {ort.__version__}, lsc-ort {lsc_ort.__version__}")
-    print(f"{'layer':>12} {'S+U':>9} {'batch':>5} {'thr':>3} {'dense us':>9} {'mswu us':>9} {'mswu/dense':>10} "
-          f"{'lsc/dense':>9}")
+    print(f"{'layer':>10} {'structure':>12} {'batch':>5} {'thr':>3} {'dense us':>9} {'mswu us':>9} "
+          f"{'mswu/dense':>10} {'lsc/dense':>9}")
     for k, n, trans_b in layers:
-        for sparsity, unify in structures:
-            stored_shape, block = ((n, k), (1, 4)) if trans_b else ((k, n), (4, 1))
+        for length, sparsity, unify in structures:
+            stored_shape, block = ((n, k), (1, length)) if trans_b else ((k, n), (length, 1))
             weight = project(rng.standard_normal(stored_shape).astype(np.float32), block, sparsity, unify).weight
             dense_weight = weight.T.copy() if trans_b else weight
             mswu_blob = lsc_ort.encode(weight, "mswu", block=block)
@@ -65,7 +66,8 @@ def main() -> None:
                     t_mswu = seconds_per_run(mswu, feed, budget)
                     t_lsc = seconds_per_run(lsc, feed, budget)
                     name = f"{k}x{n}{'ᵀ' if trans_b else ''}"
-                    print(f"{name:>12} {sparsity:.1f}+{unify:.2f} {m:>5} {threads:>3} {t_dense * 1e6:>9.1f} "
+                    structure = f"1x{length} {sparsity:.2f}+{unify:.2f}"
+                    print(f"{name:>10} {structure:>12} {m:>5} {threads:>3} {t_dense * 1e6:>9.1f} "
                           f"{t_mswu * 1e6:>9.1f} {t_mswu / t_dense:>10.3f} {t_lsc / t_dense:>9.3f}", flush=True)
 
 

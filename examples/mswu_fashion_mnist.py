@@ -234,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
         ("magnitude 90%", MswuTarget("1x1", 0.9, 0.0)),
         ("MSWU-A", MswuTarget("1x4", 0.6, 0.3)),
         ("MSWU-B", MswuTarget("1x4", 0.75, 0.2)),
-        ("MSWU-C", MswuTarget("1x4", 0.85, 0.13)),
+        ("MSWU-C", MswuTarget("1x8", 0.70, 0.27)),
     ]
     for name, target in variants:
         started = time.perf_counter()

@@ -57,6 +57,23 @@ inline int TestUnifiedKernels(const KernelSet& set) {
       }
       u.signed_sums_rows(view, 5, 9, a.data(), K, rows, t.data(), 4);  // a sub-range
       for (int64_t e = 5; e < 9; ++e) expect("signed_sums_rows range", t[e - 5], exact(a.data(), 1, e), e);
+      // Accumulating column dot products over the sums of these rows.
+      for (double density : {0.05, 0.5, 1.0}) {
+        const ColumnLists w = RandomColumns(E, 41, density, rng);
+        std::vector<float> y(static_cast<size_t>(rows * 41)), expected(y.size());
+        for (size_t i = 0; i < y.size(); ++i) y[i] = expected[i] = normal(rng);
+        u.signed_sums_rows(view, 0, E, a.data(), K, rows, t.data(), E);
+        for (int64_t r = 0; r < rows; ++r) {
+          for (int64_t n = 0; n < 41; ++n) {
+            double sum = 0;
+            for (uint64_t i = w.ptr[n]; i < w.ptr[n + 1]; ++i) sum += double(w.value[i]) * t[r * E + w.row[i]];
+            expected[r * 41 + n] += static_cast<float>(1.5 * sum);
+          }
+        }
+        u.spmv_accumulate(w.view(), 3, 41, t.data(), E, rows, 1.5f, y.data(), 41);
+        u.spmv_accumulate(w.view(), 0, 3, t.data(), E, rows, 1.5f, y.data(), 41);
+        for (size_t i = 0; i < y.size(); ++i) expect("spmv_accumulate", y[i], expected[i], static_cast<int64_t>(i));
+      }
     }
     for (int64_t lanes : {int64_t{1}, int64_t{5}, int64_t{16}, int64_t{33}, int64_t{set.batch_tile}}) {
       const int64_t L = 64;

@@ -264,19 +264,19 @@ class MswuCodec(Codec):
             values = mags | (signs.astype(dtype.bits_dtype) << dtype.bits_dtype.type(top))
         out[_positions(unified_ids, cols, block, nbc)[valid]] = values[valid]
 
-        free_valid = _valid(free_ids, rows, cols, block, nbc)
         free_mask_data = self.section(view, "free_mask")
         if layout["coding"] == 0:
             if free_mask_data.size:
                 raise BlobFormatError(f"{self.name}: free_mask must be empty when free_coding is 0")
             free = self.values_of(view, free_ids.size * bsize).reshape(free_ids.size, bsize)
+            free_valid = _valid(free_ids, rows, cols, block, nbc)
             if (free[~free_valid] != 0).any():
                 raise BlobFormatError(f"{self.name}: a free value lies outside the matrix (edge block padding)")
             out[_positions(free_ids, cols, block, nbc)[free_valid]] = free[free_valid]
         else:
             mask = unpack_mask(free_mask_data, free_ids.size * bsize, f"{self.name}: free_mask")
             mask = mask.reshape(free_ids.size, bsize)
-            if (mask & ~free_valid).any():
+            if (mask & ~_valid(free_ids, rows, cols, block, nbc)).any():
                 raise BlobFormatError(f"{self.name}: free_mask has a bit set outside the matrix (edge block padding)")
             free = self.values_of(view, int(np.count_nonzero(mask)))
             out[_positions(free_ids, cols, block, nbc)[mask]] = free

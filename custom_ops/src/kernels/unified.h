@@ -14,6 +14,7 @@ struct UnifiedKernelSet {
   const char* isa;   // as KernelSet::isa
   SignedSumsRowsFn signed_sums_rows;
   SignedSumsColumnsFn signed_sums_columns;
+  SpmvAccumulateFn spmv_accumulate;
   AccumulateTileFn accumulate_tile;
 };
 

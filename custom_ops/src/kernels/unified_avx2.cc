@@ -104,6 +104,50 @@ LSC_AVX2 void Accumulate(const ColumnView& w, int64_t n_begin, int64_t n_end, ui
 
 }  // namespace
 
+namespace {
+
+LSC_AVX2 inline float HorizontalSum(__m256 v) {
+  const __m128 half = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 pair = _mm_add_ps(half, _mm_movehl_ps(half, half));
+  return _mm_cvtss_f32(_mm_add_ss(pair, _mm_movehdup_ps(pair)));
+}
+
+template <int R>
+LSC_AVX2 void SpmvRows(const ColumnView& w, int64_t n_begin, int64_t n_end, const float* t, int64_t ldt,
+                       float alpha, float* y, int64_t ldy) {
+  for (int64_t n = n_begin; n < n_end; ++n) {
+    __m256 acc[R];
+    for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+    const uint64_t begin = w.ptr[n], end = w.ptr[n + 1];
+    for (uint64_t i = begin; i < end; i += 8) {
+      const __m256i m = TailMask8(static_cast<int64_t>(end - i));
+      const __m256i index = _mm256_maskload_epi32(reinterpret_cast<const int*>(w.row + i), m);
+      const __m256 value = _mm256_maskload_ps(w.value + i, m);
+      for (int r = 0; r < R; ++r) {
+        const __m256 x = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), t + r * ldt, index, _mm256_castsi256_ps(m), 4);
+        acc[r] = _mm256_fmadd_ps(x, value, acc[r]);
+      }
+    }
+    for (int r = 0; r < R; ++r) y[r * ldy + n] += alpha * HorizontalSum(acc[r]);
+  }
+}
+
+}  // namespace
+
+LSC_AVX2 void SpmvAccumulateAvx2(const ColumnView& w, int64_t n_begin, int64_t n_end, const float* t, int64_t ldt,
+                                 int64_t rows, float alpha, float* y, int64_t ldy) {
+  for (int64_t r0 = 0; r0 < rows; r0 += 4) {
+    const float* tr = t + r0 * ldt;
+    float* yr = y + r0 * ldy;
+    switch (rows - r0 < 4 ? rows - r0 : 4) {
+      case 1: SpmvRows<1>(w, n_begin, n_end, tr, ldt, alpha, yr, ldy); break;
+      case 2: SpmvRows<2>(w, n_begin, n_end, tr, ldt, alpha, yr, ldy); break;
+      case 3: SpmvRows<3>(w, n_begin, n_end, tr, ldt, alpha, yr, ldy); break;
+      default: SpmvRows<4>(w, n_begin, n_end, tr, ldt, alpha, yr, ldy); break;
+    }
+  }
+}
+
 LSC_AVX2 void SignedSumsColumnsAvx2(const SignedSumView& s, int64_t e_begin, int64_t e_end, const float* at,
                                     int64_t ldat, int64_t lanes, float* tt, int64_t ldtt) {
   switch ((lanes + 7) / 8) {

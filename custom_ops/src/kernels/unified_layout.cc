@@ -147,34 +147,6 @@ Status BuildMswuLayout(const MswuDecoder& decoder, bool k_is_row, ColumnLists* p
   return Status();
 }
 
-Status MergeUnifiedRows(const ColumnLists& plain, const UnifiedLayout& unified, ColumnLists* out) {
-  const ColumnLists* columns = &plain;
-  const int64_t K = columns->K + unified.count();
-  if (K > 0xFFFFFFFFll) return Fail("weight has ", K, " rows with its signed sums; at most 2^32 - 1 are supported");
-  const ColumnLists& extra = unified.columns;
-  ColumnLists merged;
-  merged.K = K;
-  merged.N = columns->N;
-  merged.ptr.reserve(static_cast<size_t>(merged.N) + 1);
-  merged.row.reserve(columns->nnz() + extra.nnz());
-  merged.value.reserve(columns->nnz() + extra.nnz());
-  merged.ptr.push_back(0);
-  const uint32_t offset = static_cast<uint32_t>(columns->K);
-  for (int64_t n = 0; n < merged.N; ++n) {
-    for (uint64_t i = columns->ptr[n]; i < columns->ptr[n + 1]; ++i) {
-      merged.row.push_back(columns->row[i]);
-      merged.value.push_back(columns->value[i]);
-    }
-    for (uint64_t i = extra.ptr[n]; i < extra.ptr[n + 1]; ++i) {
-      merged.row.push_back(offset + extra.row[i]);
-      merged.value.push_back(extra.value[i]);
-    }
-    merged.ptr.push_back(merged.row.size());
-  }
-  *out = std::move(merged);
-  return Status();
-}
-
 void EmbedUnifiedGroups(int64_t groups, UnifiedLayout* unified) {
   if (groups <= 1 || unified->N == 0) return;
   const int64_t per_group = unified->N / groups;

@@ -10,7 +10,6 @@
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <vector>
 
 #include "common/status.h"
@@ -27,14 +26,6 @@ struct UnifiedLayout {
   ColumnLists columns;          // rows = signed sums: (sum, magnitude) per output column, sorted by sum
   uint64_t blocks = 0;          // unified blocks the layout computes
 
-  // Small batches of LSCMatMul: the plain columns followed by the unified entries as rows
-  // K + sum, and their windowed layout (built once, on first use, by ops/unified_ops.cc).
-  mutable std::once_flag small_batch_once;
-  mutable Status small_batch_status;
-  mutable ColumnLists merged;
-  mutable WindowedLayout merged_windowed;
-  mutable bool has_merged_windowed = false;
-
   int64_t count() const { return static_cast<int64_t>(first.size()); }
   SignedSumView sums() const { return SignedSumView{count(), first.data(), length.data(), signs.data()}; }
 };
@@ -44,10 +35,6 @@ struct UnifiedLayout {
 // are one input tall (then every non-zero is in `plain`).
 Status BuildMswuLayout(const MswuDecoder& decoder, bool k_is_row, ColumnLists* plain,
                        std::unique_ptr<UnifiedLayout>* unified);
-
-// `plain` followed by the unified entries as rows K + sum: the product of [A | signed sums of A]
-// with `out` is A @ W.
-Status MergeUnifiedRows(const ColumnLists& plain, const UnifiedLayout& unified, ColumnLists* out);
 
 // Grouped convolution: output column n belongs to group n / (N / groups) and reads input rows
 // g * K + k (as PackedWeight::EmbedGroups does for the column lists).

@@ -34,6 +34,24 @@ void SignedSumsColumnsScalar(const SignedSumView& s, int64_t e_begin, int64_t e_
   }
 }
 
+void SpmvAccumulateScalar(const ColumnView& w, int64_t n_begin, int64_t n_end, const float* t, int64_t ldt,
+                          int64_t rows, float alpha, float* y, int64_t ldy) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* x = t + r * ldt;
+    for (int64_t n = n_begin; n < n_end; ++n) {
+      float a0 = 0, a1 = 0;
+      uint64_t i = w.ptr[n];
+      const uint64_t end = w.ptr[n + 1];
+      for (; i + 2 <= end; i += 2) {
+        a0 += w.value[i] * x[w.row[i]];
+        a1 += w.value[i + 1] * x[w.row[i + 1]];
+      }
+      if (i < end) a0 += w.value[i] * x[w.row[i]];
+      y[r * ldy + n] += alpha * (a0 + a1);
+    }
+  }
+}
+
 void AccumulateTileScalar(const ColumnView& w, int64_t n_begin, int64_t n_end, uint64_t* cursor, uint32_t row_end,
                           const float* t, int64_t ldt, uint32_t row_base, int64_t batch, float alpha, float* yt,
                           int64_t ldy) {

@@ -39,6 +39,15 @@ using AccumulateTileFn = void (*)(const ColumnView& w, int64_t n_begin, int64_t 
                                   uint32_t row_end, const float* t, int64_t ldt, uint32_t row_base, int64_t batch,
                                   float alpha, float* yt, int64_t ldy);
 
+// y[r * ldy + n] += alpha * sum_i value[i] * t[r * ldt + row[i]] over the entries i of columns
+// n in [n_begin, n_end), for rows r < rows: the unified entries of a few activation rows, whose
+// signed sums t are small enough to stay in L1. SIMD variants need rows < 2^31 (gathers).
+using SpmvAccumulateFn = void (*)(const ColumnView& w, int64_t n_begin, int64_t n_end, const float* t, int64_t ldt,
+                                  int64_t rows, float alpha, float* y, int64_t ldy);
+
+void SpmvAccumulateScalar(const ColumnView&, int64_t, int64_t, const float*, int64_t, int64_t, float, float*, int64_t);
+void SpmvAccumulateAvx512(const ColumnView&, int64_t, int64_t, const float*, int64_t, int64_t, float, float*, int64_t);
+void SpmvAccumulateAvx2(const ColumnView&, int64_t, int64_t, const float*, int64_t, int64_t, float, float*, int64_t);
 void SignedSumsRowsScalar(const SignedSumView&, int64_t, int64_t, const float*, int64_t, int64_t, float*, int64_t);
 void SignedSumsRowsAvx512(const SignedSumView&, int64_t, int64_t, const float*, int64_t, int64_t, float*, int64_t);
 void SignedSumsRowsAvx2(const SignedSumView&, int64_t, int64_t, const float*, int64_t, int64_t, float*, int64_t);

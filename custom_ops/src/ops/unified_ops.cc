@@ -69,36 +69,31 @@ void ConvSignedSums(const SignedSumView& s, int64_t e_begin, int64_t e_end, cons
 
 namespace {
 
-// As LSCMatMul's SmallBatch: rows up to which the windowed layout (or column dot products) runs.
+// As LSCMatMul: rows up to which the free non-zeros run on the windowed layout (or as column dot
+// products when the kernel variant has none).
 constexpr int64_t kWindowedBatch = 12;
 constexpr int64_t kColumnsBatch = 3;
+// Up to this many rows, the unified entries gather their signed sums row by row; more rows share
+// each multiply-add across a transposed tile.
+constexpr int64_t kRowSumsBatch = 4;
 constexpr int64_t kColumnBlock = 32;
-// Floats of transposed signed sums per chunk of the large-batch pass (256 KB: stays in L2).
+// Floats of transposed signed sums per chunk (256 KB: they stay in L2 while the entries read them).
 constexpr int64_t kChunkFloats = int64_t{1} << 16;
 constexpr int64_t kSumsPerTask = 256;
 
-const UnifiedLayout& SmallBatchLayout(const PackedWeight& weight, const KernelSet& kernels) {
-  const UnifiedLayout& u = *weight.unified();
-  std::call_once(u.small_batch_once, [&] {
-    u.small_batch_status = MergeUnifiedRows(weight.columns(), u, &u.merged);
-    if (u.small_batch_status.ok() && kernels.spmv_windowed != nullptr &&
-        WindowedLayoutWorthwhile(u.merged, kernels.lanes, kernels.window)) {
-      BuildWindowedLayout(u.merged, kernels.lanes, kernels.window, &u.merged_windowed);
-      u.has_merged_windowed = true;
-    }
-  });
-  return u;
+bool UseWindowed(const PackedWeight& weight, const KernelSet& kernels) {
+  return kernels.spmv_windowed != nullptr && WindowedLayoutWorthwhile(weight.columns(), kernels.lanes, kernels.window);
 }
 
-Status SmallBatch(OrtKernelContext* context, const UnifiedLayout& u, const KernelSet& kernels, const float* a,
-                  int64_t M, int64_t K, float alpha, const float* bias, float* y) {
-  const int64_t N = u.merged.N, E = u.count();
-  const SignedSumView sums = u.sums();
-  const SignedSumsRowsFn signed_sums = SumsKernel(K);
-  if (u.has_merged_windowed) {
-    const WindowedLayout& layout = u.merged_windowed;
+// The free non-zeros of a few rows, exactly as LSCMatMul's SmallBatch runs any weight: the
+// windowed layout, or column dot products. Writes y = alpha * (A @ W_free) + bias.
+Status FreeSmallBatch(OrtKernelContext* context, const PackedWeight& weight, const KernelSet& kernels,
+                      const float* a, int64_t M, float alpha, const float* bias, float* y) {
+  const int64_t K = weight.K(), N = weight.N();
+  if (UseWindowed(weight, kernels)) {
+    const WindowedLayout& layout = weight.windowed(kernels);
     const WindowedView view = layout.view();
-    const int64_t ldx = layout.windows * layout.window + layout.window;  // padded, zero beyond K + E
+    const int64_t ldx = layout.windows * layout.window + layout.window;  // padded, zero beyond K
     float* x = ThreadScratch(kScratchExtended, static_cast<size_t>(std::min<int64_t>(M, kWindowedRows) * ldx));
     const int64_t groups_per_task = std::max<int64_t>(1, layout.groups / 64);
     const int64_t tasks = (layout.groups + groups_per_task - 1) / groups_per_task;
@@ -106,9 +101,8 @@ Status SmallBatch(OrtKernelContext* context, const UnifiedLayout& u, const Kerne
       const int64_t count = std::min<int64_t>(kWindowedRows, M - m0);
       for (int64_t r = 0; r < count; ++r) {
         std::memcpy(x + r * ldx, a + (m0 + r) * K, static_cast<size_t>(K) * sizeof(float));
-        std::fill(x + r * ldx + K + E, x + (r + 1) * ldx, 0.0f);
+        std::fill(x + r * ldx + K, x + (r + 1) * ldx, 0.0f);
       }
-      signed_sums(sums, 0, E, a + m0 * K, K, count, x + K, ldx);
       LSC_RETURN_IF_ERROR(ParallelFor(context, static_cast<size_t>(tasks), [&](size_t t) {
         const int64_t g0 = static_cast<int64_t>(t) * groups_per_task;
         kernels.spmv_windowed(view, g0, std::min(layout.groups, g0 + groups_per_task), x, ldx, count, alpha, bias,
@@ -117,35 +111,79 @@ Status SmallBatch(OrtKernelContext* context, const UnifiedLayout& u, const Kerne
     }
     return Status();
   }
-  const ColumnView view = u.merged.view();
-  float* x = ThreadScratch(kScratchExtended, static_cast<size_t>(K + E));
+  const ColumnView view = weight.columns().view();
   const int64_t tasks = (N + kColumnBlock - 1) / kColumnBlock;
   for (int64_t m = 0; m < M; ++m) {
-    std::memcpy(x, a + m * K, static_cast<size_t>(K) * sizeof(float));
-    signed_sums(sums, 0, E, a + m * K, K, 1, x + K, K + E);
     LSC_RETURN_IF_ERROR(ParallelFor(context, static_cast<size_t>(tasks), [&](size_t t) {
       const int64_t n0 = static_cast<int64_t>(t) * kColumnBlock;
-      kernels.spmv_columns(view, n0, std::min(N, n0 + kColumnBlock), x, alpha, bias, y + m * N);
+      kernels.spmv_columns(view, n0, std::min(N, n0 + kColumnBlock), a + m * K, alpha, bias, y + m * N);
     }));
   }
   return Status();
 }
 
-// Tiles of up to batch_tile rows, as LSCMatMul's LargeBatch: At = A_tile^T [K, L], then
-// Yt [N, L] = alpha * (W_plain^T At + W_unified^T T) + bias with T = the signed sums of At, made
-// chunk by chunk, and Y_tile = Yt^T.
+// y += alpha * (unified part) for a row or two: their signed sums (small, in L1), then the
+// entries' accumulating column dot products.
+Status UnifiedRows(OrtKernelContext* context, const UnifiedLayout& u, const UnifiedKernelSet& unified_kernels,
+                   const float* a, int64_t M, float alpha, float* y) {
+  const int64_t K = u.K, N = u.N, E = u.count();
+  float* t = ThreadScratch(kScratchSums, static_cast<size_t>(M * E));
+  const SignedSumView sums = u.sums();
+  const SignedSumsRowsFn signed_sums = SumsKernel(K);
+  const int64_t per_task = 4 * kSumsPerTask;
+  LSC_RETURN_IF_ERROR(ParallelFor(context, static_cast<size_t>((E + per_task - 1) / per_task), [&](size_t task) {
+    const int64_t lo = static_cast<int64_t>(task) * per_task, hi = std::min(E, lo + per_task);
+    signed_sums(sums, lo, hi, a, K, M, t + lo, E);
+  }));
+  const SpmvAccumulateFn accumulate = E < (int64_t{1} << 31) ? unified_kernels.spmv_accumulate : SpmvAccumulateScalar;
+  const ColumnView entries = u.columns.view();
+  const int64_t per_block = 4 * kColumnBlock;
+  return ParallelFor(context, static_cast<size_t>((N + per_block - 1) / per_block), [&](size_t task) {
+    const int64_t n0 = static_cast<int64_t>(task) * per_block;
+    accumulate(entries, n0, std::min(N, n0 + per_block), t, E, M, alpha, y, N);
+  });
+}
+
+// yt [N, L] += alpha * (unified part) of one transposed tile at [K, L] of `rows` rows: the signed
+// sums of the tile, chunk by chunk, and the entries' accumulating broadcast kernel.
+Status UnifiedTile(OrtKernelContext* context, const UnifiedLayout& u, const UnifiedKernelSet& unified_kernels,
+                   const float* at, int64_t L, int64_t rows, float alpha, float* yt) {
+  const int64_t N = u.N, E = u.count();
+  const int64_t chunk = std::max<int64_t>(1, std::min(E, kChunkFloats / L));
+  float* tt = ThreadScratch(kScratchSums, static_cast<size_t>(chunk * L));
+  uint64_t* cursor = ThreadScratch<uint64_t>(kScratchCursor, static_cast<size_t>(N));
+  const ColumnView entries = u.columns.view();
+  const SignedSumView sums = u.sums();
+  std::copy(entries.ptr, entries.ptr + N, cursor);
+  const int64_t blocks = (N + kColumnBlock - 1) / kColumnBlock;
+  for (int64_t e0 = 0; e0 < E; e0 += chunk) {
+    const int64_t e1 = std::min(E, e0 + chunk);
+    LSC_RETURN_IF_ERROR(ParallelFor(context, static_cast<size_t>((e1 - e0 + kSumsPerTask - 1) / kSumsPerTask),
+                                    [&](size_t t) {
+      const int64_t lo = e0 + static_cast<int64_t>(t) * kSumsPerTask, hi = std::min(e1, lo + kSumsPerTask);
+      unified_kernels.signed_sums_columns(sums, lo, hi, at, L, rows, tt + (lo - e0) * L, L);
+    }));
+    LSC_RETURN_IF_ERROR(ParallelFor(context, static_cast<size_t>(blocks), [&](size_t block) {
+      const int64_t n0 = static_cast<int64_t>(block) * kColumnBlock;
+      unified_kernels.accumulate_tile(entries, n0, std::min(N, n0 + kColumnBlock), cursor, static_cast<uint32_t>(e1),
+                                      tt, L, static_cast<uint32_t>(e0), rows, alpha, yt, L);
+    }));
+  }
+  return Status();
+}
+
+// Batch tiles of up to batch_tile rows, as LSCMatMul's LargeBatch: At = A_tile^T [K, L]; the free
+// non-zeros on the broadcast kernel write Yt [N, L] (with bias), the unified entries add to it,
+// and Y_tile = Yt^T.
 Status LargeBatch(OrtKernelContext* context, const PackedWeight& weight, const KernelSet& kernels,
                   const UnifiedKernelSet& unified_kernels, const float* a, int64_t M, float alpha, const float* bias,
                   float* y) {
   const UnifiedLayout& u = *weight.unified();
-  const int64_t K = weight.K(), N = weight.N(), T = kernels.batch_tile, E = u.count();
+  const int64_t K = weight.K(), N = weight.N(), T = kernels.batch_tile;
   const int64_t tiles = (M + T - 1) / T;
   const int64_t L = tiles == 1 ? std::min(T, (M + 15) / 16 * 16) : T;
   float* at = ThreadScratch(kScratchAt, static_cast<size_t>(tiles * K * L));
   float* yt = ThreadScratch(kScratchYt, static_cast<size_t>(tiles * N * L));
-  const int64_t chunk = std::max<int64_t>(1, std::min(E, kChunkFloats / L));
-  float* tt = ThreadScratch(kScratchSums, static_cast<size_t>(chunk * L));
-  uint64_t* cursor = ThreadScratch<uint64_t>(kScratchCursor, static_cast<size_t>(N));
   int64_t* offsets = ThreadScratch<int64_t>(kScratchOffsets, static_cast<size_t>(K));
   for (int64_t k = 0; k < K; ++k) offsets[k] = k * L;
   auto rows_in = [&](int64_t tile) { return std::min(T, M - tile * T); };
@@ -153,8 +191,7 @@ Status LargeBatch(OrtKernelContext* context, const PackedWeight& weight, const K
     const int64_t tile = static_cast<int64_t>(t);
     kernels.transpose(a + tile * T * K, K, rows_in(tile), K, at + tile * K * L, L);
   }));
-  const ColumnView plain = weight.columns().view(), entries = u.columns.view();
-  const SignedSumView sums = u.sums();
+  const ColumnView plain = weight.columns().view();
   const int64_t blocks = (N + kColumnBlock - 1) / kColumnBlock;
   LSC_RETURN_IF_ERROR(ParallelFor(context, static_cast<size_t>(tiles * blocks), [&](size_t item) {
     const int64_t tile = static_cast<int64_t>(item) / blocks, n0 = static_cast<int64_t>(item) % blocks * kColumnBlock;
@@ -162,23 +199,8 @@ Status LargeBatch(OrtKernelContext* context, const PackedWeight& weight, const K
                       bias, yt + tile * N * L, L);
   }));
   for (int64_t tile = 0; tile < tiles; ++tile) {
-    const float* at_tile = at + tile * K * L;
-    float* yt_tile = yt + tile * N * L;
-    const int64_t rows = rows_in(tile);
-    std::copy(entries.ptr, entries.ptr + N, cursor);
-    for (int64_t e0 = 0; e0 < E; e0 += chunk) {
-      const int64_t e1 = std::min(E, e0 + chunk);
-      const int64_t tasks = (e1 - e0 + kSumsPerTask - 1) / kSumsPerTask;
-      LSC_RETURN_IF_ERROR(ParallelFor(context, static_cast<size_t>(tasks), [&](size_t t) {
-        const int64_t lo = e0 + static_cast<int64_t>(t) * kSumsPerTask, hi = std::min(e1, lo + kSumsPerTask);
-        unified_kernels.signed_sums_columns(sums, lo, hi, at_tile, L, rows, tt + (lo - e0) * L, L);
-      }));
-      LSC_RETURN_IF_ERROR(ParallelFor(context, static_cast<size_t>(blocks), [&](size_t block) {
-        const int64_t n0 = static_cast<int64_t>(block) * kColumnBlock;
-        unified_kernels.accumulate_tile(entries, n0, std::min(N, n0 + kColumnBlock), cursor, static_cast<uint32_t>(e1),
-                                        tt, L, static_cast<uint32_t>(e0), rows, alpha, yt_tile, L);
-      }));
-    }
+    LSC_RETURN_IF_ERROR(UnifiedTile(context, u, unified_kernels, at + tile * K * L, L, rows_in(tile), alpha,
+                                    yt + tile * N * L));
   }
   return ParallelFor(context, static_cast<size_t>(tiles), [&](size_t t) {
     const int64_t tile = static_cast<int64_t>(t);
@@ -186,19 +208,37 @@ Status LargeBatch(OrtKernelContext* context, const PackedWeight& weight, const K
   });
 }
 
+// A few rows (up to the windowed batch): the free non-zeros as LSCMatMul runs them, then the
+// unified entries on one transposed tile, added to y.
+Status MiddleBatch(OrtKernelContext* context, const PackedWeight& weight, const KernelSet& kernels,
+                   const UnifiedKernelSet& unified_kernels, const float* a, int64_t M, float alpha, const float* bias,
+                   float* y) {
+  LSC_RETURN_IF_ERROR(FreeSmallBatch(context, weight, kernels, a, M, alpha, bias, y));
+  const UnifiedLayout& u = *weight.unified();
+  const int64_t K = weight.K(), N = weight.N(), L = (M + 15) / 16 * 16;
+  float* at = ThreadScratch(kScratchAt, static_cast<size_t>(K * L));
+  float* yt = ThreadScratch(kScratchYt, static_cast<size_t>(N * L));
+  kernels.transpose(a, K, M, K, at, L);
+  std::fill(yt, yt + N * L, 0.0f);
+  LSC_RETURN_IF_ERROR(UnifiedTile(context, u, unified_kernels, at, L, M, alpha, yt));
+  for (int64_t m = 0; m < M; ++m) {
+    float* row = y + m * N;
+    for (int64_t n = 0; n < N; ++n) row[n] += yt[n * L + m];
+  }
+  return Status();
+}
+
 }  // namespace
 
 Status UnifiedMatMul(OrtKernelContext* context, const PackedWeight& weight, const KernelSet& kernels, const float* a,
                      int64_t M, float alpha, const float* bias, float* y) {
-  const int64_t K = weight.K();
-  if (M <= kWindowedBatch) {
-    const UnifiedLayout& u = SmallBatchLayout(weight, kernels);
-    LSC_RETURN_IF_ERROR(u.small_batch_status);
-    if (M <= (u.has_merged_windowed ? kWindowedBatch : kColumnsBatch)) {
-      return SmallBatch(context, u, kernels, a, M, K, alpha, bias, y);
-    }
+  const UnifiedKernelSet& unified_kernels = SelectUnifiedKernels();
+  if (M > (UseWindowed(weight, kernels) ? kWindowedBatch : kColumnsBatch)) {
+    return LargeBatch(context, weight, kernels, unified_kernels, a, M, alpha, bias, y);
   }
-  return LargeBatch(context, weight, kernels, SelectUnifiedKernels(), a, M, alpha, bias, y);
+  if (M > kRowSumsBatch) return MiddleBatch(context, weight, kernels, unified_kernels, a, M, alpha, bias, y);
+  LSC_RETURN_IF_ERROR(FreeSmallBatch(context, weight, kernels, a, M, alpha, bias, y));
+  return UnifiedRows(context, *weight.unified(), unified_kernels, a, M, alpha, y);
 }
 
 Status AddUnifiedConv(OrtKernelContext* context, const PackedWeight& weight, const ConvGeometry& g, const float* x,

@@ -12,9 +12,8 @@
 namespace lsc {
 
 // LSCMatMul on an mswu weight (weight.unified() set): y [M, N] = alpha * (a [M, K] @ W) + bias.
-// Small batches run the existing kernels on [A | signed sums of A] against the plain columns
-// followed by the unified entries; larger batches run the plain columns on transposed tiles
-// with the existing broadcast kernel and add the unified entries chunk by chunk of signed sums.
+// The free non-zeros run on the existing kernels; the unified entries are added from the signed
+// sums of the rows (few rows) or of transposed tiles, chunk by chunk (many rows).
 Status UnifiedMatMul(OrtKernelContext* context, const PackedWeight& weight, const KernelSet& kernels, const float* a,
                      int64_t M, float alpha, const float* bias, float* y);
 
