@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from benchmarks.run import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(prog=os.environ.get("LSC_ORT_BENCH_PROG", "python -m benchmarks")))

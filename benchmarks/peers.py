@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -35,6 +36,7 @@ class PeerOptions:
     threads: tuple[int, ...] = (1, 2)
     budget: float = 1.0
     deepsparse_python: str | None = None
+    repeats: int = 1
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,19 @@ def run_worker(case: EngineCase, model: Path, feeds: Path, out: Path, threads: S
     return result, outputs
 
 
+def merged_latency(results: Sequence[dict[str, Any]]) -> dict[int, Timing]:
+    """Per thread count, the timings of several rounds of one engine merged: median of the
+    medians, fastest and slowest round overall."""
+    merged: dict[int, Timing] = {}
+    for count in {int(t) for r in results if "error" not in r for t in r["latency"]}:
+        parts = [Timing.from_dict(r["latency"][str(count)]) for r in results
+                 if "error" not in r and str(count) in r["latency"]]
+        medians = sorted(p.median for p in parts)
+        merged[count] = Timing(medians[len(medians) // 2], min(p.low for p in parts), max(p.high for p in parts),
+                               sum(p.runs for p in parts))
+    return merged
+
+
 def output_error(reference: Sequence[np.ndarray], outputs: Sequence[np.ndarray]) -> str:
     """Relative L2 error of the largest float output against the dense fp32 engine's."""
     floats = [(i, o) for i, o in enumerate(reference) if np.issubdtype(o.dtype, np.floating)]
@@ -119,7 +134,7 @@ def peers_table(options: PeerOptions, workdir: Path, progress: Callable[[str], N
     """Every installed engine on each pruned model: file size, latency, RSS, output error."""
     from lsc_ort.model_wheels import ModelUnavailable
 
-    from benchmarks.models import DESCRIPTIONS, prepare
+    from benchmarks.models import DESCRIPTIONS, NAMES, prepare
 
     cases, notes = engine_cases(options.deepsparse_python)
     threads = list(options.threads)
@@ -141,39 +156,51 @@ def peers_table(options: PeerOptions, workdir: Path, progress: Callable[[str], N
         feeds = workdir / f"{key}-feeds.npz"
         np.savez(feeds, **prepared.feeds)
         files = {"pruned": prepared.pruned, "compressed": prepared.compressed, "quantized": prepared.quantized}
-        baseline: dict[str, Timing] = {}
-        reference: list[np.ndarray] = []
         dense_size = prepared.pruned.stat().st_size
+        results: dict[str, list[dict[str, Any]]] = {case.label: [] for case in cases}
+        outputs_of: dict[str, list[np.ndarray]] = {}
+        for repeat in range(options.repeats):  # alternate the order: drifting load hits all engines alike
+            for case in cases if repeat % 2 == 0 else cases[::-1]:
+                model = files[case.model_kind]
+                if model is None:
+                    continue
+                progress(f"peers: {key} in {case.label}" + (f" (round {repeat + 1})" if options.repeats > 1 else ""))
+                result, outputs = run_worker(case, model, feeds, workdir / f"{key}-{case.engine}-{case.model_kind}",
+                                             threads, options.budget)
+                results[case.label].append(result)
+                if outputs and case.label not in outputs_of:
+                    outputs_of[case.label] = outputs
+        baseline = merged_latency(results[cases[0].label])
+        reference = outputs_of.get(cases[0].label, [])
         rows: dict[str, Any] = {}
         for case in cases:
             model = files[case.model_kind]
             if model is None:
                 continue
-            progress(f"peers: {key} in {case.label}")
-            result, outputs = run_worker(case, model, feeds, workdir / f"{key}-{case.engine}-{case.model_kind}",
-                                         threads, options.budget)
             size = model.stat().st_size
-            if "error" in result:
-                table.add(DESCRIPTIONS[key], case.label, fmt_bytes(size), fmt_ratio(dense_size / size),
-                          *([MISSING] * (2 * len(threads))), MISSING, MISSING, MISSING,
-                          f"failed: {result['error'][:120]}")
+            runs = results[case.label]
+            good = [r for r in runs if "error" not in r]
+            if not good:
+                error = runs[0]["error"] if runs else "not run"
+                table.add(NAMES[key], case.label, fmt_bytes(size), fmt_ratio(dense_size / size),
+                          *([MISSING] * (2 * len(threads))), MISSING, MISSING, MISSING, f"failed: {error[:120]}")
                 continue
-            timings = {int(t): Timing.from_dict(v) for t, v in result["latency"].items()}
-            if case.engine == "onnxruntime" and case.model_kind == "pruned":
-                baseline, reference = timings, outputs
+            timings = merged_latency(good)
             cells: list[str] = []
             for count in threads:
                 own, base = timings.get(count), baseline.get(count)
                 cells += [fmt_seconds(own.median) if own else MISSING,
                           fmt_speedup(base, own) if own and base else MISSING]
-            error = "reference" if outputs is reference else output_error(reference, outputs)
-            note = result.get("describe", "") if case.engine.startswith("openvino") else ""
-            table.add(DESCRIPTIONS[key], case.label, fmt_bytes(size), fmt_ratio(dense_size / size), *cells,
-                      fmt_bytes(result.get("rss_session")),
-                      fmt_bytes(result.get("rss_session", 0) - result.get("rss_imports", 0)), error, note)
-            rows[case.label] = {"file": size, "rss_session": result.get("rss_session"),
-                                "rss_imports": result.get("rss_imports"), "error": error, "version": result["version"],
-                                "latency": {str(t): v.median for t, v in timings.items()},
+            outputs = outputs_of.get(case.label, [])
+            error = "reference" if case is cases[0] else output_error(reference, outputs)
+            first = good[0]
+            rss = min(r["rss_session"] for r in good)
+            rss_delta = min(r["rss_session"] - r["rss_imports"] for r in good)
+            note = re.sub(r"<Type: '(\w+)'>", r"\1", first.get("describe", "")) if case.engine.startswith("openvino") else ""
+            table.add(NAMES[key], case.label, fmt_bytes(size), fmt_ratio(dense_size / size), *cells,
+                      fmt_bytes(rss), fmt_bytes(rss_delta), error, note)
+            rows[case.label] = {"file": size, "rss_session": rss, "rss_delta": rss_delta, "error": error,
+                                "version": first["version"], "latency": {str(t): v.median for t, v in timings.items()},
                                 "speedup": {str(t): speedup(baseline[t].median, v.median)
                                             for t, v in timings.items() if t in baseline}}
         data[key] = {"sparsity": options.sparsity, "dense_file": dense_size, "engines": rows,
@@ -190,6 +217,9 @@ def peers_table(options: PeerOptions, workdir: Path, progress: Callable[[str], N
         "input (random weights, one-shot pruning: a proxy; the accuracy table of the Fashion-MNIST LeNet-5 "
         "measures real accuracy).",
         "scipy.sparse and torch.sparse run no ONNX models; they are compared per layer in the MatMul table.",
+        f"{options.repeats} round(s) per engine, alternating the engine order; a figure merges them (median of "
+        "medians, widest range, smallest RSS).",
+        *(f"{NAMES[k]}: {DESCRIPTIONS[k]}" for k in data),
         "Engines: " + "; ".join(versions),
         *notes,
     ]

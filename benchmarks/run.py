@@ -124,7 +124,7 @@ def _peers(ctx: Context) -> list[Table]:
     from benchmarks.peers import PeerOptions, peers_table
 
     options = PeerOptions(threads=ctx.threads, budget=(0.5 if ctx.quick else 2.0) * ctx.budget_scale,
-                          deepsparse_python=ctx.deepsparse_python)
+                          deepsparse_python=ctx.deepsparse_python, repeats=1 if ctx.quick else 2)
     return [peers_table(options, ctx.workdir, ctx.progress)]
 
 
@@ -191,11 +191,11 @@ def headline_tables(tables: dict[str, Table]) -> list[Table]:
         columns = ["model", "engine", "file", "speed-up 1 thr", "speed-up 2 thr", "RSS", "output error"]
         engines = Table("headline-engines", f"Speed and size at {peers.data[next(iter(peers.data))]['sparsity']:.0%} "
                         "sparsity, batch 1: every engine ÷ onnxruntime dense, same run", columns)
-        from benchmarks.models import DESCRIPTIONS
+        from benchmarks.models import NAMES
 
         for key, model in peers.data.items():
             for label, row in model["engines"].items():
-                engines.add(DESCRIPTIONS.get(key, key).split(" (")[0], label, fmt_bytes(row["file"]),
+                engines.add(NAMES.get(key, key), label, fmt_bytes(row["file"]),
                             fmt_ratio(row["speedup"].get("1")), fmt_ratio(row["speedup"].get("2")),
                             fmt_bytes(row.get("rss_session")), row.get("error", MISSING))
         engines.notes = ["Medians from peers.md (ranges there); RSS after session creation, each engine in its own "

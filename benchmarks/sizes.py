@@ -168,7 +168,7 @@ def profiles_tables(quick: bool, options: SizeOptions, progress: Callable[[str],
         table.data = {key: {k: v for k, v in results[f"{key}/{dtype}"].items() if k != "layers"} for key in keys}
         tables.append(table)
     detail = Table("sizes-admm-lenet-layers", "ADMM-LeNet per layer, fp32 values: bytes per codec",
-                   ["layer", "shape", "kept", "dense", "entropy bound", *names])
+                   ["layer", "shape", "kept", "fp32 bytes", "entropy bound", *names])
     data = results.get("admm-lenet/float32")
     if data:
         for layer in data["layers"]:
@@ -242,7 +242,7 @@ def model_sizes_table(models: Sequence[str], sparsities: Sequence[float], workdi
     from lsc_ort.report import totals
     from lsc_ort.rewriter import rewrite_model
 
-    from benchmarks.models import DESCRIPTIONS, source_model
+    from benchmarks.models import DESCRIPTIONS, NAMES, source_model
     from lsc_ort.pruning import prune_file
     from lsc_ort.rewriter import compress_file
 
@@ -276,7 +276,7 @@ def model_sizes_table(models: Sequence[str], sparsities: Sequence[float], workdi
                 row[name] = total.encoded_bytes
                 cells.append(cell(total.dense_bytes / total.encoded_bytes, 8 * total.encoded_bytes / numel))
             bound = auto.entropy_bound_bytes
-            table.add(DESCRIPTIONS.get(key, key), fmt_percent(sparsity, 0), f"{numel:,} in {auto.layers} layers",
+            table.add(NAMES.get(key, key), fmt_percent(sparsity, 0), f"{numel:,} in {auto.layers} layers",
                       cell(auto.dense_bytes / bound, 8 * bound / numel), *cells,
                       f"{fmt_bytes(pruned.stat().st_size)} → {fmt_bytes(compressed.stat().st_size)}")
             data[f"{key}/{sparsity}"] = {"dense": auto.dense_bytes, "bound": bound, "sizes": row,
@@ -285,6 +285,7 @@ def model_sizes_table(models: Sequence[str], sparsities: Sequence[float], workdi
     table.notes += ["Each codec column forces that codec on every MatMul/Gemm/Conv weight (lsc-ort compress --codec "
                     "NAME --min-sparsity 0); auto keeps the smallest per layer (the default). The file column also "
                     "counts what is not encoded (e.g. MiniLM's 47 MB word embedding)."]
+    table.notes += [f"{NAMES[k]}: {DESCRIPTIONS[k]}" for k in models if k in NAMES]
     if skipped:
         table.notes.append("not measured in this mode (encoding would take too long): " + "; ".join(skipped))
     table.data = data

@@ -253,10 +253,10 @@ def e2e_table(options: SpeedOptions, workdir: Path, progress: Callable[[str], No
     """Whole models: the compressed model ÷ the pruned dense model, both in onnxruntime."""
     from lsc_ort.model_wheels import ModelUnavailable
 
-    from benchmarks.models import DESCRIPTIONS, prepare
+    from benchmarks.models import DESCRIPTIONS, NAMES, prepare
 
     table = Table("speed-models", "End to end, batch 1: compressed model speed-up over the pruned dense model in "
-                  "onnxruntime", ["model", "input", "sparsity", "threads", "dense", "compressed", "weights ratio"])
+                  "onnxruntime", ["model", "input", "sparsity", "threads", "dense", "compressed", "weights ÷"])
     points = []
     for key in options.e2e_models:
         for sparsity in options.e2e_sparsities:
@@ -266,13 +266,13 @@ def e2e_table(options: SpeedOptions, workdir: Path, progress: Callable[[str], No
             except ModelUnavailable as error:
                 table.notes.append(f"{key} skipped: {error}")
                 break
-            described = ", ".join(f"{name} {'×'.join(map(str, v.shape))}" for name, v in prepared.feeds.items())
+            described = "×".join(map(str, next(iter(prepared.feeds.values())).shape))
             for threads in options.threads:
                 dense_session = _file_session(prepared.pruned, threads)
                 lsc_session = _file_session(prepared.compressed, threads)
                 dense = timing(lambda s=dense_session: s.run(None, prepared.feeds), 2 * options.budget)
                 lsc = timing(lambda s=lsc_session: s.run(None, prepared.feeds), 2 * options.budget)
-                table.add(DESCRIPTIONS[key], described, fmt_percent(sparsity, 0), threads, fmt_seconds(dense.median),
+                table.add(NAMES[key], described, fmt_percent(sparsity, 0), threads, fmt_seconds(dense.median),
                           fmt_speedup(dense, lsc),
                           f"{prepared.weights_dense_bytes / prepared.weights_encoded_bytes:.2f}×")
                 points.append({"model": key, "sparsity": sparsity, "threads": threads,
@@ -282,7 +282,7 @@ def e2e_table(options: SpeedOptions, workdir: Path, progress: Callable[[str], No
     table.notes = ["One-shot magnitude pruning of every MatMul/Gemm/Conv weight (lsc-ort prune), then lsc-ort "
                    "compress (codec auto). “dense” is onnxruntime on the pruned model; weights ratio = dense ÷ "
                    "encoded bytes of the rewritten layers. Outputs are checked equal by tests/test_models.py, "
-                   "not here. BatchNorm is not folded yet (issue 10)."]
+                   "not here.", *(f"{NAMES[k]}: {DESCRIPTIONS[k]}" for k in options.e2e_models)]
     table.data = {"points": points}
     return table
 
