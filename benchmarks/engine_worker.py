@@ -237,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result, outputs = measure(args.engine, args.model, feeds, args.threads, args.budget, args.library)
     except Exception as error:
-        result, outputs = {"engine": args.engine, "error": f"{type(error).__name__}: {' '.join(str(error).split())}"}, []
+        message = " ".join(str(error).split())
+        result, outputs = {"engine": args.engine, "error": f"{type(error).__name__}: {message}"}, []
     Path(args.json).write_text(json.dumps(result, indent=1))
     if args.outputs and outputs:
         np.savez(args.outputs, *outputs)

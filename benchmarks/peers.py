@@ -132,9 +132,8 @@ def output_error(reference: Sequence[np.ndarray], outputs: Sequence[np.ndarray])
 
 def peers_table(options: PeerOptions, workdir: Path, progress: Callable[[str], None] = print) -> Table:
     """Every installed engine on each pruned model: file size, latency, RSS, output error."""
-    from lsc_ort.model_wheels import ModelUnavailable
-
     from benchmarks.models import DESCRIPTIONS, NAMES, prepare
+    from lsc_ort.model_wheels import ModelUnavailable
 
     cases, notes = engine_cases(options.deepsparse_python)
     threads = list(options.threads)
@@ -196,7 +195,8 @@ def peers_table(options: PeerOptions, workdir: Path, progress: Callable[[str], N
             first = good[0]
             rss = min(r["rss_session"] for r in good)
             rss_delta = min(r["rss_session"] - r["rss_imports"] for r in good)
-            note = re.sub(r"<Type: '(\w+)'>", r"\1", first.get("describe", "")) if case.engine.startswith("openvino") else ""
+            note = first.get("describe", "") if case.engine.startswith("openvino") else ""
+            note = re.sub(r"<Type: '(\w+)'>", r"\1", note)
             table.add(NAMES[key], case.label, fmt_bytes(size), fmt_ratio(dense_size / size), *cells,
                       fmt_bytes(rss), fmt_bytes(rss_delta), error, note)
             rows[case.label] = {"file": size, "rss_session": rss, "rss_delta": rss_delta, "error": error,

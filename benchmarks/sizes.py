@@ -238,13 +238,11 @@ def sweep_table(quick: bool, seed: int = 0) -> Table:
 def model_sizes_table(models: Sequence[str], sparsities: Sequence[float], workdir: Path,
                       progress: Callable[[str], None] = print, budget_seconds: float | None = None) -> Table:
     """Real models pruned one-shot: encoded weights per forced codec, ``auto``, bound and file sizes."""
-    from lsc_ort.model_wheels import ModelUnavailable
-    from lsc_ort.report import totals
-    from lsc_ort.rewriter import rewrite_model
-
     from benchmarks.models import DESCRIPTIONS, NAMES, source_model
+    from lsc_ort.model_wheels import ModelUnavailable
     from lsc_ort.pruning import prune_file
-    from lsc_ort.rewriter import compress_file
+    from lsc_ort.report import totals
+    from lsc_ort.rewriter import compress_file, rewrite_model
 
     names = [*codecs(), "auto"]
     table = Table("sizes-models", "Real models, one-shot magnitude pruning: encoded MatMul/Gemm/Conv weights, ratio "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -129,8 +130,8 @@ def matmul_table(options: SpeedOptions, progress: Callable[[str], None] = print)
                 scipy_time: Timing | None = None
                 for threads in options.threads:
                     dense_run, lsc_run = _ort(dense_model, threads, False), _ort(lsc_model, threads, True)
-                    dense = timing(lambda run=dense_run: run(feed), options.budget)
-                    lsc = timing(lambda run=lsc_run: run(feed), options.budget)
+                    dense = timing(partial(dense_run, feed), options.budget)
+                    lsc = timing(partial(lsc_run, feed), options.budget)
                     if scipy_time is None and (run := peers.scipy_run(weight, activations)) is not None:
                         scipy_time = timing(run, options.budget)
                     torch_run = peers.torch_run(weight, activations, threads)
@@ -184,8 +185,8 @@ def conv_table(options: SpeedOptions, progress: Callable[[str], None] = print) -
                 feed = {"X": rng.standard_normal(shape).astype(np.float32)}
                 for threads in options.threads:
                     dense_run, lsc_run = _ort(dense_model, threads, False), _ort(lsc_model, threads, True)
-                    dense = timing(lambda run=dense_run: run(feed), options.budget)
-                    lsc = timing(lambda run=lsc_run: run(feed), options.budget)
+                    dense = timing(partial(dense_run, feed), options.budget)
+                    lsc = timing(partial(lsc_run, feed), options.budget)
                     table.add(name, "×".join(map(str, x_shape[1:])), fmt_percent(sparsity, 0), batch, threads,
                               fmt_seconds(dense.median), fmt_speedup(dense, lsc))
                     points.append({"layer": name, "sparsity": sparsity, "batch": batch, "threads": threads,
@@ -231,8 +232,8 @@ def bandwidth_table(options: SpeedOptions, progress: Callable[[str], None] = pri
         feed = {"A": rng.standard_normal((1, k)).astype(np.float32)}
         for threads in options.threads:
             dense_run, lsc_run = _ort(dense_model, threads, False), _ort(lsc_model, threads, True)
-            dense = timing(lambda run=dense_run: run(feed), options.budget)
-            lsc = timing(lambda run=lsc_run: run(feed), options.budget)
+            dense = timing(partial(dense_run, feed), options.budget)
+            lsc = timing(partial(lsc_run, feed), options.budget)
             lsc_rate, dense_rate = len(blob) / lsc.median, weight.nbytes / dense.median
             table.add(f"{k}×{n}", threads, f"{bandwidth[threads] / 1e9:.1f} GB/s", fmt_bytes(len(blob)),
                       f"{lsc_rate / 1e9:.1f}", fmt_percent(lsc_rate / bandwidth[threads], 0),
@@ -251,9 +252,8 @@ def bandwidth_table(options: SpeedOptions, progress: Callable[[str], None] = pri
 
 def e2e_table(options: SpeedOptions, workdir: Path, progress: Callable[[str], None] = print) -> Table:
     """Whole models: the compressed model ÷ the pruned dense model, both in onnxruntime."""
-    from lsc_ort.model_wheels import ModelUnavailable
-
     from benchmarks.models import DESCRIPTIONS, NAMES, prepare
+    from lsc_ort.model_wheels import ModelUnavailable
 
     table = Table("speed-models", "End to end, batch 1: compressed model speed-up over the pruned dense model in "
                   "onnxruntime", ["model", "input", "sparsity", "threads", "dense", "compressed", "weights ÷"])
@@ -270,8 +270,8 @@ def e2e_table(options: SpeedOptions, workdir: Path, progress: Callable[[str], No
             for threads in options.threads:
                 dense_session = _file_session(prepared.pruned, threads)
                 lsc_session = _file_session(prepared.compressed, threads)
-                dense = timing(lambda s=dense_session: s.run(None, prepared.feeds), 2 * options.budget)
-                lsc = timing(lambda s=lsc_session: s.run(None, prepared.feeds), 2 * options.budget)
+                dense = timing(partial(dense_session.run, None, prepared.feeds), 2 * options.budget)
+                lsc = timing(partial(lsc_session.run, None, prepared.feeds), 2 * options.budget)
                 table.add(NAMES[key], described, fmt_percent(sparsity, 0), threads, fmt_seconds(dense.median),
                           fmt_speedup(dense, lsc),
                           f"{prepared.weights_dense_bytes / prepared.weights_encoded_bytes:.2f}×")
@@ -325,9 +325,9 @@ def tvm_table(options: SpeedOptions, progress: Callable[[str], None] = print) ->
             except Exception as error:
                 table.notes.append(f"{k}×{n} batch {batch}: TVM compile failed: {' '.join(str(error).split())[:200]}")
                 continue
-            dense = timing(lambda exe=dense_exe: run_model(exe, feed), options.budget)
-            lsc = timing(lambda exe=lsc_exe: run_model(exe, feed), options.budget)
-            ort_lsc = timing(lambda run=_ort(lsc_model, 1, True): run(feed), options.budget)
+            dense = timing(partial(run_model, dense_exe, feed), options.budget)
+            lsc = timing(partial(run_model, lsc_exe, feed), options.budget)
+            ort_lsc = timing(partial(_ort(lsc_model, 1, True), feed), options.budget)
             table.add(f"{k}×{n}", "90%", batch, fmt_seconds(dense.median), fmt_speedup(dense, lsc),
                       f"{speedup(lsc.median, ort_lsc.median):.2f}× the time")
             points.append({"shape": [k, n], "batch": batch, "speedup": speedup(dense.median, lsc.median)})
