@@ -250,3 +250,44 @@ def test_cli_bench_without_a_checkout_says_what_to_do(monkeypatch: pytest.Monkey
     error = capsys.readouterr().err
     assert "not part of the installed package" in error and "source checkout" in error
     assert "pip install -e '.[bench]'" in error
+
+
+# -- Fashion-MNIST ------------------------------------------------------------------------------
+
+
+def test_read_idx_and_its_errors(tmp_path: Path) -> None:
+    import gzip
+
+    from benchmarks.fashion import DatasetUnavailable, read_idx
+
+    images = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    header = b"\0\0\x08\x03" + b"".join(d.to_bytes(4, "big") for d in images.shape)
+    path = tmp_path / "x-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(header + images.tobytes()))
+    np.testing.assert_array_equal(read_idx(path), images)
+    short = tmp_path / "short-idx3-ubyte"
+    short.write_bytes(header + images.tobytes()[:-1])
+    with pytest.raises(DatasetUnavailable, match="23 data bytes, header declares 24"):
+        read_idx(short)
+    wrong = tmp_path / "float-idx3-ubyte"
+    wrong.write_bytes(b"\0\0\x0d\x01" + (1).to_bytes(4, "big") + b"\0\0\0\0")
+    with pytest.raises(DatasetUnavailable, match="not a uint8 IDX file"):
+        read_idx(wrong)
+
+
+def test_lenet5_graph_runs_and_compresses(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    from benchmarks.fashion import KEPT, lenet5_onnx
+
+    rng = np.random.default_rng(0)
+    shapes = {"conv1.weight": (20, 1, 5, 5), "conv2.weight": (50, 20, 5, 5), "ip1.weight": (500, 800),
+              "ip2.weight": (10, 500)}
+    weights = {}
+    for name, shape in shapes.items():
+        weights[name] = rng.standard_normal(shape).astype(np.float32) * 0.1
+        weights[name.replace("weight", "bias")] = np.zeros(shape[0], np.float32)
+    assert set(KEPT) == {"conv1", "conv2", "ip1", "ip2"}
+    model = lenet5_onnx(weights)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    assert session.run(None, {"image": np.zeros((3, 1, 28, 28), np.float32)})[0].shape == (3, 10)
