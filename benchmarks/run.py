@@ -63,14 +63,14 @@ class Context:
 def _sizes_profiles(ctx: Context) -> list[Table]:
     from benchmarks.sizes import SizeOptions, profiles_tables
 
-    return profiles_tables(ctx.quick, SizeOptions(codec_seconds=3.0 if ctx.quick else 60.0), ctx.progress)
+    return profiles_tables(ctx.quick, SizeOptions(codec_seconds=3.0 if ctx.quick else 20.0), ctx.progress)
 
 
 def _sizes_sweep(ctx: Context) -> list[Table]:
     from benchmarks.sizes import sweep_table
 
     ctx.progress("sizes: sparsity sweep")
-    return [sweep_table(ctx.quick)]
+    return [sweep_table(ctx.quick, codec_seconds=3.0 if ctx.quick else 20.0)]
 
 
 def _sizes_models(ctx: Context) -> list[Table]:
@@ -228,8 +228,8 @@ def write_report(store: ResultStore, tables: list[Table], info: dict[str, Any], 
             written.append(store.write_markdown(group, f"{title} ({mode})", header, by_group[group],
                                                 images[group], notes))
     headline = headline_tables({t.key: t for t in tables})
-    intro = [f"Full report: [sizes](sizes.md), [speed](speed.md), [peers](peers.md). Measured in "
-             f"{fmt_duration(seconds)} ({mode}).", *notes]
+    links = ", ".join(f"[{group}]({group}.md)" for group in GROUPS if by_group[group])
+    intro = [f"Full report: {links}. Measured in {fmt_duration(seconds)} ({mode}).", *notes]
     if skipped:
         intro.append("Jobs not run: " + ", ".join(skipped) + ".")
     summary_images = [("speed-up vs sparsity", "speedup_vs_sparsity.png")] if "speed" in plots else []

@@ -146,7 +146,7 @@ def profiles_tables(quick: bool, options: SizeOptions, progress: Callable[[str],
             prof, data = profile(key), results[f"{key}/{dtype}"]
             dense, bound = data["dense"], data["bound"]
             best = min(data["sizes"].values())
-            papers = "; ".join(f"{q.method} {fmt_ratio(q.ratio)}" for q in prof.quoted) or MISSING
+            papers = "; ".join(f"{q.method} {q.ratio:g}×" for q in prof.quoted) or MISSING
             table.add(prof.network, f"{prof.size:,}", fmt_percent(prof.kept),
                       cell(dense / bound, 8 * bound / prof.size),
                       *(cell(dense / data["sizes"][n], 8 * data["sizes"][n] / prof.size, data["sampled"][n])
@@ -212,25 +212,29 @@ def efficiency_table(results: dict[str, dict[str, Any]], names: Sequence[str], k
     return table
 
 
-def sweep_table(quick: bool, seed: int = 0) -> Table:
+def sweep_table(quick: bool, seed: int = 0, codec_seconds: float = 20.0) -> Table:
     """Bits per weight vs sparsity of every codec on one random layer, beside the entropy bound."""
     shape = (384, 1536) if quick else (768, 3072)
     names = codecs()
+    sizer = LayerSizer(names, SizeOptions(seed=seed, codec_seconds=codec_seconds))
     table = Table("sizes-sweep", f"Bits per weight vs sparsity, random {shape[0]}×{shape[1]} fp32 layer",
                   ["sparsity", "entropy bound", *names, "lsc ÷ bound"])
     series: dict[str, list[float]] = {name: [] for name in ["bound", *names]}
     for sparsity in SWEEP:
         layer = Layer("sweep", shape, 1.0 - sparsity)
-        weight = seeded_layer(layer, seed)
-        bits = {name: 8 * len(lsc_ort.encode(weight, name)) / weight.size for name in names}
+        sizes = sizer.sizes(layer, "float32")
+        bits = {name: 8 * size / layer.size for name, (size, _) in sizes.items()}
         bound = 8 * entropy_bound_bytes(layer.size, layer.nnz, 32) / layer.size
         series["bound"].append(bound)
         for name in names:
             series[name].append(bits[name])
-        table.add(fmt_percent(sparsity, 0), f"{bound:.3f}", *(f"{bits[n]:.3f}" for n in names),
+        table.add(fmt_percent(sparsity, 0), f"{bound:.3f}",
+                  *(f"{SAMPLED if sizes[n][1] else ''}{bits[n]:.3f}" for n in names),
                   f"{bits['lsc'] / bound:.3f}" if "lsc" in bits else MISSING)
     table.notes = ["Seeded uniformly random mask, standard-normal values; whole blobs. Entropy bound: "
                    "H(p) + 32·(1 − sparsity) bits per weight."]
+    if sizer.sampled:
+        table.notes.append(f"{SAMPLED} = measured on a row sample (slow codec): " + "; ".join(sorted(sizer.sampled)))
     table.data = {"sparsity": list(SWEEP), "bits": series, "shape": list(shape)}
     return table
 
