@@ -90,20 +90,29 @@ def bits_plot(sweep: Table | None, path: Path, subtitle: str) -> Path | None:
     if sweep is None or not sweep.data.get("bits"):
         return None
     plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(6.5, 4.2))
+    figure, (axis, ratio) = plt.subplots(1, 2, figsize=(11, 4.2))
     sparsity = [100 * s for s in sweep.data["sparsity"]]
-    for name, bits in sweep.data["bits"].items():
-        if name == "bound":
-            continue
-        axis.plot(sparsity, bits, "-o", markersize=3, label=name, linewidth=2.0 if name == "lsc" else 1.0)
-    axis.plot(sparsity, sweep.data["bits"]["bound"], "k--", linewidth=2.0, label="entropy bound")
+    bound = sweep.data["bits"]["bound"]
+    palette = plt.get_cmap("tab10").colors
+    for index, (name, bits) in enumerate(item for item in sweep.data["bits"].items() if item[0] != "bound"):
+        style = {"color": palette[index % len(palette)], "linewidth": 2.0 if name == "lsc" else 1.0, "markersize": 3}
+        axis.plot(sparsity, bits, "-o", label=name, **style)
+        if name != "dense":
+            ratio.plot(sparsity, [b / e for b, e in zip(bits, bound, strict=True)], "-o", label=name, **style)
+    axis.plot(sparsity, bound, "k--", linewidth=2.0, label="entropy bound")
+    ratio.axhline(1.0, color="black", linestyle="--", linewidth=2.0, label="entropy bound")
     axis.set_yscale("log")
-    axis.set_xlabel("sparsity (%)")
     axis.set_ylabel("bits per weight (fp32 values)")
+    ratio.set_ylabel("size ÷ entropy bound")
+    ratio.set_ylim(0.95, 2.0)
     shape = sweep.data.get("shape", ["?", "?"])
-    axis.set_title(f"Encoded size of a random {shape[0]}×{shape[1]} layer ({subtitle})", fontsize=9)
-    axis.grid(True, which="both", alpha=0.3)
-    axis.legend(fontsize=7)
+    axis.set_title(f"Encoded size, random {shape[0]}×{shape[1]} layer", fontsize=9)
+    ratio.set_title("Distance to the entropy bound", fontsize=9)
+    for panel in (axis, ratio):
+        panel.set_xlabel("sparsity (%)")
+        panel.grid(True, which="both", alpha=0.3)
+        panel.legend(fontsize=7)
+    figure.suptitle(f"Bits per weight vs sparsity ({subtitle})", fontsize=9)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
