@@ -8,6 +8,7 @@ from typing import Any
 
 from benchmarks.report import Table
 
+MODEL_NAMES = {"minilm": "MiniLM-L3", "resnet50": "ResNet-50", "magika": "magika"}
 ENGINE_STYLE = {"lsc": ("tab:blue", "o"), "scipy CSR": ("tab:orange", "s"), "torch CSR": ("tab:green", "^")}
 
 
@@ -26,6 +27,23 @@ def _pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _ratio_axis(axis: Any) -> None:
+    """Log y axis labelled 0.5×, 1×, 2×, 5×, ... (call after plotting)."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
+
+    axis.set_yscale("log")
+    low, high = axis.get_ylim()
+    ticks: list[float] = []
+    for mantissas in ((1, 2, 5), (1, 1.5, 2, 3, 5, 7), (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9)):
+        ticks = [m * 10.0**e for e in range(-3, 4) for m in mantissas if low <= m * 10.0**e <= high]
+        if len(ticks) >= 3:
+            break
+    axis.yaxis.set_major_locator(FixedLocator(ticks))
+    axis.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}×"))
+    axis.yaxis.set_minor_locator(NullLocator())
+    axis.yaxis.set_minor_formatter(NullFormatter())
 
 
 def speedup_plot(tables: dict[str, Table], path: Path, subtitle: str) -> Path | None:
@@ -55,7 +73,7 @@ def speedup_plot(tables: dict[str, Table], path: Path, subtitle: str) -> Path | 
     left.set_title(f"MatMul {shape[0]}×{shape[1]}, 1 thread")
     left.set_xlabel("sparsity (%)")
     left.set_ylabel("speed-up over onnxruntime dense")
-    left.set_yscale("log")
+    _ratio_axis(left)
     left.grid(True, which="both", alpha=0.3)
     left.legend(fontsize=7)
     if others:
@@ -68,13 +86,12 @@ def speedup_plot(tables: dict[str, Table], path: Path, subtitle: str) -> Path | 
                 groups.setdefault(p.get("layer") or p.get("model"), []).append((p["sparsity"], p["speedup"]["lsc"]))
             for name, series in groups.items():
                 series.sort()
-                kind = "LSCConv" if table.key == "speed-conv" else "model"
-                right.plot([100 * s for s, _ in series], [v for _, v in series], "-o", markersize=3,
-                           label=f"{kind}: {name}")
+                label = f"LSCConv {name}" if table.key == "speed-conv" else f"{MODEL_NAMES.get(name, name)} end to end"
+                right.plot([100 * s for s, _ in series], [v for _, v in series], "-o", markersize=4, label=label)
         right.axhline(1.0, color="black", linewidth=0.8)
         right.set_title("LSC, batch 1, 1 thread")
         right.set_xlabel("sparsity (%)")
-        right.set_yscale("log")
+        _ratio_axis(right)
         right.grid(True, which="both", alpha=0.3)
         right.legend(fontsize=7)
     figure.suptitle(f"Speed-up vs sparsity ({subtitle})", fontsize=9)
