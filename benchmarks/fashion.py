@@ -212,8 +212,11 @@ def fashion_table(quick: bool, workdir: Path, progress: Callable[[str], None] = 
 
     table.add("LeNet-5 dense", "fp32", fmt_percent(acc["dense"], 2), fmt_bytes(files["dense"].stat().st_size),
               MISSING, *([MISSING] * len(names)), MISSING)
+    ratios = {}
     for label, dtype in (("pruned", "float32"), ("pruned-int8", "int8")):
         totals, bound = sizes(dtype)
+        ratios[label] = {"lsc": dense_bytes / totals["lsc"], "auto": dense_bytes / totals["auto"],
+                         "bound": dense_bytes / bound}
         table.add(f"LeNet-5 pruned ({fmt_percent(1 - profile('lenet-5').kept)} sparse)",
                   "int8 codes" if dtype == "int8" else "fp32", fmt_percent(acc[label], 2),
                   fmt_bytes(files[label].stat().st_size) if dtype != "int8" else MISSING,
@@ -237,5 +240,5 @@ def fashion_table(quick: bool, workdir: Path, progress: Callable[[str], None] = 
         f"{'(quoted)'}; the accuracy cost here is measured, not quoted.",
         *notes,
     ]
-    table.data = {"accuracy": acc}
+    table.data = {"accuracy": acc, "ratios": ratios, "quick": quick}
     return table

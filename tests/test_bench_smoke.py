@@ -291,3 +291,18 @@ def test_lenet5_graph_runs_and_compresses(tmp_path: Path) -> None:
     model = lenet5_onnx(weights)
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     assert session.run(None, {"image": np.zeros((3, 1, 28, 28), np.float32)})[0].shape == (3, 10)
+
+
+def test_fashion_training_prunes_to_the_deep_compression_densities() -> None:
+    pytest.importorskip("torch")
+    from benchmarks.fashion import KEPT, train
+
+    rng = np.random.default_rng(0)
+    images = rng.random((256, 1, 28, 28), dtype=np.float32)
+    labels = rng.integers(0, 10, 256).astype(np.int64)
+    dense, pruned, _ = train((images, labels, images, labels), 1, 1, None, lambda message: None)
+    for name, kept in KEPT.items():
+        weight = pruned[f"{name}.weight"]
+        assert np.count_nonzero(weight) == pytest.approx(kept * weight.size, abs=2), name
+        assert not np.signbit(weight[weight == 0]).any()  # +0.0 only
+        assert np.count_nonzero(dense[f"{name}.weight"]) == weight.size
