@@ -244,9 +244,8 @@ def write_report(store: ResultStore, tables: list[Table], info: dict[str, Any], 
                                                 images[group], notes))
     headline = headline_tables({t.key: t for t in tables})
     links = ", ".join(f"[{group}]({group}.md)" for group in GROUPS if by_group[group])
-    intro = [f"Full report: {links}. Measured in {fmt_duration(seconds)} ({mode}).", *notes]
-    if skipped:
-        intro.append("Jobs not run: " + ", ".join(skipped) + ".")
+    intro = [f"Full report: {links}. This command ran for {fmt_duration(seconds)} ({mode}).", *notes]
+    intro.extend(f"{line}." for line in skipped)
     summary_images = [("speed-up vs sparsity", "speedup_vs_sparsity.png")] if "speed" in plots else []
     written.append(store.write_markdown("summary", f"Benchmark summary ({mode})", header, headline, summary_images,
                                         intro))
@@ -326,14 +325,14 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m benchmarks") 
     command = " ".join([prog, *(argv if argv is not None else sys.argv[1:])])
     ctx.progress(f"{mode} run of {len(jobs)} job(s) into {out}; "
                  f"{machine.contention(info['load_at_start'], info['cpu']['usable_cpus'])}")
-    tables: list[Table] = []
+    measured: dict[str, list[Table]] = {}
     failed: list[str] = []
     try:
         for job in jobs:
             cached = store.load(job.key) if args.resume else None
             if cached is not None:
                 ctx.progress(f"{job.key}: cached, reused (--resume)")
-                tables.extend(cached)
+                measured[job.key] = cached
                 continue
             before = machine.load_average()
             job_start = time.perf_counter()
@@ -347,14 +346,22 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m benchmarks") 
                 table.seconds = time.perf_counter() - job_start
                 table.context = machine.section_context(before, info["cpu"]["usable_cpus"])
             store.save(job.key, made)
-            tables.extend(made)
+            measured[job.key] = made
             ctx.progress(f"{job.key}: done in {fmt_duration(time.perf_counter() - job_start)}")
     finally:
         if not args.keep_models:
             shutil.rmtree(workdir, ignore_errors=True)
+    reused = []
+    for job in JOBS:  # tables of jobs not selected now, from an earlier run of the same mode here
+        if job.key not in measured and job not in jobs and (cached := store.load(job.key)) is not None:
+            measured[job.key] = cached
+            reused.append(job.key)
+    tables = [table for job in JOBS for table in measured.get(job.key, [])]
     seconds = time.perf_counter() - started
-    written = write_report(store, tables, info, mode=mode, command=command, seconds=seconds,
-                           skipped=[f"failed: {f}" for f in failed])
+    notes = [f"failed: {f}" for f in failed]
+    if reused:
+        notes.append("not run by this command, reused from an earlier run in this folder: " + ", ".join(reused))
+    written = write_report(store, tables, info, mode=mode, command=command, seconds=seconds, skipped=notes)
     if args.update_readme:
         readme_headline(store, tables, info, seconds)
         written.append(README)

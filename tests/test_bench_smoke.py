@@ -38,6 +38,10 @@ def test_resume_reuses_cached_jobs(tmp_path: Path, capsys: pytest.CaptureFixture
     assert run.main(["--quick", "--only", "sizes-sweep", "--out", str(tmp_path)]) == 0
     assert run.main(["--quick", "--only", "sizes-sweep", "--out", str(tmp_path), "--resume"]) == 0
     assert "cached, reused" in capsys.readouterr().err
+    assert run.main(["--quick", "--only", "sizes-profiles", "--out", str(tmp_path)]) == 0
+    sizes = (tmp_path / "sizes.md").read_text()
+    assert "Bits per weight vs sparsity" in sizes and "Paper profiles" in sizes  # the other job's table kept
+    assert "reused from an earlier run in this folder: sizes-sweep" in (tmp_path / "summary.md").read_text()
     store = report.ResultStore(tmp_path, {"mode": "full"})
     assert store.load("sizes-sweep") is None  # another mode never reuses it
 
