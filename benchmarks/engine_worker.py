@@ -69,8 +69,8 @@ class Engine:
 
     name = ""
 
-    def __init__(self, model: str, feeds: dict[str, np.ndarray], library: str | None) -> None:
-        self.model, self.feeds, self.library = model, feeds, library
+    def __init__(self, model: str, feeds: dict[str, np.ndarray]) -> None:
+        self.model, self.feeds = model, feeds
 
     def version(self) -> str:
         raise NotImplementedError
@@ -156,8 +156,6 @@ class OpenVino(Engine):
             config["INFERENCE_PRECISION_HINT"] = self.precision
         self.compiled = core.compile_model(model, "CPU", config)
         self.request = self.compiled.create_infer_request()
-        self.inputs = {port.any_name: name for name in self.feeds for port in self.compiled.inputs
-                       if name in port.names}
 
     def run(self) -> list[np.ndarray]:
         result = self.request.infer({name: value for name, value in self.feeds.items()})
@@ -198,11 +196,11 @@ class DeepSparse(Engine):
 _ENGINES: dict[str, type[Engine]] = {e.name: e for e in (OnnxRuntime, Lsc, OpenVino, OpenVinoF32, DeepSparse)}
 
 
-def measure(engine_name: str, model: str, feeds: dict[str, np.ndarray], threads: list[int], budget: float,
-            library: str | None = None) -> tuple[dict[str, Any], list[np.ndarray]]:
+def measure(engine_name: str, model: str, feeds: dict[str, np.ndarray], threads: list[int],
+            budget: float) -> tuple[dict[str, Any], list[np.ndarray]]:
     """Load and time ``model`` in one engine; the dict holds versions, RSS and timings."""
     baseline_rss, _ = rss_bytes()
-    engine = _ENGINES[engine_name](model, feeds, library)
+    engine = _ENGINES[engine_name](model, feeds)
     result: dict[str, Any] = {"engine": engine_name, "version": engine.version(), "rss_imports": baseline_rss,
                               "latency": {}}
     outputs: list[np.ndarray] = []
@@ -230,12 +228,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=1.0, help="seconds of timing per thread count")
     parser.add_argument("--json", required=True, help="where to write the result")
     parser.add_argument("--outputs", help="where to write the outputs of the first run (.npz)")
-    parser.add_argument("--library", help="the lsc-ort custom-op library (engine lsc)")
     args = parser.parse_args(argv)
     with np.load(args.feeds) as data:
         feeds = {name: data[name] for name in data.files}
     try:
-        result, outputs = measure(args.engine, args.model, feeds, args.threads, args.budget, args.library)
+        result, outputs = measure(args.engine, args.model, feeds, args.threads, args.budget)
     except Exception as error:
         message = " ".join(str(error).split())
         result, outputs = {"engine": args.engine, "error": f"{type(error).__name__}: {message}"}, []
