@@ -104,7 +104,7 @@ def train(data: tuple[np.ndarray, ...], epochs: int, finetune_epochs: int, subse
     train_x, train_y = (torch.from_numpy(a[:subset]) for a in data[:2])
     model = nn.Sequential(nn.Conv2d(1, 20, 5), nn.MaxPool2d(2), nn.Conv2d(20, 50, 5), nn.MaxPool2d(2), nn.Flatten(),
                           nn.Linear(800, 500), nn.ReLU(), nn.Linear(500, 10))
-    layers = {"conv1": model[0], "conv2": model[2], "ip1": model[5], "ip2": model[7]}
+    layers: dict[str, Any] = {"conv1": model[0], "conv2": model[2], "ip1": model[5], "ip2": model[7]}
     masks: dict[str, Any] = {}
     start = time.perf_counter()
 
@@ -184,16 +184,18 @@ def fashion_table(quick: bool, workdir: Path, progress: Callable[[str], None] = 
         codes, scales[name] = int8_values(pruned_w[f"{name}.weight"])
         int8_w[f"{name}.weight"] = codes.astype(np.float32) * np.float32(scales[name])
     workdir.mkdir(parents=True, exist_ok=True)
-    files = {}
+    files: dict[str, Path] = {}
     for label, weights in (("dense", dense_w), ("pruned", pruned_w), ("pruned-int8", int8_w)):
         files[label] = workdir / f"fashion-lenet5-{label}.onnx"
         onnx.save(lenet5_onnx(weights), str(files[label]))
     files["compressed"] = workdir / "fashion-lenet5-lsc.onnx"
     compress_file(files["pruned"], files["compressed"], min_sparsity=0.0)
     notes: list[str] = []
-    files["ort-int8"] = quantize_int8(files["pruned"], workdir / "fashion-lenet5-ort-int8.onnx", notes)
+    ort_int8 = quantize_int8(files["pruned"], workdir / "fashion-lenet5-ort-int8.onnx", notes)
+    if ort_int8 is not None:
+        files["ort-int8"] = ort_int8
     progress("fashion: test accuracy")
-    acc = {label: accuracy(path, test_x, test_y) for label, path in files.items() if path is not None}
+    acc = {label: accuracy(path, test_x, test_y) for label, path in files.items()}
     dense_bytes = sum(4 * pruned_w[f"{n}.weight"].size for n in KEPT)
     numel = dense_bytes // 4
 

@@ -20,7 +20,8 @@ PACKAGES = ("numpy", "onnx", "onnxruntime", "lsc-ort", "scipy", "torch", "openvi
 
 def cpu_info() -> dict[str, Any]:
     """Model name, the SIMD flags that matter to the kernels, and core counts."""
-    model, flags = platform.processor() or platform.machine(), set()
+    model = platform.processor() or platform.machine()
+    flags: set[str] = set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             key, _, value = line.partition(":")

@@ -153,7 +153,7 @@ def peers_table(options: PeerOptions, workdir: Path, progress: Callable[[str], N
             continue
         notes.extend(f"{key}: {note}" for note in prepared.notes)
         feeds = workdir / f"{key}-feeds.npz"
-        np.savez(feeds, **prepared.feeds)
+        np.savez(feeds, **prepared.feeds)  # type: ignore[arg-type]
         files = {"pruned": prepared.pruned, "compressed": prepared.compressed, "quantized": prepared.quantized}
         dense_size = prepared.pruned.stat().st_size
         results: dict[str, list[dict[str, Any]]] = {case.label: [] for case in cases}
@@ -180,9 +180,9 @@ def peers_table(options: PeerOptions, workdir: Path, progress: Callable[[str], N
             runs = results[case.label]
             good = [r for r in runs if "error" not in r]
             if not good:
-                error = runs[0]["error"] if runs else "not run"
+                failure = runs[0]["error"] if runs else "not run"
                 table.add(NAMES[key], case.label, fmt_bytes(size), fmt_ratio(dense_size / size),
-                          *([MISSING] * (2 * len(threads))), MISSING, MISSING, MISSING, f"failed: {error[:120]}")
+                          *([MISSING] * (2 * len(threads))), MISSING, MISSING, MISSING, f"failed: {failure[:120]}")
                 continue
             timings = merged_latency(good)
             cells: list[str] = []
@@ -191,15 +191,15 @@ def peers_table(options: PeerOptions, workdir: Path, progress: Callable[[str], N
                 cells += [fmt_seconds(own.median) if own else MISSING,
                           fmt_speedup(base, own) if own and base else MISSING]
             outputs = outputs_of.get(case.label, [])
-            error = "reference" if case is cases[0] else output_error(reference, outputs)
+            deviation = "reference" if case is cases[0] else output_error(reference, outputs)
             first = good[0]
             rss = min(r["rss_session"] for r in good)
             rss_delta = min(r["rss_session"] - r["rss_imports"] for r in good)
             note = first.get("describe", "") if case.engine.startswith("openvino") else ""
             note = re.sub(r"<Type: '(\w+)'>", r"\1", note)
             table.add(NAMES[key], case.label, fmt_bytes(size), fmt_ratio(dense_size / size), *cells,
-                      fmt_bytes(rss), fmt_bytes(rss_delta), error, note)
-            rows[case.label] = {"file": size, "rss_session": rss, "rss_delta": rss_delta, "error": error,
+                      fmt_bytes(rss), fmt_bytes(rss_delta), deviation, note)
+            rows[case.label] = {"file": size, "rss_session": rss, "rss_delta": rss_delta, "error": deviation,
                                 "version": first["version"], "latency": {str(t): v.median for t, v in timings.items()},
                                 "speedup": {str(t): speedup(baseline[t].median, v.median)
                                             for t, v in timings.items() if t in baseline}}

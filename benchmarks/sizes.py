@@ -112,7 +112,7 @@ def profile_sizes(prof: Profile, sizer: LayerSizer, dtype: str) -> dict[str, Any
     """Totals over the profile's layers: codec → bytes, the bound, dense fp32 bytes, per layer."""
     totals = dict.fromkeys(sizer.names, 0.0)
     sampled = dict.fromkeys(sizer.names, False)
-    layers = []
+    layers: list[dict[str, Any]] = []
     for layer in prof.layers:
         sizes = sizer.sizes(layer, dtype)
         bound = entropy_bound_bytes(layer.size, layer.nnz, _value_bits(dtype))
@@ -169,8 +169,9 @@ def profiles_tables(quick: bool, options: SizeOptions, progress: Callable[[str],
         tables.append(table)
     detail = Table("sizes-admm-lenet-layers", "ADMM-LeNet per layer, fp32 values: bytes per codec",
                    ["layer", "shape", "kept", "fp32 bytes", "entropy bound", *names])
-    data = results.get("admm-lenet/float32")
-    if data:
+    admm = results.get("admm-lenet/float32")
+    if admm:
+        data = admm
         for layer in data["layers"]:
             detail.add(layer["name"], "×".join(map(str, layer["shape"])), fmt_percent(layer["kept"]),
                        f"{4 * int(np.prod(layer['shape'])):,}", f"{layer['bound']:,.0f}",

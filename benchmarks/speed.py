@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from onnx import numpy_helper
@@ -159,7 +159,7 @@ def matmul_table(options: SpeedOptions, progress: Callable[[str], None] = print)
 def conv_table(options: SpeedOptions, progress: Callable[[str], None] = print) -> Table:
     """LSCConv ÷ onnxruntime dense Conv on ResNet-50 layer shapes (bench_conv's layers)."""
     rng = np.random.default_rng(options.seed)
-    layers = {name: (x, w, attrs) for name, x, w, attrs in bench_conv.LAYERS}
+    layers = {name: (x, w, cast(dict[str, object], attrs)) for name, x, w, attrs in bench_conv.LAYERS}
     table = Table("speed-conv", "Conv on pruned ResNet-50 layer shapes: LSCConv speed-up over onnxruntime dense",
                   ["layer", "input", "sparsity", "batch", "threads", "dense", "LSCConv"])
     points: list[dict[str, Any]] = []

@@ -310,3 +310,48 @@ def test_fashion_training_prunes_to_the_deep_compression_densities() -> None:
         assert np.count_nonzero(weight) == pytest.approx(kept * weight.size, abs=2), name
         assert not np.signbit(weight[weight == 0]).any()  # +0.0 only
         assert np.count_nonzero(dense[f"{name}.weight"]) == weight.size
+
+
+def test_efficiency_table_appears_for_codecs_that_report_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fixed-rate codec (F2F) that reports ``encoding_efficiency`` gets a table beside F2F's figure."""
+    from benchmarks import sizes
+
+    real_inspect = lsc_ort.inspect
+
+    def inspect(blob: bytes) -> dict[str, object]:
+        info = real_inspect(blob)
+        return {**info, "encoding_efficiency": 0.97} if info["codec"] == "lsc" else info
+
+    monkeypatch.setattr(sizes.lsc_ort, "inspect", inspect)
+    results = {"admm-lenet/float32": {"bound": 90.0, "sizes": {"lsc": 100.0, "csr": 200.0}}}
+    table = sizes.efficiency_table(results, ["csr", "lsc"], ["admm-lenet"])
+    assert table is not None and len(table.rows) == 1
+    assert table.rows[0][0] == "lsc" and table.rows[0][1] == "0.970" and table.rows[0][3] == "0.900"
+    assert "(quoted)" in table.rows[0][-1]
+    monkeypatch.setattr(sizes.lsc_ort, "inspect", real_inspect)
+    assert sizes.efficiency_table(results, ["csr", "lsc"], ["admm-lenet"]) is None
+
+
+def test_tvm_table_through_the_tvm_schedules_contract(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``tvm_schedules.compile(model, target)`` / ``run(executable, feeds)`` (issue 9); skipped with a
+    note where they are missing. A stand-in that runs onnxruntime checks the plumbing."""
+    import sys
+    import types
+
+    import onnxruntime as ort
+
+    from benchmarks import speed
+
+    options = speed.SpeedOptions(tvm_shapes=((64, 32),), tvm_batches=(1,), budget=0.01)
+    monkeypatch.setitem(sys.modules, "tvm_schedules", types.ModuleType("tvm_schedules"))
+    skipped = speed.tvm_table(options, lambda message: None)
+    assert not skipped.rows and "skipped: tvm_schedules.compile / run are not available" in skipped.notes[0]
+
+    fake = types.ModuleType("tvm_schedules")
+    fake.compile = lambda model, target: ort.InferenceSession(  # type: ignore[attr-defined]
+        model.SerializeToString(), lsc_ort.session_options(), providers=["CPUExecutionProvider"])
+    fake.run = lambda session, feeds: session.run(None, feeds)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "tvm_schedules", fake)
+    table = speed.tvm_table(options, lambda message: None)
+    assert [row[:3] for row in table.rows] == [["64×32", "90%", "1"]]
+    assert table.data["points"][0]["speedup"] > 0
