@@ -278,13 +278,15 @@ def build_parser(prog: str = "python -m benchmarks") -> argparse.ArgumentParser:
     jobs = "\n".join(f"  {job.key:<16} {job.help}" for job in JOBS)
     parser = argparse.ArgumentParser(
         prog=prog, formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Size and speed of lsc-ort against the papers, the entropy bound and the engines users would "
-                    "pick instead; markdown tables and PNG plots in benchmarks/results/.",
+        description="Size and speed of lsc-ort against the papers, the entropy bound and\n"
+                    "the engines users would pick instead: markdown tables and PNG plots\n"
+                    "in benchmarks/results/ (see benchmarks/README.md).",
         epilog=f"jobs (--only takes job names or the groups sizes, speed, peers):\n{jobs}\n\n"
-               "examples:\n  python -m benchmarks --quick                 # a few minutes: every job, small grids\n"
-               "  python -m benchmarks                         # the full run (see benchmarks/README.md)\n"
-               "  python -m benchmarks --resume --update-readme  # finish an interrupted full run\n"
-               "  python -m benchmarks --quick --only sizes-profiles sizes-sweep")
+               "examples:\n"
+               f"  {prog} --quick           # minutes: every job, small grids\n"
+               f"  {prog}                   # the full run\n"
+               f"  {prog} --resume --update-readme\n"
+               f"  {prog} --quick --only sizes-profiles sizes-sweep")
     parser.add_argument("--quick", action="store_true", help="small grids and short timings (under 5 min on 2 cores)")
     parser.add_argument("--only", nargs="+", metavar="JOB", help="run only these jobs or groups")
     parser.add_argument("--out", type=Path, help="output folder (default: benchmarks/results, or "
