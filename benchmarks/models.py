@@ -11,6 +11,7 @@ feeds of one batch.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+import lsc_ort
 from lsc_ort.model_wheels import ModelUnavailable, model_path
 from lsc_ort.pruning import prune_file
 from lsc_ort.report import totals
@@ -154,15 +156,27 @@ def prepare(key: str, sparsity: float, workdir: Path, *, batch: int = 1, quantiz
     source = source_model(key, workdir)
     stem = f"{key}-{round(sparsity * 100)}"
     pruned, compressed = workdir / f"{stem}-pruned.onnx", workdir / f"{stem}-lsc.onnx"
-    prune_file(source, pruned, sparsity)
-    result = compress_file(pruned, compressed)
-    total = totals(result.layers)
+    sidecar = workdir / f"{stem}-totals.json"
+    made_by = {"codecs": lsc_ort.available_codecs(), "lsc_ort": lsc_ort.__version__, "source": str(source),
+               "source_bytes": source.stat().st_size}
+    try:  # prepared by an earlier job of this run: pruning and compressing again would only cost time
+        stored = json.loads(sidecar.read_text())
+        if stored.get("made_by") != made_by or not (pruned.exists() and compressed.exists()):
+            raise FileNotFoundError(pruned)
+    except (OSError, ValueError):
+        (workdir / f"{stem}-int8.onnx").unlink(missing_ok=True)  # made from the old pruned model
+        prune_file(source, pruned, sparsity)
+        total = totals(compress_file(pruned, compressed).layers)
+        stored = {"dense": total.dense_bytes, "encoded": total.encoded_bytes, "bound": total.entropy_bound_bytes,
+                  "encoded_layers": total.encoded_layers, "layers": total.layers, "made_by": made_by}
+        sidecar.write_text(json.dumps(stored))
     model = onnx.load(str(pruned), load_external_data=False)
     feeds = random_inputs(model, shapes=input_shapes(key, batch))
-    prepared = PreparedModel(key, sparsity, source, pruned, compressed, feeds, total.dense_bytes, total.encoded_bytes,
-                             total.entropy_bound_bytes, total.encoded_layers, total.layers)
+    prepared = PreparedModel(key, sparsity, source, pruned, compressed, feeds, stored["dense"], stored["encoded"],
+                             stored["bound"], stored["encoded_layers"], stored["layers"])
     if quantize:
-        prepared.quantized = quantize_int8(pruned, workdir / f"{stem}-int8.onnx", prepared.notes)
+        quantized = workdir / f"{stem}-int8.onnx"
+        prepared.quantized = quantized if quantized.exists() else quantize_int8(pruned, quantized, prepared.notes)
     return prepared
 
 

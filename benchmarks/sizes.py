@@ -243,11 +243,10 @@ def sweep_table(quick: bool, seed: int = 0, codec_seconds: float = 20.0) -> Tabl
 def model_sizes_table(models: Sequence[str], sparsities: Sequence[float], workdir: Path,
                       progress: Callable[[str], None] = print, budget_seconds: float | None = None) -> Table:
     """Real models pruned one-shot: encoded weights per forced codec, ``auto``, bound and file sizes."""
-    from benchmarks.models import DESCRIPTIONS, NAMES, source_model
+    from benchmarks.models import DESCRIPTIONS, NAMES, prepare
     from lsc_ort.model_wheels import ModelUnavailable
-    from lsc_ort.pruning import prune_file
     from lsc_ort.report import totals
-    from lsc_ort.rewriter import compress_file, rewrite_model
+    from lsc_ort.rewriter import rewrite_model
 
     names = [*codecs(), "auto"]
     table = Table("sizes-models", "Real models, one-shot magnitude pruning: encoded MatMul/Gemm/Conv weights, ratio "
@@ -257,34 +256,32 @@ def model_sizes_table(models: Sequence[str], sparsities: Sequence[float], workdi
     skipped: list[str] = []
     data: dict[str, Any] = {}
     for key in models:
-        try:
-            source = source_model(key, workdir)
-        except ModelUnavailable as error:
-            table.notes.append(f"{key} skipped: {error}")
-            continue
         for sparsity in sparsities:
             progress(f"sizes: {key} at {sparsity:.0%}")
-            pruned = workdir / f"{key}-{round(100 * sparsity)}-pruned.onnx"
-            compressed = workdir / f"{key}-{round(100 * sparsity)}-lsc.onnx"
-            prune_file(source, pruned, sparsity)
-            auto = totals(compress_file(pruned, compressed).layers)
-            numel = auto.dense_bytes // 4
+            try:
+                prepared = prepare(key, sparsity, workdir)  # pruned, and compressed with codec auto
+            except ModelUnavailable as error:
+                table.notes.append(f"{key} skipped: {error}")
+                break
+            dense, bound = prepared.weights_dense_bytes, prepared.entropy_bound_bytes
+            numel = dense // 4
             cells, row = [], {}
             for name in names:
                 if name != "auto" and budget_seconds and numel / speeds[name] > budget_seconds:
                     skipped.append(f"{name} on {key} (about {numel / speeds[name]:.0f} s)")
                     cells.append(MISSING)
                     continue
-                total = auto if name == "auto" else totals(rewrite_model(pruned, codec=name, min_sparsity=0.0).layers)
-                row[name] = total.encoded_bytes
-                cells.append(cell(total.dense_bytes / total.encoded_bytes, 8 * total.encoded_bytes / numel))
-            bound = auto.entropy_bound_bytes
-            table.add(NAMES.get(key, key), fmt_percent(sparsity, 0), f"{numel:,} in {auto.layers} layers",
-                      cell(auto.dense_bytes / bound, 8 * bound / numel), *cells,
-                      f"{fmt_bytes(pruned.stat().st_size)} → {fmt_bytes(compressed.stat().st_size)}")
-            data[f"{key}/{sparsity}"] = {"dense": auto.dense_bytes, "bound": bound, "sizes": row,
-                                        "file_pruned": pruned.stat().st_size,
-                                        "file_compressed": compressed.stat().st_size}
+                if name == "auto":
+                    encoded = prepared.weights_encoded_bytes
+                else:
+                    encoded = totals(rewrite_model(prepared.pruned, codec=name, min_sparsity=0.0).layers).encoded_bytes
+                row[name] = encoded
+                cells.append(cell(dense / encoded, 8 * encoded / numel))
+            files = prepared.pruned.stat().st_size, prepared.compressed.stat().st_size
+            table.add(NAMES.get(key, key), fmt_percent(sparsity, 0), f"{numel:,} in {prepared.layers} layers",
+                      cell(dense / bound, 8 * bound / numel), *cells, f"{fmt_bytes(files[0])} → {fmt_bytes(files[1])}")
+            data[f"{key}/{sparsity}"] = {"dense": dense, "bound": bound, "sizes": row, "file_pruned": files[0],
+                                        "file_compressed": files[1]}
     table.notes += ["Each codec column forces that codec on every MatMul/Gemm/Conv weight (lsc-ort compress --codec "
                     "NAME --min-sparsity 0); auto keeps the smallest per layer (the default). The file column also "
                     "counts what is not encoded (e.g. MiniLM's 47 MB word embedding)."]
