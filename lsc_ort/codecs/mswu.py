@@ -95,31 +95,36 @@ def _structure(weight: WeightTensor, block: tuple[int, int], magnitude: np.ndarr
         return _Structure(block, empty, empty, 0)
     pad = ((0, nbr * br - rows), (0, nbc * bc - cols))
 
-    def grid(flat: np.ndarray, mode: str) -> np.ndarray:
-        matrix = flat.reshape(rows, cols)
+    def matrix(flat: np.ndarray, mode: str) -> np.ndarray:
+        out = flat.reshape(rows, cols)
         if pad[0][1] or pad[1][1]:
-            matrix = np.pad(matrix, pad, mode=mode)  # type: ignore[call-overload]
-        return matrix.reshape(nbr, br, nbc, bc)
+            out = np.pad(out, pad, mode=mode)  # type: ignore[call-overload]
+        return out
 
-    nonzero = grid(weight.bits != 0, "constant").sum(axis=(1, 3)).reshape(-1)
+    # Reduce along each row of a block first (the contiguous axis), then across its rows.
+    nonzero = matrix((weight.bits != 0).view(np.uint8), "constant").reshape(nbr * br, nbc, bc)
+    nonzero = nonzero.sum(axis=2, dtype=np.int64).reshape(nbr, br, nbc).sum(axis=1).reshape(-1)
     kept = nonzero > 0
-    mags = grid(magnitude, "edge")  # edge replication keeps a unified edge block unified
-    same = (mags == mags[:, :1, :, :1]).all(axis=(1, 3)).reshape(-1)
+    mags = matrix(magnitude, "edge").reshape(nbr * br, nbc, bc)  # edge replication keeps unified blocks unified
+    same = (mags == mags[:, :, :1]).all(axis=2).reshape(nbr, br, nbc)
+    heads = mags[:, :, 0].reshape(nbr, br, nbc)
+    same = (same.all(axis=1) & (heads == heads[:, :1, :]).all(axis=1)).reshape(-1)
     if poison is not None:
-        same &= ~grid(poison, "constant").any(axis=(1, 3)).reshape(-1)
+        same &= ~matrix(poison, "constant").reshape(nbr, br, nbc, bc).any(axis=(1, 3)).reshape(-1)
     unified = kept & same
     return _Structure(block, kept, unified, int(nonzero[kept & ~unified].sum()))
 
 
-def _unified_pairs(weight: WeightTensor, magnitude: np.ndarray) -> int:
-    """Neighbouring non-zeros (across and down) with the same magnitude. A unified block of
-    ``n`` elements holds at least ``n - 1`` of them."""
+def _unified_pairs(weight: WeightTensor, magnitude: np.ndarray) -> tuple[int, int]:
+    """Neighbouring non-zeros with the same magnitude, ``(across rows, down columns)``. A unified
+    block of ``n`` elements holds at least ``n - 1`` of them; a ``1 x k`` block only across, a
+    ``k x 1`` block only down, a 2-D block both."""
     rows, cols = weight.matrix_shape
     mags = magnitude.reshape(rows, cols)
     nonzero = (weight.bits != 0).reshape(rows, cols)
     across = (mags[:, 1:] == mags[:, :-1]) & nonzero[:, 1:]
     down = (mags[1:] == mags[:-1]) & nonzero[1:]
-    return int(np.count_nonzero(across)) + int(np.count_nonzero(down))
+    return int(np.count_nonzero(across)), int(np.count_nonzero(down))
 
 
 def _valid(block_ids: np.ndarray, rows: int, cols: int, block: tuple[int, int], nbc: int) -> np.ndarray:
@@ -147,7 +152,7 @@ def unified_fraction(weight: WeightTensor, needed: float = 0.0) -> float:
     When a cheap upper bound is already below ``needed``, that bound is returned instead.
     """
     magnitude, poison = _magnitudes(weight)
-    bound = _unified_pairs(weight, magnitude) / weight.numel if weight.numel else 0.0
+    bound = sum(_unified_pairs(weight, magnitude)) / weight.numel if weight.numel else 0.0
     if bound == 0.0 or bound < needed:
         return bound
     rows, cols = weight.matrix_shape
@@ -183,8 +188,12 @@ class MswuCodec(Codec):
             shapes = list(AUTO_BLOCKS)
             if len(weight.shape) >= 3:
                 shapes.append((1, int(np.prod(weight.shape[2:], dtype=np.int64))))
-            if weight.numel and not _unified_pairs(weight, magnitude):
+            across, down = _unified_pairs(weight, magnitude) if weight.numel else (0, 0)
+            if not across and not down:
                 shapes = list(FALLBACK_BLOCKS)
+            else:  # a shape that cannot hold a unified block is no better than the fallback ones
+                shapes = [s for s in shapes if (across or s[1] == 1) and (down or s[0] == 1)]
+                shapes += list(FALLBACK_BLOCKS)
             candidates = sorted({fit_block(shape, rows, cols) for shape in shapes})
         else:
             candidates = [fit_block(check_block(block, "mswu"), rows, cols)]
