@@ -155,14 +155,12 @@ def prune_graph(
         except ValueError as error:
             raise RewriteError(f"{nodes[0]}: {error}") from error
         zeros_before = int(np.count_nonzero(array == 0))
-        structure = {}
-        if projection is not None:
-            structure = dict(block=projection.block, unified_blocks=projection.unified_blocks,
-                             blocks=int(projection.labels.size))
         result.weights.append(
             PrunedWeight(
                 name, tuple(nodes), tuple(array.shape), zeros_before, int(np.count_nonzero(pruned == 0)),
-                **structure,
+                block=projection.block if projection else None,
+                unified_blocks=projection.unified_blocks if projection else 0,
+                blocks=int(projection.labels.size) if projection else 0,
             )
         )
         del array

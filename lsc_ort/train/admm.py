@@ -66,8 +66,9 @@ def mswu_layers(model: nn.Module, targets: Targets = DEFAULT_TARGET,
             target = targets.get(name)
         else:
             target = targets(name, module)
-        if target is not None:
-            found.append((name, module.weight, target))
+        weight = module.weight
+        if target is not None and isinstance(weight, nn.Parameter):
+            found.append((name, weight, target))
     return found
 
 

@@ -42,9 +42,9 @@ def export_onnx(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ..
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-            torch.onnx.export(module, args, buffer, dynamo=False, input_names=list(input_names),
-                              output_names=list(output_names), dynamic_axes=axes, opset_version=opset,
-                              do_constant_folding=True)
+            torch.onnx.export(  # the TorchScript exporter writes to file objects too
+                module, args, buffer, dynamo=False, input_names=list(input_names),  # type: ignore[arg-type]
+                output_names=list(output_names), dynamic_axes=axes, opset_version=opset, do_constant_folding=True)
     finally:
         module.train(training)
     target = Path(path)
