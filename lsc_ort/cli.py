@@ -1,4 +1,4 @@
-"""The ``lsc-ort`` command line: compress, inspect, verify, decompress, prune, demo.
+"""The ``lsc-ort`` command line: compress, inspect, verify, decompress, prune, demo, tvm-compile.
 
 Exit codes: 0 success, 1 ``verify`` found outputs beyond tolerance, 2 error (one line on stderr).
 """
@@ -228,6 +228,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--external-data", choices=("auto", "yes", "no"), default="auto", help=external_help)
     sub.set_defaults(func=_prune)
 
+    sub = command("tvm-compile", "Compile a (compressed) model with Apache TVM into a shared library.")
+    sub.add_argument("input", metavar="IN.onnx", help="model to compile (never modified)")
+    sub.add_argument("-o", "--output", metavar="OUT.so", required=True, help="shared library to write")
+    sub.add_argument(
+        "--target",
+        default="cpu",
+        metavar="cpu|cuda|arm|TARGET",
+        help="cpu (this host), cuda, arm (aarch64 Linux, NEON) or a TVM target as JSON (default: cpu)",
+    )
+    sub.add_argument(
+        "--shape",
+        action="append",
+        default=[],
+        metavar="NAME=D0,D1,...",
+        help="fix the shape of an input (repeatable; names keep a dimension symbolic)",
+    )
+    sub.set_defaults(func=_tvm_compile)
+
     sub = command("demo", "Build, prune, compress and verify a small LeNet-like model.")
     sub.add_argument(
         "--workdir", metavar="DIR", help="where to write the demo's files (default: a new temp dir)"
@@ -439,6 +457,23 @@ def _prune(args: argparse.Namespace, console: Console) -> int:
         )
     console.print(table)
     console.print(f"pruned {len(result.weights)} weight tensor(s) → {args.output}")
+    return EXIT_OK
+
+
+def _tvm_compile(args: argparse.Namespace, console: Console) -> int:
+    shapes: dict[str, list[int | str]] = {}
+    for text in args.shape:
+        name, _, dims = text.partition("=")
+        if not name or not dims:
+            raise ValueError(f"--shape takes NAME=D0,D1,..., got {text!r}")
+        shapes[name] = [int(d) if d.strip().isdigit() else d.strip() for d in dims.split(",")]
+    import tvm_schedules  # Apache TVM loads only for this command
+
+    with console.status(f"compiling {args.input} for {args.target}"):
+        executable = tvm_schedules.compile(args.input, args.target, shapes or None)
+        executable.export_library(args.output)
+    console.print(f"target: {executable.target.kind.name} {dict(executable.target.attrs)}")
+    console.print(_file_line(args.input, _size(args.input), args.output, _size(args.output)))
     return EXIT_OK
 
 

@@ -1,0 +1,201 @@
+"""The CPU kernel templates, scheduled by the ``llvm`` rules (x86, aarch64, generic) through
+:class:`CpuSchedule`, and, unscheduled, the portable reference every LSC node imports as.
+
+**LSCMatMul** picks one of three loop nests by the run-time row count ``M``:
+
+* ``M <= 1``: per row, the row is copied beside a zero slot and each group of 16 columns runs
+  its rounds: 16 gathered activations times 16 stored values, one vector multiply-add; groups
+  run in parallel.
+* larger ``M``: rows are tiled by ``m_tile`` (``m_tile_small`` up to ``small_batch`` rows, to
+  waste little on short batches). The tile is transposed once into ``At [K+1, m_tile]`` (zero
+  row ``K``); then, in parallel over (tile, group), each column's entries broadcast their value
+  over a row of ``At`` into ``m_tile`` vector accumulators, stored contiguously in a
+  column-major ``Yt``; a last pass writes ``Y = alpha * Yt + bias`` back in row-major order
+  and original column order.
+
+**LSCConv** pads the input once into a workspace, then, in parallel over (image, output row,
+run of ``width_tile`` output pixels), accumulates every output channel's entries over the run
+(one vector multiply-add per entry, the input read at stride ``stride_w``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tvm import tirx
+from tvm.script import tirx as T
+
+from tvm_schedules.kernels import KERNEL_ATTR, ConvKernel, MatMulKernel, spec_json
+from tvm_schedules.layouts import LANES
+
+
+@dataclass(frozen=True)
+class CpuSchedule:
+    """The knobs of the CPU templates."""
+
+    parallel: bool = True
+    """Run the outer loops on TVM's thread pool."""
+    vectorize: bool = True
+    """Vectorise the lane, row-tile and pixel loops (LLVM splits them into the target's registers)."""
+    m_tile: int = 64
+    """Rows of A per tile of the batched product (``m_tile`` float accumulators per column)."""
+    m_tile_small: int = 16
+    """The row tile for batches of at most ``small_batch`` rows."""
+    small_batch: int = 48
+    width_tile: int = 16
+    """Output pixels per conv accumulator run."""
+
+
+REFERENCE = CpuSchedule(parallel=False, vectorize=False)
+"""The portable, unscheduled form: serial loops."""
+
+
+def _loops(schedule: CpuSchedule) -> tuple[object, object]:
+    return (T.parallel if schedule.parallel else T.serial, T.vectorized if schedule.vectorize else T.serial)
+
+
+def _finish(func: tirx.PrimFunc, spec: MatMulKernel | ConvKernel, name: str, scheduled: bool) -> tirx.PrimFunc:
+    attrs = {KERNEL_ATTR: spec_json(spec), "tirx.noalias": True, "global_symbol": name}
+    if scheduled:
+        attrs["tirx.is_scheduled"] = True
+    return func.with_attrs(attrs)
+
+
+def matmul(spec: MatMulKernel, schedule: CpuSchedule, name: str = "lsc_matmul",
+           scheduled: bool = True) -> tirx.PrimFunc:
+    """The LSCMatMul kernel of ``spec`` for a CPU, scheduled by ``schedule``."""
+    K, N, L = spec.k, spec.n, LANES
+    G, R, NP = spec.groups, spec.rounds, spec.padded_columns
+    KZ = K + 1
+    NB = -(-N // L)
+    alpha = T.float32(spec.alpha)
+    loop, vec = _loops(schedule)
+    TB, TS, SMALL = schedule.m_tile, schedule.m_tile_small, schedule.small_batch
+
+    @T.macro
+    def batched(A, Y, M, gptr, rows, vals, counts, inverse, bias, TM):
+        MT = T.meta_var((M + TM - 1) // TM)
+        At = T.alloc_buffer((MT * KZ * TM,), "float32")
+        Yt = T.alloc_buffer((NP * MT * TM,), "float32")
+        for t in loop(MT * KZ):
+            mt = T.meta_var(t // KZ)
+            k = T.meta_var(t % KZ)
+            for i in vec(TM):
+                At[t * TM + i] = T.if_then_else(
+                    k < K and mt * TM + i < M,
+                    A[T.min(mt * TM + i, M - 1), T.min(k, K - 1)],
+                    T.float32(0))
+        for t in loop(MT * G):
+            mt = T.meta_var(t // G)
+            g = T.meta_var(t % G)
+            acc = T.alloc_buffer((TM,), "float32")
+            for lane in range(L):
+                for i in vec(TM):
+                    acc[i] = T.float32(0)
+                for r in range(gptr[g], gptr[g] + counts[g * L + lane]):
+                    for i in vec(TM):
+                        acc[i] = acc[i] + vals[r, lane] * At[(mt * KZ + rows[r, lane]) * TM + i]
+                for i in vec(TM):
+                    Yt[((g * L + lane) * MT + mt) * TM + i] = acc[i]
+        for t in loop(MT * NB):
+            mt = T.meta_var(t // NB)
+            b = T.meta_var(t % NB)
+            for i in range(T.min(TM, M - mt * TM)):
+                for j in vec(L):
+                    c = T.meta_var(T.min(b * L + j, N - 1))
+                    Y[mt * TM + i, c] = alpha * Yt[(inverse[c] * MT + mt) * TM + i] + bias[c]
+
+    @T.prim_func(private=True)
+    def kernel(a: T.handle, gptr: T.Buffer((G + 1,), "int32"), rows: T.Buffer((R, L), "int32"),
+               vals: T.Buffer((R, L), "float32"), counts: T.Buffer((NP,), "int32"),
+               perm: T.Buffer((NP,), "int32"), inverse: T.Buffer((N,), "int32"),
+               bias: T.Buffer((N,), "float32"), y: T.handle):
+        M = T.int32()
+        A = T.match_buffer(a, (M, K), "float32")
+        Y = T.match_buffer(y, (M, N), "float32")
+        if M <= 1:
+            x = T.alloc_buffer((KZ,), "float32")
+            for m in range(M):
+                for k in vec(K):
+                    x[k] = A[m, k]
+                x[K] = T.float32(0)
+                for g in loop(G):
+                    acc = T.alloc_buffer((L,), "float32")
+                    for lane in vec(L):
+                        acc[lane] = T.float32(0)
+                    for r in range(gptr[g], gptr[g + 1]):
+                        for lane in vec(L):
+                            acc[lane] = acc[lane] + vals[r, lane] * x[rows[r, lane]]
+                    for lane in range(L):
+                        if g * L + lane < N:
+                            Y[m, perm[g * L + lane]] = alpha * acc[lane] + bias[perm[g * L + lane]]
+        elif M <= SMALL:
+            batched(A, Y, M, gptr, rows, vals, counts, inverse, bias, TS)
+        else:
+            batched(A, Y, M, gptr, rows, vals, counts, inverse, bias, TB)
+
+    return _finish(kernel, spec, name, scheduled)
+
+
+def conv(spec: ConvKernel, schedule: CpuSchedule, name: str = "lsc_conv", scheduled: bool = True) -> tirx.PrimFunc:
+    """The LSCConv kernel of ``spec`` for a CPU, scheduled by ``schedule``."""
+    C, MO, L = spec.channels, spec.out_channels, LANES
+    G, R, NP = spec.groups, spec.rounds, spec.padded_columns
+    CG, MG = C // spec.group, MO // spec.group
+    KH, KW = spec.kernel
+    SH, SW = spec.strides
+    DH, DW = spec.dilations
+    PT, PL, PB, PR = spec.pads
+    KK = KH * KW
+    TW = schedule.width_tile
+    loop, vec = _loops(schedule)
+
+    @T.prim_func(private=True)
+    def kernel(x: T.handle, gptr: T.Buffer((G + 1,), "int32"), rows: T.Buffer((R, L), "int32"),
+               vals: T.Buffer((R, L), "float32"), counts: T.Buffer((NP,), "int32"),
+               perm: T.Buffer((NP,), "int32"), inverse: T.Buffer((MO,), "int32"),
+               bias: T.Buffer((MO,), "float32"), y: T.handle):
+        B = T.int32()
+        H = T.int32()
+        W = T.int32()
+        OH = T.int32()
+        OW = T.int32()
+        X = T.match_buffer(x, (B, C, H, W), "float32")
+        Y = T.match_buffer(y, (B, MO, OH, OW), "float32")
+        NW = T.meta_var((OW + TW - 1) // TW)
+        HP = T.meta_var(H + PT + PB)
+        WP = T.meta_var(T.max(W + PL + PR, (NW * TW - 1) * SW + (KW - 1) * DW + 1))
+        XP = T.alloc_buffer((B * C * HP * WP,), "float32")
+        offsets = T.alloc_buffer((R * L,), "int32")
+        for t in loop(B * C * HP):
+            row = T.meta_var(t % HP - PT)
+            for w in range(WP):
+                XP[t * WP + w] = T.if_then_else(
+                    0 <= row and row < H and PL <= w and w < W + PL,
+                    X[t // (C * HP), t // HP % C, T.max(T.min(row, H - 1), 0), T.max(T.min(w - PL, W - 1), 0)],
+                    T.float32(0))
+        # where each entry's tap (group channel, ky, kx) reads, relative to its image and pixel
+        for g in loop(G):
+            for r in range(gptr[g], gptr[g + 1]):
+                for lane in range(L):
+                    tap = T.meta_var(rows[r, lane] % KK)
+                    channel = T.meta_var(perm[g * L + lane] // MG * CG + T.min(rows[r, lane] // KK, CG - 1))
+                    offsets[r * L + lane] = (channel * HP + tap // KW * DH) * WP + tap % KW * DW
+        for t in loop(B * OH * NW):
+            image = T.meta_var(t // (OH * NW))
+            oh = T.meta_var(t // NW % OH)
+            w0 = T.meta_var(t % NW * TW)
+            base = T.meta_var((image * C * HP + oh * SH) * WP + w0 * SW)
+            acc = T.alloc_buffer((TW,), "float32")
+            for g in range(G):
+                for lane in range(L):
+                    if g * L + lane < MO:
+                        for w in vec(TW):
+                            acc[w] = T.float32(0)
+                        for r in range(gptr[g], gptr[g] + counts[g * L + lane]):
+                            for w in vec(TW):
+                                acc[w] = acc[w] + vals[r, lane] * XP[base + offsets[r * L + lane] + w * SW]
+                        for w in range(T.min(TW, OW - w0)):
+                            Y[image, perm[g * L + lane], oh, w0 + w] = acc[w] + bias[perm[g * L + lane]]
+
+    return _finish(kernel, spec, name, scheduled)
