@@ -182,15 +182,18 @@ def _convert_matmul(bb: Any, inputs: Sequence[Any], attrs: dict[str, Any], node:
                          f"A's last dimension must be {k}")
     bias = _bias(bb, inputs, n, "bias", op, node)
     lead = shape[:-1]
-    rows = tirx.IntImm("int64", 1)
-    for dim in lead:
+    rows = lead[0] if len(lead) == 1 else tirx.IntImm("int64", 1)
+    for dim in lead if len(lead) != 1 else ():
         rows = rows * dim
     spec = MatMulKernel(node=node, k=k, n=n, groups=layout.groups, rounds=layout.rounds, alpha=alpha)
     gvar = bb.add_func(cpu.matmul(spec, cpu.REFERENCE), _function_name("lsc_matmul", node))
-    a2 = bb.emit(relax.op.reshape(_as_float32(bb, a), [rows, k]))
+    a2 = _as_float32(bb, a)
+    if len(shape) != 2:
+        a2 = bb.emit(relax.op.reshape(a2, [rows, k]))
     args = [a2, *(relax.const(array) for array in layout.arrays()), bias]
     y = bb.emit(relax.call_tir(gvar, args, relax.TensorType([rows, n], "float32")))
-    y = bb.emit(relax.op.reshape(y, [*lead, n]))
+    if len(shape) != 2:
+        y = bb.emit(relax.op.reshape(y, [*lead, n]))
     return y if dtype == "float32" else relax.op.astype(y, dtype)
 
 

@@ -7,7 +7,7 @@ schedule rules (:mod:`tvm_schedules.schedules`) read it back with :func:`kernel_
 the function scheduled for their target.
 
 Kernel arguments (both ops): the activation, the :class:`~tvm_schedules.layouts.ColumnLayout`
-arrays (``gptr, rows, values, counts, perm, inverse``), the bias (zeros when the node has none)
+arrays (``gptr, rows, values, counts, perm, inverse, blocks``), the bias (zeros when the node has none)
 and the output, all float32 / int32.
 """
 
@@ -17,6 +17,8 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any
+
+from tvm_schedules.layouts import ROW_BLOCK
 
 KERNEL_ATTR = "lsc_ort.kernel"
 """PrimFunc attribute holding a kernel's spec (JSON of a :class:`MatMulKernel` or :class:`ConvKernel`)."""
@@ -33,6 +35,10 @@ class MatMulKernel:
     rounds: int
     alpha: float = 1.0
     kind: str = "matmul"
+
+    @property
+    def row_blocks(self) -> int:
+        return max(1, -(-self.k // ROW_BLOCK))
 
     @property
     def padded_columns(self) -> int:
@@ -65,6 +71,10 @@ class ConvKernel:
     def taps(self) -> int:
         """Rows of the weight matrix: ``C/group * kh * kw``."""
         return self.channels // self.group * self.kernel[0] * self.kernel[1]
+
+    @property
+    def row_blocks(self) -> int:
+        return max(1, -(-self.taps // ROW_BLOCK))
 
 
 KernelSpec = MatMulKernel | ConvKernel

@@ -11,7 +11,8 @@ first, ``perm``) and dealt into groups of :data:`LANES` consecutive columns. Gro
 columns, its ``r``-th entry: ``rows[gptr[g] + r, lane]`` and ``values[...]``. Short columns are
 padded with value 0 at row ``K`` (a zero slot the kernels append to the activation), so a round
 is 16 lanes of plain loads and one vector multiply-add; sorting keeps that padding to a few
-percent. ``counts`` gives each column's true length, for kernels that skip the padding.
+percent. ``counts`` gives each column's true length, for kernels that skip the padding, and
+``blocks`` where each column's entries of each :data:`ROW_BLOCK` rows start.
 
 Only stored non-zeros are ever read: a NaN or infinity in an activation reaches an output only
 through a weight whose bit pattern is non-zero (pruned weights are structural zeros), as in the
@@ -29,6 +30,10 @@ from lsc_ort.format import bit_patterns
 
 LANES = 16
 """Columns per group; a multiple of every target's vector width (NEON 4, AVX2 8, AVX-512 16)."""
+ROW_BLOCK = 1024
+"""Rows per row block: ``blocks[c, b]`` is where column ``c``'s entries of rows
+``[b * ROW_BLOCK, (b + 1) * ROW_BLOCK)`` start, so that batched kernels can sweep the rows of
+a long activation tile block by block while it stays in cache."""
 
 _INT32_MAX = 2**31 - 1
 
@@ -60,6 +65,9 @@ class ColumnLayout:
     """int32 ``[groups * LANES]``: original column of each sorted column (0 for padding ones)."""
     inverse: np.ndarray
     """int32 ``[n]``: sorted position of each original column."""
+    blocks: np.ndarray
+    """int32 ``[groups * LANES, row_blocks + 1]``: first entry (round within the column's group)
+    of each row block of each sorted column; the last is the column's length."""
     nnz: int
 
     @property
@@ -75,13 +83,17 @@ class ColumnLayout:
         return self.groups * LANES
 
     @property
+    def row_blocks(self) -> int:
+        return int(self.blocks.shape[1] - 1)
+
+    @property
     def nbytes(self) -> int:
-        arrays = (self.gptr, self.rows, self.values, self.counts, self.perm, self.inverse)
-        return int(sum(a.nbytes for a in arrays))
+        return int(sum(a.nbytes for a in self.arrays()))
 
     def arrays(self) -> tuple[np.ndarray, ...]:
-        """The arrays in the order the kernels take them: gptr, rows, values, counts, perm, inverse."""
-        return (self.gptr, self.rows, self.values, self.counts, self.perm, self.inverse)
+        """The arrays in the order the kernels take them: gptr, rows, values, counts, perm,
+        inverse, blocks."""
+        return (self.gptr, self.rows, self.values, self.counts, self.perm, self.inverse, self.blocks)
 
 
 def column_layout(values: np.ndarray, nonzero: np.ndarray) -> ColumnLayout:
@@ -114,9 +126,15 @@ def column_layout(values: np.ndarray, nonzero: np.ndarray) -> ColumnLayout:
     perm[:n] = order
     inverse = np.empty(n, np.int32)
     inverse[order] = np.arange(n, dtype=np.int32)
+    row_blocks = max(1, -(-k // ROW_BLOCK))
+    blocks = np.zeros((padded, row_blocks + 1), np.int32)
+    if columns.size:  # entries of column c below row b * ROW_BLOCK, for each b
+        below = np.zeros((padded, row_blocks + 1), np.int64)
+        np.add.at(below, (columns, entry_rows // ROW_BLOCK + 1), 1)
+        blocks = np.cumsum(below, axis=1).astype(np.int32)
     return ColumnLayout(k=k, n=n, gptr=gptr.astype(np.int32), rows=rows, values=vals,
                         counts=sorted_counts.astype(np.int32), perm=perm, inverse=inverse,
-                        nnz=int(columns.size))
+                        blocks=blocks, nnz=int(columns.size))
 
 
 def decode_blob(blob: np.ndarray, op: str, node: str) -> tuple[np.ndarray, np.ndarray]:

@@ -1,5 +1,5 @@
 """aarch64 (``llvm`` kind, ``aarch64*`` triple): NEON-width vectorisation. Lane loops of 16
-become four 128-bit registers, row tiles of 32 eight, so accumulators stay in the 32 NEON
+become four 128-bit registers, row tiles of 64 sixteen, so accumulators stay in the 32 NEON
 registers; parallel over output groups and row tiles."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from tvm_schedules.kernels import ConvKernel, MatMulKernel
 from tvm_schedules.schedules import cpu
 from tvm_schedules.schedules.base import LscRule, target_triple
 
-NEON = cpu.CpuSchedule(m_tile=32, m_tile_small=16, width_tile=16)
+NEON = cpu.CpuSchedule(m_tiles=((16, 16), (0, 64)))
 
 
 class Aarch64(LscRule):

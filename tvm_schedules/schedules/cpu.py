@@ -1,17 +1,18 @@
 """The CPU kernel templates, scheduled by the ``llvm`` rules (x86, aarch64, generic) through
 :class:`CpuSchedule`, and, unscheduled, the portable reference every LSC node imports as.
 
-**LSCMatMul** picks one of three loop nests by the run-time row count ``M``:
+**LSCMatMul** picks its loop nest by the run-time row count ``M``:
 
-* ``M <= 1``: per row, the row is copied beside a zero slot and each group of 16 columns runs
-  its rounds: 16 gathered activations times 16 stored values, one vector multiply-add; groups
-  run in parallel.
-* larger ``M``: rows are tiled by ``m_tile`` (``m_tile_small`` up to ``small_batch`` rows, to
-  waste little on short batches). The tile is transposed once into ``At [K+1, m_tile]`` (zero
-  row ``K``); then, in parallel over (tile, group), each column's entries broadcast their value
-  over a row of ``At`` into ``m_tile`` vector accumulators, stored contiguously in a
-  column-major ``Yt``; a last pass writes ``Y = alpha * Yt + bias`` back in row-major order
-  and original column order.
+* ``M = 1``: the row is copied beside a zero slot; each group of 16 columns runs its rounds,
+  16 gathered activations times 16 stored values in one vector multiply-add; groups run in
+  parallel.
+* larger ``M``: rows are tiled by a tile chosen by ``M`` (``m_tiles``: short batches get short
+  tiles and waste little, long ones long tiles and read the weight fewer times). Each tile is
+  transposed once into ``At [K, tile]``. Then, in parallel over (tile, group) and
+  :data:`~tvm_schedules.layouts.ROW_BLOCK` rows of ``At`` at a time (so that they stay in
+  cache), each column's entries broadcast their value over a row of ``At`` into ``tile``
+  vector accumulators, kept in a column-major ``Yt``. A last pass writes
+  ``Y = alpha * Yt + bias`` in row-major order and the original column order.
 
 **LSCConv** pads the input once into a workspace, then, in parallel over (image, output row,
 run of ``width_tile`` output pixels), accumulates every output channel's entries over the run
@@ -37,11 +38,9 @@ class CpuSchedule:
     """Run the outer loops on TVM's thread pool."""
     vectorize: bool = True
     """Vectorise the lane, row-tile and pixel loops (LLVM splits them into the target's registers)."""
-    m_tile: int = 64
-    """Rows of A per tile of the batched product (``m_tile`` float accumulators per column)."""
-    m_tile_small: int = 16
-    """The row tile for batches of at most ``small_batch`` rows."""
-    small_batch: int = 48
+    m_tiles: tuple[tuple[int, int], ...] = ((16, 16), (64, 64), (0, 128))
+    """``(up to rows, tile)`` pairs: batches of at most ``rows`` rows (0: any) use row tiles of
+    ``tile`` rows, i.e. ``tile`` float accumulators per column; the first pair that fits wins."""
     width_tile: int = 16
     """Output pixels per conv accumulator run."""
 
@@ -66,37 +65,39 @@ def matmul(spec: MatMulKernel, schedule: CpuSchedule, name: str = "lsc_matmul",
     """The LSCMatMul kernel of ``spec`` for a CPU, scheduled by ``schedule``."""
     K, N, L = spec.k, spec.n, LANES
     G, R, NP = spec.groups, spec.rounds, spec.padded_columns
+    NKB = spec.row_blocks
     KZ = K + 1
     NB = -(-N // L)
     alpha = T.float32(spec.alpha)
     loop, vec = _loops(schedule)
-    TB, TS, SMALL = schedule.m_tile, schedule.m_tile_small, schedule.small_batch
+    tiers = schedule.m_tiles
 
     @T.macro
-    def batched(A, Y, M, gptr, rows, vals, counts, inverse, bias, TM):
+    def batched(A, Y, M, gptr, rows, vals, blocks, inverse, bias, TM):
         MT = T.meta_var((M + TM - 1) // TM)
-        At = T.alloc_buffer((MT * KZ * TM,), "float32")
+        At = T.alloc_buffer((MT * K * TM,), "float32")
         Yt = T.alloc_buffer((NP * MT * TM,), "float32")
-        for t in loop(MT * KZ):
-            mt = T.meta_var(t // KZ)
-            k = T.meta_var(t % KZ)
+        # rows past M repeat row M - 1: their results are never stored
+        for t in loop(MT * K):
+            mt = T.meta_var(t // K)
+            k = T.meta_var(t % K)
             for i in vec(TM):
-                At[t * TM + i] = T.if_then_else(
-                    k < K and mt * TM + i < M,
-                    A[T.min(mt * TM + i, M - 1), T.min(k, K - 1)],
-                    T.float32(0))
-        for t in loop(MT * G):
-            mt = T.meta_var(t // G)
-            g = T.meta_var(t % G)
-            acc = T.alloc_buffer((TM,), "float32")
-            for lane in range(L):
-                for i in vec(TM):
-                    acc[i] = T.float32(0)
-                for r in range(gptr[g], gptr[g] + counts[g * L + lane]):
+                At[t * TM + i] = A[T.min(mt * TM + i, M - 1), k]
+        # row block by row block, so that a block of At stays in cache across all columns
+        for kb in range(NKB):
+            for t in loop(MT * G):
+                mt = T.meta_var(t // G)
+                g = T.meta_var(t % G)
+                acc = T.alloc_buffer((TM,), "float32")
+                for lane in range(L):
+                    c = T.meta_var(g * L + lane)
                     for i in vec(TM):
-                        acc[i] = acc[i] + vals[r, lane] * At[(mt * KZ + rows[r, lane]) * TM + i]
-                for i in vec(TM):
-                    Yt[((g * L + lane) * MT + mt) * TM + i] = acc[i]
+                        acc[i] = T.if_then_else(kb == 0, T.float32(0), Yt[(c * MT + mt) * TM + i])
+                    for r in range(gptr[g] + blocks[c, kb], gptr[g] + blocks[c, kb + 1]):
+                        for i in vec(TM):
+                            acc[i] = acc[i] + vals[r, lane] * At[(mt * K + rows[r, lane]) * TM + i]
+                    for i in vec(TM):
+                        Yt[(c * MT + mt) * TM + i] = acc[i]
         for t in loop(MT * NB):
             mt = T.meta_var(t // NB)
             b = T.meta_var(t % NB)
@@ -105,11 +106,33 @@ def matmul(spec: MatMulKernel, schedule: CpuSchedule, name: str = "lsc_matmul",
                     c = T.meta_var(T.min(b * L + j, N - 1))
                     Y[mt * TM + i, c] = alpha * Yt[(inverse[c] * MT + mt) * TM + i] + bias[c]
 
+    def tier_macro(index: int):  # if M <= rows_0: tile_0 elif M <= rows_1: tile_1 ... else: last
+        limit, tile = tiers[index]
+        if index == len(tiers) - 1 or limit <= 0:
+
+            @T.macro
+            def last(A, Y, M, gptr, rows, vals, blocks, inverse, bias):
+                batched(A, Y, M, gptr, rows, vals, blocks, inverse, bias, tile)
+
+            return last
+        rest = tier_macro(index + 1)
+
+        @T.macro
+        def choose(A, Y, M, gptr, rows, vals, blocks, inverse, bias):
+            if M <= limit:
+                batched(A, Y, M, gptr, rows, vals, blocks, inverse, bias, tile)
+            else:
+                rest(A, Y, M, gptr, rows, vals, blocks, inverse, bias)
+
+        return choose
+
+    tier = tier_macro(0)
+
     @T.prim_func(private=True)
     def kernel(a: T.handle, gptr: T.Buffer((G + 1,), "int32"), rows: T.Buffer((R, L), "int32"),
                vals: T.Buffer((R, L), "float32"), counts: T.Buffer((NP,), "int32"),
                perm: T.Buffer((NP,), "int32"), inverse: T.Buffer((N,), "int32"),
-               bias: T.Buffer((N,), "float32"), y: T.handle):
+               blocks: T.Buffer((NP, NKB + 1), "int32"), bias: T.Buffer((N,), "float32"), y: T.handle):
         M = T.int32()
         A = T.match_buffer(a, (M, K), "float32")
         Y = T.match_buffer(y, (M, N), "float32")
@@ -129,10 +152,8 @@ def matmul(spec: MatMulKernel, schedule: CpuSchedule, name: str = "lsc_matmul",
                     for lane in range(L):
                         if g * L + lane < N:
                             Y[m, perm[g * L + lane]] = alpha * acc[lane] + bias[perm[g * L + lane]]
-        elif M <= SMALL:
-            batched(A, Y, M, gptr, rows, vals, counts, inverse, bias, TS)
         else:
-            batched(A, Y, M, gptr, rows, vals, counts, inverse, bias, TB)
+            tier(A, Y, M, gptr, rows, vals, blocks, inverse, bias)
 
     return _finish(kernel, spec, name, scheduled)
 
@@ -141,6 +162,7 @@ def conv(spec: ConvKernel, schedule: CpuSchedule, name: str = "lsc_conv", schedu
     """The LSCConv kernel of ``spec`` for a CPU, scheduled by ``schedule``."""
     C, MO, L = spec.channels, spec.out_channels, LANES
     G, R, NP = spec.groups, spec.rounds, spec.padded_columns
+    NKB = spec.row_blocks
     CG, MG = C // spec.group, MO // spec.group
     KH, KW = spec.kernel
     SH, SW = spec.strides
@@ -154,7 +176,7 @@ def conv(spec: ConvKernel, schedule: CpuSchedule, name: str = "lsc_conv", schedu
     def kernel(x: T.handle, gptr: T.Buffer((G + 1,), "int32"), rows: T.Buffer((R, L), "int32"),
                vals: T.Buffer((R, L), "float32"), counts: T.Buffer((NP,), "int32"),
                perm: T.Buffer((NP,), "int32"), inverse: T.Buffer((MO,), "int32"),
-               bias: T.Buffer((MO,), "float32"), y: T.handle):
+               blocks: T.Buffer((NP, NKB + 1), "int32"), bias: T.Buffer((MO,), "float32"), y: T.handle):
         B = T.int32()
         H = T.int32()
         W = T.int32()

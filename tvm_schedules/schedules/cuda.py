@@ -37,6 +37,7 @@ def matmul(spec: MatMulKernel, name: str = "lsc_matmul") -> tirx.PrimFunc:
     """The LSCMatMul kernel of ``spec`` for CUDA."""
     K, N, L = spec.k, spec.n, LANES
     G, R, NP = spec.groups, spec.rounds, spec.padded_columns
+    NKB = spec.row_blocks
     KZ = K + 1
     alpha = T.float32(spec.alpha)
     RB = max(1, min(8, SHARED_FLOATS // KZ))
@@ -48,7 +49,7 @@ def matmul(spec: MatMulKernel, name: str = "lsc_matmul") -> tirx.PrimFunc:
     def kernel(a: T.handle, gptr: T.Buffer((G + 1,), "int32"), rows: T.Buffer((R, L), "int32"),
                vals: T.Buffer((R, L), "float32"), counts: T.Buffer((NP,), "int32"),
                perm: T.Buffer((NP,), "int32"), inverse: T.Buffer((N,), "int32"),
-               bias: T.Buffer((N,), "float32"), y: T.handle):
+               blocks: T.Buffer((NP, NKB + 1), "int32"), bias: T.Buffer((N,), "float32"), y: T.handle):
         M = T.int32()
         A = T.match_buffer(a, (M, K), "float32")
         Y = T.match_buffer(y, (M, N), "float32")
@@ -89,6 +90,7 @@ def conv(spec: ConvKernel, name: str = "lsc_conv") -> tirx.PrimFunc:
     """The LSCConv kernel of ``spec`` for CUDA."""
     C, MO, L = spec.channels, spec.out_channels, LANES
     G, R, NP = spec.groups, spec.rounds, spec.padded_columns
+    NKB = spec.row_blocks
     CG, MG = C // spec.group, MO // spec.group
     KH, KW = spec.kernel
     SH, SW = spec.strides
@@ -106,7 +108,7 @@ def conv(spec: ConvKernel, name: str = "lsc_conv") -> tirx.PrimFunc:
     def kernel(x: T.handle, gptr: T.Buffer((G + 1,), "int32"), rows: T.Buffer((R, L), "int32"),
                vals: T.Buffer((R, L), "float32"), counts: T.Buffer((NP,), "int32"),
                perm: T.Buffer((NP,), "int32"), inverse: T.Buffer((MO,), "int32"),
-               bias: T.Buffer((MO,), "float32"), y: T.handle):
+               blocks: T.Buffer((NP, NKB + 1), "int32"), bias: T.Buffer((MO,), "float32"), y: T.handle):
         B = T.int32()
         H = T.int32()
         W = T.int32()

@@ -9,7 +9,7 @@ from tvm_schedules.kernels import ConvKernel, MatMulKernel
 from tvm_schedules.schedules import cpu
 from tvm_schedules.schedules.base import LscRule
 
-GENERIC = cpu.CpuSchedule(m_tile=32, m_tile_small=16, width_tile=16)
+GENERIC = cpu.CpuSchedule(m_tiles=((16, 16), (0, 32)))
 
 
 class GenericCpu(LscRule):

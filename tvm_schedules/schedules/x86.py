@@ -10,8 +10,10 @@ from tvm_schedules.kernels import ConvKernel, MatMulKernel
 from tvm_schedules.schedules import cpu
 from tvm_schedules.schedules.base import LscRule, target_triple
 
-AVX512 = cpu.CpuSchedule(m_tile=64, m_tile_small=16, width_tile=16)
-AVX2 = cpu.CpuSchedule(m_tile=32, m_tile_small=16, width_tile=16)
+AVX512 = cpu.CpuSchedule(m_tiles=((16, 16), (64, 64), (0, 128)))
+"""32 zmm registers: up to 8 accumulators of 16 rows."""
+AVX2 = cpu.CpuSchedule(m_tiles=((16, 16), (0, 64)))
+"""16 ymm registers: up to 8 accumulators of 8 rows."""
 
 
 class X86(LscRule):
