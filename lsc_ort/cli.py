@@ -80,6 +80,16 @@ examples:
 Builds a LeNet-5-like model (Conv, Gemm, MatMul; seeded random weights), prunes it to 90 %,
 compresses it, prints the per-layer table and verifies the outputs (with onnxruntime and the
 native library when it is built, else with the numpy reference ops). Nothing is downloaded.""",
+    "tvm-compile": """\
+examples:
+  lsc-ort tvm-compile compressed.onnx --target cpu -o model.so
+  lsc-ort tvm-compile compressed.onnx --target arm -o model-aarch64.so   # aarch64-linux-gnu-g++
+  lsc-ort tvm-compile compressed.onnx --target cuda -o model-cuda.so     # nvcc
+  lsc-ort tvm-compile compressed.onnx --target '{"kind": "llvm", "mcpu": "znver4"}' -o model.so
+  lsc-ort tvm-compile compressed.onnx -o model.so --shape input_ids=1,128 --shape attention_mask=1,128
+
+Needs Apache TVM (pip install 'lsc-ort[tvm]'). The LSC layers stay compressed in the library;
+load it with tvm.runtime.load_module and run it with tvm.relax.VirtualMachine (docs/tvm.md).""",
 }
 
 

@@ -14,7 +14,6 @@ import contextlib
 import io
 import math
 import os
-import re
 import sys
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -135,8 +134,12 @@ def _bias(bb: Any, inputs: Sequence[Any], n: int, what: str, op: str, node: str)
     return _as_float32(bb, bias)
 
 
-def _function_name(prefix: str, node: str) -> str:
-    return f"{prefix}_{re.sub(r'[^0-9A-Za-z_]', '_', node)[:48]}"
+def _function_name(spec: MatMulKernel | ConvKernel) -> str:
+    """One kernel per shape: nodes of one spec share it (their layouts are arguments)."""
+    if isinstance(spec, MatMulKernel):
+        alpha = "" if spec.alpha == 1.0 else "_alpha"
+        return f"lsc_matmul_{spec.k}x{spec.n}{alpha}"
+    return f"lsc_conv_{spec.out_channels}x{spec.channels // spec.group}x{spec.kernel[0]}x{spec.kernel[1]}"
 
 
 # --- converters ----------------------------------------------------------------------------------
@@ -185,8 +188,8 @@ def _convert_matmul(bb: Any, inputs: Sequence[Any], attrs: dict[str, Any], node:
     rows = lead[0] if len(lead) == 1 else tirx.IntImm("int64", 1)
     for dim in lead if len(lead) != 1 else ():
         rows = rows * dim
-    spec = MatMulKernel(node=node, k=k, n=n, groups=layout.groups, rounds=layout.rounds, alpha=alpha)
-    gvar = bb.add_func(cpu.matmul(spec, cpu.REFERENCE), _function_name("lsc_matmul", node))
+    spec = MatMulKernel(k=k, n=n, alpha=alpha)
+    gvar = bb.add_func(cpu.matmul(spec, cpu.REFERENCE), _function_name(spec))
     a2 = _as_float32(bb, a)
     if len(shape) != 2:
         a2 = bb.emit(relax.op.reshape(a2, [rows, k]))
@@ -270,11 +273,10 @@ def _convert_conv(bb: Any, inputs: Sequence[Any], attrs: dict[str, Any], node: s
                              f"({extent}) with its padding in dimension {d + len(wshape) - 2} of X")
         out.append(span // strides[d] + 1)
     bias = _bias(bb, inputs, out_channels, "B", op, node)
-    spec = ConvKernel(node=node, channels=channels, out_channels=out_channels, group=group,
+    spec = ConvKernel(channels=channels, out_channels=out_channels, group=group,
                       kernel=(kernel[0], kernel[1]), strides=(strides[0], strides[1]),
-                      dilations=(dilations[0], dilations[1]), pads=(begin[0], begin[1], end[0], end[1]),
-                      groups=layout.groups, rounds=layout.rounds)
-    gvar = bb.add_func(cpu.conv(spec, cpu.REFERENCE), _function_name("lsc_conv", node))
+                      dilations=(dilations[0], dilations[1]), pads=(begin[0], begin[1], end[0], end[1]))
+    gvar = bb.add_func(cpu.conv(spec, cpu.REFERENCE), _function_name(spec))
     x4 = _as_float32(bb, x)
     if spatial == 1:
         x4 = bb.emit(relax.op.reshape(x4, [shape[0], shape[1], 1, shape[2]]))

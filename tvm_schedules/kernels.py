@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from tvm_schedules.layouts import ROW_BLOCK
+from tvm_schedules.layouts import LANES, ROW_BLOCK
 
 KERNEL_ATTR = "lsc_ort.kernel"
 """PrimFunc attribute holding a kernel's spec (JSON of a :class:`MatMulKernel` or :class:`ConvKernel`)."""
@@ -26,32 +26,34 @@ KERNEL_ATTR = "lsc_ort.kernel"
 
 @dataclass(frozen=True)
 class MatMulKernel:
-    """``Y [M, N] = alpha * (A [M, K] @ W) + bias`` on the layout of ``W``; ``M`` is symbolic."""
+    """``Y [M, N] = alpha * (A [M, K] @ W) + bias`` on the layout of ``W``. ``M`` and the
+    layout's round count are symbolic, so layers of one shape share one kernel."""
 
-    node: str
     k: int
     n: int
-    groups: int
-    rounds: int
     alpha: float = 1.0
     kind: str = "matmul"
 
     @property
-    def row_blocks(self) -> int:
-        return max(1, -(-self.k // ROW_BLOCK))
+    def groups(self) -> int:
+        return max(1, -(-self.n // LANES))
 
     @property
     def padded_columns(self) -> int:
-        return self.groups * 16
+        return self.groups * LANES
+
+    @property
+    def row_blocks(self) -> int:
+        return max(1, -(-self.k // ROW_BLOCK))
 
 
 @dataclass(frozen=True)
 class ConvKernel:
     """ONNX ``Conv`` of ``X [B, C, H, W]`` (a 1-D conv has ``H = 1``) with the weight
     ``[M, C/group, kh, kw]`` on its layout (one column per output channel), padding already
-    resolved to ``pads = (top, left, bottom, right)``; ``B, H, W`` may be symbolic."""
+    resolved to ``pads = (top, left, bottom, right)``; ``B, H, W`` and the layout's round count
+    are symbolic."""
 
-    node: str
     channels: int
     out_channels: int
     group: int
@@ -59,13 +61,15 @@ class ConvKernel:
     strides: tuple[int, int]
     dilations: tuple[int, int]
     pads: tuple[int, int, int, int]
-    groups: int
-    rounds: int
     kind: str = "conv"
 
     @property
+    def groups(self) -> int:
+        return max(1, -(-self.out_channels // LANES))
+
+    @property
     def padded_columns(self) -> int:
-        return self.groups * 16
+        return self.groups * LANES
 
     @property
     def taps(self) -> int:
@@ -82,6 +86,12 @@ KernelSpec = MatMulKernel | ConvKernel
 
 def spec_json(spec: KernelSpec) -> str:
     return json.dumps(dataclasses.asdict(spec), sort_keys=True)
+
+
+def kernel_function(func: Any, spec: KernelSpec) -> Any:
+    """``func`` as an LSC kernel: private (no global symbol: the module it joins names it),
+    carrying its spec, and marked scheduled so that TVM's default schedules (dlight) leave it."""
+    return func.with_attrs({KERNEL_ATTR: spec_json(spec), "tirx.noalias": True, "tirx.is_scheduled": True})
 
 
 def kernel_spec(func: Any) -> KernelSpec | None:

@@ -50,8 +50,7 @@ def apply_schedules(mod: IRModule, target: Target, rules: Sequence[LscRule] = RU
             continue
         scheduled = schedule_function(func, target, rules)
         if scheduled is None:
-            spec = kernel_spec(func)
-            raise ValueError(f"no LSC schedule for target kind '{target.kind.name}' (node '{spec.node}'); "
+            raise ValueError(f"no LSC schedule for target kind '{target.kind.name}' (kernel {gvar.name_hint}); "
                              f"rules: {', '.join(rule.name for rule in rules)}")
         updates[gvar] = scheduled
     if not updates:

@@ -11,7 +11,8 @@ from tvm_schedules.kernels import ConvKernel, MatMulKernel
 from tvm_schedules.schedules import cpu
 from tvm_schedules.schedules.base import LscRule, target_triple
 
-NEON = cpu.CpuSchedule(m_tiles=((16, 16), (0, 64)))
+NEON = cpu.CpuSchedule(m_tiles=((48, 16), (0, 64)), lanes=4)
+"""Vector loops of 4 floats, one 128-bit NEON register each."""
 
 
 class Aarch64(LscRule):

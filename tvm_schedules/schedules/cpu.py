@@ -21,12 +21,13 @@ run of ``width_tile`` output pixels), accumulates every output channel's entries
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from tvm import tirx
 from tvm.script import tirx as T
 
-from tvm_schedules.kernels import KERNEL_ATTR, ConvKernel, MatMulKernel, spec_json
+from tvm_schedules.kernels import ConvKernel, MatMulKernel, kernel_function
 from tvm_schedules.layouts import LANES
 
 
@@ -38,38 +39,36 @@ class CpuSchedule:
     """Run the outer loops on TVM's thread pool."""
     vectorize: bool = True
     """Vectorise the lane, row-tile and pixel loops (LLVM splits them into the target's registers)."""
-    m_tiles: tuple[tuple[int, int], ...] = ((16, 16), (64, 64), (0, 128))
+    m_tiles: tuple[tuple[int, int], ...] = ((48, 16), (0, 64))
     """``(up to rows, tile)`` pairs: batches of at most ``rows`` rows (0: any) use row tiles of
     ``tile`` rows, i.e. ``tile`` float accumulators per column; the first pair that fits wins."""
     width_tile: int = 16
     """Output pixels per conv accumulator run."""
+    lanes: int = 16
+    """Floats per vector loop: longer accumulator loops are unrolled runs of ``lanes``-wide
+    vector loops (LLVM maps them onto registers of the target's width)."""
 
 
 REFERENCE = CpuSchedule(parallel=False, vectorize=False)
 """The portable, unscheduled form: serial loops."""
 
 
-def _loops(schedule: CpuSchedule) -> tuple[object, object]:
-    return (T.parallel if schedule.parallel else T.serial, T.vectorized if schedule.vectorize else T.serial)
+def _loops(schedule: CpuSchedule) -> tuple[object, object, int]:
+    """The outer loop kind, the vector loop kind and the vector width in floats."""
+    lanes = schedule.lanes if schedule.vectorize else 1
+    return (T.parallel if schedule.parallel else T.serial, T.vectorized if schedule.vectorize else T.serial, lanes)
 
 
-def _finish(func: tirx.PrimFunc, spec: MatMulKernel | ConvKernel, name: str, scheduled: bool) -> tirx.PrimFunc:
-    attrs = {KERNEL_ATTR: spec_json(spec), "tirx.noalias": True, "global_symbol": name}
-    if scheduled:
-        attrs["tirx.is_scheduled"] = True
-    return func.with_attrs(attrs)
-
-
-def matmul(spec: MatMulKernel, schedule: CpuSchedule, name: str = "lsc_matmul",
-           scheduled: bool = True) -> tirx.PrimFunc:
+@functools.lru_cache(maxsize=256)
+def matmul(spec: MatMulKernel, schedule: CpuSchedule) -> tirx.PrimFunc:
     """The LSCMatMul kernel of ``spec`` for a CPU, scheduled by ``schedule``."""
     K, N, L = spec.k, spec.n, LANES
-    G, R, NP = spec.groups, spec.rounds, spec.padded_columns
+    G, NP = spec.groups, spec.padded_columns
     NKB = spec.row_blocks
     KZ = K + 1
     NB = -(-N // L)
     alpha = T.float32(spec.alpha)
-    loop, vec = _loops(schedule)
+    loop, vec, VL = _loops(schedule)
     tiers = schedule.m_tiles
 
     @T.macro
@@ -81,8 +80,9 @@ def matmul(spec: MatMulKernel, schedule: CpuSchedule, name: str = "lsc_matmul",
         for t in loop(MT * K):
             mt = T.meta_var(t // K)
             k = T.meta_var(t % K)
-            for i in vec(TM):
-                At[t * TM + i] = A[T.min(mt * TM + i, M - 1), k]
+            for i0 in T.unroll(TM // VL):
+                for i1 in vec(VL):
+                    At[t * TM + i0 * VL + i1] = A[T.min(mt * TM + i0 * VL + i1, M - 1), k]
         # row block by row block, so that a block of At stays in cache across all columns
         for kb in range(NKB):
             for t in loop(MT * G):
@@ -91,13 +91,18 @@ def matmul(spec: MatMulKernel, schedule: CpuSchedule, name: str = "lsc_matmul",
                 acc = T.alloc_buffer((TM,), "float32")
                 for lane in range(L):
                     c = T.meta_var(g * L + lane)
-                    for i in vec(TM):
-                        acc[i] = T.if_then_else(kb == 0, T.float32(0), Yt[(c * MT + mt) * TM + i])
+                    for i0 in T.unroll(TM // VL):
+                        for i1 in vec(VL):
+                            acc[i0 * VL + i1] = T.if_then_else(
+                                kb == 0, T.float32(0), Yt[(c * MT + mt) * TM + i0 * VL + i1])
                     for r in range(gptr[g] + blocks[c, kb], gptr[g] + blocks[c, kb + 1]):
-                        for i in vec(TM):
-                            acc[i] = acc[i] + vals[r, lane] * At[(mt * K + rows[r, lane]) * TM + i]
-                    for i in vec(TM):
-                        Yt[(c * MT + mt) * TM + i] = acc[i]
+                        for i0 in T.unroll(TM // VL):
+                            for i1 in vec(VL):
+                                acc[i0 * VL + i1] = acc[i0 * VL + i1] + vals[r, lane] * At[
+                                    (mt * K + rows[r, lane]) * TM + i0 * VL + i1]
+                    for i0 in T.unroll(TM // VL):
+                        for i1 in vec(VL):
+                            Yt[(c * MT + mt) * TM + i0 * VL + i1] = acc[i0 * VL + i1]
         for t in loop(MT * NB):
             mt = T.meta_var(t // NB)
             b = T.meta_var(t % NB)
@@ -129,12 +134,15 @@ def matmul(spec: MatMulKernel, schedule: CpuSchedule, name: str = "lsc_matmul",
     tier = tier_macro(0)
 
     @T.prim_func(private=True)
-    def kernel(a: T.handle, gptr: T.Buffer((G + 1,), "int32"), rows: T.Buffer((R, L), "int32"),
-               vals: T.Buffer((R, L), "float32"), counts: T.Buffer((NP,), "int32"),
+    def kernel(a: T.handle, gptr: T.Buffer((G + 1,), "int32"), rows_h: T.handle,
+               vals_h: T.handle, counts: T.Buffer((NP,), "int32"),
                perm: T.Buffer((NP,), "int32"), inverse: T.Buffer((N,), "int32"),
                blocks: T.Buffer((NP, NKB + 1), "int32"), bias: T.Buffer((N,), "float32"), y: T.handle):
         M = T.int32()
+        R = T.int32()
         A = T.match_buffer(a, (M, K), "float32")
+        rows = T.match_buffer(rows_h, (R, L), "int32")
+        vals = T.match_buffer(vals_h, (R, L), "float32")
         Y = T.match_buffer(y, (M, N), "float32")
         if M <= 1:
             x = T.alloc_buffer((KZ,), "float32")
@@ -147,21 +155,23 @@ def matmul(spec: MatMulKernel, schedule: CpuSchedule, name: str = "lsc_matmul",
                     for lane in vec(L):
                         acc[lane] = T.float32(0)
                     for r in range(gptr[g], gptr[g + 1]):
-                        for lane in vec(L):
-                            acc[lane] = acc[lane] + vals[r, lane] * x[rows[r, lane]]
+                        for l0 in T.unroll(L // VL):
+                            for l1 in vec(VL):
+                                acc[l0 * VL + l1] = acc[l0 * VL + l1] + vals[r, l0 * VL + l1] * x[rows[r, l0 * VL + l1]]
                     for lane in range(L):
                         if g * L + lane < N:
                             Y[m, perm[g * L + lane]] = alpha * acc[lane] + bias[perm[g * L + lane]]
         else:
             tier(A, Y, M, gptr, rows, vals, blocks, inverse, bias)
 
-    return _finish(kernel, spec, name, scheduled)
+    return kernel_function(kernel, spec)
 
 
-def conv(spec: ConvKernel, schedule: CpuSchedule, name: str = "lsc_conv", scheduled: bool = True) -> tirx.PrimFunc:
+@functools.lru_cache(maxsize=256)
+def conv(spec: ConvKernel, schedule: CpuSchedule) -> tirx.PrimFunc:
     """The LSCConv kernel of ``spec`` for a CPU, scheduled by ``schedule``."""
     C, MO, L = spec.channels, spec.out_channels, LANES
-    G, R, NP = spec.groups, spec.rounds, spec.padded_columns
+    G, NP = spec.groups, spec.padded_columns
     NKB = spec.row_blocks
     CG, MG = C // spec.group, MO // spec.group
     KH, KW = spec.kernel
@@ -170,11 +180,11 @@ def conv(spec: ConvKernel, schedule: CpuSchedule, name: str = "lsc_conv", schedu
     PT, PL, PB, PR = spec.pads
     KK = KH * KW
     TW = schedule.width_tile
-    loop, vec = _loops(schedule)
+    loop, vec, _ = _loops(schedule)
 
     @T.prim_func(private=True)
-    def kernel(x: T.handle, gptr: T.Buffer((G + 1,), "int32"), rows: T.Buffer((R, L), "int32"),
-               vals: T.Buffer((R, L), "float32"), counts: T.Buffer((NP,), "int32"),
+    def kernel(x: T.handle, gptr: T.Buffer((G + 1,), "int32"), rows_h: T.handle,
+               vals_h: T.handle, counts: T.Buffer((NP,), "int32"),
                perm: T.Buffer((NP,), "int32"), inverse: T.Buffer((MO,), "int32"),
                blocks: T.Buffer((NP, NKB + 1), "int32"), bias: T.Buffer((MO,), "float32"), y: T.handle):
         B = T.int32()
@@ -182,7 +192,10 @@ def conv(spec: ConvKernel, schedule: CpuSchedule, name: str = "lsc_conv", schedu
         W = T.int32()
         OH = T.int32()
         OW = T.int32()
+        R = T.int32()
         X = T.match_buffer(x, (B, C, H, W), "float32")
+        rows = T.match_buffer(rows_h, (R, L), "int32")
+        vals = T.match_buffer(vals_h, (R, L), "float32")
         Y = T.match_buffer(y, (B, MO, OH, OW), "float32")
         NW = T.meta_var((OW + TW - 1) // TW)
         HP = T.meta_var(H + PT + PB)
@@ -220,4 +233,4 @@ def conv(spec: ConvKernel, schedule: CpuSchedule, name: str = "lsc_conv", schedu
                         for w in range(T.min(TW, OW - w0)):
                             Y[image, perm[g * L + lane], oh, w0 + w] = acc[w] + bias[perm[g * L + lane]]
 
-    return _finish(kernel, spec, name, scheduled)
+    return kernel_function(kernel, spec)

@@ -17,14 +17,15 @@ they fit, else read from global memory with bounds checks.
 
 from __future__ import annotations
 
+import functools
+
 from tvm import tirx
 from tvm.script import tirx as T
 from tvm.target import Target
 
-from tvm_schedules.kernels import ConvKernel, MatMulKernel
+from tvm_schedules.kernels import ConvKernel, MatMulKernel, kernel_function
 from tvm_schedules.layouts import LANES
 from tvm_schedules.schedules.base import LscRule
-from tvm_schedules.schedules.cpu import _finish
 
 THREADS = 128
 """Threads per block of the LSCMatMul kernel: 8 groups of 16 columns."""
@@ -33,10 +34,11 @@ SHARED_FLOATS = 12 * 1024
 CONV_PIXELS, CONV_LANES = 32, 8
 
 
-def matmul(spec: MatMulKernel, name: str = "lsc_matmul") -> tirx.PrimFunc:
+@functools.lru_cache(maxsize=256)
+def matmul(spec: MatMulKernel) -> tirx.PrimFunc:
     """The LSCMatMul kernel of ``spec`` for CUDA."""
     K, N, L = spec.k, spec.n, LANES
-    G, R, NP = spec.groups, spec.rounds, spec.padded_columns
+    G, NP = spec.groups, spec.padded_columns
     NKB = spec.row_blocks
     KZ = K + 1
     alpha = T.float32(spec.alpha)
@@ -46,12 +48,15 @@ def matmul(spec: MatMulKernel, name: str = "lsc_matmul") -> tirx.PrimFunc:
     SMEM = RB * KZ if staged else 1
 
     @T.prim_func(private=True)
-    def kernel(a: T.handle, gptr: T.Buffer((G + 1,), "int32"), rows: T.Buffer((R, L), "int32"),
-               vals: T.Buffer((R, L), "float32"), counts: T.Buffer((NP,), "int32"),
+    def kernel(a: T.handle, gptr: T.Buffer((G + 1,), "int32"), rows_h: T.handle,
+               vals_h: T.handle, counts: T.Buffer((NP,), "int32"),
                perm: T.Buffer((NP,), "int32"), inverse: T.Buffer((N,), "int32"),
                blocks: T.Buffer((NP, NKB + 1), "int32"), bias: T.Buffer((N,), "float32"), y: T.handle):
         M = T.int32()
+        R = T.int32()
         A = T.match_buffer(a, (M, K), "float32")
+        rows = T.match_buffer(rows_h, (R, L), "int32")
+        vals = T.match_buffer(vals_h, (R, L), "float32")
         Y = T.match_buffer(y, (M, N), "float32")
         for by in T.thread_binding((M + RB - 1) // RB, thread="blockIdx.y"):
             for bx in T.thread_binding(BLOCKS, thread="blockIdx.x"):
@@ -83,13 +88,14 @@ def matmul(spec: MatMulKernel, name: str = "lsc_matmul") -> tirx.PrimFunc:
                                 if by * RB + i < M:
                                     Y[by * RB + i, perm[c]] = alpha * acc[i] + bias[perm[c]]
 
-    return _finish(kernel, spec, name, scheduled=True)
+    return kernel_function(kernel, spec)
 
 
-def conv(spec: ConvKernel, name: str = "lsc_conv") -> tirx.PrimFunc:
+@functools.lru_cache(maxsize=256)
+def conv(spec: ConvKernel) -> tirx.PrimFunc:
     """The LSCConv kernel of ``spec`` for CUDA."""
     C, MO, L = spec.channels, spec.out_channels, LANES
-    G, R, NP = spec.groups, spec.rounds, spec.padded_columns
+    G, NP = spec.groups, spec.padded_columns
     NKB = spec.row_blocks
     CG, MG = C // spec.group, MO // spec.group
     KH, KW = spec.kernel
@@ -105,8 +111,8 @@ def conv(spec: ConvKernel, name: str = "lsc_conv") -> tirx.PrimFunc:
     STEPS = -(-TILE // (TW * TY))
 
     @T.prim_func(private=True)
-    def kernel(x: T.handle, gptr: T.Buffer((G + 1,), "int32"), rows: T.Buffer((R, L), "int32"),
-               vals: T.Buffer((R, L), "float32"), counts: T.Buffer((NP,), "int32"),
+    def kernel(x: T.handle, gptr: T.Buffer((G + 1,), "int32"), rows_h: T.handle,
+               vals_h: T.handle, counts: T.Buffer((NP,), "int32"),
                perm: T.Buffer((NP,), "int32"), inverse: T.Buffer((MO,), "int32"),
                blocks: T.Buffer((NP, NKB + 1), "int32"), bias: T.Buffer((MO,), "float32"), y: T.handle):
         B = T.int32()
@@ -114,7 +120,10 @@ def conv(spec: ConvKernel, name: str = "lsc_conv") -> tirx.PrimFunc:
         W = T.int32()
         OH = T.int32()
         OW = T.int32()
+        R = T.int32()
         X = T.match_buffer(x, (B, C, H, W), "float32")
+        rows = T.match_buffer(rows_h, (R, L), "int32")
+        vals = T.match_buffer(vals_h, (R, L), "float32")
         Y = T.match_buffer(y, (B, MO, OH, OW), "float32")
         NW = T.meta_var((OW + TW - 1) // TW)
         for bx in T.thread_binding(B * OH * NW, thread="blockIdx.x"):
@@ -158,7 +167,7 @@ def conv(spec: ConvKernel, name: str = "lsc_conv") -> tirx.PrimFunc:
                                         T.float32(0))
                             Y[image, perm[c], oh, w0 + tx] = acc[0] + bias[perm[c]]
 
-    return _finish(kernel, spec, name, scheduled=True)
+    return kernel_function(kernel, spec)
 
 
 class Cuda(LscRule):

@@ -9,7 +9,7 @@ from tvm_schedules.kernels import ConvKernel, MatMulKernel
 from tvm_schedules.schedules import cpu
 from tvm_schedules.schedules.base import LscRule
 
-GENERIC = cpu.CpuSchedule(m_tiles=((16, 16), (0, 32)))
+GENERIC = cpu.CpuSchedule(m_tiles=((48, 16), (0, 32)), lanes=4)
 
 
 class GenericCpu(LscRule):

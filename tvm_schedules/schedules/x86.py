@@ -10,9 +10,9 @@ from tvm_schedules.kernels import ConvKernel, MatMulKernel
 from tvm_schedules.schedules import cpu
 from tvm_schedules.schedules.base import LscRule, target_triple
 
-AVX512 = cpu.CpuSchedule(m_tiles=((16, 16), (64, 64), (0, 128)))
-"""32 zmm registers: up to 8 accumulators of 16 rows."""
-AVX2 = cpu.CpuSchedule(m_tiles=((16, 16), (0, 64)))
+AVX512 = cpu.CpuSchedule(m_tiles=((48, 16), (0, 128)))
+"""32 zmm registers: 8 accumulators of 16 rows, 1 tile of 16 rows for short batches."""
+AVX2 = cpu.CpuSchedule(m_tiles=((48, 16), (0, 64)), lanes=8)
 """16 ymm registers: up to 8 accumulators of 8 rows."""
 
 
