@@ -306,13 +306,13 @@ def test_from_onnx_keeps_the_weight_compressed() -> None:
     blob = lsc_ort.encode(w, "lsc")
     model = with_input_shape(matmul_model(blob), "A", ["M", 256])
     mod = tvm_schedules.from_onnx(onnx.load_from_string(model))
-    assert "R.call_tir(cls.lsc_matmul_256x256" in mod.script(show_meta=False)
+    text = mod.script(show_meta=False)  # (printing the metadata crashes TVM 0.27)
+    assert "R.call_tir(cls.lsc_matmul_256x256" in text and "R.matmul" not in text
     specs = [kernel_spec(f) for _, f in mod.functions_items() if kernel_spec(f) is not None]
     assert specs == [MatMulKernel(k=256, n=256)]
-    constants = mod.script(show_meta=True)
-    assert constants.count("ir.GenericConst") and "R.matmul" not in constants
     layout = matmul_layout(np.frombuffer(blob, np.uint8), False, "lsc_mm")
-    assert layout.nbytes < 0.6 * w.size * 4 * 0.05 * 4  # ~ 8 bytes per stored entry, not 4 per weight
+    assert layout.nnz == np.count_nonzero(w)
+    assert layout.nbytes < 10 * layout.nnz + 16 * 256  # ~8 bytes per stored entry, not 4 per weight
 
 
 def test_resolve_target() -> None:
@@ -361,3 +361,20 @@ def test_standard_ops_beside_lsc_ops() -> None:
     x = rng.standard_normal((5, 16)).astype(np.float32)
     y = run(model.SerializeToString(), {"x": x})
     assert_close(y, np.maximum(x.astype(np.float64) @ w1, 0) @ w2)
+
+
+def test_activation_rank_from_onnx_shape_inference() -> None:
+    """Where TVM's importer loses an activation's shape, the rank onnx infers is used (checked
+    at run time by a match_cast)."""
+    rng = np.random.default_rng(3)
+    w = sparse_array((40, 30), 0.8)
+    nodes = [helper.make_node("Identity", ["x"], ["h"]),
+             helper.make_node("LSCMatMul", ["h", "w"], ["y"], domain=lsc_ort.DOMAIN, name="fc")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(np.frombuffer(lsc_ort.encode(w, "lsc"), np.uint8), "w")],
+                              value_info=[helper.make_tensor_value_info("h", TensorProto.FLOAT, ["N", 40])])
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid(lsc_ort.DOMAIN, 1)]
+    model = helper.make_model(graph, opset_imports=opsets).SerializeToString()
+    x = rng.standard_normal((3, 40)).astype(np.float32)
+    assert_close(run(model, {"x": x}), reference(x, w))

@@ -17,11 +17,14 @@ import os
 import sys
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import onnx
+from onnx import helper, numpy_helper
 
+import lsc_ort
 from lsc_ort.ops import CONV_OP, DOMAIN, MATMUL_OP
 from tvm_schedules import _tvm
 from tvm_schedules.kernels import ConvKernel, MatMulKernel
@@ -55,14 +58,23 @@ def _graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
                     yield from _graphs(sub)
 
 
-def check_lsc_nodes(model: onnx.ModelProto) -> list[str]:
-    """Check every LSC node's domain, inputs and attribute names; return their labels (name, or
-    first output for unnamed nodes) in graph order.
+@dataclass(frozen=True)
+class LscNode:
+    """What the converter of an LSC node needs from the ONNX graph: its label for messages and
+    the shape of its activation input as onnx's shape inference sees it (``None``: unknown)."""
+
+    label: str
+    input_shape: tuple[int | str, ...] | None = None
+
+
+def check_lsc_nodes(model: onnx.ModelProto) -> list[LscNode]:
+    """Check every LSC node's domain, inputs and attribute names; return them in graph order,
+    labelled by name (or first output for unnamed nodes).
 
     Raises:
         LscImportError: naming the op, the node and the problem.
     """
-    labels = []
+    found = []
     for graph in _graphs(model.graph):
         for node in graph.node:
             if node.op_type not in (MATMUL_OP, CONV_OP):
@@ -77,8 +89,60 @@ def check_lsc_nodes(model: onnx.ModelProto) -> list[str]:
             unknown = sorted({a.name for a in node.attribute} - known)
             if unknown:
                 raise node_error(op, label, f"unknown attribute(s) {unknown}; {op} takes {sorted(known)}")
-            labels.append(label)
-    return labels
+            found.append(node)
+    shapes = _activation_shapes(model)
+    return [LscNode(_label(node), shapes.get(node.input[0])) for node in found]
+
+
+_SMALL_CONSTANT = 4096
+"""Initializers up to this many bytes keep their values for shape inference (shapes, axes)."""
+
+
+def _activation_shapes(model: onnx.ModelProto) -> dict[str, tuple[int | str, ...]]:
+    """Shapes of the main graph's values by onnx's shape inference, on a stand-in graph: LSC
+    nodes become the MatMul / Conv they compute (weights of the blobs' shapes, no data), large
+    initializers become inputs of their shapes. Empty when inference fails."""
+    graph = model.graph
+    try:
+        small, stubs = [], []
+        blobs: dict[str, Any] = {t.name: t for t in graph.initializer}
+        for tensor in graph.initializer:
+            if tensor.ByteSize() <= _SMALL_CONSTANT:
+                small.append(tensor)
+            else:
+                stubs.append(helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims)))
+        constants = {n.output[0]: n.attribute[0].t for n in graph.node
+                     if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"}
+        nodes = []
+        for node in graph.node:
+            if node.op_type not in (MATMUL_OP, CONV_OP) or node.domain != DOMAIN:
+                nodes.append(node)
+                continue
+            tensor = blobs.get(node.input[1]) or constants.get(node.input[1])
+            shape = list(lsc_ort.inspect(numpy_helper.to_array(tensor))["shape"])
+            stub = f"{node.input[1]}::lsc_weight"
+            attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+            if node.op_type == MATMUL_OP:
+                if attrs.get("transB", 0):
+                    shape = shape[::-1]
+                nodes.append(helper.make_node("MatMul", [node.input[0], stub], list(node.output)))
+            else:
+                nodes.append(helper.make_node("Conv", [node.input[0], stub], list(node.output), **attrs))
+            stubs.append(helper.make_tensor_value_info(stub, onnx.TensorProto.FLOAT, shape))
+        stand_in = helper.make_graph(nodes, "shapes", [*graph.input, *stubs], list(graph.output), small,
+                                     value_info=list(graph.value_info))
+        opsets = [o for o in model.opset_import if o.domain in ("", "ai.onnx")]
+        inferred = onnx.shape_inference.infer_shapes(
+            helper.make_model(stand_in, opset_imports=opsets, ir_version=model.ir_version), data_prop=True)
+    except Exception:  # best effort: the importer's own shapes still apply
+        return {}
+    shapes = {}
+    for value in [*inferred.graph.value_info, *inferred.graph.input]:
+        tensor_type = value.type.tensor_type
+        if tensor_type.HasField("shape"):
+            shapes[value.name] = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+                                       for d in tensor_type.shape.dim)
+    return shapes
 
 
 # --- shapes --------------------------------------------------------------------------------------
@@ -90,6 +154,19 @@ def _shape(expr: Any, what: str, op: str, node: str) -> list[Any]:
     if shape is None or not hasattr(shape, "values"):
         raise node_error(op, node, f"{what} needs a known rank for TVM (give shape_dict)")
     return list(shape.values)
+
+
+def _with_rank(bb: Any, expr: Any, node: LscNode) -> Any:
+    """``expr``, cast to the shape onnx's shape inference found when TVM's importer lost its
+    rank (dynamic reshapes): known dimensions fixed, the others fresh symbolic variables,
+    checked at run time."""
+    if expr is None or node.input_shape is None or getattr(getattr(expr, "ty", None), "shape", None) is not None:
+        return expr
+    if not hasattr(expr.ty, "dtype"):
+        return expr
+    dims = [d if isinstance(d, int) and d > 0 else tirx.Var(f"lsc_dim{i}", "int64")
+            for i, d in enumerate(node.input_shape)]
+    return bb.match_cast(expr, relax.TensorType(dims, str(expr.ty.dtype)))
 
 
 def _static(dim: Any) -> int | None:
@@ -148,8 +225,8 @@ def _function_name(spec: MatMulKernel | ConvKernel) -> str:
 class _Converter:
     """An ``OnnxOpConverter``-style converter for one LSC op, labelling nodes for messages."""
 
-    def __init__(self, op: str, labels: collections.deque[str], convert: Any) -> None:
-        self.op, self.labels, self.convert = op, labels, convert
+    def __init__(self, op: str, nodes: collections.deque[LscNode], convert: Any) -> None:
+        self.op, self.nodes, self.convert = op, nodes, convert
 
     def get_converter(self, opset: int) -> Any:
         del opset
@@ -157,10 +234,12 @@ class _Converter:
         def impl(bb: Any, inputs: Sequence[Any], attrs: dict[str, Any], params: Any) -> Any:
             del params
             name = str(attrs.get("tvm_custom", {}).get("name") or "")
-            label = self.labels.popleft() if self.labels else name
-            if name and name != label:  # nodes of subgraphs are converted out of order
-                label = name
-            return self.convert(bb, inputs, {k: v for k, v in attrs.items() if k != "tvm_custom"}, label)
+            node = self.nodes.popleft() if self.nodes else LscNode(name)
+            if name and name != node.label:  # nodes of subgraphs are converted out of order
+                node = LscNode(name)
+            inputs = list(inputs)
+            inputs[0] = _with_rank(bb, inputs[0], node)
+            return self.convert(bb, inputs, {k: v for k, v in attrs.items() if k != "tvm_custom"}, node.label)
 
         return impl
 
@@ -320,9 +399,9 @@ def from_onnx(model: onnx.ModelProto | str | os.PathLike[str],
 
     if not isinstance(model, onnx.ModelProto):
         model = onnx.load(os.fspath(model))
-    labels = collections.deque(check_lsc_nodes(model))
-    converters = {MATMUL_OP: _Converter(MATMUL_OP, labels, _convert_matmul),
-                  CONV_OP: _Converter(CONV_OP, labels, _convert_conv)}
+    nodes = collections.deque(check_lsc_nodes(model))
+    converters = {MATMUL_OP: _Converter(MATMUL_OP, nodes, _convert_matmul),
+                  CONV_OP: _Converter(CONV_OP, nodes, _convert_conv)}
     chatter = io.StringIO()  # TVM's importer prints every failing node's inputs before raising
     try:
         with (_tvm.onnx_converters(converters), warnings.catch_warnings(),
