@@ -83,12 +83,13 @@ native library when it is built, else with the numpy reference ops). Nothing is 
     "tvm-compile": """\
 examples:
   lsc-ort tvm-compile compressed.onnx --target cpu -o model.so
-  lsc-ort tvm-compile compressed.onnx --target arm -o model-aarch64.so   # aarch64-linux-gnu-g++
-  lsc-ort tvm-compile compressed.onnx --target cuda -o model-cuda.so     # nvcc
-  lsc-ort tvm-compile compressed.onnx --target '{"kind": "llvm", "mcpu": "znver4"}' -o model.so
-  lsc-ort tvm-compile compressed.onnx -o model.so --shape input_ids=1,128 --shape attention_mask=1,128
+  lsc-ort tvm-compile compressed.onnx --target arm -o model-arm.so
+  lsc-ort tvm-compile compressed.onnx --target cuda -o model-cuda.so
+  lsc-ort tvm-compile model.onnx -o model.so --shape input_ids=1,128 --shape attention_mask=1,128
+  lsc-ort tvm-compile model.onnx -o model.so --target '{"kind": "llvm", "mcpu": "znver4"}'
 
-Needs Apache TVM (pip install 'lsc-ort[tvm]'). The LSC layers stay compressed in the library;
+arm cross-compiles for aarch64 Linux with NEON (needs aarch64-linux-gnu-g++); cuda needs nvcc.
+Needs Apache TVM (pip install 'lsc-ort[tvm]'). The LSC layers stay compressed in the library:
 load it with tvm.runtime.load_module and run it with tvm.relax.VirtualMachine (docs/tvm.md).""",
 }
 
