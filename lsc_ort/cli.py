@@ -116,8 +116,9 @@ examples:
   lsc-ort tvm-compile m.onnx -o m.so --target '{"kind":"llvm","mcpu":"znver4"}'
 
 arm cross-compiles for aarch64 Linux with NEON (needs aarch64-linux-gnu-g++); cuda needs nvcc.
-Needs Apache TVM (pip install 'lsc-ort[tvm]'). The LSC layers stay compressed in the library:
-load it with tvm.runtime.load_module and run it with tvm.relax.VirtualMachine (docs/tvm.md).""",
+Needs Apache TVM (pip install 'lsc-ort[tvm]'). The LSC layers stay compressed in the
+library. Load it with tvm.runtime.load_module and run it with tvm.relax.VirtualMachine
+(docs/tvm.md).""",
 }
 
 
