@@ -8,7 +8,8 @@
   parallel.
 * larger ``M``: rows are tiled by a tile chosen by ``M`` (``m_tiles``: short batches get short
   tiles and waste little, long ones long tiles and read the weight fewer times). Each tile is
-  transposed once into ``At [K, tile]``. Then, in parallel over (tile, group) and
+  transposed once into ``At [K, tile]`` (``lanes x lanes`` blocks of register shuffles).
+  Then, in parallel over (tile, group) and
   :data:`~tvm_schedules.layouts.ROW_BLOCK` rows of ``At`` at a time (so that they stay in
   cache), each column's entries broadcast their value over a row of ``At`` into ``tile``
   vector accumulators, kept in a column-major ``Yt``. A last pass writes
@@ -66,10 +67,13 @@ def matmul(spec: MatMulKernel, schedule: CpuSchedule) -> tirx.PrimFunc:
     G, NP = spec.groups, spec.padded_columns
     NKB = spec.row_blocks
     KZ = K + 1
-    NB = -(-N // L)
     alpha = T.float32(spec.alpha)
     loop, vec, VL = _loops(schedule)
     tiers = schedule.m_tiles
+    SHUFFLE = schedule.vectorize and VL > 1  # transposes as register shuffles (else scalar loops)
+    K0 = K // VL * VL if SHUFFLE else 0  # columns of A transposed in VL x VL blocks
+    N0 = N // VL * VL if SHUFFLE else 0
+    KB, NBV = K0 // VL, N0 // VL
 
     @T.macro
     def batched(A, Y, M, gptr, rows, vals, blocks, inverse, bias, TM):
@@ -77,12 +81,22 @@ def matmul(spec: MatMulKernel, schedule: CpuSchedule) -> tirx.PrimFunc:
         At = T.alloc_buffer((MT * K * TM,), "float32")
         Yt = T.alloc_buffer((NP * MT * TM,), "float32")
         # rows past M repeat row M - 1: their results are never stored
-        for t in loop(MT * K):
-            mt = T.meta_var(t // K)
-            k = T.meta_var(t % K)
-            for i0 in T.unroll(TM // VL):
-                for i1 in vec(VL):
-                    At[t * TM + i0 * VL + i1] = A[T.min(mt * TM + i0 * VL + i1, M - 1), k]
+        if KB > 0:  # VL x VL blocks: VL row loads, VL shuffles, VL column stores
+            for t in loop(MT * KB):
+                mt = T.meta_var(t // KB)
+                kv = T.meta_var(t % KB * VL)
+                for ib in range(TM // VL):
+                    for c in T.unroll(VL):
+                        At[T.ramp((mt * K + kv + c) * TM + ib * VL, 1, VL)] = T.Shuffle(
+                            [A[T.min(mt * TM + ib * VL + r, M - 1), T.ramp(kv, 1, VL)] for r in range(VL)],
+                            [r * VL + c for r in range(VL)])
+        if K0 < K:
+            for t in loop(MT * (K - K0)):
+                mt = T.meta_var(t // (K - K0))
+                k = T.meta_var(K0 + t % (K - K0))
+                for i0 in T.unroll(TM // VL):
+                    for i1 in vec(VL):
+                        At[(mt * K + k) * TM + i0 * VL + i1] = A[T.min(mt * TM + i0 * VL + i1, M - 1), k]
         # row block by row block, so that a block of At stays in cache across all columns
         for kb in range(NKB):
             for t in loop(MT * G):
@@ -103,12 +117,21 @@ def matmul(spec: MatMulKernel, schedule: CpuSchedule) -> tirx.PrimFunc:
                     for i0 in T.unroll(TM // VL):
                         for i1 in vec(VL):
                             Yt[(c * MT + mt) * TM + i0 * VL + i1] = acc[i0 * VL + i1]
-        for t in loop(MT * NB):
-            mt = T.meta_var(t // NB)
-            b = T.meta_var(t % NB)
-            for i in range(T.min(TM, M - mt * TM)):
-                for j in vec(L):
-                    c = T.meta_var(T.min(b * L + j, N - 1))
+        if NBV > 0:  # VL x VL blocks back: VL column loads of Yt, VL shuffles, VL row stores of Y
+            for t in loop(MT * NBV):
+                mt = T.meta_var(t // NBV)
+                nv = T.meta_var(t % NBV * VL)
+                for ib in range(TM // VL):
+                    for r in T.unroll(VL):
+                        if ib * VL + r < M - mt * TM:
+                            Y[mt * TM + ib * VL + r, T.ramp(nv, 1, VL)] = T.Broadcast(alpha, VL) * T.Shuffle(
+                                [Yt[T.ramp((inverse[nv + j] * MT + mt) * TM + ib * VL, 1, VL)] for j in range(VL)],
+                                [j * VL + r for j in range(VL)]) + bias[T.ramp(nv, 1, VL)]
+        if N0 < N:
+            for t in loop(MT * (N - N0)):
+                mt = T.meta_var(t // (N - N0))
+                c = T.meta_var(N0 + t % (N - N0))
+                for i in range(T.min(TM, M - mt * TM)):
                     Y[mt * TM + i, c] = alpha * Yt[(inverse[c] * MT + mt) * TM + i] + bias[c]
 
     def tier_macro(index: int):  # if M <= rows_0: tile_0 elif M <= rows_1: tile_1 ... else: last
