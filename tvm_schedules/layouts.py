@@ -30,7 +30,7 @@ from lsc_ort.format import bit_patterns
 
 LANES = 16
 """Columns per group; a multiple of every target's vector width (NEON 4, AVX2 8, AVX-512 16)."""
-ROW_BLOCK = 1024
+ROW_BLOCK = 256
 """Rows per row block: ``blocks[c, b]`` is where column ``c``'s entries of rows
 ``[b * ROW_BLOCK, (b + 1) * ROW_BLOCK)`` start, so that batched kernels can sweep the rows of
 a long activation tile block by block while it stays in cache."""
