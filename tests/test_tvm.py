@@ -67,7 +67,7 @@ def test_matmul_shapes(k: int, n: int, sparsity: float) -> None:
         assert_close(run(model, {"A": a}), reference(a, w))
 
 
-@pytest.mark.parametrize("shape", [(19,), (1, 19), (6, 19), (2, 3, 19), (2, 3, 5, 19)])
+@pytest.mark.parametrize("shape", [(19,), (1, 19), (6, 19), (2, 3, 19), (2, 3, 5, 19), (0, 19), (2, 0, 19)])
 def test_matmul_rank_one_to_four_inputs(shape: tuple[int, ...]) -> None:
     w = sparse_array((19, 11), 0.8)
     a = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
@@ -237,8 +237,8 @@ def test_bad_conv_attributes() -> None:
     fails("not divisible by group 3", group=3)
     fails("unsupported auto_pad 'SAME'", auto_pad="SAME")
     fails(r"X has shape \[1, 4, 6\]", {"X": [1, 4, 6]})
-    fails(r"strides values must lie in \[1, 65536\]", strides=[0, 1])
-    fails(r"pads values must lie in \[0, 65536\]", pads=[0, 0, 0, 1 << 30])
+    fails(r"strides values must lie in \[1, 1024\]", strides=[0, 1])
+    fails(r"pads values must lie in \[0, 1024\]", pads=[0, 0, 0, 1 << 30])
     fails(r"attribute pads needs 4 values", pads=[1, 1])
     fails("smaller than the dilated kernel", {"X": [1, 4, 2, 6]})
     compile_fails(conv_model(lsc_ort.encode(np.ones((2, 2), np.float32), "lsc")), "1-D and 2-D convolutions", x)

@@ -38,7 +38,7 @@ from tvm_schedules.schedules import cpu  # noqa: E402
 MATMUL_ATTRIBUTES = frozenset({"alpha", "transB"})
 CONV_ATTRIBUTES = frozenset({"auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"})
 AUTO_PADS = ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")
-MAX_GEOMETRY = 1 << 16
+MAX_GEOMETRY = 1 << 10
 """Largest stride, dilation or pad accepted (a crafted model must not size a huge workspace)."""
 _FLOAT_TYPES = ("float32", "float16")
 
