@@ -1,4 +1,5 @@
-"""The ``lsc-ort`` command line: compress, inspect, verify, decompress, prune, demo, bench.
+"""The ``lsc-ort`` command line: compress, inspect, verify, decompress, prune, demo, bench,
+tvm-compile.
 
 Exit codes: 0 success, 1 ``verify`` found outputs beyond tolerance, 2 error (one line on stderr).
 """
@@ -115,6 +116,18 @@ examples:
 Builds a LeNet-5-like model (Conv, Gemm, MatMul; seeded random weights), prunes it to 90 %,
 compresses it, prints the per-layer table and verifies the outputs (with onnxruntime and the
 native library when it is built, else with the numpy reference ops). Nothing is downloaded.""",
+    "tvm-compile": """\
+examples:
+  lsc-ort tvm-compile compressed.onnx --target cpu -o model.so
+  lsc-ort tvm-compile compressed.onnx --target arm -o model-arm.so
+  lsc-ort tvm-compile compressed.onnx --target cuda -o model-cuda.so
+  lsc-ort tvm-compile bert.onnx -o bert.so --shape input_ids=1,128
+  lsc-ort tvm-compile m.onnx -o m.so --target '{"kind":"llvm","mcpu":"znver4"}'
+
+arm cross-compiles for aarch64 Linux with NEON (needs aarch64-linux-gnu-g++); cuda needs nvcc.
+Needs Apache TVM (pip install 'lsc-ort[tvm]'). The LSC layers stay compressed in the
+library. Load it with tvm.runtime.load_module and run it with tvm.relax.VirtualMachine
+(docs/tvm.md).""",
 }
 
 
@@ -308,6 +321,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--ops", type=_ops, default=list(DEFAULT_OPS), metavar="OPS", help=ops_help)
     sub.add_argument("--external-data", choices=("auto", "yes", "no"), default="auto", help=external_help)
     sub.set_defaults(func=_prune)
+
+    sub = command("tvm-compile", "Compile a (compressed) model with Apache TVM into a shared library.")
+    sub.add_argument("input", metavar="IN.onnx", help="model to compile (never modified)")
+    sub.add_argument("-o", "--output", metavar="OUT.so", required=True, help="shared library to write")
+    sub.add_argument(
+        "--target",
+        default="cpu",
+        metavar="cpu|cuda|arm|TARGET",
+        help="cpu (this host), cuda, arm (aarch64 Linux, NEON) or a TVM target as JSON (default: cpu)",
+    )
+    sub.add_argument(
+        "--shape",
+        action="append",
+        default=[],
+        metavar="NAME=D0,D1,...",
+        help="fix the shape of an input (repeatable; names keep a dimension symbolic)",
+    )
+    sub.set_defaults(func=_tvm_compile)
 
     sub = command("demo", "Build, prune, compress and verify a small LeNet-like model.")
     sub.add_argument(
@@ -546,6 +577,25 @@ def _prune(args: argparse.Namespace, console: Console) -> int:
         console.print(f"pruned {len(result.weights)} weight tensor(s) → {args.output}")
     else:
         console.print(f"nothing pruned: {_why_nothing_to_prune(args.input, args.ops)}; {args.output} is a copy")
+    return EXIT_OK
+
+
+def _tvm_compile(args: argparse.Namespace, console: Console) -> int:
+    shapes: dict[str, list[int | str]] = {}
+    for text in args.shape:
+        name, _, dims = text.partition("=")
+        if not name or not dims:
+            raise ValueError(f"--shape takes NAME=D0,D1,..., got {text!r}")
+        shapes[name] = [int(d) if d.strip().isdigit() else d.strip() for d in dims.split(",")]
+    import tvm_schedules  # Apache TVM loads only for this command
+
+    with console.status(f"compiling {args.input} for {args.target}"):
+        executable = tvm_schedules.compile(args.input, args.target, shapes or None)
+        executable.export_library(args.output)
+    attrs = executable.target.attrs
+    details = [str(attrs[key]) for key in ("mtriple", "mcpu", "arch") if attrs.get(key)]
+    console.print(f"target: {' '.join([executable.target.kind.name, *details])}")
+    console.print(_file_line(args.input, _size(args.input), args.output, _size(args.output)))
     return EXIT_OK
 
 
