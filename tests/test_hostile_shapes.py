@@ -204,3 +204,22 @@ def test_hostile_dims_in_valid_blobs(codec: str, monkeypatch: pytest.MonkeyPatch
                                                                                                native_result)
                 if not isinstance(python, Exception):
                     assert python == native_result, shape
+
+
+@pytest.mark.skipif("mswu" not in CODECS, reason="no mswu codec")
+@pytest.mark.parametrize("trans_b", [0, 1])
+def test_mswu_pruned_whole_matrix_block_over_a_huge_shape(trans_b: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One pruned mswu block covering [2, 2^24] (or its transpose): a few hundred bytes. Its
+    unified layout (blocks two inputs tall) must not size its column index by the declared shape,
+    nor the Python decoder build anything the size of the block."""
+    import lsc_ort.codecs.base
+    from lsc_ort.format import ValueDType, pack_blob
+
+    shape = [2**24, 2] if trans_b else [2, 2**24]
+    blob = pack_blob(codec_id=lsc_ort.codecs.get_codec("mswu").codec_id, dtype=ValueDType.FLOAT32, shape=shape,
+                     params=[*shape, 0], sections=[b"\0", b"", b"", b"", b"", b""], nnz=0)
+    assert native.native_validate(blob) == 0
+    with pytest.raises(ERRORS, match=backed_message(2**24)):
+        session(matmul_model(blob, transB=trans_b))
+    monkeypatch.setattr(lsc_ort.codecs.base, "memory_budget", lambda: 1 << 30)
+    assert not lsc_ort.decode(blob).any()

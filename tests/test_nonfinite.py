@@ -120,6 +120,47 @@ def test_matmul_every_codec_stores_the_same_structure(codec: str) -> None:
         assert_same(sess.run(None, {"A": a})[0], structural_matmul(a, w))
 
 
+def unified_weight(k: int, n: int, block: tuple[int, int], seed: int) -> np.ndarray:
+    """A weight of mswu blocks: unified (one magnitude, random signs), pruned and free ones."""
+    rng = np.random.default_rng(seed)
+    br, bc = block
+    w = np.zeros((k, n), np.float32)
+    for r in range(0, k, br):
+        for c in range(0, n, bc):
+            kind = rng.integers(0, 3)
+            shape = w[r : r + br, c : c + bc].shape
+            if kind == 0:
+                w[r : r + br, c : c + bc] = rng.choice([-0.5, 0.5], size=shape)
+            elif kind == 1:
+                w[r : r + br, c : c + bc] = sparse_array(shape, 0.5, seed=r * n + c)
+    return w
+
+
+@pytest.mark.skipif("mswu" not in lsc_ort.available_codecs(), reason="no mswu codec")
+@pytest.mark.parametrize("block", [(4, 1), (2, 2), (1, 4)])
+def test_matmul_mswu_unified_blocks(isa: str, block: tuple[int, int]) -> None:
+    """Every element of a unified block is stored: the block's signed sum of inputs carries a NaN
+    or Inf to all of its columns, as the per-element sum does."""
+    w = unified_weight(40, 37, block, seed=block[0])
+    for trans_b in (0, 1):
+        blob = lsc_ort.encode(w.T.copy() if trans_b else w, "mswu", block=block[::-1] if trans_b else block)
+        if block[0] > 1 and not trans_b:
+            assert native.layout_stats(blob, k_is_row=True)["unified_blocks"] > 0
+        sess = session(matmul_model(blob, transB=trans_b))
+        for m in BATCHES:
+            a = poisoned((m, 40), seed=m)
+            assert_same(sess.run(None, {"A": a})[0], structural_matmul(a, w))
+
+
+@pytest.mark.skipif("mswu" not in lsc_ort.available_codecs(), reason="no mswu codec")
+def test_conv_mswu_unified_blocks() -> None:
+    w = unified_weight(10, 54, (1, 9), seed=3).reshape(10, 6, 3, 3)
+    for shape in [(2, 6, 9, 20), (2, 6, 9, 9)]:  # direct and im2col
+        x = poisoned(shape, seed=shape[-1])
+        y = session(conv_model(lsc_ort.encode(w, "mswu", block=(1, 9)), pads=[1, 1, 1, 1])).run(None, {"X": x})[0]
+        assert_same(y, structural_conv(x, w, pads=(1, 1, 1, 1)))
+
+
 def test_matmul_stored_non_finite_weights_propagate(isa: str) -> None:
     """A stored Inf times a zero activation is NaN; a stored NaN poisons its column."""
     w = weight_with_structure(40, 37, seed=4)

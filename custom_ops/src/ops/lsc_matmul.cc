@@ -8,6 +8,7 @@
 #include "common/checked.h"
 #include "common/memory.h"
 #include "ops/op_util.h"
+#include "ops/unified_ops.h"
 
 namespace lsc {
 namespace {
@@ -18,17 +19,6 @@ constexpr int64_t kWindowedBatch = 12;
 constexpr int64_t kColumnsBatch = 3;
 // Output columns per task of the batched product.
 constexpr int64_t kColumnBlock = 32;
-
-// Whether none of x[0, n) is a NaN or an infinity (all exponent bits set).
-bool AllFinite(const float* x, int64_t n) {
-  uint32_t special = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    uint32_t bits;
-    std::memcpy(&bits, x + i, sizeof(bits));
-    special |= static_cast<uint32_t>((bits & 0x7F800000u) == 0x7F800000u);
-  }
-  return special == 0;
-}
 
 }  // namespace
 
@@ -98,6 +88,8 @@ Status LscMatMulKernel::Compute(OrtKernelContext* raw_context) {
     for (int64_t m = 0; m < M; ++m) {
       for (int64_t n = 0; n < N; ++n) y[m * N + n] = bias ? bias[n] : 0.0f;
     }
+  } else if (weight->unified() != nullptr) {  // mswu: unified blocks, one multiply each (ops/unified_ops.cc)
+    LSC_RETURN_IF_ERROR(UnifiedMatMul(raw_context, *weight, *kernels_, a, M, alpha_, bias, y));
   } else if (M <= (UseWindowed(*weight) ? kWindowedBatch : kColumnsBatch)) {
     LSC_RETURN_IF_ERROR(SmallBatch(raw_context, *weight, a, M, bias, y));
   } else {

@@ -159,6 +159,12 @@ class LscOp : public Ort::CustomOpBase<LscOp<Kernel>, Kernel, true> {
   ONNXTensorElementDataType type_;
 };
 
+// Whether none of x[0, n) is a NaN or an infinity. The windowed kernel multiplies the padded
+// lanes of a round (value 0) by an activation of its window, so rows holding a non-finite value
+// take the column dot products instead, which see stored weights only (structural-zero
+// semantics, docs/kernels.md).
+bool AllFinite(const float* x, int64_t n);
+
 // float16 <-> float32 conversion of whole buffers.
 void HalfToFloat(const Ort::Float16_t* in, float* out, size_t count);
 void FloatToHalf(const float* in, Ort::Float16_t* out, size_t count);
