@@ -14,10 +14,12 @@
 #include <vector>
 
 #include "format/blob.h"
+#include "format/codecs/mswu.h"
 #include "format/crc32.h"
 #include "format/decoder.h"
 #include "kernels/kernels.h"
 #include "kernels/layouts.h"
+#include "kernels/unified_layout.h"
 
 using namespace lsc;
 
@@ -73,6 +75,27 @@ void RunKernels(const ColumnLists& lists) {
   }
 }
 
+// The mswu execution layout: free non-zeros in column lists, unified blocks as signed sums of
+// at most 64 inputs inside K, every entry a valid sum; together as many multiplies as the plain
+// column lists' non-zeros or fewer.
+void CheckMswuLayout(const MswuDecoder& decoder, bool k_is_row, const ColumnLists& all) {
+  ColumnLists plain;
+  std::unique_ptr<UnifiedLayout> unified;
+  Check(BuildMswuLayout(decoder, k_is_row, &plain, &unified).ok(), "a valid mswu blob gets its unified layout");
+  if (unified == nullptr) {
+    Check(plain.nnz() == all.nnz(), "without unified blocks, the plain lists hold every non-zero");
+    return;
+  }
+  Check(plain.nnz() <= all.nnz() && unified->columns.nnz() <= all.nnz(), "the layout follows the non-zeros");
+  CheckColumns(plain, plain.nnz());
+  CheckColumns(unified->columns, unified->columns.nnz());
+  Check(unified->columns.K == unified->count() && unified->N == all.N, "entries index the signed sums");
+  for (int64_t e = 0; e < unified->count(); ++e) {
+    Check(unified->length[e] >= 1 && unified->length[e] <= kMaxSignedSumLength, "sum length in [1, 64]");
+    Check(static_cast<int64_t>(unified->first[e]) + unified->length[e] <= unified->K, "sum inputs inside K");
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* input, size_t size) {
@@ -109,6 +132,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* input, size_t size) {
     if (!BuildColumnLists(*decoder, k_is_row, &lists).ok()) continue;
     CheckColumns(lists, blob.nnz);
     RunKernels(lists);
+    if (blob.codec == CodecId::kMswu) CheckMswuLayout(static_cast<const MswuDecoder&>(*decoder), k_is_row, lists);
   }
   return 0;
 }

@@ -34,6 +34,8 @@ PARAMS: dict[str, list[dict[str, Any]]] = {
             dict(block=(1, 8), code_bits=16, split=40000, chunk_block_rows=2)],
     "relidx": [dict(bits=b) for b in (1, 3, 8, 16)],
     "bsr": [dict(block=(3, 4)), dict(block=(1, 1))],
+    "mswu": [dict(block=(2, 2)), dict(block=(4, 1), free_coding=0), dict(block=(1, 4), free_coding=1),
+             dict(block=(3, 5))],
 }
 
 # Conv seeds: (X shape, weight shape, attributes), from tests/test_ops_conv.py and hostile sets.
@@ -59,10 +61,14 @@ MODES = ["NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER"]
 
 
 def sparse(shape: tuple[int, ...], sparsity: float, dtype: Any, seed: int) -> np.ndarray:
+    """Random non-zeros; odd seeds draw them from a few magnitudes with random signs, so that
+    block codecs (mswu) find blocks to unify."""
     rng = np.random.default_rng(seed)
     size = int(np.prod(shape))
     if np.dtype(dtype) == np.int8:
         values = rng.integers(1, 128, size=size).astype(np.int8)
+    elif seed % 2:
+        values = (rng.choice([-1.0, 1.0], size) * rng.choice([0.5, 2.0], size)).astype(dtype)
     else:
         values = (rng.standard_normal(size) + 3.0).astype(dtype)
     values[rng.choice(size, round(sparsity * size), replace=False)] = 0
