@@ -19,7 +19,7 @@ from onnx.reference.op_run import OpRun
 from onnx.reference.ops.op_conv import _conv_implementation
 
 from lsc_ort.api import decode, inspect
-from lsc_ort.ops import DOMAIN
+from lsc_ort.ops import CONV_ACTIVATIONS, DOMAIN
 
 _FLOAT_INPUTS = (np.dtype(np.float32), np.dtype(np.float16))
 
@@ -88,7 +88,7 @@ class LSCMatMul(OpRun):
 
 class LSCConv(OpRun):
     """ONNX ``Conv`` (1-D and 2-D) with the decoded weight, computed in float32 by
-    ``onnx.reference``'s Conv implementation; ``Y`` has ``X``'s dtype."""
+    ``onnx.reference``'s Conv implementation, then the ``activation``; ``Y`` has ``X``'s dtype."""
 
     op_domain = DOMAIN
 
@@ -103,8 +103,14 @@ class LSCConv(OpRun):
         kernel_shape: list[int] | None = None,
         pads: list[int] | None = None,
         strides: list[int] | None = None,
+        activation: str | None = None,
     ) -> tuple[np.ndarray]:
         _check_float("X", "LSCConv", X)
+        act = "" if activation is None else activation
+        if isinstance(act, bytes):
+            act = act.decode()
+        if act not in CONV_ACTIVATIONS:
+            raise ValueError(f"LSCConv: unknown activation {act!r}; supported: {CONV_ACTIVATIONS}")
         weight = decode_weight(W_blob)
         if weight.ndim not in (3, 4):
             raise ValueError(
@@ -136,7 +142,10 @@ class LSCConv(OpRun):
             pads,
             strides,
         )
-        return (np.asarray(y, dtype=np.float32).astype(X.dtype, copy=False),)
+        y = np.asarray(y, dtype=np.float32)
+        if act == "Relu":
+            y = np.where(y < 0, np.float32(0), y)  # NaN stays NaN
+        return (y.astype(X.dtype, copy=False),)
 
 
 NEW_OPS: tuple[type[OpRun], ...] = (LSCMatMul, LSCConv)

@@ -144,11 +144,20 @@ def _matmul(
     return nodes
 
 
-def _conv(node: onnx.NodeProto, decoder: _Decoder) -> list[onnx.NodeProto]:
+def _conv(node: onnx.NodeProto, decoder: _Decoder, ctx: GraphContext) -> list[onnx.NodeProto]:
     w, _ = decoder.weight(node.input[1])
-    new = replacement(node, "Conv", [node.input[0], w, *node.input[2:]], [node.output[0]], "")
-    new.attribute.extend(node.attribute)
-    return [new]
+    activation = attributes(node).get("activation", b"")
+    activation = activation.decode() if isinstance(activation, bytes) else str(activation)
+    y = node.output[0]
+    out = ctx.fresh_name(f"{y}_conv") if activation else y
+    new = replacement(node, "Conv", [node.input[0], w, *node.input[2:]], [out], "")
+    new.attribute.extend(a for a in node.attribute if a.name != "activation")
+    if not activation:
+        return [new]
+    if activation != "Relu":
+        raise ValueError(f"unknown activation {activation!r}")
+    label = node.name or y
+    return [new, helper.make_node("Relu", [out], [y], name=ctx.fresh_name(f"{label}/relu"))]
 
 
 def decompress_graph(
@@ -176,7 +185,7 @@ def decompress_graph(
             if node.op_type == MATMUL_OP:
                 replaced[index] = _matmul(node, decoder, ctx, ranks)
             else:
-                replaced[index] = _conv(node, decoder)
+                replaced[index] = _conv(node, decoder, ctx)
         except Exception as error:
             raise RewriteError(f"{label}: {error}") from error
         touched.add(node.input[1])
@@ -208,6 +217,7 @@ def decompress(model: ModelLike, *, base_dir: str | os.PathLike | None = None) -
     """Turn ``LSCMatMul`` / ``LSCConv`` nodes back into standard ``MatMul`` / ``Gemm`` / ``Conv``
     nodes reading the decoded weights (bit-exact) from initializers.
 
+    ``LSCConv`` becomes ``Conv`` (followed by ``Relu`` for ``activation="Relu"``).
     ``LSCMatMul`` becomes ``MatMul`` when it has no ``alpha``, ``transB`` or bias; ``Gemm`` when
     its input is known to be 2-D; otherwise ``MatMul`` followed by ``Mul`` (alpha) and ``Add``
     (bias), with a ``Transpose`` of the weight for ``transB``. A weight decoded from the blob

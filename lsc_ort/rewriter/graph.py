@@ -94,6 +94,7 @@ class GraphContext:
         """Per-pass cache the rules may use (e.g. a bias shared by several nodes)."""
         self._names = self._all_names()
         self._counter = 0
+        self._consumers: dict[str, list[onnx.NodeProto]] | None = None
 
     def _all_names(self) -> set[str]:
         names: set[str] = set()
@@ -105,6 +106,22 @@ class GraphContext:
                 names.update(node.output)
                 names.add(node.name)
         return names
+
+    def consumers(self, name: str) -> list[onnx.NodeProto]:
+        """The nodes (of the graph and its subgraphs) that read tensor ``name``, as the graph was
+        when first asked."""
+        if self._consumers is None:
+            found: dict[str, list[onnx.NodeProto]] = {}
+            for graph in iter_graphs(self.graph):
+                for node in graph.node:
+                    for input_name in set(node.input):
+                        found.setdefault(input_name, []).append(node)
+            self._consumers = found
+        return self._consumers.get(name, [])
+
+    def is_graph_output(self, name: str) -> bool:
+        """Whether ``name`` is an output of the main graph."""
+        return any(output.name == name for output in self.graph.output)
 
     def opset(self, domain: str = "") -> int:
         """The model's opset version for ``domain`` (0 if not imported)."""

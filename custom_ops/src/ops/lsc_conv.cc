@@ -119,6 +119,7 @@ LscConvKernel::LscConvKernel(const OrtKernelInfo* info) {
   dilations_ = AttributeOr(kernel_info, "dilations", std::vector<int64_t>{});
   pads_ = AttributeOr(kernel_info, "pads", std::vector<int64_t>{});
   group_ = AttributeOr(kernel_info, "group", int64_t{1});
+  activation_ = AttributeOr(kernel_info, "activation", std::string());
   kernels_ = &SelectKernels();
 }
 
@@ -127,6 +128,9 @@ Status LscConvKernel::Init(const OrtKernelInfo* info) {
     return Fail("unsupported auto_pad '", auto_pad_, "'");
   }
   if (group_ < 1) return Fail("group must be >= 1, got ", group_);
+  if (!activation_.empty() && activation_ != "Relu") {
+    return Fail("unsupported activation '", activation_, "' (supported: \"\" and \"Relu\")");
+  }
   LSC_RETURN_IF_ERROR(LoadConstantWeight(Ort::ConstKernelInfo(info), 1, false, &weight_));
   if (weight_) LSC_RETURN_IF_ERROR(PrepareWeight(*weight_));
   return Status();
@@ -314,6 +318,9 @@ Status LscConvKernel::Compute(OrtKernelContext* raw_context) {
                           bias, y + b * M * pixels + first, pixels);
       }
     }));
+  }
+  if (activation_ == "Relu") {
+    for (int64_t i = 0; i < y_size; ++i) y[i] = y[i] < 0.0f ? 0.0f : y[i];
   }
   if (half) FloatToHalf(y, y_value.GetTensorMutableData<Ort::Float16_t>(), static_cast<size_t>(y_size));
   return Status();

@@ -39,6 +39,7 @@ class LscConvKernel {
 
   std::string node_;
   std::string auto_pad_;
+  std::string activation_;  // "" or "Relu"
   std::vector<int64_t> kernel_shape_, strides_, dilations_, pads_;
   int64_t group_ = 1;
   const KernelSet* kernels_ = nullptr;

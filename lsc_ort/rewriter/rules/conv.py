@@ -1,4 +1,5 @@
-"""``Conv(X, W[, B])`` with a constant 1-D or 2-D convolution weight → ``LSCConv(X, W_blob[, B])``."""
+"""``Conv(X, W[, B])`` with a constant 1-D or 2-D convolution weight → ``LSCConv(X, W_blob[, B])``;
+a ``Relu`` that is the Conv output's only consumer is absorbed (``activation="Relu"``)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,15 @@ import onnx
 
 from lsc_ort.ops import CONV_OP, DOMAIN
 from lsc_ort.rewriter.graph import GraphContext
-from lsc_ort.rewriter.rules.base import Decline, Match, RewriteRule, attributes, constant_weight, replacement
+from lsc_ort.rewriter.rules.base import (
+    Decline,
+    Match,
+    RewriteRule,
+    attributes,
+    constant_weight,
+    replacement,
+    sole_consumer,
+)
 
 CONV_ATTRIBUTES = ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides")
 
@@ -27,12 +36,15 @@ class ConvRule(RewriteRule):
         weight = constant_weight(node, 1, ctx, (3, 4), "the weight")
         if isinstance(weight, Decline):
             return weight
-        return Match(weight)
+        relu = sole_consumer(node, ctx, "Relu")
+        return Match(weight, absorbs=(relu,) if relu is not None else ())
 
     def rewrite(
         self, node: onnx.NodeProto, match: Match, blob: str, ctx: GraphContext
     ) -> list[onnx.NodeProto]:
         inputs = [node.input[0], blob, *node.input[2:]]
-        new = replacement(node, CONV_OP, inputs, [node.output[0]], DOMAIN)
+        output = match.absorbs[0].output[0] if match.absorbs else node.output[0]
+        activation = "Relu" if match.absorbs else None
+        new = replacement(node, CONV_OP, inputs, [output], DOMAIN, activation=activation)
         new.attribute.extend(node.attribute)
         return [new]
