@@ -20,6 +20,8 @@ struct KernelSet {
   SpmvWindowedFn spmv_windowed;  // null: small batches use spmv_columns
   int lanes, window;             // windowed layout shape for spmv_windowed
   TransposeFn transpose;
+  SpmmTiledFn spmm_tiled;        // batches and convolutions on the tiled layout
+  SpmvSlicedFn spmv_sliced;      // one or two rows on the sliced layout
 };
 
 // Every variant compiled in, best first.

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,10 @@ struct ConvGeometry {
   int64_t group = 1;
 };
 
+// How one input geometry is computed: phase planes, virtual positions, the tiled layout of the
+// weight for that geometry's tap offsets (lsc_conv.cc).
+struct ConvPlan;
+
 class LscConvKernel {
  public:
   static constexpr const char* kOpName = "LSCConv";
@@ -36,6 +41,8 @@ class LscConvKernel {
   Status CheckWeight(const PackedWeight& weight) const;
   Status PrepareWeight(PackedWeight& weight) const;
   Status Geometry(const std::vector<int64_t>& x_shape, const PackedWeight& weight, ConvGeometry* g) const;
+  // The plan for geometry `g` (cached per input height and width when the weight is a constant).
+  Status Plan(const ConvGeometry& g, const PackedWeight& weight, bool cache, std::shared_ptr<const ConvPlan>* plan);
 
   std::string node_;
   std::string auto_pad_;
@@ -44,6 +51,8 @@ class LscConvKernel {
   int64_t group_ = 1;
   const KernelSet* kernels_ = nullptr;
   std::shared_ptr<PackedWeight> weight_;
+  std::mutex plans_mutex_;
+  std::vector<std::shared_ptr<const ConvPlan>> plans_;  // a few recent input geometries
 };
 
 using LscConvOp = LscOp<LscConvKernel>;

@@ -10,12 +10,9 @@
 namespace lsc {
 namespace {
 
-// Up to this many rows of A run on the windowed layout (or as column dot products, when the
-// kernel variant has no windowed kernel); more rows take the batched product.
+// Up to kSlicedRows rows of A run on the sliced layout; up to this many on the windowed layout
+// (when the kernel variant has a windowed kernel); more rows take the batched product.
 constexpr int64_t kWindowedBatch = 12;
-constexpr int64_t kColumnsBatch = 3;
-// Output columns per task of the batched product.
-constexpr int64_t kColumnBlock = 32;
 
 }  // namespace
 
@@ -83,7 +80,9 @@ Status LscMatMulKernel::Compute(OrtKernelContext* raw_context) {
     for (int64_t m = 0; m < M; ++m) {
       for (int64_t n = 0; n < N; ++n) y[m * N + n] = bias ? bias[n] : 0.0f;
     }
-  } else if (M <= (UseWindowed(*weight) ? kWindowedBatch : kColumnsBatch)) {
+  } else if (M <= kSlicedRows) {
+    LSC_RETURN_IF_ERROR(FewRows(raw_context, *weight, a, M, bias, y));
+  } else if (M <= kWindowedBatch && UseWindowed(*weight)) {
     LSC_RETURN_IF_ERROR(SmallBatch(raw_context, *weight, a, M, bias, y));
   } else {
     LSC_RETURN_IF_ERROR(LargeBatch(raw_context, *weight, a, M, bias, y));
@@ -92,40 +91,47 @@ Status LscMatMulKernel::Compute(OrtKernelContext* raw_context) {
   return Status();
 }
 
-// Few rows: the windowed layout, up to kWindowedRows rows per pass; without it, column dot
-// products row by row.
+// One or two rows: the sliced layout, which streams the weight at close to memory speed. Tasks
+// are runs of column groups with about equal rounds.
+Status LscMatMulKernel::FewRows(OrtKernelContext* context, const PackedWeight& weight, const float* a, int64_t M,
+                                const float* bias, float* y) const {
+  const SlicedLayout* layout = nullptr;
+  LSC_RETURN_IF_ERROR(weight.sliced(&layout));
+  const SlicedView view = layout->view();
+  const int64_t K = weight.K(), N = weight.N();
+  const int64_t parts = std::min<int64_t>(layout->groups, static_cast<int64_t>(ParallelBatches(1 << 20)) * 2);
+  std::vector<int64_t> bounds = {0};
+  for (int64_t p = 1; p < parts; ++p) {
+    const uint64_t target = layout->rounds() * static_cast<uint64_t>(p) / static_cast<uint64_t>(parts);
+    bounds.push_back(std::lower_bound(layout->group_start.begin(), layout->group_start.end(), target) -
+                     layout->group_start.begin());
+  }
+  bounds.push_back(layout->groups);
+  const Epilogue epilogue{alpha_, bias, false};
+  return ParallelFor(context, static_cast<size_t>(parts), [&](size_t p) {
+    kernels_->spmv_sliced(view, bounds[p], bounds[p + 1], a, K, M, epilogue, y, N);
+  });
+}
+
+// Up to kWindowedBatch rows: the windowed layout, up to kWindowedRows rows per pass.
 Status LscMatMulKernel::SmallBatch(OrtKernelContext* context, const PackedWeight& weight, const float* a, int64_t M,
                                    const float* bias, float* y) const {
   const int64_t K = weight.K(), N = weight.N();
   const KernelSet& kernels = *kernels_;
-  if (UseWindowed(weight)) {
-    const WindowedLayout& layout = weight.windowed(kernels);
-    const WindowedView view = layout.view();
-    const int64_t ldx = layout.windows * layout.window + layout.window;  // padded, zero beyond K
-    const int64_t rows = std::min<int64_t>(M, kWindowedRows);
-    float* x = ThreadScratch(kScratchRow, static_cast<size_t>(rows * ldx));
-    const int64_t groups_per_task = std::max<int64_t>(1, layout.groups / 64);
-    const int64_t tasks = (layout.groups + groups_per_task - 1) / groups_per_task;
-    for (int64_t m0 = 0; m0 < M; m0 += kWindowedRows) {
-      const int64_t count = std::min<int64_t>(kWindowedRows, M - m0);
-      for (int64_t r = 0; r < count; ++r) {
-        std::memcpy(x + r * ldx, a + (m0 + r) * K, static_cast<size_t>(K) * sizeof(float));
-        std::fill(x + r * ldx + K, x + (r + 1) * ldx, 0.0f);
-      }
-      LSC_RETURN_IF_ERROR(ParallelFor(context, static_cast<size_t>(tasks), [&](size_t t) {
-        const int64_t g0 = static_cast<int64_t>(t) * groups_per_task;
-        kernels.spmv_windowed(view, g0, std::min(layout.groups, g0 + groups_per_task), x, ldx, count, alpha_, bias,
-                              y + m0 * N, N);
-      }));
-    }
-    return Status();
-  }
-  const ColumnView view = weight.columns().view();
-  const int64_t tasks = (N + kColumnBlock - 1) / kColumnBlock;
-  for (int64_t m = 0; m < M; ++m) {
+  const WindowedLayout& layout = weight.windowed(kernels);
+  const WindowedView view = layout.view();
+  const int64_t ldx = WindowedStride(layout);
+  const int64_t rows = std::min<int64_t>(M, kWindowedRows);
+  float* x = ThreadScratch(kScratchRow, static_cast<size_t>(rows * ldx));
+  const int64_t groups_per_task = std::max<int64_t>(1, layout.groups / 64);
+  const int64_t tasks = (layout.groups + groups_per_task - 1) / groups_per_task;
+  for (int64_t m0 = 0; m0 < M; m0 += kWindowedRows) {
+    const int64_t count = std::min<int64_t>(kWindowedRows, M - m0);
+    for (int64_t r = 0; r < count; ++r) StageWindowedRow(layout, a + (m0 + r) * K, x + r * ldx);
     LSC_RETURN_IF_ERROR(ParallelFor(context, static_cast<size_t>(tasks), [&](size_t t) {
-      const int64_t n0 = static_cast<int64_t>(t) * kColumnBlock;
-      kernels.spmv_columns(view, n0, std::min(N, n0 + kColumnBlock), a + m * K, alpha_, bias, y + m * N);
+      const int64_t g0 = static_cast<int64_t>(t) * groups_per_task;
+      kernels.spmv_windowed(view, g0, std::min(layout.groups, g0 + groups_per_task), x, ldx, count, alpha_, bias,
+                            y + m0 * N, N);
     }));
   }
   return Status();
@@ -136,34 +142,35 @@ bool LscMatMulKernel::UseWindowed(const PackedWeight& weight) const {
          WindowedLayoutWorthwhile(weight.columns(), kernels_->lanes, kernels_->window);
 }
 
-// Batch tiles of up to T rows: At = A_tile^T [K, L]; Yt [N, L] = alpha * W^T At + bias;
-// Y_tile = Yt^T. L, the row stride of the tiles, is T or, for a single short tile, the rows
-// rounded up to 16, which keeps a small batch's At compact in cache.
+// Batch tiles of T rows: At = A_tile^T [K, T]; Yt [N, T] = alpha * W^T At + bias on the tiled
+// layout; Y_tile = Yt^T. Tasks are (tile, run of columns with about equal non-zeros).
 Status LscMatMulKernel::LargeBatch(OrtKernelContext* context, const PackedWeight& weight, const float* a, int64_t M,
                                    const float* bias, float* y) const {
   const KernelSet& kernels = *kernels_;
+  const TiledLayout* layout = nullptr;
+  LSC_RETURN_IF_ERROR(weight.tiled(kernels, &layout));
   const int64_t K = weight.K(), N = weight.N(), T = kernels.batch_tile;
   const int64_t tiles = (M + T - 1) / T;
-  const int64_t L = tiles == 1 ? std::min(T, (M + 15) / 16 * 16) : T;
-  float* at = ThreadScratch(kScratchAt, static_cast<size_t>(tiles * K * L));
-  float* yt = ThreadScratch(kScratchYt, static_cast<size_t>(tiles * N * L));
+  float* at = ThreadScratch(kScratchAt, static_cast<size_t>(tiles * K * T));
+  float* yt = ThreadScratch(kScratchYt, static_cast<size_t>(tiles * N * T));
   auto rows_in = [&](int64_t tile) { return std::min(T, M - tile * T); };
   LSC_RETURN_IF_ERROR(ParallelFor(context, static_cast<size_t>(tiles), [&](size_t t) {
     const int64_t tile = static_cast<int64_t>(t);
-    kernels.transpose(a + tile * T * K, K, rows_in(tile), K, at + tile * K * L, L);
+    kernels.transpose(a + tile * T * K, K, rows_in(tile), K, at + tile * K * T, T);
   }));
-  int64_t* offsets = ThreadScratch<int64_t>(kScratchOffsets, static_cast<size_t>(K));
-  for (int64_t k = 0; k < K; ++k) offsets[k] = k * L;
-  const ColumnView view = weight.columns().view();
-  const int64_t blocks = (N + kColumnBlock - 1) / kColumnBlock;
-  LSC_RETURN_IF_ERROR(ParallelFor(context, static_cast<size_t>(tiles * blocks), [&](size_t item) {
-    const int64_t tile = static_cast<int64_t>(item) / blocks, n0 = static_cast<int64_t>(item) % blocks * kColumnBlock;
-    kernels.spmm_tile(view, n0, std::min(N, n0 + kColumnBlock), at + tile * K * L, offsets, rows_in(tile), alpha_,
-                      bias, yt + tile * N * L, L);
+  const int64_t wanted = static_cast<int64_t>(ParallelBatches(1 << 20)) * 2;
+  const int64_t parts = std::min(N, std::max<int64_t>(1, (wanted + tiles - 1) / tiles));
+  const std::vector<int64_t> bounds = BalancedColumns(weight.columns(), parts);
+  const TiledView view = layout->view();
+  const Epilogue epilogue{alpha_, bias, false};
+  LSC_RETURN_IF_ERROR(ParallelFor(context, static_cast<size_t>(tiles * parts), [&](size_t item) {
+    const int64_t tile = static_cast<int64_t>(item) / parts, p = static_cast<int64_t>(item) % parts;
+    kernels.spmm_tiled(view, bounds[p], bounds[p + 1], at + tile * K * T, rows_in(tile), epilogue, yt + tile * N * T,
+                       T);
   }));
   return ParallelFor(context, static_cast<size_t>(tiles), [&](size_t t) {
     const int64_t tile = static_cast<int64_t>(t);
-    kernels.transpose(yt + tile * N * L, L, N, rows_in(tile), y + tile * T * N, N);
+    kernels.transpose(yt + tile * N * T, T, N, rows_in(tile), y + tile * T * N, N);
   });
 }
 

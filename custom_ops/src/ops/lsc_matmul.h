@@ -24,6 +24,8 @@ class LscMatMulKernel {
  private:
   enum Scratch { kScratchRow, kScratchAt, kScratchYt, kScratchHalfIn, kScratchHalfOut, kScratchOffsets };
   Status CheckWeight(const PackedWeight& weight) const;
+  Status FewRows(OrtKernelContext* context, const PackedWeight& weight, const float* a, int64_t M, const float* bias,
+                 float* y) const;
   Status SmallBatch(OrtKernelContext* context, const PackedWeight& weight, const float* a, int64_t M,
                     const float* bias, float* y) const;
   bool UseWindowed(const PackedWeight& weight) const;

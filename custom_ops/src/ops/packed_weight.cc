@@ -27,6 +27,24 @@ void PackedWeight::EmbedGroups(int64_t groups) {
   columns_.K *= groups;
 }
 
+Status PackedWeight::tiled(const KernelSet& kernels, const TiledLayout** layout) const {
+  std::call_once(tiled_once_, [&] {
+    const int64_t T = kernels.batch_tile;
+    std::vector<int64_t> offsets(static_cast<size_t>(columns_.K));
+    for (int64_t k = 0; k < columns_.K; ++k) offsets[static_cast<size_t>(k)] = k * T;
+    // K-blocks whose activation rows fill about L1 (48 KiB on current x86 cores).
+    tiled_status_ = BuildTiledLayout(columns_, offsets.data(), UnitBlocks(columns_.K, 1, 49152 / (4 * T)), &tiled_);
+  });
+  *layout = &tiled_;
+  return tiled_status_;
+}
+
+Status PackedWeight::sliced(const SlicedLayout** layout) const {
+  std::call_once(sliced_once_, [&] { sliced_status_ = BuildSlicedLayout(columns_, &sliced_); });
+  *layout = &sliced_;
+  return sliced_status_;
+}
+
 const WindowedLayout& PackedWeight::windowed(const KernelSet& kernels) const {
   std::call_once(windowed_once_, [&] { BuildWindowedLayout(columns_, kernels.lanes, kernels.window, &windowed_); });
   return windowed_;

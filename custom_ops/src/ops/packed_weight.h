@@ -10,6 +10,8 @@
 #include "common/status.h"
 #include "kernels/kernels.h"
 #include "kernels/layouts.h"
+#include "kernels/sliced_layout.h"
+#include "kernels/tiled_layout.h"
 
 namespace lsc {
 
@@ -28,12 +30,21 @@ class PackedWeight {
   void EmbedGroups(int64_t groups);
   // The windowed layout for `kernels` (built on first use; thread-safe).
   const WindowedLayout& windowed(const KernelSet& kernels) const;
+  // The tiled layout of a MatMul weight for activation tiles of `kernels.batch_tile` lanes (row k
+  // at offset k * batch_tile), and the sliced layout; built on first use, thread-safe; they fail
+  // only when they would not fit in memory.
+  Status tiled(const KernelSet& kernels, const TiledLayout** layout) const;
+  Status sliced(const SlicedLayout** layout) const;
 
  private:
   std::vector<int64_t> shape_;
   ColumnLists columns_;
   mutable std::once_flag windowed_once_;
   mutable WindowedLayout windowed_;
+  mutable std::once_flag tiled_once_, sliced_once_;
+  mutable TiledLayout tiled_;
+  mutable SlicedLayout sliced_;
+  mutable Status tiled_status_, sliced_status_;
 };
 
 }  // namespace lsc
