@@ -116,19 +116,24 @@ int main(int argc, char** argv) {
                   100.0 * sliced.bytes() / (us * 1e-6) / bandwidth, bandwidth * 1e-9);
     }
     {
-      const int64_t T = set.batch_tile, tiles = (batch + T - 1) / T;
+      const int64_t T = set.tiled_tile, tiles = (batch + T - 1) / T;
       const int64_t rows_per_block = std::getenv("LSC_BENCH_BLOCK") ? std::atoll(std::getenv("LSC_BENCH_BLOCK"))
                                                                     : 24576 / (4 * T);
       std::vector<int64_t> offsets(static_cast<size_t>(K));
       for (int64_t k = 0; k < K; ++k) offsets[k] = k * T;
       TiledLayout tiled;
-      BuildTiledLayout(columns, offsets.data(), UnitBlocks(K, 1, rows_per_block), &tiled);
-      std::vector<float> at(static_cast<size_t>(tiles * K * T), 1.0f), yt(static_cast<size_t>(tiles * N * T));
+      const int64_t chunk = std::getenv("LSC_BENCH_CHUNK") ? std::atoll(std::getenv("LSC_BENCH_CHUNK")) : TiledChunk(T);
+      BuildTiledLayout(columns, offsets.data(), UnitBlocks(K, 1, rows_per_block), chunk, &tiled);
+      // 64-byte aligned tiles, as the ops' scratch buffers are.
+      std::vector<float> at_buffer(static_cast<size_t>(tiles * K * T) + 16, 1.0f),
+          yt_buffer(static_cast<size_t>(tiles * N * T) + 16);
+      float* at_data = at_buffer.data() + (16 - reinterpret_cast<uintptr_t>(at_buffer.data()) / 4 % 16) % 16;
+      float* yt_data = yt_buffer.data() + (16 - reinterpret_cast<uintptr_t>(yt_buffer.data()) / 4 % 16) % 16;
       const Epilogue e{1.0f, nullptr, false};
       const double kernel_only = Microseconds([&] {
         for (int64_t t = 0; t < tiles; ++t) {
-          set.spmm_tiled(tiled.view(), 0, N, at.data() + t * K * T, std::min(T, batch - t * T), e,
-                         yt.data() + t * N * T, T);
+          set.spmm_tiled(tiled.view(), 0, N, at_data + t * K * T, std::min(T, batch - t * T), e, yt_data + t * N * T,
+                         T);
         }
       });
       std::printf("  %-28s tiled     %9.1f us  (%lld K-blocks, %.2f ns per non-zero and tile)\n", set.name,

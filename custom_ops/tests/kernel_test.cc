@@ -56,13 +56,14 @@ std::vector<double> WithEpilogue(std::vector<double> y, bool relu) {
 // The tiled kernel on K-blocks of several sizes, with and without relu.
 void TestTiled(const KernelSet& set, const ColumnLists& w, const std::vector<float>& a, int64_t M,
                const std::vector<float>& bias, const std::vector<double>& expected) {
-  const int64_t K = w.K, N = w.N, T = set.batch_tile;
+  const int64_t K = w.K, N = w.N, T = set.tiled_tile;
   std::vector<int64_t> offsets(static_cast<size_t>(K));
   for (int64_t k = 0; k < K; ++k) offsets[k] = k * T;
   std::vector<float> at(static_cast<size_t>(K * T) + 1), yt(static_cast<size_t>(N * T)), y(static_cast<size_t>(M * N));
   for (int64_t rows_per_block : {int64_t{1} << 30, int64_t{7}, int64_t{1}}) {
     TiledLayout layout;
-    if (!BuildTiledLayout(w, offsets.data(), UnitBlocks(K, 1, rows_per_block), &layout).ok()) {
+    const int64_t chunk = rows_per_block == 7 ? 5 : rows_per_block == 1 ? 1 : 1 << 20;
+    if (!BuildTiledLayout(w, offsets.data(), UnitBlocks(K, 1, rows_per_block), chunk, &layout).ok()) {
       std::printf("FAIL %s tiled layout K=%lld N=%lld\n", set.name, (long long)K, (long long)N);
       ++failures;
       return;
@@ -72,7 +73,10 @@ void TestTiled(const KernelSet& set, const ColumnLists& w, const std::vector<flo
       for (int64_t m0 = 0; m0 < M; m0 += T) {
         const int64_t rows = std::min(T, M - m0);
         set.transpose(a.data() + m0 * K, K, rows, K, at.data(), T);
-        set.spmm_tiled(layout.view(), 0, N, at.data(), rows, e, yt.data(), T);
+        const std::vector<int64_t> bounds = layout.TaskBounds(3);  // tasks of whole chunks
+        for (size_t t = 0; t + 1 < bounds.size(); ++t) {
+          set.spmm_tiled(layout.view(), bounds[t], bounds[t + 1], at.data(), rows, e, yt.data(), T);
+        }
         set.transpose(yt.data(), T, N, rows, y.data() + m0 * N, N);
       }
       Expect(relu ? "spmm_tiled relu" : "spmm_tiled", set, K, N, M, y, WithEpilogue(expected, relu));
@@ -146,11 +150,11 @@ void TestNonFinite(const KernelSet& set) {
   BuildSlicedLayout(w, &sliced);
   set.spmv_sliced(sliced.view(), 0, sliced.groups, a.data(), K, M, e, y.data(), N);
   check("spmv_sliced", y);
-  const int64_t T = set.batch_tile;
+  const int64_t T = set.tiled_tile;
   std::vector<int64_t> offsets(static_cast<size_t>(K));
   for (int64_t k = 0; k < K; ++k) offsets[k] = k * T;
   TiledLayout tiled;
-  BuildTiledLayout(w, offsets.data(), UnitBlocks(K, 1, 64), &tiled);
+  BuildTiledLayout(w, offsets.data(), UnitBlocks(K, 1, 64), 16, &tiled);
   std::vector<float> at(static_cast<size_t>(K * T)), yt(static_cast<size_t>(N * T));
   set.transpose(a.data(), K, M, K, at.data(), T);
   set.spmm_tiled(tiled.view(), 0, N, at.data(), M, e, yt.data(), T);

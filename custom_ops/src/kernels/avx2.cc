@@ -75,40 +75,45 @@ LSC_AVX2 void TiledColumns8(const TiledView& w, int64_t n_begin, int64_t n_end, 
                             const Epilogue& e, float* yt, int64_t ldy) {
   const __m256i full = _mm256_set1_epi32(-1), tail = TailMask8(batch - 8 * (NV - 1));
   const __m256 va = _mm256_set1_ps(e.alpha);
-  for (int64_t b = 0; b < w.blocks; ++b) {
-    const uint64_t* start = w.start + b * w.N;
-    const bool first = b == 0, last = b == w.blocks - 1;
-    for (int64_t n = n_begin; n < n_end; ++n) {
-      float* out = yt + n * ldy;
-      __m256 a[NV], c[NV];
-      for (int v = 0; v < NV; ++v) {
-        a[v] = first ? _mm256_setzero_ps() : _mm256_maskload_ps(out + 8 * v, v == NV - 1 ? tail : full);
-        c[v] = _mm256_setzero_ps();
-      }
-      const TiledEntry* p = w.entry + start[n];
-      const TiledEntry* const end = w.entry + start[n + 1];
-      for (; p + 2 <= end; p += 2) {
-        const float* r0 = base + p[0].offset;
-        const float* r1 = base + p[1].offset;
-        const __m256 w0 = _mm256_set1_ps(p[0].value), w1 = _mm256_set1_ps(p[1].value);
+  for (int64_t c0 = n_begin; c0 < n_end; c0 += w.chunk) {
+    const int64_t c1 = c0 + w.chunk < n_end ? c0 + w.chunk : n_end;
+    for (int64_t b = 0; b < w.blocks; ++b) {
+      const uint64_t* start = w.start + b * w.N;
+      const int32_t* order = w.column + b * w.N;
+      const bool first = b == 0, last = b == w.blocks - 1;
+      for (int64_t i = c0; i < c1; ++i) {
+        const int64_t n = order[i];
+        float* out = yt + n * ldy;
+        __m256 a[NV], c[NV];
         for (int v = 0; v < NV; ++v) {
-          const __m256i m = v == NV - 1 ? tail : full;
-          a[v] = _mm256_fmadd_ps(w0, _mm256_maskload_ps(r0 + 8 * v, m), a[v]);
-          c[v] = _mm256_fmadd_ps(w1, _mm256_maskload_ps(r1 + 8 * v, m), c[v]);
+          a[v] = first ? _mm256_setzero_ps() : _mm256_maskload_ps(out + 8 * v, v == NV - 1 ? tail : full);
+          c[v] = _mm256_setzero_ps();
         }
-      }
-      if (p < end) {
-        const float* r0 = base + p->offset;
-        const __m256 w0 = _mm256_set1_ps(p->value);
+        const TiledEntry* p = w.entry + start[i];
+        const TiledEntry* const end = w.entry + start[i + 1];
+        for (; p + 2 <= end; p += 2) {
+          const float* r0 = Row(base, p[0].offset);
+          const float* r1 = Row(base, p[1].offset);
+          const __m256 w0 = _mm256_set1_ps(p[0].value), w1 = _mm256_set1_ps(p[1].value);
+          for (int v = 0; v < NV; ++v) {
+            const __m256i m = v == NV - 1 ? tail : full;
+            a[v] = _mm256_fmadd_ps(w0, _mm256_maskload_ps(r0 + 8 * v, m), a[v]);
+            c[v] = _mm256_fmadd_ps(w1, _mm256_maskload_ps(r1 + 8 * v, m), c[v]);
+          }
+        }
+        if (p < end) {
+          const float* r0 = Row(base, p->offset);
+          const __m256 w0 = _mm256_set1_ps(p->value);
+          for (int v = 0; v < NV; ++v) {
+            a[v] = _mm256_fmadd_ps(w0, _mm256_maskload_ps(r0 + 8 * v, v == NV - 1 ? tail : full), a[v]);
+          }
+        }
+        const __m256 beta = _mm256_set1_ps(e.bias ? e.bias[n] : 0.0f);
         for (int v = 0; v < NV; ++v) {
-          a[v] = _mm256_fmadd_ps(w0, _mm256_maskload_ps(r0 + 8 * v, v == NV - 1 ? tail : full), a[v]);
+          const __m256 sum = _mm256_add_ps(a[v], c[v]);
+          _mm256_maskstore_ps(out + 8 * v, v == NV - 1 ? tail : full,
+                              last ? ApplyEpilogue8(sum, va, beta, e.relu) : sum);
         }
-      }
-      const __m256 beta = _mm256_set1_ps(e.bias ? e.bias[n] : 0.0f);
-      for (int v = 0; v < NV; ++v) {
-        const __m256 sum = _mm256_add_ps(a[v], c[v]);
-        _mm256_maskstore_ps(out + 8 * v, v == NV - 1 ? tail : full,
-                            last ? ApplyEpilogue8(sum, va, beta, e.relu) : sum);
       }
     }
   }

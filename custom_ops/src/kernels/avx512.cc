@@ -212,43 +212,48 @@ LSC_AVX512 void TiledColumns(const TiledView& w, int64_t n_begin, int64_t n_end,
                              const Epilogue& e, float* yt, int64_t ldy) {
   const __mmask16 tail = TailMask(batch - 16 * (NV - 1));
   const __m512 va = _mm512_set1_ps(e.alpha);
-  for (int64_t b = 0; b < w.blocks; ++b) {
-    const uint64_t* start = w.start + b * w.N;
-    const bool first = b == 0, last = b == w.blocks - 1;
-    for (int64_t n = n_begin; n < n_end; ++n) {
-      float* out = yt + n * ldy;
-      __m512 acc[U][NV];
-      for (int v = 0; v < NV; ++v) {
-        const __mmask16 m = v == NV - 1 ? tail : static_cast<__mmask16>(0xFFFF);
-        acc[0][v] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m, out + 16 * v);
-        for (int u = 1; u < U; ++u) acc[u][v] = _mm512_setzero_ps();
-      }
-      const TiledEntry* p = w.entry + start[n];
-      const TiledEntry* const end = w.entry + start[n + 1];
-      for (; p + U <= end; p += U) {
-        for (int u = 0; u < U; ++u) {
-          const float* row = base + p[u].offset;
-          const __m512 value = _mm512_set1_ps(p[u].value);
-          for (int v = 0; v < NV; ++v) {
-            const __mmask16 m = v == NV - 1 ? tail : static_cast<__mmask16>(0xFFFF);
-            acc[u][v] = _mm512_fmadd_ps(value, _mm512_maskz_loadu_ps(m, row + 16 * v), acc[u][v]);
-          }
-        }
-      }
-      for (int u = 0; p < end; ++p, ++u) {
-        const float* row = base + p->offset;
-        const __m512 value = _mm512_set1_ps(p->value);
+  for (int64_t c0 = n_begin; c0 < n_end; c0 += w.chunk) {
+    const int64_t c1 = c0 + w.chunk < n_end ? c0 + w.chunk : n_end;
+    for (int64_t b = 0; b < w.blocks; ++b) {
+      const uint64_t* start = w.start + b * w.N;
+      const int32_t* order = w.column + b * w.N;
+      const bool first = b == 0, last = b == w.blocks - 1;
+      for (int64_t i = c0; i < c1; ++i) {
+        const int64_t n = order[i];
+        float* out = yt + n * ldy;
+        __m512 acc[U][NV];
         for (int v = 0; v < NV; ++v) {
           const __mmask16 m = v == NV - 1 ? tail : static_cast<__mmask16>(0xFFFF);
-          acc[u][v] = _mm512_fmadd_ps(value, _mm512_maskz_loadu_ps(m, row + 16 * v), acc[u][v]);
+          acc[0][v] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m, out + 16 * v);
+          for (int u = 1; u < U; ++u) acc[u][v] = _mm512_setzero_ps();
         }
-      }
-      const __m512 beta = _mm512_set1_ps(e.bias ? e.bias[n] : 0.0f);
-      for (int v = 0; v < NV; ++v) {
-        __m512 sum = acc[0][v];
-        for (int u = 1; u < U; ++u) sum = _mm512_add_ps(sum, acc[u][v]);
-        const __mmask16 m = v == NV - 1 ? tail : static_cast<__mmask16>(0xFFFF);
-        _mm512_mask_storeu_ps(out + 16 * v, m, last ? ApplyEpilogue(sum, va, beta, e.relu) : sum);
+        const TiledEntry* p = w.entry + start[i];
+        const TiledEntry* const end = w.entry + start[i + 1];
+        for (; p + U <= end; p += U) {
+          for (int u = 0; u < U; ++u) {
+            const float* row = Row(base, p[u].offset);
+            const __m512 value = _mm512_set1_ps(p[u].value);
+            for (int v = 0; v < NV; ++v) {
+              const __mmask16 m = v == NV - 1 ? tail : static_cast<__mmask16>(0xFFFF);
+              acc[u][v] = _mm512_fmadd_ps(value, _mm512_maskz_loadu_ps(m, row + 16 * v), acc[u][v]);
+            }
+          }
+        }
+        for (; p < end; ++p) {  // (acc indexed by constants only: a variable index would spill it)
+          const float* row = Row(base, p->offset);
+          const __m512 value = _mm512_set1_ps(p->value);
+          for (int v = 0; v < NV; ++v) {
+            const __mmask16 m = v == NV - 1 ? tail : static_cast<__mmask16>(0xFFFF);
+            acc[U - 1][v] = _mm512_fmadd_ps(value, _mm512_maskz_loadu_ps(m, row + 16 * v), acc[U - 1][v]);
+          }
+        }
+        const __m512 beta = _mm512_set1_ps(e.bias ? e.bias[n] : 0.0f);
+        for (int v = 0; v < NV; ++v) {
+          __m512 sum = acc[0][v];
+          for (int u = 1; u < U; ++u) sum = _mm512_add_ps(sum, acc[u][v]);
+          const __mmask16 m = v == NV - 1 ? tail : static_cast<__mmask16>(0xFFFF);
+          _mm512_mask_storeu_ps(out + 16 * v, m, last ? ApplyEpilogue(sum, va, beta, e.relu) : sum);
+        }
       }
     }
   }
@@ -260,9 +265,13 @@ LSC_AVX512 void SpmmTiledAvx512(const TiledView& w, int64_t n_begin, int64_t n_e
                                 const Epilogue& e, float* yt, int64_t ldy) {
   switch ((batch + 15) / 16) {
     case 1: return TiledColumns<1, 4>(w, n_begin, n_end, base, batch, e, yt, ldy);
-    case 2: return TiledColumns<2, 2>(w, n_begin, n_end, base, batch, e, yt, ldy);
+    case 2: return TiledColumns<2, 3>(w, n_begin, n_end, base, batch, e, yt, ldy);
     case 3: return TiledColumns<3, 2>(w, n_begin, n_end, base, batch, e, yt, ldy);
     case 4: return TiledColumns<4, 2>(w, n_begin, n_end, base, batch, e, yt, ldy);
+    case 5: return TiledColumns<5, 2>(w, n_begin, n_end, base, batch, e, yt, ldy);
+    case 6: return TiledColumns<6, 2>(w, n_begin, n_end, base, batch, e, yt, ldy);
+    case 7: return TiledColumns<7, 2>(w, n_begin, n_end, base, batch, e, yt, ldy);
+    case 8: return TiledColumns<8, 2>(w, n_begin, n_end, base, batch, e, yt, ldy);
     default: return;
   }
 }

@@ -66,19 +66,24 @@ inline float Apply(const Epilogue& e, int64_t n, float sum) {
 
 void SpmmTiledScalar(const TiledView& w, int64_t n_begin, int64_t n_end, const float* base, int64_t batch,
                      const Epilogue& epilogue, float* yt, int64_t ldy) {
-  for (int64_t b = 0; b < w.blocks; ++b) {
-    const uint64_t* start = w.start + b * w.N;
-    const bool first = b == 0, last = b == w.blocks - 1;
-    for (int64_t n = n_begin; n < n_end; ++n) {
-      float acc[64];
-      float* out = yt + n * ldy;
-      for (int64_t l = 0; l < batch; ++l) acc[l] = first ? 0.0f : out[l];
-      for (uint64_t i = start[n]; i < start[n + 1]; ++i) {
-        const float v = w.entry[i].value;
-        const float* row = base + w.entry[i].offset;
-        for (int64_t l = 0; l < batch; ++l) acc[l] += v * row[l];
+  for (int64_t c0 = n_begin; c0 < n_end; c0 += w.chunk) {
+    const int64_t c1 = c0 + w.chunk < n_end ? c0 + w.chunk : n_end;
+    for (int64_t b = 0; b < w.blocks; ++b) {
+      const uint64_t* start = w.start + b * w.N;
+      const int32_t* order = w.column + b * w.N;
+      const bool first = b == 0, last = b == w.blocks - 1;
+      for (int64_t i0 = c0; i0 < c1; ++i0) {
+        const int64_t n = order[i0];
+        float acc[64];
+        float* out = yt + n * ldy;
+        for (int64_t l = 0; l < batch; ++l) acc[l] = first ? 0.0f : out[l];
+        for (uint64_t i = start[i0]; i < start[i0 + 1]; ++i) {
+          const float v = w.entry[i].value;
+          const float* row = Row(base, w.entry[i].offset);
+          for (int64_t l = 0; l < batch; ++l) acc[l] += v * row[l];
+        }
+        for (int64_t l = 0; l < batch; ++l) out[l] = last ? Apply(epilogue, n, acc[l]) : acc[l];
       }
-      for (int64_t l = 0; l < batch; ++l) out[l] = last ? Apply(epilogue, n, acc[l]) : acc[l];
     }
   }
 }

@@ -8,6 +8,7 @@
 // convolution (see ops/lsc_conv.cc).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -18,18 +19,28 @@
 namespace lsc {
 
 struct TiledLayout {
-  int64_t N = 0, blocks = 0;
-  std::vector<uint64_t> start;     // blocks * N + 1
-  std::vector<TiledEntry> entry;   // nnz, block-major, then by column, then by row
-  TiledView view() const { return TiledView{N, blocks, start.data(), entry.data()}; }
-  uint64_t bytes() const { return start.size() * sizeof(uint64_t) + entry.size() * sizeof(TiledEntry); }
+  int64_t N = 0, blocks = 0, chunk = 1;
+  std::vector<uint64_t> chunk_work;  // non-zeros before each chunk, then the total
+  std::vector<uint64_t> start;       // blocks * N + 1
+  std::vector<int32_t> column;       // blocks * N
+  std::vector<TiledEntry> entry;     // nnz: block-major, then in processing order, then by row
+  TiledView view() const { return TiledView{N, blocks, chunk, start.data(), column.data(), entry.data()}; }
+  uint64_t bytes() const {
+    return start.size() * sizeof(uint64_t) + column.size() * 4 + entry.size() * sizeof(TiledEntry);
+  }
+  // Position boundaries of up to `tasks` runs of whole chunks with about equal non-zeros.
+  std::vector<int64_t> TaskBounds(int64_t tasks) const;
 };
 
 // Builds the tiled layout of `columns` whose row k reads activations at element offset
-// offsets[k] (each in [0, 2^31)), with K-blocks [block_begin[b], block_begin[b + 1]) (ascending,
-// from 0 to K). Fails when an offset does not fit or the layout would not fit in memory.
+// offsets[k] (each in [0, 2^29)), with K-blocks [block_begin[b], block_begin[b + 1]) (ascending,
+// from 0 to K) and chunks of `chunk` columns. Fails when an offset does not fit or the layout
+// would not fit in memory.
 Status BuildTiledLayout(const ColumnLists& columns, const int64_t* offsets, const std::vector<int64_t>& block_begin,
-                        TiledLayout* out);
+                        int64_t chunk, TiledLayout* out);
+
+// Columns per chunk so that a chunk's output tile of `lanes` floats per column takes about 16 KiB.
+inline int64_t TiledChunk(int64_t lanes) { return std::max<int64_t>(1, 16384 / (4 * std::max<int64_t>(1, lanes))); }
 
 // K-blocks of whole units of `unit` rows (e.g. the kH * kW taps of one input channel), about
 // `rows_per_block` rows each: the boundaries 0, ..., K.

@@ -28,14 +28,23 @@ struct WindowedView {
 
 // Tiled layout (kernels/tiled_layout.h) for batches and convolutions: the non-zeros of each
 // output column, split into K-blocks (block-major), each as the element offset of its activation
-// row and its value, so the kernel reads one 8-byte record per non-zero.
+// row (in bytes) and its value, so the kernel reads one 8-byte record per non-zero.
 struct TiledEntry {
-  int32_t offset;
+  int32_t offset;  // in bytes from the tile's base
   float value;
 };
+inline const float* Row(const float* base, int32_t offset_bytes) {
+  return reinterpret_cast<const float*>(reinterpret_cast<const char*>(base) + offset_bytes);
+}
+// Columns come in chunks of `chunk` (the last may be shorter): the kernel sweeps every K-block for
+// one chunk before the next, so the chunk's output tile stays in L1 while each K-block's
+// activation rows are read from L2 once per chunk. Within a chunk and K-block, columns are
+// processed by decreasing number of entries, so the inner loop's trip counts repeat.
 struct TiledView {
-  int64_t N, blocks;
-  const uint64_t* start;  // blocks * N + 1: first entry of (block b, column n) at start[b * N + n]
+  int64_t N, blocks, chunk;
+  const uint64_t* start;   // blocks * N + 1: first entry of the i-th column processed in block b
+                           // at start[b * N + i]
+  const int32_t* column;   // blocks * N: that column
   const TiledEntry* entry;
 };
 
@@ -47,11 +56,12 @@ struct Epilogue {
   bool relu;
 };
 
-// For columns n in [n_begin, n_end) and lanes b < batch (batch <= KernelSet::batch_tile):
+// For the columns n at processing positions [i_begin, i_end) (whole chunks) and lanes
+// b < batch (batch <= KernelSet::tiled_tile):
 //   yt[n * ldy + b] = epilogue(sum over the column's entries of value * base[offset + b])
-// K-block by K-block (every column of block 0, then of block 1, ...), so the activation rows of
-// one block stay in L1 while yt holds the partial sums. Only stored non-zeros are multiplied.
-using SpmmTiledFn = void (*)(const TiledView& w, int64_t n_begin, int64_t n_end, const float* base, int64_t batch,
+// chunk by chunk, and K-block by K-block within a chunk, yt holding the partial sums. Only stored
+// non-zeros are multiplied.
+using SpmmTiledFn = void (*)(const TiledView& w, int64_t i_begin, int64_t i_end, const float* base, int64_t batch,
                              const Epilogue& epilogue, float* yt, int64_t ldy);
 
 // Sliced layout (kernels/sliced_layout.h) for one or two activation rows: columns sorted by

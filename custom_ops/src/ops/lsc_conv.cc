@@ -2,7 +2,7 @@
 // convolution for every shape (no im2col). The input is laid out as zero-padded stride-phase
 // planes of width Wq (or used in place), and output pixel (oh, ow) is "virtual position"
 // v = oh * Wq + ow: tap (c, i, j) of a tile of consecutive virtual positions then reads one
-// contiguous run of a plane, so a tile of batch_tile positions spans several output rows on
+// contiguous run of a plane, so a tile of tiled_tile positions spans several output rows on
 // narrow feature maps. Positions with ow >= OW are computed and dropped. The tiled kernel applies
 // bias and activation; the output tile is NCHW directly when Wq == OW.
 #include "ops/lsc_conv.h"
@@ -225,7 +225,7 @@ struct ConvPlan {
   bool direct_out = false;               // Wq == OW: the output tile is NCHW
   int64_t positions = 0;                 // virtual positions per image: (OH - 1) * Wq + OW
   TiledLayout layout;
-  std::vector<int64_t> bounds;           // column runs of about equal non-zeros
+  std::vector<int64_t> bounds;           // tasks' runs of whole layout parts (processing positions)
 };
 
 Status LscConvKernel::Plan(const ConvGeometry& g, const PackedWeight& weight, bool cache,
@@ -252,21 +252,23 @@ Status LscConvKernel::Plan(const ConvGeometry& g, const PackedWeight& weight, bo
   plan->direct_out = planes.wq == g.out_width;
   plan->positions = g.out_height > 0 && g.out_width > 0 ? (g.out_height - 1) * planes.wq + g.out_width : 0;
   const int64_t rows = g.channels * g.kernel_h * g.kernel_w;
-  if (static_cast<double>(g.channels) * static_cast<double>(plan->channel) > 2147483647.0) {
+  if (static_cast<double>(g.channels) * static_cast<double>(plan->channel) > 536870911.0) {
     return Fail("X of ", g.channels, " x ", g.height, " x ", g.width,
-                " is too large for LSCConv (at most 2^31 padded elements per image)");
+                " is too large for LSCConv (at most 2^29 padded elements per image)");
   }
   std::vector<int64_t> offsets(static_cast<size_t>(rows));
   planes.RowOffsets(g, g.channels, offsets.data());
-  const int64_t lanes = kernels_->batch_tile;
-  const int64_t channels_per_block = std::max<int64_t>(1, 32768 / ChannelFootprint(g, planes, lanes));
+  const int64_t lanes = kernels_->tiled_tile;
+  // K-blocks of whole input channels whose activations take about 24 KiB of L1; chunks of
+  // output channels whose tile takes about 16 KiB.
+  const int64_t channels_per_block = std::max<int64_t>(1, 24576 / ChannelFootprint(g, planes, lanes));
   const int64_t taps = g.kernel_h * g.kernel_w;
   LSC_RETURN_IF_ERROR(BuildTiledLayout(weight.columns(), offsets.data(),
-                                       UnitBlocks(rows, taps, channels_per_block * taps), &plan->layout));
+                                       UnitBlocks(rows, taps, channels_per_block * taps), TiledChunk(lanes),
+                                       &plan->layout));
   const int64_t tiles = g.batch * ((plan->positions + lanes - 1) / lanes);
   const int64_t wanted = static_cast<int64_t>(ParallelBatches(1 << 20)) * 2;
-  plan->bounds = BalancedColumns(weight.columns(), std::min(g.out_channels,
-                                                            std::max<int64_t>(1, (wanted + tiles - 1) / tiles)));
+  plan->bounds = plan->layout.TaskBounds((wanted + tiles - 1) / tiles);
   if (cache) {
     std::lock_guard<std::mutex> lock(plans_mutex_);
     if (plans_.size() >= 4) plans_.erase(plans_.begin());
@@ -328,7 +330,7 @@ Status LscConvKernel::Compute(OrtKernelContext* raw_context) {
   // The weight is block-diagonal over the groups (PrepareWeight): row k of the product is tap
   // (c, i, j) of input channel c of the whole image. Tasks are (image, tile of virtual
   // positions, run of output channels).
-  const int64_t T = kernels.batch_tile, M = g.out_channels;
+  const int64_t T = kernels.tiled_tile, M = g.out_channels;
   const int64_t per_image = (plan->positions + T - 1) / T, tiles = g.batch * per_image;
   const int64_t parts = static_cast<int64_t>(plan->bounds.size()) - 1;
   const TiledView view = plan->layout.view();

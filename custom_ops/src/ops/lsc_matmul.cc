@@ -149,7 +149,7 @@ Status LscMatMulKernel::LargeBatch(OrtKernelContext* context, const PackedWeight
   const KernelSet& kernels = *kernels_;
   const TiledLayout* layout = nullptr;
   LSC_RETURN_IF_ERROR(weight.tiled(kernels, &layout));
-  const int64_t K = weight.K(), N = weight.N(), T = kernels.batch_tile;
+  const int64_t K = weight.K(), N = weight.N(), T = kernels.tiled_tile;
   const int64_t tiles = (M + T - 1) / T;
   float* at = ThreadScratch(kScratchAt, static_cast<size_t>(tiles * K * T));
   float* yt = ThreadScratch(kScratchYt, static_cast<size_t>(tiles * N * T));
@@ -159,8 +159,8 @@ Status LscMatMulKernel::LargeBatch(OrtKernelContext* context, const PackedWeight
     kernels.transpose(a + tile * T * K, K, rows_in(tile), K, at + tile * K * T, T);
   }));
   const int64_t wanted = static_cast<int64_t>(ParallelBatches(1 << 20)) * 2;
-  const int64_t parts = std::min(N, std::max<int64_t>(1, (wanted + tiles - 1) / tiles));
-  const std::vector<int64_t> bounds = BalancedColumns(weight.columns(), parts);
+  const std::vector<int64_t> bounds = layout->TaskBounds((wanted + tiles - 1) / tiles);
+  const int64_t parts = static_cast<int64_t>(bounds.size()) - 1;
   const TiledView view = layout->view();
   const Epilogue epilogue{alpha_, bias, false};
   LSC_RETURN_IF_ERROR(ParallelFor(context, static_cast<size_t>(tiles * parts), [&](size_t item) {

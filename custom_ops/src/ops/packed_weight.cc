@@ -29,11 +29,13 @@ void PackedWeight::EmbedGroups(int64_t groups) {
 
 Status PackedWeight::tiled(const KernelSet& kernels, const TiledLayout** layout) const {
   std::call_once(tiled_once_, [&] {
-    const int64_t T = kernels.batch_tile;
+    const int64_t T = kernels.tiled_tile;
     std::vector<int64_t> offsets(static_cast<size_t>(columns_.K));
     for (int64_t k = 0; k < columns_.K; ++k) offsets[static_cast<size_t>(k)] = k * T;
-    // K-blocks whose activation rows fill about L1 (48 KiB on current x86 cores).
-    tiled_status_ = BuildTiledLayout(columns_, offsets.data(), UnitBlocks(columns_.K, 1, 49152 / (4 * T)), &tiled_);
+    // K-blocks whose activation rows take about 24 KiB of L1, chunks of columns whose output
+    // tile takes about 16 KiB.
+    tiled_status_ = BuildTiledLayout(columns_, offsets.data(), UnitBlocks(columns_.K, 1, 24576 / (4 * T)),
+                                     TiledChunk(T), &tiled_);
   });
   *layout = &tiled_;
   return tiled_status_;

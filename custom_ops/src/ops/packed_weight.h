@@ -30,8 +30,8 @@ class PackedWeight {
   void EmbedGroups(int64_t groups);
   // The windowed layout for `kernels` (built on first use; thread-safe).
   const WindowedLayout& windowed(const KernelSet& kernels) const;
-  // The tiled layout of a MatMul weight for activation tiles of `kernels.batch_tile` lanes (row k
-  // at offset k * batch_tile), and the sliced layout; built on first use, thread-safe; they fail
+  // The tiled layout of a MatMul weight for activation tiles of `kernels.tiled_tile` lanes (row k
+  // at offset k * tiled_tile), and the sliced layout; built on first use, thread-safe; they fail
   // only when they would not fit in memory.
   Status tiled(const KernelSet& kernels, const TiledLayout** layout) const;
   Status sliced(const SlicedLayout** layout) const;
