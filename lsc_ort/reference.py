@@ -88,7 +88,8 @@ class LSCMatMul(OpRun):
 
 class LSCConv(OpRun):
     """ONNX ``Conv`` (1-D and 2-D) with the decoded weight, computed in float32 by
-    ``onnx.reference``'s Conv implementation, then the ``activation``; ``Y`` has ``X``'s dtype."""
+    ``onnx.reference``'s Conv implementation, plus the residual ``Z``, then the ``activation``;
+    ``Y`` has ``X``'s dtype."""
 
     op_domain = DOMAIN
 
@@ -97,6 +98,7 @@ class LSCConv(OpRun):
         X: np.ndarray,
         W_blob: np.ndarray,
         B: np.ndarray | None = None,
+        Z: np.ndarray | None = None,
         auto_pad: str | None = None,
         dilations: list[int] | None = None,
         group: int | None = None,
@@ -143,6 +145,10 @@ class LSCConv(OpRun):
             strides,
         )
         y = np.asarray(y, dtype=np.float32)
+        if Z is not None:
+            if Z.shape != y.shape:
+                raise ValueError(f"LSCConv: Z has shape {list(Z.shape)} but Y has shape {list(y.shape)}")
+            y = y + Z.astype(np.float32, copy=False)
         if act == "Relu":
             y = np.where(y < 0, np.float32(0), y)  # NaN stays NaN
         return (y.astype(X.dtype, copy=False),)

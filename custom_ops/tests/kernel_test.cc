@@ -80,6 +80,21 @@ void TestTiled(const KernelSet& set, const ColumnLists& w, const std::vector<flo
         set.transpose(yt.data(), T, N, rows, y.data() + m0 * N, N);
       }
       Expect(relu ? "spmm_tiled relu" : "spmm_tiled", set, K, N, M, y, WithEpilogue(expected, relu));
+      // With a residual (at the output tile's own index), added before the activation.
+      std::vector<float> residual(static_cast<size_t>(N * T));
+      for (size_t i = 0; i < residual.size(); ++i) residual[i] = 0.25f * float(int(i % 13) - 6);
+      std::vector<double> with_residual = expected;
+      for (int64_t m = 0; m < M; ++m) {
+        for (int64_t n = 0; n < N; ++n) with_residual[m * N + n] += residual[n * T + m % T];
+      }
+      const Epilogue er{0.5f, bias.data(), relu, residual.data()};
+      for (int64_t m0 = 0; m0 < M; m0 += T) {
+        const int64_t rows = std::min(T, M - m0);
+        set.transpose(a.data() + m0 * K, K, rows, K, at.data(), T);
+        set.spmm_tiled(layout.view(), 0, N, at.data(), rows, er, yt.data(), T);
+        set.transpose(yt.data(), T, N, rows, y.data() + m0 * N, N);
+      }
+      Expect("spmm_tiled residual", set, K, N, M, y, WithEpilogue(with_residual, relu));
     }
   }
 }

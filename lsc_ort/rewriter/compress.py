@@ -187,7 +187,7 @@ def rewrite_graph(
         if rule is not None:
             candidates.append((index, node, rule))
     replaced: dict[int, list[onnx.NodeProto]] = {}
-    absorbed_at: dict[int, bool] = {}
+    position = {id(node): index for index, node in enumerate(nodes)}
     touched: set[str] = set()
     for done, (index, node, rule) in enumerate(candidates, 1):
         label = node_label(node, index)
@@ -200,19 +200,22 @@ def rewrite_graph(
                 choice = chooser.choose(found.weight, ctx)
                 result.layers.append(_row(node, index, choice, shared))
                 if choice.blob is not None:
-                    replaced[index] = rule.rewrite(node, found, choice.blob, ctx)
+                    # A node absorbing the ones after it takes the place of the last of them,
+                    # where all its inputs (a residual, say) exist.
+                    new_nodes = rule.rewrite(node, found, choice.blob, ctx)
+                    at = position[id(found.absorbs[-1])] if found.absorbs else index
+                    replaced[index] = []
+                    replaced[at] = new_nodes
                     result.fired[rule.name] += 1
                     touched.update(node.input)
                     for absorbed in found.absorbs:
-                        absorbed_at[id(absorbed)] = True
+                        ctx.claimed.add(id(absorbed))
                         touched.update(absorbed.input)
+                        replaced.setdefault(position[id(absorbed)], [])
         except Exception as error:
             raise RewriteError(f"{label}: {error}") from error
         if progress is not None:
             progress(done, len(candidates), label)
-    for index, node in enumerate(nodes):
-        if id(node) in absorbed_at:
-            replaced[index] = []
     if replaced:
         graph = model.graph
         new_nodes = [new for index, node in enumerate(nodes) for new in replaced.get(index, [node])]

@@ -148,16 +148,23 @@ def _conv(node: onnx.NodeProto, decoder: _Decoder, ctx: GraphContext) -> list[on
     w, _ = decoder.weight(node.input[1])
     activation = attributes(node).get("activation", b"")
     activation = activation.decode() if isinstance(activation, bytes) else str(activation)
-    y = node.output[0]
-    out = ctx.fresh_name(f"{y}_conv") if activation else y
-    new = replacement(node, "Conv", [node.input[0], w, *node.input[2:]], [out], "")
-    new.attribute.extend(a for a in node.attribute if a.name != "activation")
-    if not activation:
-        return [new]
-    if activation != "Relu":
+    if activation not in ("", "Relu"):
         raise ValueError(f"unknown activation {activation!r}")
+    residual = node.input[3] if len(node.input) > 3 else ""
+    y = node.output[0]
     label = node.name or y
-    return [new, helper.make_node("Relu", [out], [y], name=ctx.fresh_name(f"{label}/relu"))]
+    out = ctx.fresh_name(f"{y}_conv") if activation or residual else y
+    bias = [i for i in node.input[2:3] if i]
+    new = replacement(node, "Conv", [node.input[0], w, *bias], [out], "")
+    new.attribute.extend(a for a in node.attribute if a.name != "activation")
+    nodes = [new]
+    if residual:
+        summed = ctx.fresh_name(f"{y}_sum") if activation else y
+        nodes.append(helper.make_node("Add", [out, residual], [summed], name=ctx.fresh_name(f"{label}/residual")))
+        out = summed
+    if activation:
+        nodes.append(helper.make_node("Relu", [out], [y], name=ctx.fresh_name(f"{label}/relu")))
+    return nodes
 
 
 def decompress_graph(
@@ -217,7 +224,8 @@ def decompress(model: ModelLike, *, base_dir: str | os.PathLike | None = None) -
     """Turn ``LSCMatMul`` / ``LSCConv`` nodes back into standard ``MatMul`` / ``Gemm`` / ``Conv``
     nodes reading the decoded weights (bit-exact) from initializers.
 
-    ``LSCConv`` becomes ``Conv`` (followed by ``Relu`` for ``activation="Relu"``).
+    ``LSCConv`` becomes ``Conv``, followed by ``Add`` of its residual input ``Z`` and ``Relu`` for
+    ``activation="Relu"``.
     ``LSCMatMul`` becomes ``MatMul`` when it has no ``alpha``, ``transB`` or bias; ``Gemm`` when
     its input is known to be 2-D; otherwise ``MatMul`` followed by ``Mul`` (alpha) and ``Add``
     (bias), with a ``Transpose`` of the weight for ``transB``. A weight decoded from the blob

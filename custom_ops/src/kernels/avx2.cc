@@ -111,8 +111,14 @@ LSC_AVX2 void TiledColumns8(const TiledView& w, int64_t n_begin, int64_t n_end, 
         const __m256 beta = _mm256_set1_ps(e.bias ? e.bias[n] : 0.0f);
         for (int v = 0; v < NV; ++v) {
           const __m256 sum = _mm256_add_ps(a[v], c[v]);
-          _mm256_maskstore_ps(out + 8 * v, v == NV - 1 ? tail : full,
-                              last ? ApplyEpilogue8(sum, va, beta, e.relu) : sum);
+          const __m256i m = v == NV - 1 ? tail : full;
+          if (last && e.residual != nullptr) {
+            const __m256 y = _mm256_add_ps(_mm256_fmadd_ps(va, sum, beta),
+                                           _mm256_maskload_ps(e.residual + n * ldy + 8 * v, m));
+            _mm256_maskstore_ps(out + 8 * v, m, e.relu ? _mm256_max_ps(_mm256_setzero_ps(), y) : y);
+          } else {
+            _mm256_maskstore_ps(out + 8 * v, m, last ? ApplyEpilogue8(sum, va, beta, e.relu) : sum);
+          }
         }
       }
     }

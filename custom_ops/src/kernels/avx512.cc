@@ -252,7 +252,12 @@ LSC_AVX512 void TiledColumns(const TiledView& w, int64_t n_begin, int64_t n_end,
           __m512 sum = acc[0][v];
           for (int u = 1; u < U; ++u) sum = _mm512_add_ps(sum, acc[u][v]);
           const __mmask16 m = v == NV - 1 ? tail : static_cast<__mmask16>(0xFFFF);
+          if (last && e.residual != nullptr) {
+          sum = _mm512_add_ps(_mm512_fmadd_ps(va, sum, beta), _mm512_maskz_loadu_ps(m, e.residual + n * ldy + 16 * v));
+          _mm512_mask_storeu_ps(out + 16 * v, m, e.relu ? _mm512_max_ps(_mm512_setzero_ps(), sum) : sum);
+        } else {
           _mm512_mask_storeu_ps(out + 16 * v, m, last ? ApplyEpilogue(sum, va, beta, e.relu) : sum);
+        }
         }
       }
     }

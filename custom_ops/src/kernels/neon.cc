@@ -61,11 +61,13 @@ void SpmmTiledNeon(const TiledView& w, int64_t n_begin, int64_t n_end, const flo
         }
         const float beta = e.bias ? e.bias[n] : 0.0f;
         const float32x4_t vb = vdupq_n_f32(beta), zero = vdupq_n_f32(0.0f);
+        const float* residual = e.residual ? e.residual + n * ldy : nullptr;
         l = 0;
         for (int v = 0; l < full; ++v, l += 4) {
           float32x4_t y = acc[v];
           if (last) {
             y = vfmaq_n_f32(vb, y, e.alpha);
+            if (residual) y = vaddq_f32(y, vld1q_f32(residual + l));
             if (e.relu) y = vbslq_f32(vcltq_f32(y, zero), zero, y);  // NaN stays NaN
           }
           vst1q_f32(out + l, y);
@@ -73,7 +75,7 @@ void SpmmTiledNeon(const TiledView& w, int64_t n_begin, int64_t n_end, const flo
         for (; l < batch; ++l) {
           float y = rest[l - full];
           if (last) {
-            y = e.alpha * y + beta;
+            y = e.alpha * y + beta + (residual ? residual[l] : 0.0f);
             if (e.relu && y < 0.0f) y = 0.0f;
           }
           out[l] = y;

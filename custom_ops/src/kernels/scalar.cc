@@ -57,8 +57,8 @@ void TransposeScalar(const float* src, int64_t lds, int64_t rows, int64_t cols, 
 namespace lsc {
 namespace {
 
-inline float Apply(const Epilogue& e, int64_t n, float sum) {
-  const float y = e.alpha * sum + (e.bias ? e.bias[n] : 0.0f);
+inline float Apply(const Epilogue& e, int64_t n, float sum, float residual = 0.0f) {
+  const float y = e.alpha * sum + (e.bias ? e.bias[n] : 0.0f) + residual;
   return e.relu && y < 0.0f ? 0.0f : y;  // NaN stays NaN
 }
 
@@ -82,7 +82,10 @@ void SpmmTiledScalar(const TiledView& w, int64_t n_begin, int64_t n_end, const f
           const float* row = Row(base, w.entry[i].offset);
           for (int64_t l = 0; l < batch; ++l) acc[l] += v * row[l];
         }
-        for (int64_t l = 0; l < batch; ++l) out[l] = last ? Apply(epilogue, n, acc[l]) : acc[l];
+        const float* residual = epilogue.residual ? epilogue.residual + n * ldy : nullptr;
+        for (int64_t l = 0; l < batch; ++l) {
+          out[l] = !last ? acc[l] : residual ? Apply(epilogue, n, acc[l], residual[l]) : Apply(epilogue, n, acc[l]);
+        }
       }
     }
   }
@@ -109,7 +112,7 @@ void SpmvSlicedScalar(const SlicedView& w, int64_t g_begin, int64_t g_end, const
         for (int64_t m = 0; m < rows; ++m) acc[m][j] += v * x[m * ldx + static_cast<int64_t>(index[j])];
       }
     }
-    const Epilogue scaled{epilogue.alpha * w.scale, epilogue.bias, epilogue.relu};
+    const Epilogue scaled{epilogue.alpha * w.scale, epilogue.bias, epilogue.relu, nullptr};
     for (int j = 0; j < kSlicedLanes; ++j) {
       const int32_t n = w.column[g * kSlicedLanes + j];
       if (n < 0) continue;

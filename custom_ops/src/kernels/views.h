@@ -48,12 +48,13 @@ struct TiledView {
   const TiledEntry* entry;
 };
 
-// What a kernel applies when it writes an output: y = alpha * sum + bias[n], then max(y, 0)
-// (NaN kept) when relu.
+// What a kernel applies when it writes an output: y = alpha * sum + bias[n] (+ the residual at
+// the output's own index, for the tiled kernel), then max(y, 0) (NaN kept) when relu.
 struct Epilogue {
   float alpha;
   const float* bias;  // may be null
   bool relu;
+  const float* residual = nullptr;  // tiled kernel: residual[n * ldy + b] added before relu
 };
 
 // For the columns n at processing positions [i_begin, i_end) (whole chunks) and lanes

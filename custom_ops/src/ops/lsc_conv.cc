@@ -314,6 +314,26 @@ Status LscConvKernel::Compute(OrtKernelContext* raw_context) {
     y = y_value.GetTensorMutableData<float>();
   }
 
+  // Z: a residual of Y's shape and type, added before the activation.
+  const float* residual = nullptr;
+  if (context.GetInputCount() > 3) {
+    Ort::ConstValue z_value = context.GetInput(3);
+    if (z_value) {
+      const auto z_info = z_value.GetTensorTypeAndShapeInfo();
+      if (z_info.GetShape() != y_shape) {
+        return Fail("Z has shape ", ShapeString(z_info.GetShape()), " but Y has shape ", ShapeString(y_shape),
+                    "; the residual must have Y's shape");
+      }
+      if (half) {
+        float* z_float = ThreadScratch(kScratchHalfZ, static_cast<size_t>(y_size));
+        HalfToFloat(z_value.GetTensorData<Ort::Float16_t>(), z_float, static_cast<size_t>(y_size));
+        residual = z_float;
+      } else {
+        residual = z_value.GetTensorData<float>();
+      }
+    }
+  }
+
   std::shared_ptr<const ConvPlan> plan;
   LSC_RETURN_IF_ERROR(Plan(g, *weight, weight == weight_, &plan));
   const KernelSet& kernels = *kernels_;
@@ -334,7 +354,9 @@ Status LscConvKernel::Compute(OrtKernelContext* raw_context) {
   const int64_t per_image = (plan->positions + T - 1) / T, tiles = g.batch * per_image;
   const int64_t parts = static_cast<int64_t>(plan->bounds.size()) - 1;
   const TiledView view = plan->layout.view();
-  const Epilogue epilogue{1.0f, bias, activation_ == "Relu"};
+  const bool relu = activation_ == "Relu";
+  const Epilogue direct{1.0f, bias, relu, nullptr};
+  const Epilogue staged{1.0f, bias, false, nullptr};  // residual and activation at the copy-out
   LSC_RETURN_IF_ERROR(ParallelFor(raw_context, static_cast<size_t>(tiles * parts), [&](size_t item) {
     const int64_t p = static_cast<int64_t>(item) % parts, tile = static_cast<int64_t>(item) / parts;
     const int64_t b = tile / per_image, v0 = tile % per_image * T, count = std::min(T, plan->positions - v0);
@@ -342,19 +364,33 @@ Status LscConvKernel::Compute(OrtKernelContext* raw_context) {
     const float* base = input + b * g.channels * plan->channel + v0;
     float* out = y + b * M * pixels;
     if (plan->direct_out) {
-      kernels.spmm_tiled(view, n0, n1, base, count, epilogue, out + v0, pixels);
+      Epilogue e = direct;
+      if (residual != nullptr) e.residual = residual + b * M * pixels + v0;
+      kernels.spmm_tiled(view, n0, n1, base, count, e, out + v0, pixels);
       return;
     }
     float* yt = ThreadScratch(kScratchCols, static_cast<size_t>(M * T));
-    kernels.spmm_tiled(view, n0, n1, base, count, epilogue, yt, T);
+    const bool plain = residual == nullptr && !relu;
+    kernels.spmm_tiled(view, n0, n1, base, count, plain ? direct : staged, yt, T);
     // Keep the positions that are real output pixels (ow < OW), row run by row run.
     for (int64_t v = v0; v < v0 + count;) {
       const int64_t oh = v / plan->wq, ow = v % plan->wq;
       const int64_t run = std::min(v0 + count, (oh + 1) * plan->wq) - v;
       const int64_t keep = std::max<int64_t>(0, std::min(run, g.out_width - ow));
       if (keep > 0) {
-        for (int64_t n = n0; n < n1; ++n) {
-          std::memcpy(out + n * pixels + oh * g.out_width + ow, yt + n * T + (v - v0), sizeof(float) * keep);
+        for (int64_t i = n0; i < n1; ++i) {
+          const int64_t n = view.column[i];  // the chunk's columns, in any block's order
+          const int64_t at = n * pixels + oh * g.out_width + ow;
+          const float* from = yt + n * T + (v - v0);
+          if (plain) {
+            std::memcpy(out + at, from, sizeof(float) * keep);
+            continue;
+          }
+          const float* z = residual ? residual + b * M * pixels + at : nullptr;
+          for (int64_t q = 0; q < keep; ++q) {
+            const float value = from[q] + (z ? z[q] : 0.0f);
+            out[at + q] = relu && value < 0.0f ? 0.0f : value;  // NaN stays NaN
+          }
         }
       }
       v += run;

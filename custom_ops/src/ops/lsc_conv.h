@@ -30,6 +30,7 @@ struct ConvPlan;
 class LscConvKernel {
  public:
   static constexpr const char* kOpName = "LSCConv";
+  static constexpr size_t kInputCount = 4;  // X, W_blob, B, Z (residual added before the activation)
   explicit LscConvKernel(const OrtKernelInfo* info);
   Status Init(const OrtKernelInfo* info);
   Status Compute(OrtKernelContext* context);
@@ -37,7 +38,7 @@ class LscConvKernel {
   const std::string& node() const { return node_; }
 
  private:
-  enum Scratch { kScratchCols = 8, kScratchHalfIn, kScratchHalfOut, kScratchPlanes, kScratchOffsets };
+  enum Scratch { kScratchCols = 8, kScratchHalfIn, kScratchHalfOut, kScratchPlanes, kScratchOffsets, kScratchHalfZ };
   Status CheckWeight(const PackedWeight& weight) const;
   Status PrepareWeight(PackedWeight& weight) const;
   Status Geometry(const std::vector<int64_t>& x_shape, const PackedWeight& weight, ConvGeometry* g) const;

@@ -15,6 +15,7 @@ namespace lsc {
 class LscMatMulKernel {
  public:
   static constexpr const char* kOpName = "LSCMatMul";
+  static constexpr size_t kInputCount = 3;  // A, W_blob, bias
   explicit LscMatMulKernel(const OrtKernelInfo* info);
   Status Init(const OrtKernelInfo* info);
   Status Compute(OrtKernelContext* context);
