@@ -26,7 +26,7 @@ import onnx
 import onnxruntime as ort
 
 import lsc_ort
-from benchmarks.bench_matmul import seconds_per_run
+from benchmarks.bench_matmul import CLOCKS, seconds_per_run, set_clock
 from lsc_ort.model_wheels import MODELS, model_path
 from lsc_ort.pruning import prune_file
 from lsc_ort.report import totals
@@ -66,6 +66,7 @@ def session(path: Path, threads: int) -> tuple[ort.InferenceSession, float]:
     options = lsc_ort.session_options()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    options.log_severity_level = 3
     sess = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     return sess, rss_mib() - before
 
@@ -101,7 +102,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--budget", type=float, default=1.0, help="seconds of timing per measurement")
     parser.add_argument("--no-fold", dest="fold", action="store_false", help="compress without folding")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                        help="wall time, or CPU time (1 thread; robust on a busy shared host)")
     args = parser.parse_args()
+    set_clock(args.clock)
     print(f"onnxruntime {ort.__version__}, lsc-ort {lsc_ort.__version__} ({lsc_ort.native.kernel_name()})")
     with tempfile.TemporaryDirectory() as tmp:
         for key in args.models:

@@ -274,9 +274,9 @@ LSC_AVX512 void SpmmTiledAvx512(const TiledView& w, int64_t n_begin, int64_t n_e
     case 3: return TiledColumns<3, 2>(w, n_begin, n_end, base, batch, e, yt, ldy);
     case 4: return TiledColumns<4, 2>(w, n_begin, n_end, base, batch, e, yt, ldy);
     case 5: return TiledColumns<5, 2>(w, n_begin, n_end, base, batch, e, yt, ldy);
-    case 6: return TiledColumns<6, 2>(w, n_begin, n_end, base, batch, e, yt, ldy);
-    case 7: return TiledColumns<7, 2>(w, n_begin, n_end, base, batch, e, yt, ldy);
-    case 8: return TiledColumns<8, 2>(w, n_begin, n_end, base, batch, e, yt, ldy);
+    case 6: return TiledColumns<6, 1>(w, n_begin, n_end, base, batch, e, yt, ldy);  // 6+ chains hide
+    case 7: return TiledColumns<7, 1>(w, n_begin, n_end, base, batch, e, yt, ldy);  // the FMA latency
+    case 8: return TiledColumns<8, 1>(w, n_begin, n_end, base, batch, e, yt, ldy);
     default: return;
   }
 }
@@ -329,9 +329,9 @@ LSC_AVX512 void SlicedRows(const SlicedView& w, int64_t g_begin, int64_t g_end, 
         index = _mm512_add_epi32(index, LoadSteps<STEP>(step + u * 16 * STEP));
         __mmask16 nonzero;
         const __m512 v = LoadValues<T>(value + u * 16 * width, &nonzero);
-        for (int m = 0; m < R; ++m) {
-          const __m512 a = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), nonzero, index, x + m * ldx, 4);
-          acc[u][m] = _mm512_fmadd_ps(v, a, acc[u][m]);
+        for (int m = 0; m < R; ++m) {  // every index is a row < K; zero lanes leave acc as it is
+          const __m512 a = _mm512_i32gather_ps(index, x + m * ldx, 4);
+          acc[u][m] = _mm512_mask3_fmadd_ps(v, a, acc[u][m], nonzero);
         }
       }
       step += 32 * STEP;
@@ -342,8 +342,8 @@ LSC_AVX512 void SlicedRows(const SlicedView& w, int64_t g_begin, int64_t g_end, 
       __mmask16 nonzero;
       const __m512 v = LoadValues<T>(value, &nonzero);
       for (int m = 0; m < R; ++m) {
-        const __m512 a = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), nonzero, index, x + m * ldx, 4);
-        acc[0][m] = _mm512_fmadd_ps(v, a, acc[0][m]);
+        const __m512 a = _mm512_i32gather_ps(index, x + m * ldx, 4);
+        acc[0][m] = _mm512_mask3_fmadd_ps(v, a, acc[0][m], nonzero);
       }
     }
     const __m512i column = _mm512_loadu_si512(w.column + g * 16);

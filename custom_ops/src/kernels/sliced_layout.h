@@ -6,9 +6,10 @@
 // non-zero of each of its columns: the step from the previous row of that column (8 bits, or 16
 // when 8 would need many escapes) and the value at the blob's own width (float32, float16, or
 // int8 with one scale). A step too long for its width is split by escape entries of value zero;
-// a column with fewer non-zeros is padded with zero values. The kernel masks every zero-valued
-// lane (a gather of x under a mask), so padding never reads an activation: a NaN or infinity in
-// x reaches only the outputs of its stored non-zeros.
+// a column with fewer non-zeros is padded with zero values. Every lane's row index stays a row of
+// the matrix (padding repeats the last row, an empty lane stays at row 0), so a gather of x may
+// read any lane, and the kernel masks the multiply-add of every zero-valued lane: a NaN or
+// infinity in x reaches only the outputs of its stored non-zeros.
 #pragma once
 
 #include <cstdint>

@@ -142,35 +142,37 @@ bool LscMatMulKernel::UseWindowed(const PackedWeight& weight) const {
          WindowedLayoutWorthwhile(weight.columns(), kernels_->lanes, kernels_->window);
 }
 
-// Batch tiles of T rows: At = A_tile^T [K, T]; Yt [N, T] = alpha * W^T At + bias on the tiled
-// layout; Y_tile = Yt^T. Tasks are (tile, run of columns with about equal non-zeros).
+// Batch tiles of T rows (one tile of fewer rows has a stride of the rows rounded up to 16, which
+// keeps it compact): At = A_tile^T [K, L]; Yt [N, L] = alpha * W^T At + bias on the tiled layout
+// for stride L; each task then transposes its own columns of Yt into Y while they are hot. Tasks
+// are (tile, run of columns with about equal non-zeros).
 Status LscMatMulKernel::LargeBatch(OrtKernelContext* context, const PackedWeight& weight, const float* a, int64_t M,
                                    const float* bias, float* y) const {
   const KernelSet& kernels = *kernels_;
-  const TiledLayout* layout = nullptr;
-  LSC_RETURN_IF_ERROR(weight.tiled(kernels, &layout));
   const int64_t K = weight.K(), N = weight.N(), T = kernels.tiled_tile;
   const int64_t tiles = (M + T - 1) / T;
-  float* at = ThreadScratch(kScratchAt, static_cast<size_t>(tiles * K * T));
-  float* yt = ThreadScratch(kScratchYt, static_cast<size_t>(tiles * N * T));
+  const int64_t L = tiles == 1 ? std::min(T, (M + 15) / 16 * 16) : T;
+  const TiledLayout* layout = nullptr;
+  LSC_RETURN_IF_ERROR(weight.tiled(L, &layout));
+  float* at = ThreadScratch(kScratchAt, static_cast<size_t>(tiles * K * L));
+  float* yt = ThreadScratch(kScratchYt, static_cast<size_t>(tiles * N * L));
   auto rows_in = [&](int64_t tile) { return std::min(T, M - tile * T); };
   LSC_RETURN_IF_ERROR(ParallelFor(context, static_cast<size_t>(tiles), [&](size_t t) {
     const int64_t tile = static_cast<int64_t>(t);
-    kernels.transpose(a + tile * T * K, K, rows_in(tile), K, at + tile * K * T, T);
+    kernels.transpose(a + tile * T * K, K, rows_in(tile), K, at + tile * K * L, L);
   }));
   const int64_t wanted = static_cast<int64_t>(ParallelBatches(1 << 20)) * 2;
   const std::vector<int64_t> bounds = layout->TaskBounds((wanted + tiles - 1) / tiles);
   const int64_t parts = static_cast<int64_t>(bounds.size()) - 1;
   const TiledView view = layout->view();
   const Epilogue epilogue{alpha_, bias, false};
-  LSC_RETURN_IF_ERROR(ParallelFor(context, static_cast<size_t>(tiles * parts), [&](size_t item) {
+  return ParallelFor(context, static_cast<size_t>(tiles * parts), [&](size_t item) {
     const int64_t tile = static_cast<int64_t>(item) / parts, p = static_cast<int64_t>(item) % parts;
-    kernels.spmm_tiled(view, bounds[p], bounds[p + 1], at + tile * K * T, rows_in(tile), epilogue, yt + tile * N * T,
-                       T);
-  }));
-  return ParallelFor(context, static_cast<size_t>(tiles), [&](size_t t) {
-    const int64_t tile = static_cast<int64_t>(t);
-    kernels.transpose(yt + tile * N * T, T, N, rows_in(tile), y + tile * T * N, N);
+    const int64_t n0 = bounds[p], n1 = bounds[p + 1], rows = rows_in(tile);
+    float* tile_yt = yt + tile * N * L;
+    kernels.spmm_tiled(view, n0, n1, at + tile * K * L, rows, epilogue, tile_yt, L);
+    // Positions [n0, n1) are whole chunks: the same columns n0 .. n1 - 1, in some order.
+    kernels.transpose(tile_yt + n0 * L, L, n1 - n0, rows, y + tile * T * N + n0, N);
   });
 }
 

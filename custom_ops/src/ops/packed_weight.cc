@@ -27,18 +27,25 @@ void PackedWeight::EmbedGroups(int64_t groups) {
   columns_.K *= groups;
 }
 
-Status PackedWeight::tiled(const KernelSet& kernels, const TiledLayout** layout) const {
-  std::call_once(tiled_once_, [&] {
-    const int64_t T = kernels.tiled_tile;
-    std::vector<int64_t> offsets(static_cast<size_t>(columns_.K));
-    for (int64_t k = 0; k < columns_.K; ++k) offsets[static_cast<size_t>(k)] = k * T;
-    // K-blocks whose activation rows take about 24 KiB of L1, chunks of columns whose output
-    // tile takes about 16 KiB.
-    tiled_status_ = BuildTiledLayout(columns_, offsets.data(), UnitBlocks(columns_.K, 1, 24576 / (4 * T)),
-                                     TiledChunk(T), &tiled_);
-  });
-  *layout = &tiled_;
-  return tiled_status_;
+Status PackedWeight::tiled(int64_t stride, const TiledLayout** layout) const {
+  std::lock_guard<std::mutex> lock(tiled_mutex_);
+  for (const auto& t : tiled_) {
+    if (t->stride == stride) {
+      *layout = &t->layout;
+      return t->status;
+    }
+  }
+  auto t = std::make_unique<Tiled>();
+  t->stride = stride;
+  std::vector<int64_t> offsets(static_cast<size_t>(columns_.K));
+  for (int64_t k = 0; k < columns_.K; ++k) offsets[static_cast<size_t>(k)] = k * stride;
+  // K-blocks whose activation rows take about 24 KiB of L1, chunks of columns whose output tile
+  // takes about 16 KiB.
+  t->status = BuildTiledLayout(columns_, offsets.data(), UnitBlocks(columns_.K, 1, 24576 / (4 * stride)),
+                               TiledChunk(stride), &t->layout);
+  *layout = &t->layout;
+  tiled_.push_back(std::move(t));
+  return tiled_.back()->status;
 }
 
 Status PackedWeight::sliced(const SlicedLayout** layout) const {

@@ -30,10 +30,10 @@ class PackedWeight {
   void EmbedGroups(int64_t groups);
   // The windowed layout for `kernels` (built on first use; thread-safe).
   const WindowedLayout& windowed(const KernelSet& kernels) const;
-  // The tiled layout of a MatMul weight for activation tiles of `kernels.tiled_tile` lanes (row k
-  // at offset k * tiled_tile), and the sliced layout; built on first use, thread-safe; they fail
-  // only when they would not fit in memory.
-  Status tiled(const KernelSet& kernels, const TiledLayout** layout) const;
+  // The tiled layout of a MatMul weight for activation tiles whose rows are `stride` floats apart
+  // (row k at offset k * stride), and the sliced layout; built on first use, thread-safe; they
+  // fail only when they would not fit in memory.
+  Status tiled(int64_t stride, const TiledLayout** layout) const;
   Status sliced(const SlicedLayout** layout) const;
 
  private:
@@ -41,10 +41,16 @@ class PackedWeight {
   ColumnLists columns_;
   mutable std::once_flag windowed_once_;
   mutable WindowedLayout windowed_;
-  mutable std::once_flag tiled_once_, sliced_once_;
-  mutable TiledLayout tiled_;
+  struct Tiled {
+    int64_t stride;
+    TiledLayout layout;
+    Status status;
+  };
+  mutable std::mutex tiled_mutex_;
+  mutable std::vector<std::unique_ptr<Tiled>> tiled_;  // one per tile stride in use
+  mutable std::once_flag sliced_once_;
   mutable SlicedLayout sliced_;
-  mutable Status tiled_status_, sliced_status_;
+  mutable Status sliced_status_;
 };
 
 }  // namespace lsc
