@@ -198,11 +198,15 @@ def rewrite_graph(
             else:
                 shared = chooser.seen(found.weight)
                 choice = chooser.choose(found.weight, ctx)
-                result.layers.append(_row(node, index, choice, shared))
-                if choice.blob is not None:
+                if choice.blob is None:
+                    result.layers.append(_row(node, index, choice, shared))
+                else:
                     # A node absorbing the ones after it takes the place of the last of them,
                     # where all its inputs (a residual, say) exist.
-                    new_nodes = rule.rewrite(node, found, choice.blob, ctx)
+                    named = ctx.named(node)
+                    new_nodes = rule.rewrite(named, found, choice.blob, ctx)
+                    ctx.name_new_nodes(new_nodes, named.name)
+                    result.layers.append(_row(named, index, choice, shared))
                     at = position[id(found.absorbs[-1])] if found.absorbs else index
                     replaced[index] = []
                     replaced[at] = new_nodes
