@@ -207,10 +207,16 @@ LSC_AVX512 inline __m512 ApplyEpilogue(__m512 sum, __m512 alpha, __m512 beta, bo
 
 // NV vectors of 16 lanes (the last masked by `tail`) in U independent accumulator sets, enough
 // chains to hide the FMA latency; each record is one offset and one value, loaded once.
-template <int NV, int U>
+// A full vector, or the lanes of a masked one (the last of a partial tile).
+template <bool FULL>
+LSC_AVX512 inline __m512 Load(__mmask16 m, const float* p) {
+  return FULL ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(m, p);
+}
+
+template <int NV, int U, bool FULL>
 LSC_AVX512 void TiledColumns(const TiledView& w, int64_t n_begin, int64_t n_end, const float* base, int64_t batch,
                              const Epilogue& e, float* yt, int64_t ldy) {
-  const __mmask16 tail = TailMask(batch - 16 * (NV - 1));
+  const __mmask16 tail = FULL ? static_cast<__mmask16>(0xFFFF) : TailMask(batch - 16 * (NV - 1));
   const __m512 va = _mm512_set1_ps(e.alpha);
   for (int64_t c0 = n_begin; c0 < n_end; c0 += w.chunk) {
     const int64_t c1 = c0 + w.chunk < n_end ? c0 + w.chunk : n_end;
@@ -235,7 +241,7 @@ LSC_AVX512 void TiledColumns(const TiledView& w, int64_t n_begin, int64_t n_end,
             const __m512 value = _mm512_set1_ps(p[u].value);
             for (int v = 0; v < NV; ++v) {
               const __mmask16 m = v == NV - 1 ? tail : static_cast<__mmask16>(0xFFFF);
-              acc[u][v] = _mm512_fmadd_ps(value, _mm512_maskz_loadu_ps(m, row + 16 * v), acc[u][v]);
+              acc[u][v] = _mm512_fmadd_ps(value, Load<FULL>(m, row + 16 * v), acc[u][v]);
             }
           }
         }
@@ -244,7 +250,7 @@ LSC_AVX512 void TiledColumns(const TiledView& w, int64_t n_begin, int64_t n_end,
           const __m512 value = _mm512_set1_ps(p->value);
           for (int v = 0; v < NV; ++v) {
             const __mmask16 m = v == NV - 1 ? tail : static_cast<__mmask16>(0xFFFF);
-            acc[U - 1][v] = _mm512_fmadd_ps(value, _mm512_maskz_loadu_ps(m, row + 16 * v), acc[U - 1][v]);
+            acc[U - 1][v] = _mm512_fmadd_ps(value, Load<FULL>(m, row + 16 * v), acc[U - 1][v]);
           }
         }
         const __m512 beta = _mm512_set1_ps(e.bias ? e.bias[n] : 0.0f);
@@ -268,17 +274,22 @@ LSC_AVX512 void TiledColumns(const TiledView& w, int64_t n_begin, int64_t n_end,
 
 LSC_AVX512 void SpmmTiledAvx512(const TiledView& w, int64_t n_begin, int64_t n_end, const float* base, int64_t batch,
                                 const Epilogue& e, float* yt, int64_t ldy) {
+  const bool full = batch % 16 == 0;
+#define LSC_TILED(NV, U)                                                                     \
+  return full ? TiledColumns<NV, U, true>(w, n_begin, n_end, base, batch, e, yt, ldy)        \
+              : TiledColumns<NV, U, false>(w, n_begin, n_end, base, batch, e, yt, ldy)
   switch ((batch + 15) / 16) {
-    case 1: return TiledColumns<1, 4>(w, n_begin, n_end, base, batch, e, yt, ldy);
-    case 2: return TiledColumns<2, 3>(w, n_begin, n_end, base, batch, e, yt, ldy);
-    case 3: return TiledColumns<3, 2>(w, n_begin, n_end, base, batch, e, yt, ldy);
-    case 4: return TiledColumns<4, 2>(w, n_begin, n_end, base, batch, e, yt, ldy);
-    case 5: return TiledColumns<5, 2>(w, n_begin, n_end, base, batch, e, yt, ldy);
-    case 6: return TiledColumns<6, 1>(w, n_begin, n_end, base, batch, e, yt, ldy);  // 6+ chains hide
-    case 7: return TiledColumns<7, 1>(w, n_begin, n_end, base, batch, e, yt, ldy);  // the FMA latency
-    case 8: return TiledColumns<8, 1>(w, n_begin, n_end, base, batch, e, yt, ldy);
+    case 1: LSC_TILED(1, 4);
+    case 2: LSC_TILED(2, 3);
+    case 3: LSC_TILED(3, 2);
+    case 4: LSC_TILED(4, 2);
+    case 5: LSC_TILED(5, 2);
+    case 6: LSC_TILED(6, 1);  // 6 or more independent chains hide the FMA latency
+    case 7: LSC_TILED(7, 1);
+    case 8: LSC_TILED(8, 1);
     default: return;
   }
+#undef LSC_TILED
 }
 
 // ---- sliced layout: one or two rows at memory speed ----------------------------------------

@@ -8,7 +8,6 @@
 #include "ops/lsc_conv.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 
 #include "ops/op_util.h"
@@ -262,12 +261,10 @@ Status LscConvKernel::Plan(const ConvGeometry& g, const PackedWeight& weight, bo
   const int64_t lanes = kernels_->tiled_tile;
   // K-blocks of whole input channels whose activations take about 24 KiB of L1; chunks of
   // output channels whose tile takes about 16 KiB.
-  static const int64_t block_bytes = std::getenv("LSC_TUNE_BLOCK") ? std::atoll(std::getenv("LSC_TUNE_BLOCK")) : 24576;
-  static const int64_t chunk_bytes = std::getenv("LSC_TUNE_CHUNK") ? std::atoll(std::getenv("LSC_TUNE_CHUNK")) : 16384;
-  const int64_t channels_per_block = std::max<int64_t>(1, block_bytes / ChannelFootprint(g, planes, lanes));
+  const int64_t channels_per_block = std::max<int64_t>(1, 24576 / ChannelFootprint(g, planes, lanes));
   const int64_t taps = g.kernel_h * g.kernel_w;
   LSC_RETURN_IF_ERROR(BuildTiledLayout(weight.columns(), offsets.data(),
-                                       UnitBlocks(rows, taps, channels_per_block * taps), std::max<int64_t>(1, chunk_bytes / (4 * lanes)),
+                                       UnitBlocks(rows, taps, channels_per_block * taps), TiledChunk(lanes),
                                        &plan->layout));
   const int64_t tiles = g.batch * ((plan->positions + lanes - 1) / lanes);
   const int64_t wanted = static_cast<int64_t>(ParallelBatches(1 << 20)) * 2;

@@ -39,9 +39,9 @@ Status PackedWeight::tiled(int64_t stride, const TiledLayout** layout) const {
   t->stride = stride;
   std::vector<int64_t> offsets(static_cast<size_t>(columns_.K));
   for (int64_t k = 0; k < columns_.K; ++k) offsets[static_cast<size_t>(k)] = k * stride;
-  // K-blocks whose activation rows take about 24 KiB of L1, chunks of columns whose output tile
-  // takes about 16 KiB.
-  t->status = BuildTiledLayout(columns_, offsets.data(), UnitBlocks(columns_.K, 1, 24576 / (4 * stride)),
+  // Chunks of columns whose output tile takes about 16 KiB of L1, K-blocks whose activation rows
+  // take about 96 KiB (read from L2 once per chunk; measured best on Xeon cores with 2 MiB L2).
+  t->status = BuildTiledLayout(columns_, offsets.data(), UnitBlocks(columns_.K, 1, 98304 / (4 * stride)),
                                TiledChunk(stride), &t->layout);
   *layout = &t->layout;
   tiled_.push_back(std::move(t));
