@@ -3,8 +3,9 @@ the pruned dense one, measured in the same run, with the memory each session tak
 
 For each model: magnitude-prune its MatMul / Gemm / Conv weights to the sparsity, compress with
 ``codec="auto"`` (folding BatchNorm, per-channel Mul/Add, biases and layout Transposes first),
-check that both give the same outputs, and time both in onnxruntime (its default optimization
-level) at the shapes below. ``resnet50`` is built from onnx's own ``light_resnet50.onnx`` graph
+check that both give the same outputs (max |lsc - dense| / (1 + |dense|)), record the resident
+memory each session takes (in a fresh process), and time both in onnxruntime (its default
+optimization level) at the shapes below. ``resnet50`` is built from onnx's own ``light_resnet50.onnx`` graph
 with seeded random weights; ``resnet50-tf`` is the same network as a TensorFlow exporter writes
 it (NHWC Transposes around every Conv, BatchNorm as Sub/Mul/Add), see ``benchmarks/resnet50.py``.
 
@@ -17,6 +18,9 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
+import subprocess
+import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -59,16 +63,38 @@ def rss_mib() -> float:
     return 0.0
 
 
-def session(path: Path, threads: int) -> tuple[ort.InferenceSession, float]:
-    """A session on ``path`` and how much resident memory creating it added (MiB)."""
-    gc.collect()
-    before = rss_mib()
+def session(path: Path, threads: int) -> ort.InferenceSession:
     options = lsc_ort.session_options()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return sess, rss_mib() - before
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+_RSS_PROBE = """
+import json, sys, numpy as np, onnxruntime as ort, lsc_ort
+from benchmarks.bench_models import rss_mib
+feeds = dict(np.load(sys.argv[2]))
+base = rss_mib()
+options = lsc_ort.session_options()
+options.intra_op_num_threads = 1
+options.log_severity_level = 3
+sess = ort.InferenceSession(sys.argv[1], options, providers=["CPUExecutionProvider"])
+created = rss_mib()
+sess.run(None, feeds)
+print(json.dumps([base, created, rss_mib()]))
+"""
+
+
+def session_rss(path: Path, feeds: dict[str, np.ndarray], workdir: Path) -> tuple[float, float]:
+    """Resident memory (MiB) a session on ``path`` adds after creation and after its first run,
+    measured in a fresh process (so that no other session's memory is counted)."""
+    inputs = workdir / "rss-feeds.npz"
+    np.savez(inputs, **feeds)
+    done = subprocess.run([sys.executable, "-c", _RSS_PROBE, str(path), str(inputs)], capture_output=True,
+                          text=True, check=True, cwd=Path(__file__).resolve().parent.parent)
+    base, created, after_run = json.loads(done.stdout.strip().splitlines()[-1])
+    return created - base, after_run - base
 
 
 def source_model(key: str, workdir: Path) -> Path:
@@ -131,18 +157,21 @@ def main() -> None:
                 for shapes in SHAPES[key]:
                     feeds = random_inputs(model, shapes=shapes)
                     described = ", ".join(f"{name} {list(v.shape)}" for name, v in feeds.items())
+                    for name, path in (("dense", pruned), ("lsc", compressed)):
+                        created, after_run = session_rss(path, feeds, Path(tmp))
+                        print(f"  RSS of a {name} session ({described}): +{created:.0f} MiB after creation, "
+                              f"+{after_run:.0f} MiB after the first run")
                     for threads in args.threads:
-                        dense_session, dense_rss = session(pruned, threads)
-                        lsc_session, lsc_rss = session(compressed, threads)
+                        dense_session, lsc_session = session(pruned, threads), session(compressed, threads)
                         difference = max_relative_difference(dense_session.run(None, feeds),
                                                              lsc_session.run(None, feeds))
                         dense = seconds_per_run(dense_session, feeds, args.budget)
                         lsc = seconds_per_run(lsc_session, feeds, args.budget)
                         print(f"  latency, {described}, {threads} thread(s): dense {dense * 1e3:.2f} ms, "
                               f"lsc {lsc * 1e3:.2f} ms, lsc/dense {lsc / dense:.3f} ({dense / lsc:.2f}x faster); "
-                              f"max rel diff {difference:.1e}; session RSS dense +{dense_rss:.0f} MiB, "
-                              f"lsc +{lsc_rss:.0f} MiB", flush=True)
+                              f"max rel diff {difference:.1e}", flush=True)
                         del dense_session, lsc_session
+                        gc.collect()
 
 
 if __name__ == "__main__":
