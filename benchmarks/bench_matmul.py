@@ -135,11 +135,18 @@ def main() -> None:
         print(f"{k:>5}x{n:<5} {sparsity:>8.0%} {m:>5} {threads:>7} {t_dense * 1e6:>9.1f} {t_lsc * 1e6:>9.1f} "
               f"{t_lsc / t_dense:>9.3f} {t_dense / t_lsc:>6.2f}x", flush=True)
         if (k, n) == (8192, 8192) and m == 1 and threads == 1:
-            bandwidth = read_bandwidth(len(blob))
-            streamed = len(blob) / t_lsc
-            print(f"    8192x8192 batch 1: encoded {len(blob):,} B / {t_lsc * 1e3:.2f} ms = {streamed / 1e9:.1f} GB/s "
-                  f"= {streamed / bandwidth:.0%} of a {bandwidth / 1e9:.1f} GB/s read of as many bytes "
-                  f"({streamed / read_bandwidth(1 << 30):.0%} of a 1 GiB read)", flush=True)
+            # The read bandwidth and the kernel, measured in turns (the host's caches and memory
+            # are shared with others): encoded bytes per second / bandwidth, per pair.
+            pairs = []
+            for _ in range(3):
+                bandwidth = read_bandwidth(len(blob))
+                t = seconds_per_run(lsc, feed, budget / 3)
+                pairs.append((len(blob) / t / bandwidth, t, bandwidth))
+            ratios = sorted(p[0] for p in pairs)
+            _, t, bandwidth = sorted(pairs)[1]
+            print(f"    8192x8192 batch 1: encoded {len(blob):,} B / {t * 1e3:.2f} ms = {len(blob) / t / 1e9:.1f} GB/s "
+                  f"= {ratios[1]:.0%} (range {ratios[0]:.0%}-{ratios[-1]:.0%}) of a {bandwidth / 1e9:.1f} GB/s read "
+                  f"of as many bytes; {len(blob) / t / read_bandwidth(1 << 30):.0%} of a 1 GiB read", flush=True)
 
 
 if __name__ == "__main__":

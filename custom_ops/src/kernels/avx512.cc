@@ -320,6 +320,8 @@ LSC_AVX512 inline __m512 LoadValues(const uint8_t* p, __mmask16* nonzero) {
   return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(bits));
 }
 
+constexpr int kPrefetchRounds = 16;
+
 template <int R, int STEP, SlicedValue T>
 LSC_AVX512 void SlicedRows(const SlicedView& w, int64_t g_begin, int64_t g_end, const float* x, int64_t ldx,
                            const Epilogue& e, float* y, int64_t ldy) {
@@ -336,6 +338,10 @@ LSC_AVX512 void SlicedRows(const SlicedView& w, int64_t g_begin, int64_t g_end, 
       for (int m = 0; m < R; ++m) acc[u][m] = _mm512_setzero_ps();
     }
     for (; r + 2 <= end; r += 2) {
+      // The streams come from L3 or DRAM: ask for them a few rounds ahead.
+      _mm_prefetch(reinterpret_cast<const char*>(value + kPrefetchRounds * 16 * width), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(value + kPrefetchRounds * 16 * width + 64), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(step + kPrefetchRounds * 16 * STEP), _MM_HINT_T0);
       for (int u = 0; u < 2; ++u) {
         index = _mm512_add_epi32(index, LoadSteps<STEP>(step + u * 16 * STEP));
         __mmask16 nonzero;
