@@ -106,8 +106,12 @@ Status BuildSlicedLayout(const ColumnLists& columns, SlicedLayout* out) {
       layout.column[static_cast<size_t>(at)] = static_cast<int32_t>(order[static_cast<size_t>(at)]);
       rounds = std::max(rounds, lengths[static_cast<size_t>(order[static_cast<size_t>(at)])]);
     }
+    if (rounds > (uint64_t{1} << 40) || layout.group_start[static_cast<size_t>(g)] > (uint64_t{1} << 40)) {
+      return Fail("the sliced layout would have too many rounds");
+    }
     layout.group_start[static_cast<size_t>(g) + 1] = layout.group_start[static_cast<size_t>(g)] + rounds;
   }
+  if (layout.rounds() > (uint64_t{1} << 40)) return Fail("the sliced layout would have too many rounds");
   const uint64_t slots = layout.rounds() * kSlicedLanes;
   LSC_RETURN_IF_ERROR(CheckAllocation(slots * (layout.step_bytes + width) + 4 * layout.column.size(),
                                       "the sliced layout of this weight"));

@@ -12,6 +12,9 @@ Status BuildTiledLayout(const ColumnLists& columns, const int64_t* offsets, cons
   if (blocks < 1 || block_begin.front() != 0 || block_begin.back() != columns.K) {
     return Fail("internal error: K-blocks do not cover the ", columns.K, " rows");
   }
+  if (N < 0 || static_cast<uint64_t>(blocks) > (uint64_t{1} << 40) / (static_cast<uint64_t>(N) + 1)) {
+    return Fail("the tiled layout of ", blocks, " K-blocks x ", N, " columns would be too large");
+  }
   const uint64_t cells = static_cast<uint64_t>(blocks) * static_cast<uint64_t>(N);
   LSC_RETURN_IF_ERROR(CheckAllocation(24 * cells + 8 + sizeof(TiledEntry) * columns.nnz(),
                                       "the tiled layout of this weight"));

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "common/memory.h"
 #include "ops/op_util.h"
 
 namespace lsc {
@@ -383,6 +384,10 @@ Status LscConvKernel::Compute(OrtKernelContext* raw_context) {
   const PhasePlanes planes(g);
   const float* input = x;
   if (!plan->in_place) {
+    const double floats = static_cast<double>(g.batch) * static_cast<double>(g.channels) *
+                          static_cast<double>(plan->channel);
+    LSC_RETURN_IF_ERROR(CheckAllocation(floats > 1e18 ? ~uint64_t{0} : static_cast<uint64_t>(4 * floats),
+                                        "the padded input planes"));
     float* padded = ThreadScratch(kScratchPlanes, static_cast<size_t>(g.batch * g.channels * plan->channel));
     LSC_RETURN_IF_ERROR(ParallelFor(raw_context, static_cast<size_t>(g.batch * g.channels), [&](size_t item) {
       planes.Fill(x + static_cast<int64_t>(item) * g.height * g.width, g,
