@@ -157,11 +157,16 @@ Status LscMatMulKernel::LargeBatch(OrtKernelContext* context, const PackedWeight
   float* at = ThreadScratch(kScratchAt, static_cast<size_t>(tiles * K * L));
   float* yt = ThreadScratch(kScratchYt, static_cast<size_t>(tiles * N * L));
   auto rows_in = [&](int64_t tile) { return std::min(T, M - tile * T); };
-  LSC_RETURN_IF_ERROR(ParallelFor(context, static_cast<size_t>(tiles), [&](size_t t) {
-    const int64_t tile = static_cast<int64_t>(t);
-    kernels.transpose(a + tile * T * K, K, rows_in(tile), K, at + tile * K * L, L);
-  }));
+  // The transposes split into (tile, run of 64 rows of At) tasks, so that one tile also keeps
+  // every thread busy.
   const int64_t wanted = static_cast<int64_t>(ParallelBatches(1 << 20)) * 2;
+  const int64_t k_parts = std::max<int64_t>(1, std::min((K + 63) / 64, (wanted + tiles - 1) / tiles));
+  const int64_t k_step = (K + k_parts - 1) / k_parts;
+  LSC_RETURN_IF_ERROR(ParallelFor(context, static_cast<size_t>(tiles * k_parts), [&](size_t item) {
+    const int64_t tile = static_cast<int64_t>(item) / k_parts, k0 = static_cast<int64_t>(item) % k_parts * k_step;
+    const int64_t k1 = std::min(K, k0 + k_step);
+    if (k0 < k1) kernels.transpose(a + tile * T * K + k0, K, rows_in(tile), k1 - k0, at + tile * K * L + k0 * L, L);
+  }));
   const std::vector<int64_t> bounds = layout->TaskBounds((wanted + tiles - 1) / tiles);
   const int64_t parts = static_cast<int64_t>(bounds.size()) - 1;
   const TiledView view = layout->view();
