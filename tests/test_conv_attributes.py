@@ -5,7 +5,8 @@ proportional to the input and output, where it succeeds.
 Huge dilations, strides or pads used to wrap the output-size arithmetic to a plausible size, and
 the direct path then read far outside the input (a segfault); a kernel of height 0 was accepted.
 The geometry is now computed with checked arithmetic (``kernels/conv_geometry.cc``), which the
-fuzzer ``fuzz_conv`` drives too.
+fuzzer ``fuzz_conv`` drives too, and so is the size of the padded input planes LSCConv computes
+on: past 2^29 floats per channel, the run fails naming the pads, strides and dilations.
 """
 
 from __future__ import annotations
@@ -91,21 +92,36 @@ def dense_conv(w: np.ndarray, attributes: dict[str, Any]) -> Any:
 
 # (X shape, weight shape, attributes) of extreme convolutions onnxruntime's Conv computes.
 EXTREME: list[tuple[tuple[int, ...], tuple[int, ...], dict[str, Any]]] = [
-    (X2, W2, {"strides": [2**62, 1]}),  # one output row
+    (X2, W2, {"strides": [2**62, 1]}),  # one output row: the stride does not matter
     (X2, W2, {"strides": [2**62, 2**62]}),
-    ((1, 2, 5, 5), W2, {"pads": [2**40, 0, 2**40, 0], "strides": [2**39, 1]}),  # 5 rows, mostly padding
-    ((1, 2, 5, 30), W2, {"pads": [2**40, 2**40, 2**40, 2**40], "strides": [2**39, 2**35]}),
-    ((1, 2, 3, 20), W2, {"dilations": [100000, 1], "pads": [100000, 1, 100000, 1]}),  # direct planes unfit
-    ((1, 2, 3, 20), W2, {"dilations": [1000, 1], "pads": [1000, 1, 1000, 1]}),  # direct planes fit
+    ((1, 2, 3, 20), W2, {"dilations": [1000, 1], "pads": [1000, 1, 1000, 1]}),  # tall, mostly padding
     ((1, 2, 20, 41), W2, {"dilations": [9, 19]}),
     ((1, 2, 0, 41), (4, 2, 1, 3), {"pads": [1, 0, 1, 0]}),  # empty input rows, output from padding
-    ((2, 2, 50), (4, 2, 3), {"strides": [2**62], "pads": [2**60, 2**60]}),
     ((1, 2, 40), (4, 2, 3), {"dilations": [19]}),
     # (onnxruntime pads by a negative amount when a stride exceeds the input, where ONNX's reference
     # clamps the padding at 0, as LSCConv does: the cases here need no such padding.)
     ((1, 2, 1, 60), W2, {"auto_pad": "SAME_UPPER", "strides": [2**62, 3]}),
     ((1, 2, 2, 61), W2, {"auto_pad": "SAME_LOWER", "strides": [2**40, 2]}),
 ]
+
+# Geometries whose padded input planes (LSCConv computes on them, zero-padded and split into
+# stride phases) would exceed 2^29 floats per channel: a clear error, where onnxruntime computes.
+TOO_LARGE_PLANES: list[tuple[tuple[int, ...], tuple[int, ...], dict[str, Any]]] = [
+    ((1, 2, 5, 5), W2, {"pads": [2**40, 0, 2**40, 0], "strides": [2**39, 1]}),  # 5 rows, mostly padding
+    ((1, 2, 5, 30), W2, {"pads": [2**40, 2**40, 2**40, 2**40], "strides": [2**39, 2**35]}),
+    ((1, 2, 3, 20), W2, {"dilations": [10**9, 1], "pads": [10**9, 1, 10**9, 1]}),
+    ((2, 2, 50), (4, 2, 3), {"strides": [2**62], "pads": [2**60, 2**60]}),
+]
+
+
+@pytest.mark.parametrize("x_shape,w_shape,attributes", TOO_LARGE_PLANES, ids=[str(a) for _, _, a in TOO_LARGE_PLANES])
+def test_geometry_beyond_the_planes_limit_fails_clearly(x_shape: tuple[int, ...], w_shape: tuple[int, ...],
+                                                        attributes: dict[str, Any]) -> None:
+    w = sparse_array(w_shape, 0.3, seed=2)
+    sess = session(conv_model(lsc_ort.encode(w, "lsc"), **attributes))
+    with pytest.raises(ERRORS, match=r"LSCConv\] node 'lsc_conv': the padded input planes of X .* would take more "
+                                     r"than 2\^29 floats per channel"):
+        sess.run(None, {"X": np.ones(x_shape, np.float32)})
 
 
 @pytest.mark.parametrize("x_shape,w_shape,attributes", EXTREME, ids=[str(a) for _, _, a in EXTREME])

@@ -5,8 +5,9 @@ the outputs it meets through a stored weight (a non-zero bit pattern, ``-0.0`` i
 stored non-finite weights propagate per IEEE (``Inf * 0`` is NaN, padding counts as zeros). This
 is the documented contract (``lsc_ort/ops.py``, ``docs/kernels.md``); dense MatMul and Conv give
 NaN wherever a NaN meets a zero weight instead. Every kernel variant and path is pinned here:
-windowed, column dot products and batched tiles for LSCMatMul; direct, im2col, 1x1 and grouped
-convolutions for LSCConv; float32 and float16 activations.
+the sliced (1-2 rows), windowed (3-12 rows, AVX-512) and tiled layouts for LSCMatMul; padded,
+in-place, strided, 1x1, grouped and 1-D convolutions on wide and narrow maps for LSCConv; mswu's
+unified blocks; float32 and float16 activations.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from tests.op_models import assert_close, conv_model, matmul_model, session
 
 pytestmark = pytest.mark.skipif(not native.library_available(), reason="native library not built")
 
-# Batch sizes covering the windowed layout (up to 12 rows on AVX-512), column dot products (up to 3
-# rows elsewhere) and batched tiles (a partial tile, a full one and more).
+# Batch sizes covering the sliced layout (1-2 rows), the windowed one (up to 12 rows on AVX-512)
+# and the tiled one (a partial tile, a full one and more).
 BATCHES = [1, 2, 3, 5, 12, 13, 40, 70]
 
 
@@ -87,7 +88,7 @@ def poisoned(shape: tuple[int, ...], seed: int, dtype: Any = np.float32) -> np.n
 
 def test_a_nan_reaches_only_outputs_with_a_stored_weight_in_its_row(isa: str) -> None:
     """The issue's case: one NaN activation, a weight whose columns 10..19 store nothing in its
-    row. Before, the windowed kernel multiplied padded lanes (value 0) by the NaN."""
+    row. The windowed kernel used to multiply padded lanes (value 0) by the NaN."""
     w = np.zeros((40, 20), np.float32)
     w[0, :10] = 1.0
     w[1:, :] = sparse_array((39, 20), 0.5)
@@ -155,7 +156,7 @@ def test_matmul_mswu_unified_blocks(isa: str, block: tuple[int, int]) -> None:
 @pytest.mark.skipif("mswu" not in lsc_ort.available_codecs(), reason="no mswu codec")
 def test_conv_mswu_unified_blocks() -> None:
     w = unified_weight(10, 54, (1, 9), seed=3).reshape(10, 6, 3, 3)
-    for shape in [(2, 6, 9, 20), (2, 6, 9, 9)]:  # direct and im2col
+    for shape in [(2, 6, 9, 20), (2, 6, 9, 9)]:  # a wide map and a narrow one
         x = poisoned(shape, seed=shape[-1])
         y = session(conv_model(lsc_ort.encode(w, "mswu", block=(1, 9)), pads=[1, 1, 1, 1])).run(None, {"X": x})[0]
         assert_same(y, structural_conv(x, w, pads=(1, 1, 1, 1)))
@@ -204,17 +205,17 @@ def structural_conv(x: np.ndarray, w: np.ndarray, strides: tuple[int, int] = (1,
     return y
 
 
-# (X shape, weight shape, attributes): output rows of 16 or more take the direct path (padded
-# phase planes, or X itself for an unpadded unit-stride conv); narrower ones im2col tiles.
+# (X shape, weight shape, attributes): wide maps, and narrow ones whose tiles of virtual positions
+# span several output rows; padded phase planes, or X itself for an unpadded 1x1 conv.
 CONVS: list[tuple[tuple[int, ...], tuple[int, ...], dict[str, Any]]] = [
-    ((2, 6, 9, 20), (10, 6, 3, 3), {"pads": (1, 1, 1, 1)}),  # direct, padded planes
-    ((1, 6, 9, 22), (10, 6, 3, 3), {}),  # direct on X itself
-    ((1, 6, 9, 40), (10, 6, 3, 3), {"strides": (2, 2), "pads": (1, 0, 0, 1)}),  # direct, stride phases
-    ((2, 6, 9, 9), (10, 6, 3, 3), {"pads": (1, 1, 1, 1)}),  # im2col
-    ((1, 6, 7, 7), (10, 6, 3, 3), {"strides": (2, 2)}),  # im2col, strided
+    ((2, 6, 9, 20), (10, 6, 3, 3), {"pads": (1, 1, 1, 1)}),  # padded planes
+    ((1, 6, 9, 22), (10, 6, 3, 3), {}),  # unpadded
+    ((1, 6, 9, 40), (10, 6, 3, 3), {"strides": (2, 2), "pads": (1, 0, 0, 1)}),  # stride phases
+    ((2, 6, 9, 9), (10, 6, 3, 3), {"pads": (1, 1, 1, 1)}),  # narrow map
+    ((1, 6, 7, 7), (10, 6, 3, 3), {"strides": (2, 2)}),  # narrow map, strided
     ((1, 6, 5, 20), (10, 6, 1, 1), {}),  # 1x1 on X itself
-    ((1, 6, 9, 20), (10, 3, 3, 3), {"group": 2, "pads": (1, 1, 1, 1)}),  # grouped, direct
-    ((1, 6, 9, 9), (6, 1, 3, 3), {"group": 6}),  # depthwise, im2col
+    ((1, 6, 9, 20), (10, 3, 3, 3), {"group": 2, "pads": (1, 1, 1, 1)}),  # grouped
+    ((1, 6, 9, 9), (6, 1, 3, 3), {"group": 6}),  # depthwise, narrow map
 ]
 
 
@@ -242,7 +243,7 @@ def test_conv_every_path(case: tuple[Any, ...], isa: str) -> None:
         assert_same(y, expected)
 
 
-@pytest.mark.parametrize("case", [CONVS[0], CONVS[3]], ids=["direct", "im2col"])
+@pytest.mark.parametrize("case", [CONVS[0], CONVS[3]], ids=["wide", "narrow"])
 def test_conv_float16_activations(case: tuple[Any, ...]) -> None:
     y, expected = run_conv(case, dtype=np.float16)
     assert y.dtype == np.float16
@@ -262,7 +263,7 @@ def test_conv_stored_infinite_weight_meets_padding_as_zero() -> None:
     """Padding is zeros: a stored Inf weight on a padded position gives NaN (Inf * 0)."""
     w = conv_weight((4, 2, 3, 3), seed=8)
     w[2, 0, 0, 0] = np.inf
-    for x_shape in [(1, 2, 6, 20), (1, 2, 6, 6)]:  # direct and im2col
+    for x_shape in [(1, 2, 6, 20), (1, 2, 6, 6)]:  # a wide map and a narrow one
         x = np.random.default_rng(9).standard_normal(x_shape).astype(np.float32)
         y = session(conv_model(lsc_ort.encode(w, "lsc"), pads=[1, 1, 1, 1])).run(None, {"X": x})[0]
         expected = structural_conv(x, w, pads=(1, 1, 1, 1))

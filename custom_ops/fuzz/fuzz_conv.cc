@@ -6,8 +6,9 @@
 // int64 values: group, the X shape, the weight shape, and the present attributes in that order.
 // Missing bytes read as 0.
 //
-// Any geometry accepted must keep every access of the direct and im2col paths inside its
-// buffers, with every intermediate value far from int64 overflow: checked here in 128 bits.
+// Any geometry accepted must follow ONNX's output sizes and keep every intermediate value the
+// convolution derives from it (input offsets, plane extents, output size) far from int64
+// overflow: checked here in 128 bits.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -64,35 +65,24 @@ void CheckGeometry(const ConvAttributes& a, const std::vector<int64_t>& x, const
   const Wide in_h = one_d ? 1 : x[2], in_w = x.back();
   const Wide pt = one_d ? 0 : at(a.pads, 0, 0), pb = one_d ? 0 : at(a.pads, 2, 0);
   const Wide pl = at(a.pads, one_d ? 0 : 1, 0), pr = at(a.pads, one_d ? 1 : 3, 0);
-  Check(g.out_height == OnnxOutput(a.auto_pad, in_h, g.kernel_h, g.stride_h, g.dilation_h, pt, pb), "ONNX height");
-  Check(g.out_width == OnnxOutput(a.auto_pad, in_w, g.kernel_w, g.stride_w, g.dilation_w, pl, pr), "ONNX width");
-  Check(g.stride_w == at(a.strides, s - 1, 1) && g.dilation_w == at(a.dilations, s - 1, 1), "attributes used");
+  const Wide stride_h = one_d ? 1 : at(a.strides, 0, 1), stride_w = at(a.strides, s - 1, 1);
+  Check(g.out_height == OnnxOutput(a.auto_pad, in_h, g.kernel_h, stride_h, g.dilation_h, pt, pb), "ONNX height");
+  Check(g.out_width == OnnxOutput(a.auto_pad, in_w, g.kernel_w, stride_w, g.dilation_w, pl, pr), "ONNX width");
+  Check(g.stride_w == (g.out_width == 1 ? 1 : at(a.strides, s - 1, 1)), "stride used (1 for a single output)");
+  Check(g.dilation_w == at(a.dilations, s - 1, 1), "dilation used");
   Check(g.out_height >= 1 && g.out_width >= 1, "outputs are not empty");
   Check(Wide{g.output_elements} == Wide{g.batch} * g.out_channels * g.out_height * g.out_width, "output size");
-  // Intermediates of the im2col path: input row oh * sh - pt + i * dh, and likewise for columns.
+  // Input row oh * sh - pt + i * dh of an output row and tap, and likewise for columns.
   const Wide reach_h = Wide{g.kernel_h - 1} * g.dilation_h, reach_w = Wide{g.kernel_w - 1} * g.dilation_w;
-  Check(Wide{g.out_height - 1} * g.stride_h + reach_h < kLimit, "im2col row offsets far from overflow");
-  Check(Wide{g.out_width - 1} * g.stride_w + reach_w < kLimit, "im2col column offsets far from overflow");
+  Check(Wide{g.out_height - 1} * g.stride_h + reach_h < kLimit, "input row offsets far from overflow");
+  Check(Wide{g.out_width - 1} * g.stride_w + reach_w < kLimit, "input column offsets far from overflow");
   Check(g.pad_top >= 0 && g.pad_top < kLimit && g.pad_left >= 0 && g.pad_left < kLimit, "pads in range");
-  if (!g.planes_fit) return;
-  // Direct path: every tap of every output row and column stays inside its phase plane, the
-  // planes fill from input rows and columns in range, and their size is exact.
-  Check(g.plane_h >= 1 && g.plane_w >= 1, "planes are not empty");
-  Check(Wide{g.out_height - 1} + reach_h / g.stride_h < g.plane_h, "taps stay inside the plane rows");
-  Check(Wide{g.out_width - 1} + reach_w / g.stride_w < g.plane_w, "taps stay inside the plane columns");
-  const Wide elements = Wide{g.batch} * g.channels * g.stride_h * g.stride_w * g.plane_h * g.plane_w;
-  Check(elements == g.plane_elements && elements < kLimit, "plane size exact and in range");
-  if (g.planes_in_place) {
-    Check(g.stride_h == 1 && g.stride_w == 1 && g.pad_top == 0 && g.pad_left == 0, "in place without padding");
-    Check(g.plane_h == g.height && g.plane_w == g.width, "in place planes are X");
-  } else {
-    Check(Wide{g.plane_h} * g.stride_h >= Wide{g.height} + g.pad_top, "planes cover the input rows");
-    Check(Wide{g.plane_w} * g.stride_w >= Wide{g.width} + g.pad_left, "planes cover the input columns");
-  }
-  // In proportion to the input and output (what planes_fit promises).
-  const Wide per_channel = Wide{g.stride_h} * g.stride_w * g.plane_h * g.plane_w;
-  Check(per_channel <= 4 * (Wide{g.height} * g.width + Wide{g.out_height} * g.out_width) + (1 << 16),
-        "planes in proportion to the input and output");
+  // The phase planes (lsc_conv.cc) are sized from out + reach / stride and in + pad: these sums
+  // must fit in int64 (PhasePlanes checks the products it forms from them).
+  const Wide int64_end = Wide{1} << 63;
+  Check(Wide{g.out_height} + reach_h / g.stride_h < int64_end && Wide{g.out_width} + reach_w / g.stride_w < int64_end,
+        "plane extents fit in int64");
+  Check(Wide{g.height} + g.pad_top < int64_end && Wide{g.width} + g.pad_left < int64_end, "padded input fits in int64");
 }
 
 }  // namespace

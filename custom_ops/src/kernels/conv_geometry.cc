@@ -44,41 +44,6 @@ Status OutputSize(const std::string& auto_pad, int64_t in, int64_t kernel, int64
   return Status();
 }
 
-// The direct path's phase planes: plane_h x plane_w per phase, stride_h * stride_w phases per
-// channel. They hold the padded input, so they fit when in proportion to the input and output.
-void PlanPlanes(ConvGeometry* g) {
-  int64_t reach_h = 0, reach_w = 0;  // (k - 1) * d, below 2^62 (checked by OutputSize)
-  MulExtent(g->kernel_h - 1, g->dilation_h, &reach_h);
-  MulExtent(g->kernel_w - 1, g->dilation_w, &reach_w);
-  int64_t rows = 0, cols = 0;
-  g->planes_in_place = g->stride_h == 1 && g->stride_w == 1 && g->pad_top == 0 && g->pad_left == 0 &&
-                       AddExtent(g->out_height, reach_h, &rows) && rows <= g->height &&
-                       AddExtent(g->out_width, reach_w, &cols) && cols <= g->width;
-  int64_t plane = 0, per_channel = 0, image = 0, input = 0, output = 0, limit = 0;
-  if (g->planes_in_place) {
-    g->plane_h = g->height;
-    g->plane_w = g->width;
-  } else {
-    // max(out + reach / stride, ceil((in + pad) / stride)); every term is below 2^62.
-    int64_t a = 0, b = 0;
-    if (!AddExtent(g->out_height, reach_h / g->stride_h, &a) || !AddExtent(g->height, g->pad_top, &b)) return;
-    g->plane_h = std::max(a, b / g->stride_h + (b % g->stride_h != 0));
-    if (!AddExtent(g->out_width, reach_w / g->stride_w, &a) || !AddExtent(g->width, g->pad_left, &b)) return;
-    g->plane_w = std::max(a, b / g->stride_w + (b % g->stride_w != 0));
-  }
-  if (!MulExtent(g->plane_h, g->plane_w, &plane) || !MulExtent(plane, g->stride_h, &per_channel) ||
-      !MulExtent(per_channel, g->stride_w, &per_channel) || !MulExtent(g->batch, g->channels, &image) ||
-      !MulExtent(image, per_channel, &g->plane_elements)) {
-    return;
-  }
-  // In proportion: at most four times the input and output pixels per channel, plus a little.
-  if (!MulExtent(g->height, g->width, &input) || !MulExtent(g->out_height, g->out_width, &output) ||
-      !AddExtent(input, output, &limit) || !MulExtent(limit, 4, &limit) || !AddExtent(limit, 1 << 16, &limit)) {
-    return;
-  }
-  g->planes_fit = per_channel <= limit;
-}
-
 }  // namespace
 
 Status CheckConvAttributes(const ConvAttributes& a, const std::vector<int64_t>& shape) {
@@ -154,7 +119,10 @@ Status ComputeConvGeometry(const ConvAttributes& a, const std::vector<int64_t>& 
                                  &g.out_width, &g.pad_left));
   LSC_RETURN_IF_ERROR(CheckedProduct({g.batch, g.out_channels, g.out_height, g.out_width}, &g.output_elements,
                                      "the output"));
-  PlanPlanes(&g);
+  // A stride along a dimension with one output does not matter (only output 0 is read, and the
+  // pads are set): 1 keeps the direct path's phase planes from multiplying by a huge stride.
+  if (g.out_height == 1) g.stride_h = 1;
+  if (g.out_width == 1) g.stride_w = 1;
   *out = g;
   return Status();
 }

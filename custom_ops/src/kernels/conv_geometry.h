@@ -27,14 +27,7 @@ struct ConvGeometry {
   int64_t dilation_h = 1, dilation_w = 1, pad_top = 0, pad_left = 0;
   int64_t group = 1;
   int64_t output_elements = 0;  // batch * out_channels * out_height * out_width
-
-  // The direct path's input, zero-padded and split into stride_h x stride_w phase planes of
-  // plane_h x plane_w (lsc_conv.cc): X itself when planes_in_place. planes_fit is false when
-  // the planes would be out of proportion to the input and output (say, huge pads with large
-  // strides, or a huge dilation): the convolution then runs as im2col tiles, whose size
-  // follows the output. plane_elements is the planes' size for the whole batch.
-  bool planes_in_place = false, planes_fit = false;
-  int64_t plane_h = 0, plane_w = 0, plane_elements = 0;
+  // (A stride is 1 along a dimension with a single output: it does not change that output.)
 };
 
 // Checks attributes against ONNX Conv and a weight of shape [M, C/group, kH, kW] ([M, C/group, k]
@@ -44,7 +37,10 @@ Status CheckConvAttributes(const ConvAttributes& attributes, const std::vector<i
 
 // The geometry of convolving X of shape `x_shape` (NCHW, or NCW) with that weight. Fails, naming
 // the problem, when shapes disagree or a size overflows, and, as onnxruntime's Conv does, when
-// an output dimension would be empty (the kernel's extent exceeds the padded input).
+// an output dimension would be empty (the kernel's extent exceeds the padded input). On success
+// every extent derived from it is below 2^62: the padded input sizes, the kernel's extents
+// (k - 1) * dilation + 1, (out - 1) * stride + extent, and the output's element count; so sums of
+// two of them fit in int64.
 Status ComputeConvGeometry(const ConvAttributes& attributes, const std::vector<int64_t>& x_shape,
                            const std::vector<int64_t>& weight_shape, ConvGeometry* out);
 

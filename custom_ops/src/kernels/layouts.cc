@@ -52,6 +52,8 @@ Status BuildColumnLists(const MatrixDecoder& decoder, bool k_is_row, ColumnLists
   ColumnLists lists;
   lists.K = k_is_row ? rows : cols;
   lists.N = k_is_row ? cols : rows;
+  lists.stored = blob.dtype;
+  lists.scale = blob.scale;
   if (lists.K > 0xFFFFFFFFll) return Fail("weight has ", lists.K, " rows; at most 2^32 - 1 are supported");
   // The column index costs 8 bytes per column whether or not the column holds data.
   LSC_RETURN_IF_ERROR(CheckDeclaredExtent(lists.N, blob.total_size, "the weight's number of output columns"));
@@ -108,13 +110,25 @@ Status BuildColumnLists(const MatrixDecoder& decoder, bool k_is_row, ColumnLists
   return Status();
 }
 
+int64_t WindowedStride(const WindowedLayout& layout) { return (layout.windows + 1) * layout.window; }
+
+void StageWindowedRow(const WindowedLayout& layout, const float* row, float* staged) {
+  const int64_t rows = layout.window - 1;
+  for (int64_t w = 0; w < layout.windows; ++w) {
+    const int64_t k0 = w * rows, count = std::min<int64_t>(rows, layout.K - k0);
+    std::memcpy(staged + w * layout.window, row + k0, static_cast<size_t>(count) * sizeof(float));
+    std::fill(staged + w * layout.window + count, staged + (w + 1) * layout.window, 0.0f);
+  }
+  std::fill(staged + layout.windows * layout.window, staged + WindowedStride(layout), 0.0f);
+}
+
 bool WindowedLayoutWorthwhile(const ColumnLists& columns, int lanes, int window) {
   // One round count per (group, window), and a pass over every cell to build and to run it:
   // worthwhile when the cells are in proportion to the non-zeros, never for a huge, nearly
-  // empty weight, whose declared shape alone would set the cost.
+  // empty weight, whose declared shape alone would set the cost. A window holds window - 1 rows.
   int64_t cells = 0;
-  if (lanes <= 0 || window <= 0 ||
-      !MulExtent((columns.N + lanes - 1) / lanes, (columns.K + window - 1) / window, &cells)) {
+  if (lanes <= 0 || window <= 1 ||
+      !MulExtent((columns.N + lanes - 1) / lanes, (columns.K + window - 2) / (window - 1), &cells)) {
     return false;
   }
   // At worst one lane of a round carries work: 5 * lanes bytes per non-zero, within the budget.
@@ -129,7 +143,8 @@ void BuildWindowedLayout(const ColumnLists& columns, int lanes, int window, Wind
   layout.K = columns.K;
   layout.N = columns.N;
   layout.groups = (columns.N + lanes - 1) / lanes;
-  layout.windows = (columns.K + window - 1) / window;
+  const int64_t rows = window - 1;  // the last slot of each window stays zero (padding reads it)
+  layout.windows = (columns.K + rows - 1) / rows;
   layout.rounds.assign(static_cast<size_t>(layout.groups * layout.windows), 0);
   layout.group_start.push_back(0);
   std::vector<uint64_t> cursor(lanes), end(lanes);
@@ -140,16 +155,16 @@ void BuildWindowedLayout(const ColumnLists& columns, int lanes, int window, Wind
       end[j] = n < columns.N ? columns.ptr[n + 1] : 0;
     }
     for (int64_t w = 0; w < layout.windows; ++w) {
-      const uint32_t limit = static_cast<uint32_t>(std::min<int64_t>((w + 1) * window, columns.K));
+      const uint32_t limit = static_cast<uint32_t>(std::min<int64_t>((w + 1) * rows, columns.K));
       int rounds = 0;
       for (;; ++rounds) {
         bool any = false;
         const size_t base = layout.offset.size();
-        layout.offset.resize(base + lanes, 0);
+        layout.offset.resize(base + lanes, static_cast<uint8_t>(rows));
         layout.value.resize(base + lanes, 0.0f);
         for (int j = 0; j < lanes; ++j) {
           if (cursor[j] < end[j] && columns.row[cursor[j]] < limit) {
-            layout.offset[base + j] = static_cast<uint8_t>(columns.row[cursor[j]] - w * window);
+            layout.offset[base + j] = static_cast<uint8_t>(columns.row[cursor[j]] - w * rows);
             layout.value[base + j] = columns.value[cursor[j]];
             ++cursor[j];
             any = true;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -14,9 +15,14 @@
 
 namespace lsc {
 
+// How one input geometry is computed: phase planes, virtual positions, the tiled layout of the
+// weight for that geometry's tap offsets (lsc_conv.cc).
+struct ConvPlan;
+
 class LscConvKernel {
  public:
   static constexpr const char* kOpName = "LSCConv";
+  static constexpr size_t kInputCount = 4;  // X, W_blob, B, Z (residual added before the activation)
   explicit LscConvKernel(const OrtKernelInfo* info);
   Status Init(const OrtKernelInfo* info);
   Status Compute(OrtKernelContext* context);
@@ -24,13 +30,18 @@ class LscConvKernel {
   const std::string& node() const { return node_; }
 
  private:
-  enum Scratch { kScratchCols = 8, kScratchHalfIn, kScratchHalfOut, kScratchPlanes, kScratchOffsets };
+  enum Scratch { kScratchCols = 8, kScratchHalfIn, kScratchHalfOut, kScratchPlanes, kScratchOffsets, kScratchHalfZ };
   Status PrepareWeight(PackedWeight& weight) const;
+  // The plan for geometry `g` (cached per input height and width when the weight is a constant).
+  Status Plan(const ConvGeometry& g, const PackedWeight& weight, bool cache, std::shared_ptr<const ConvPlan>* plan);
 
   std::string node_;
   ConvAttributes attributes_;
+  std::string activation_;  // "" or "Relu"
   const KernelSet* kernels_ = nullptr;
   std::shared_ptr<PackedWeight> weight_;
+  std::mutex plans_mutex_;
+  std::vector<std::shared_ptr<const ConvPlan>> plans_;  // a few recent input geometries
 };
 
 using LscConvOp = LscOp<LscConvKernel>;

@@ -211,16 +211,6 @@ Status ReadBias(Ort::KernelContext& context, size_t index, int64_t length, const
   return Status();
 }
 
-bool AllFinite(const float* x, int64_t n) {
-  uint32_t special = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    uint32_t bits;
-    std::memcpy(&bits, x + i, sizeof(bits));
-    special |= static_cast<uint32_t>((bits & 0x7F800000u) == 0x7F800000u);
-  }
-  return special == 0;
-}
-
 void HalfToFloat(const Ort::Float16_t* in, float* out, size_t count) {
   for (size_t i = 0; i < count; ++i) out[i] = in[i].ToFloat();
 }

@@ -125,8 +125,9 @@ OrtStatusPtr GuardedCompute(Kernel& kernel, OrtKernelContext* context) {
 }
 
 // The custom-op definition shared by the lsc-ort ops: inputs (activations, uint8 weight blob,
-// optional bias), one output, all of the element type given at registration. The kernel class
-// provides kOpName, a constructor from OrtKernelInfo, Init() and Compute().
+// then optional ones: bias, and for LSCConv a residual), one output, all of the element type
+// given at registration. The kernel class provides kOpName, kInputCount, a constructor from
+// OrtKernelInfo, Init() and Compute().
 template <typename Kernel>
 class LscOp : public Ort::CustomOpBase<LscOp<Kernel>, Kernel, true> {
  public:
@@ -145,12 +146,12 @@ class LscOp : public Ort::CustomOpBase<LscOp<Kernel>, Kernel, true> {
     return nullptr;
   }
   const char* GetName() const { return Kernel::kOpName; }
-  size_t GetInputTypeCount() const { return 3; }
+  size_t GetInputTypeCount() const { return Kernel::kInputCount; }
   ONNXTensorElementDataType GetInputType(size_t index) const {
     return index == 1 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 : type_;
   }
   OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t index) const {
-    return index == 2 ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
+    return index >= 2 ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
   }
   size_t GetOutputTypeCount() const { return 1; }
   ONNXTensorElementDataType GetOutputType(size_t) const { return type_; }
@@ -158,12 +159,6 @@ class LscOp : public Ort::CustomOpBase<LscOp<Kernel>, Kernel, true> {
  private:
   ONNXTensorElementDataType type_;
 };
-
-// Whether none of x[0, n) is a NaN or an infinity. The windowed kernel multiplies the padded
-// lanes of a round (value 0) by an activation of its window, so rows holding a non-finite value
-// take the column dot products instead, which see stored weights only (structural-zero
-// semantics, docs/kernels.md).
-bool AllFinite(const float* x, int64_t n);
 
 // float16 <-> float32 conversion of whole buffers.
 void HalfToFloat(const Ort::Float16_t* in, float* out, size_t count);
