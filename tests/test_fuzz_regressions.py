@@ -77,3 +77,28 @@ def test_fuzz_conv_finding_group_times_channels_overflows() -> None:
     with pytest.raises(ERRORS, match=r"LSCConv\] node 'lsc_conv': C \* kH \* kW is too large: 27 \* "
                                      r"4611686018427387904 is not below 2\^62"):
         session(conv_model(blob, group=2**62))
+
+
+def test_fuzz_blob_finding_tiled_kernel_on_a_weight_without_non_zeros() -> None:
+    """UBSan: "applying non-zero offset 32 to null pointer" in the AVX-512 tiled kernel (and the AVX2
+    one): a weight with no non-zeros has an empty (null) entry array, and the unrolled loop formed
+    `p + U` before comparing it with the end. Found by fuzz_blob running every kernel on every
+    layout (a relidx [8, 8] blob of zeros); reached by LSCMatMul beyond 12 rows and by LSCConv.
+    GCC's UBSan (the sanitizer stage) does not flag this pointer arithmetic, Clang's does: the
+    fuzz stage's seeds (an all-zero blob of every codec) reproduce it at once."""
+    import os
+
+    blob = lsc_ort.encode(np.zeros((8, 8), np.float32), "relidx")
+    bias = np.arange(8, dtype=np.float32)
+    for isa in ("avx512", "avx2", "scalar"):
+        os.environ["LSC_ORT_ISA"] = isa
+        try:
+            sess = session(matmul_model(blob, bias))
+            for m in (13, 70, 200):
+                y = sess.run(None, {"A": np.ones((m, 8), np.float32)})[0]
+                assert (y == bias).all()
+            conv = lsc_ort.encode(np.zeros((4, 2, 3, 3), np.float32), "relidx")
+            y = session(conv_model(conv, pads=[1, 1, 1, 1])).run(None, {"X": np.ones((2, 2, 9, 20), np.float32)})[0]
+            assert y.shape == (2, 4, 9, 20) and not y.any()
+        finally:
+            del os.environ["LSC_ORT_ISA"]

@@ -1,11 +1,13 @@
 // libFuzzer target: the native blob reader, every codec's decoder and the execution layouts.
 //
-// The target repairs each input's size field and CRC first. Any input must be rejected with a Status or accepted with every invariant the kernels rely on:
-// decoded entries inside the matrix view with non-zero bit patterns and no more of them than the
-// header declares, column lists sorted and in range, windowed layouts that match the column
-// lists. Memory and time must follow the input's size, not its declared shape (the run uses a
-// 256 MiB budget and libFuzzer's -timeout and -rss_limit_mb catch the rest). Build with
-// -DLSC_ORT_BUILD_FUZZERS=ON (custom_ops/fuzz/README.md).
+// The target repairs each input's size field and CRC first. Any input must then be rejected with
+// a Status or accepted with every invariant the kernels rely on: decoded entries inside the
+// matrix view with non-zero bit patterns and no more of them than the header declares, column
+// lists sorted and in range, mswu's unified layouts (signed sums) inside the weight, and, on
+// small weights, every kernel variant on every layout (sliced, windowed, tiled) equal to the
+// column dot products. Memory and time must follow the input's size, not its declared shape
+// (the run uses a 256 MiB budget; libFuzzer's -timeout and -rss_limit_mb catch the rest). Build
+// with -DLSC_ORT_BUILD_FUZZERS=ON (custom_ops/fuzz/README.md).
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -19,6 +21,8 @@
 #include "format/decoder.h"
 #include "kernels/kernels.h"
 #include "kernels/layouts.h"
+#include "kernels/sliced_layout.h"
+#include "kernels/tiled_layout.h"
 #include "kernels/unified_layout.h"
 
 using namespace lsc;
@@ -47,31 +51,56 @@ void CheckColumns(const ColumnLists& lists, uint64_t nnz) {
   }
 }
 
-// Runs the column kernels (and the windowed one, where the CPU has it) on a small weight.
+// Runs every kernel variant the CPU has on every layout of a small weight (sliced, windowed,
+// tiled) and checks them against the column dot products, for a few rows of activations.
 void RunKernels(const ColumnLists& lists) {
   if (lists.K > 4096 || lists.N > 4096) return;
   bool finite = true;
   for (float v : lists.value) finite = finite && std::isfinite(v) && std::fabs(v) < 1e30f;
-  std::vector<float> x(static_cast<size_t>(lists.K) + 1), y(static_cast<size_t>(lists.N) + 1);
-  for (size_t k = 0; k < x.size(); ++k) x[k] = static_cast<float>(k % 7) - 3.0f;
-  SpmvColumnsScalar(lists.view(), 0, lists.N, x.data(), 1.0f, nullptr, y.data());
+  const int64_t K = lists.K, N = lists.N, M = 3;
+  std::vector<float> a(static_cast<size_t>(M * K) + 1);
+  for (size_t k = 0; k < a.size(); ++k) a[k] = static_cast<float>(k % 7) - 3.0f;
+  std::vector<float> expected(static_cast<size_t>(M * N) + 1), y(static_cast<size_t>(M * N) + 1);
+  for (int64_t m = 0; m < M; ++m) SpmvColumnsScalar(lists.view(), 0, N, a.data() + m * K, 1.0f, nullptr, expected.data() + m * N);
+  auto compare = [&](const char* what, int64_t rows) {
+    if (!finite) return;
+    for (int64_t m = 0; m < rows; ++m) {
+      for (int64_t n = 0; n < N; ++n) {
+        double scale = 1.0;
+        for (uint64_t i = lists.ptr[n]; i < lists.ptr[n + 1]; ++i) scale += std::fabs(lists.value[i] * a[m * K + lists.row[i]]);
+        Check(std::fabs(double(y[m * N + n]) - double(expected[m * N + n])) <= 1e-4 * scale, what);
+      }
+    }
+  };
+  const Epilogue epilogue{1.0f, nullptr, false};
   for (const KernelSet& set : AllKernelSets()) {
-    if (set.spmv_windowed == nullptr || !set.supported()) continue;
-    if (!WindowedLayoutWorthwhile(lists, set.lanes, set.window)) continue;
+    if (!set.supported()) continue;
+    SlicedLayout sliced;
+    if (BuildSlicedLayout(lists, &sliced).ok()) {
+      set.spmv_sliced(sliced.view(), 0, sliced.groups, a.data(), K, 2, epilogue, y.data(), N);
+      compare("the sliced kernel matches the column lists", 2);
+    }
+    const int64_t T = set.tiled_tile;
+    std::vector<int64_t> offsets(static_cast<size_t>(K) + 1);
+    for (int64_t k = 0; k < K; ++k) offsets[k] = k * T;
+    TiledLayout tiled;
+    if (K > 0 && BuildTiledLayout(lists, offsets.data(), UnitBlocks(K, 1, 64), TiledChunk(T), &tiled).ok()) {
+      std::vector<float> at(static_cast<size_t>(K * T)), yt(static_cast<size_t>(N * T) + 1);
+      set.transpose(a.data(), K, M, K, at.data(), T);
+      set.spmm_tiled(tiled.view(), 0, N, at.data(), M, epilogue, yt.data(), T);
+      set.transpose(yt.data(), T, N, M, y.data(), N);
+      compare("the tiled kernel matches the column lists", M);
+    }
+    if (set.spmv_windowed == nullptr || !WindowedLayoutWorthwhile(lists, set.lanes, set.window)) continue;
     WindowedLayout layout;
     BuildWindowedLayout(lists, set.lanes, set.window, &layout);
     Check(layout.group_start.size() == static_cast<size_t>(layout.groups) + 1, "group_start size");
     Check(layout.offset.size() == layout.group_start.back() * static_cast<uint64_t>(set.lanes), "offset size");
-    const int64_t ldx = layout.windows * layout.window + layout.window;
-    std::vector<float> xw(static_cast<size_t>(ldx), 0.0f), yw(static_cast<size_t>(lists.N) + 1);
-    std::copy(x.begin(), x.begin() + lists.K, xw.begin());
-    set.spmv_windowed(layout.view(), 0, layout.groups, xw.data(), ldx, 1, 1.0f, nullptr, yw.data(), lists.N);
-    if (!finite) continue;
-    for (int64_t n = 0; n < lists.N; ++n) {
-      double scale = 1.0;
-      for (uint64_t i = lists.ptr[n]; i < lists.ptr[n + 1]; ++i) scale += std::fabs(lists.value[i] * x[lists.row[i]]);
-      Check(std::fabs(double(y[n]) - double(yw[n])) <= 1e-4 * scale, "windowed kernel matches column lists");
-    }
+    const int64_t ldx = WindowedStride(layout);
+    std::vector<float> x(static_cast<size_t>(M * ldx));
+    for (int64_t m = 0; m < M; ++m) StageWindowedRow(layout, a.data() + m * K, x.data() + m * ldx);
+    set.spmv_windowed(layout.view(), 0, layout.groups, x.data(), ldx, M, 1.0f, nullptr, y.data(), N);
+    compare("the windowed kernel matches the column lists", M);
   }
 }
 
