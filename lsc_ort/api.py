@@ -21,7 +21,8 @@ def encode(weight: ArrayLike, codec: str = "lsc", *, scale: float | None = None,
     Args:
         weight: a float32, float16 or int8 array (never modified).
         codec: a name from :func:`available_codecs`, or ``"auto"`` for the smallest blob over all
-            codecs with their automatic parameters.
+            codecs with their automatic parameters (skipping those that cannot run here, such
+            as ``f2f`` without the native library, and those whose estimate cannot win).
         scale: dequantization scale of int8 weights (real value = ``scale * q``); default 1.0.
         **params: codec options, e.g. ``block=(1, 8)`` or ``code_bits=5`` for ``lsc``.
 
@@ -43,6 +44,13 @@ def encode(weight: ArrayLike, codec: str = "lsc", *, scale: float | None = None,
             raise TypeError("codec='auto' takes no codec options")
         best: bytes | None = None
         for name in available_codecs():  # keep one candidate at a time: blobs can be large
+            candidate = get_codec(name)
+            if not candidate.available():
+                continue
+            if best is not None:
+                estimate = candidate.estimate_bytes(tensor)
+                if estimate is not None and estimate >= len(best):
+                    continue
             blob = _encode(tensor, name, {})
             if best is None or len(blob) < len(best):
                 best = blob

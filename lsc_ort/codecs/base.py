@@ -77,6 +77,15 @@ class Codec(abc.ABC):
     def decode(self, view: BlobView) -> np.ndarray:
         """Decode a parsed blob into the flat bit-pattern array of ``view.header.numel`` items."""
 
+    def available(self) -> bool:
+        """Whether :meth:`encode` can run here (``f2f`` needs the native library)."""
+        return True
+
+    def estimate_bytes(self, weight: WeightTensor) -> float | None:
+        """A lower estimate of the blob size from the first section on, or ``None``; with it
+        ``codec="auto"`` skips codecs that cannot beat the smallest blob so far."""
+        return None
+
     def describe(self, view: BlobView) -> dict[str, Any]:
         """Codec-specific facts that :func:`lsc_ort.inspect` adds to its dict (none by default).
 

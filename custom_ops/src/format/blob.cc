@@ -60,6 +60,7 @@ const char* CodecName(CodecId codec) {
     case CodecId::kBitmap: return "bitmap";
     case CodecId::kBsr: return "bsr";
     case CodecId::kLsc: return "lsc";
+    case CodecId::kF2f: return "f2f";
   }
   return "unknown";
 }
@@ -85,7 +86,7 @@ Status ParseBlob(const uint8_t* data, size_t size, Blob* blob) {
   const uint32_t crc = Crc32(data + kCrcStart, size - kCrcStart);
   if (crc != stored_crc) return Fail("checksum mismatch: the blob is corrupted");
   if (dtype < 1 || dtype > 3) return Fail("unknown value dtype code ", int(dtype));
-  if (codec > static_cast<uint8_t>(CodecId::kLsc)) return Fail("unknown codec id ", int(codec));
+  if (std::strcmp(CodecName(static_cast<CodecId>(codec)), "unknown") == 0) return Fail("unknown codec id ", int(codec));
   const int ndim = data[20], nparams = data[21], nsections = data[22];
   const uint8_t flags = data[23];
   const uint64_t nnz = Load<uint64_t>(data + 24);
