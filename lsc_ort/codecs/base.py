@@ -68,6 +68,8 @@ class Codec(abc.ABC):
     param_names: ClassVar[tuple[str, ...]] = ()
     section_names: ClassVar[tuple[str, ...]]
     description: ClassVar[str] = ""
+    auto_options: ClassVar[dict[str, Any]] = {}
+    """Options ``codec="auto"`` encodes with (e.g. a faster search than the codec's default)."""
 
     @abc.abstractmethod
     def encode(self, weight: WeightTensor, **options: Any) -> Encoded:

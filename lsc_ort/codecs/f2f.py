@@ -46,7 +46,7 @@ Sections:
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -118,23 +118,25 @@ def parity(v: np.ndarray) -> np.ndarray:
     return v & np.uint64(1)
 
 
-AUTO_INPUTS, AUTO_STEPS, AUTO_RATE = 4, 4, 0.86
+AUTO_INPUTS, AUTO_STEPS = 4, 4
+AUTO_RATE = {1: 1.0, 2: 0.8, 3: 0.76, 4: 0.86}
+"""Stored input bits per care bit by ``n_s`` (for ``n_in = 4``): where inputs plus patches are
+smallest on random masks (the optimum is flat within 1% over about 0.75-0.9)."""
 
 
-def auto_parameters(density: float) -> tuple[int, int, int]:
+def auto_parameters(density: float, n_in: int = AUTO_INPUTS, n_s: int = AUTO_STEPS) -> tuple[int, int, int]:
     """``(n_in, n_out, n_s)`` for slots at ``density``.
 
     4 inputs per block and a 4-block shift register: the search visits 2^16 (state, input)
-    pairs per block, and reaches E = 0.94-0.96 on random masks at 50-98% sparsity (n_s = 3: 0.92
-    at 16x the speed; see ``benchmarks/bench_f2f.py``). ``n_out`` sets the rate at about 0.86
-    stored input bits per care bit, where inputs plus patches are smallest (flat within 1% over
-    0.75-0.9): fewer inputs than care bits, the few bits the search then misses cost less as
-    patches.
+    pairs per block, and reaches E = 0.94-0.96 on random masks at 50-98% sparsity (``n_s = 3``:
+    0.92 at 16x the speed; see ``benchmarks/bench_f2f.py``). ``n_out`` sets the rate
+    (:data:`AUTO_RATE`): fewer inputs than care bits, for the few bits the search then misses cost
+    less as patches.
     """
     if density <= 0:
-        return AUTO_INPUTS, MAX_OUTPUTS, AUTO_STEPS
-    n_out = round(AUTO_INPUTS / (density * AUTO_RATE))
-    return AUTO_INPUTS, int(min(MAX_OUTPUTS, max(AUTO_INPUTS, n_out))), AUTO_STEPS
+        return n_in, MAX_OUTPUTS, n_s
+    n_out = round(n_in / (density * AUTO_RATE.get(n_s, 0.86)))
+    return n_in, int(min(MAX_OUTPUTS, max(n_in, n_out))), n_s
 
 
 def _int_option(name: str, value: Any, low: int, high: int) -> int:
@@ -176,6 +178,8 @@ class F2fCodec(Codec):
                    "patch_code_bits", "patch_split")
     section_names = (*LAYER_SECTIONS, "inputs", "patch_chunks", "patches")
     description = "fixed-to-fixed XOR-gate coding of the values (sequential, with patches) + lsc positions"
+    auto_options: ClassVar[dict[str, Any]] = {"n_s": 3}
+    """``codec="auto"`` searches a 3-block register: E about 0.92 instead of 0.95, 16x faster."""
 
     def available(self) -> bool:
         """Encoding needs the native library (decoding does not)."""
@@ -226,10 +230,11 @@ class F2fCodec(Codec):
         numel, bits = weight.numel, 8 * weight.dtype.itemsize
         (positions, values), planes, fill = _positions_and_planes(layer, bits)
         nslots = positions.size
-        auto = auto_parameters(nslots / numel if numel else 0.0)
+        auto = auto_parameters(nslots / numel if numel else 0.0, AUTO_INPUTS if n_in_v is None else n_in_v,
+                               AUTO_STEPS if n_s_v is None else n_s_v)
         n_in_v = auto[0] if n_in_v is None else n_in_v
         n_out_v = auto[1] if n_out_v is None else n_out_v
-        n_s_v = auto[2] if n_s_v is None else n_s_v
+        n_s_v = auto[2]
         if n_in_v * n_s_v > MAX_WIDTH:
             n_s_v = MAX_WIDTH // n_in_v
         nblocks = -(-numel // n_out_v)
@@ -281,7 +286,9 @@ class F2fCodec(Codec):
 
     def _input_bits(self, view: BlobView, p: dict[str, int]) -> int:
         count = p["nblocks"] * bin(p["planes"]).count("1") * p["n_in"]
-        self.section(view, "inputs", np.uint8, packed_size(count, 1))
+        size = len(view.sections[self.section_names.index("inputs")])
+        if size != packed_size(count, 1):
+            raise BlobFormatError(f"{self.name}: inputs has {size} bytes, expected {packed_size(count, 1)}")
         return count
 
     def decode(self, view: BlobView) -> np.ndarray:

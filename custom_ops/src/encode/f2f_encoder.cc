@@ -127,7 +127,7 @@ __attribute__((target("avx2,popcnt"))) void StepAvx2(const uint32_t* cost, const
   const __m256i e0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(e));
   const __m256i e1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(e + 8));
   for (uint32_t b = 0; b < nbase; ++b) {
-    __m256i best0 = _mm256_set1_epi32(-1), best1 = best0, arg0 = _mm256_setzero_si256(), arg1 = arg0;
+    __m256i best0 = _mm256_set1_epi32(0x7FFFFFFF), best1 = best0, arg0 = _mm256_setzero_si256(), arg1 = arg0;
     for (uint32_t d = 0; d < 16; ++d) {
       const uint32_t s = b | (d << top);
       const __m256i v = _mm256_set1_epi32(static_cast<int>(cost[s])), cs = _mm256_set1_epi32(static_cast<int>(c[s]));
@@ -212,12 +212,16 @@ class SegmentEncoder {
     blocks_.resize(steps);
     const uint64_t* pos = r_.positions;
     uint64_t slot = std::lower_bound(pos, pos + r_.nslots, first * static_cast<uint64_t>(g_.n_out)) - pos;
+    const uint64_t segment_first_slot = slot;
+    slot_rows_.clear();
     for (uint64_t t = 0; t < steps; ++t) {
-      const uint64_t limit = (first + t + 1) * static_cast<uint64_t>(g_.n_out);
+      const uint64_t block_start = (first + t) * static_cast<uint64_t>(g_.n_out);
+      const uint64_t limit = block_start + static_cast<uint64_t>(g_.n_out);
       blocks_[t].first_slot = slot;
-      while (slot < r_.nslots && pos[slot] < limit) ++slot;
+      for (; slot < r_.nslots && pos[slot] < limit; ++slot) slot_rows_.push_back(rows_[pos[slot] - block_start]);
       blocks_[t].end_slot = slot;
     }
+    slot_base_ = segment_first_slot;
     cost_.assign(np * g_.states, 0);
     next_.assign(g_.states, 0);
     back_.resize(np * steps * g_.states);
@@ -254,10 +258,8 @@ class SegmentEncoder {
       }
     }
     chosen->assign(steps * np, 0);
-    for (size_t p = 0; p < np; ++p) {
-      Trace(p, steps, np, chosen);
-      Verify(first, steps, p, planes[p], np, *chosen, missed);
-    }
+    Trace(steps, np, chosen);
+    for (size_t p = 0; p < np; ++p) Verify(steps, p, planes[p], np, *chosen, missed);
   }
 
  private:
@@ -267,7 +269,7 @@ class SegmentEncoder {
     const int k = static_cast<int>(std::min<uint64_t>(block.end_slot - block.first_slot, kCareWordBits));
     uint32_t column[f2f::kMaxWidth] = {};
     for (int i = 0; i < k; ++i) {
-      const uint64_t row = rows_[r_.positions[block.first_slot + i] % static_cast<uint64_t>(g_.n_out)];
+      const uint64_t row = slot_rows_[block.first_slot - slot_base_ + i];
       for (int j = 0; j < g_.width; ++j) column[j] |= static_cast<uint32_t>((row >> j) & 1) << i;
     }
     for (int j = 0; j < g_.n_s; ++j) {
@@ -297,39 +299,43 @@ class SegmentEncoder {
     return target;
   }
 
-  // Follows the back pointers from the cheapest final state.
-  void Trace(size_t p, uint64_t steps, size_t np, std::vector<uint32_t>* chosen) const {
+  // Follows the back pointers from the cheapest final state of every plane (the planes' chains
+  // of dependent loads interleave, so their cache misses overlap).
+  void Trace(uint64_t steps, size_t np, std::vector<uint32_t>* chosen) {
     if (steps == 0) return;
-    const uint32_t* cost = cost_.data() + p * g_.states;
-    uint32_t state = static_cast<uint32_t>(std::min_element(cost, cost + g_.states) - cost);
+    state_.resize(np);
+    for (size_t p = 0; p < np; ++p) {
+      const uint32_t* cost = cost_.data() + p * g_.states;
+      state_[p] = static_cast<uint32_t>(std::min_element(cost, cost + g_.states) - cost);
+    }
     const uint32_t xmask = static_cast<uint32_t>(g_.X - 1);
     for (uint64_t t = steps; t-- > 0;) {
-      const uint16_t* back = back_.data() + (p * steps + t) * g_.states;
-      if (g_.n_s == 1) {
-        (*chosen)[t * np + p] = back[0];
-        continue;
+      for (size_t p = 0; p < np; ++p) {
+        const uint16_t* back = back_.data() + (p * steps + t) * g_.states;
+        if (g_.n_s == 1) {
+          (*chosen)[t * np + p] = back[0];
+          continue;
+        }
+        const uint32_t state = state_[p];
+        (*chosen)[t * np + p] = state & xmask;
+        state_[p] = (state >> g_.n_in) | (static_cast<uint32_t>(back[state]) << g_.top);
       }
-      (*chosen)[t * np + p] = state & xmask;
-      state = (state >> g_.n_in) | (static_cast<uint32_t>(back[state]) << g_.top);
     }
   }
 
   // Decodes every care bit with the chosen inputs, exactly as the decoder does; the wrong ones
   // become patches (this makes the encoding exact whatever the search missed).
-  void Verify(uint64_t first, uint64_t steps, size_t p, int plane, size_t np, const std::vector<uint32_t>& chosen,
+  void Verify(uint64_t steps, size_t p, int plane, size_t np, const std::vector<uint32_t>& chosen,
               std::vector<std::pair<uint64_t, int>>* missed) const {
+    uint64_t z = 0;  // the shift register
+    const uint64_t width_mask = g_.width >= 64 ? ~uint64_t{0} : (uint64_t{1} << g_.width) - 1;
     for (uint64_t t = 0; t < steps; ++t) {
-      uint64_t z = 0;
-      for (int j = 0; j < g_.n_s && t >= static_cast<uint64_t>(j); ++j) {
-        z |= static_cast<uint64_t>(chosen[(t - j) * np + p]) << (j * g_.n_in);
-      }
+      z = ((z << g_.n_in) | chosen[t * np + p]) & width_mask;
       for (uint64_t s = blocks_[t].first_slot; s < blocks_[t].end_slot; ++s) {
-        const uint64_t row = rows_[r_.positions[s] % static_cast<uint64_t>(g_.n_out)];
-        const uint32_t bit = static_cast<uint32_t>(f2f::Parity(row & z));
+        const uint32_t bit = static_cast<uint32_t>(f2f::Parity(slot_rows_[s - slot_base_] & z));
         if (bit != ((r_.values[s] >> plane) & 1u)) missed->emplace_back(s, plane);
       }
     }
-    (void)first;
   }
 
   const F2fEncodeRequest& r_;
@@ -337,7 +343,9 @@ class SegmentEncoder {
   const std::vector<uint64_t>& rows_;
   StepFn step_;
   std::vector<Block> blocks_;
-  std::vector<uint32_t> cost_, next_, c_, e_, tables_;
+  std::vector<uint64_t> slot_rows_;  // the row of M of each slot of the segment
+  uint64_t slot_base_ = 0;           // the segment's first slot
+  std::vector<uint32_t> cost_, next_, c_, e_, tables_, state_;
   std::vector<uint16_t> back_;
 };
 
@@ -431,11 +439,9 @@ Status F2fEncode(const F2fEncodeRequest& request, uint8_t* inputs, uint64_t inpu
         const uint64_t np = planes.size();
         for (uint64_t t = 0; t < end - first; ++t) {
           for (uint64_t i = 0; i < np; ++i) {
-            uint64_t bit = ((first + t) * P + first_plane + i) * static_cast<uint64_t>(g.n_in);
-            uint32_t value = chosen[t * np + i];
-            for (int k = 0; k < g.n_in; ++k, ++bit) {
-              if ((value >> k) & 1) inputs[bit >> 3] |= static_cast<uint8_t>(1u << (bit & 7));
-            }
+            const uint64_t bit = ((first + t) * P + first_plane + i) * static_cast<uint64_t>(g.n_in);
+            uint64_t value = static_cast<uint64_t>(chosen[t * np + i]) << (bit & 7);  // n_in <= 12: 3 bytes
+            for (uint64_t byte = bit >> 3; value; ++byte, value >>= 8) inputs[byte] |= static_cast<uint8_t>(value);
           }
         }
         for (const auto& [slot, plane] : missed) misses[slot] |= 1u << plane;
