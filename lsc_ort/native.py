@@ -139,7 +139,7 @@ def native_f2f_encode(positions: np.ndarray, values: np.ndarray, *, numel: int, 
     """Run the native f2f encoder (``custom_ops/src/encode/f2f_encoder.h``).
 
     Args:
-        positions: flat C-order index of every slot, strictly increasing.
+        positions: the stream position of every slot, strictly increasing.
         values: the slots' bit patterns.
         inputs_size: bytes of the ``inputs`` section to fill.
 

@@ -30,6 +30,8 @@ class LayerRow:
     shared: bool = False
     """The weight is shared with an earlier row (and counted there in totals)."""
     note: str = ""
+    encoding_efficiency: float | None = None
+    """f2f's E (care bits ÷ stored value bits; 1.0 is the entropy limit), shown after the codec."""
 
     @property
     def ratio(self) -> float:
@@ -86,7 +88,7 @@ def _cells(index: int, row: LayerRow) -> tuple[str, ...]:
         row.op,
         "×".join(str(d) for d in row.shape) or "scalar",
         f"{row.sparsity:.1%}",
-        row.codec,
+        row.codec if row.encoding_efficiency is None else f"{row.codec} E={row.encoding_efficiency:.2f}",
         f"{row.dense_bytes:,}",
         encoded,
         f"{row.ratio:.2f}×",

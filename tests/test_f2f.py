@@ -10,7 +10,7 @@ import pytest
 import lsc_ort
 from lsc_ort import native
 from lsc_ort.codecs import get_codec
-from lsc_ort.codecs.f2f import F2fCodec, auto_parameters, matrix_rows
+from lsc_ort.codecs.f2f import F2fCodec, auto_parameters, matrix_rows, stream_positions
 from lsc_ort.format import bit_patterns, pack_blob, parse_blob
 from tests.conftest import sparse_array
 from tests.f2f_reference import fewest_misses
@@ -52,6 +52,7 @@ def assert_both_reject(blob: bytes, message: str) -> None:
     dict(n_in=7, n_out=64, n_s=1), dict(n_in=12, n_out=100, n_s=1), dict(n_in=4, n_out=1, n_s=2),
     dict(n_in=4, n_out=4096, n_s=4, segment_blocks=1), dict(n_in=4, n_out=30, n_s=4, segment_blocks=7, seed=-5),
     dict(block=(3, 5)), dict(block=(1, 1), code_bits=0), dict(block=(1, 10), chunk_block_rows=3),
+    dict(order=0), dict(order=0, block=(4, 2)), dict(order=1, block=(2, 9), n_s=2),
 ], ids=str)
 def test_explicit_parameters_roundtrip(params: dict) -> None:
     weight = sparse_array((45, 70), 0.85, seed=3)
@@ -67,13 +68,15 @@ def test_native_search_is_optimal() -> None:
     """The native Viterbi search leaves exactly as few wrong care bits as an exhaustive numpy
     search over every register state (so the patches are the minimum the network allows)."""
     weight = sparse_array((30, 41), 0.8, seed=5)
-    for n_in, n_out, n_s, segment in [(2, 9, 3, 16), (3, 16, 2, 40), (4, 21, 1, 100), (1, 4, 5, 9)]:
-        blob = lsc_ort.encode(weight, "f2f", n_in=n_in, n_out=n_out, n_s=n_s, segment_blocks=segment)
+    for n_in, n_out, n_s, segment, order in [(2, 9, 3, 16, 1), (3, 16, 2, 40, 0), (4, 21, 1, 100, 1), (1, 4, 5, 9, 1)]:
+        blob = lsc_ort.encode(weight, "f2f", n_in=n_in, n_out=n_out, n_s=n_s, segment_blocks=segment, order=order)
         info = lsc_ort.inspect(blob)
         bits = bit_patterns(weight)
-        positions = np.flatnonzero(bits).astype(np.uint64)
+        flat = np.flatnonzero(bits)
+        stream = stream_positions(flat, *weight.shape, info["params"]["order"])
+        order = np.argsort(stream)
         planes = [b for b in range(32) if (info["params"]["planes"] >> b) & 1]
-        best = fewest_misses(positions, bits[positions.astype(np.int64)], numel=weight.size, planes=planes,
+        best = fewest_misses(stream[order].astype(np.uint64), bits[flat[order]], numel=weight.size, planes=planes,
                              n_in=n_in, n_out=n_out, n_s=n_s, seed=info["params"]["seed"], segment_blocks=segment)
         assert info["patches"] == best, (n_in, n_out, n_s)
 
@@ -89,9 +92,12 @@ def test_sequential_scheme_leaves_fewer_unmatched_bits_at_the_same_rate() -> Non
 
 @pytest.mark.parametrize("isa", ["scalar", "avx2", "avx512"])
 def test_every_search_variant_gives_the_same_blob(isa: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """32-bit and 16-bit searches, SIMD or not, choose the same inputs (``n_out=250`` gives blocks
+    of more than 16 care bits)."""
     weight = sparse_array((40, 64), 0.9, seed=2)
-    cases = [dict(n_in=4, n_out=45, n_s=3), dict(n_in=3, n_out=30, n_s=3), dict(n_in=5, n_out=50, n_s=2),
-             dict(n_in=6, n_out=60, n_s=2), dict(n_in=2, n_out=20, n_s=4)]
+    cases = [dict(n_in=4, n_out=45, n_s=3), dict(n_in=4, n_out=45, n_s=4), dict(n_in=4, n_out=250, n_s=3),
+             dict(n_in=3, n_out=30, n_s=3), dict(n_in=5, n_out=50, n_s=2), dict(n_in=6, n_out=60, n_s=2),
+             dict(n_in=2, n_out=20, n_s=4)]
     expected = [lsc_ort.encode(weight, "f2f", **c) for c in cases]
     monkeypatch.setenv("LSC_ORT_ISA", isa)
     assert [lsc_ort.encode(weight, "f2f", **c) for c in cases] == expected
@@ -189,6 +195,7 @@ def blob() -> bytes:
     (dict(n_in=-1), "param n_in=-1 is out of range"),
     (dict(n_s=1 << 62), r"param n_s=4611686018427387904 is out of range \[1, 8\]"),
     (dict(n_in=16, n_s=5), r"param n_s=5 is out of range \[1, 4\]"),
+    (dict(order=2), r"param order=2 is out of range \[0, 1\]"),
     (dict(segment_blocks=0), "param segment_blocks=0 is out of range"),
     (dict(segment_blocks=1 << 50), "param segment_blocks=.* is out of range"),
     (dict(planes=1 << 32), "param planes=4294967296 is out of range"),
@@ -273,3 +280,23 @@ def test_kept_blocks_stored_whole_need_1x1_blocks(blob: bytes) -> None:
     crafted = pack_blob(codec_id=6, dtype=view.header.dtype, shape=view.header.shape, params=params,
                         sections=sections, nnz=view.header.nnz)
     assert_both_reject(crafted, r"without a coding layer \(code_bits 0\) the block must be 1x1, got 2x2")
+
+
+def test_compress_and_inspect_show_e_per_layer(tmp_path, capsys) -> None:
+    import onnx
+
+    from lsc_ort.cli import main
+    from tests.rewrite_fixtures import parse, sparse
+
+    model = parse('''<ir_version: 8, opset_import: ["" : 17]> g (float[N,64] a) => (float[N,32] y) {
+        h = MatMul(a, W1)
+        y = MatMul(h, W2)
+    }''', W1=sparse((64, 48), 0.9, seed=1), W2=sparse((48, 32), 0.9, seed=2))
+    source, target = tmp_path / "m.onnx", tmp_path / "f2f.onnx"
+    onnx.save_model(model, source)
+    assert main(["compress", str(source), "-o", str(target), "--codec", "f2f"]) == 0
+    out = capsys.readouterr().out
+    assert len(re.findall(r"f2f E=0\.\d\d", out)) == 2
+    assert main(["inspect", str(target)]) == 0
+    assert len(re.findall(r"f2f E=0\.\d\d", capsys.readouterr().out)) == 2
+    assert main(["verify", str(source), str(target)]) == 0

@@ -4,8 +4,13 @@ Which elements are stored (the *slots*: the non-zeros) is coded by the ``lsc`` p
 (:func:`lsc_ort.codecs.lsc.choose_layer`), with its params and sections first. Their values are
 coded bit plane by bit plane with a fixed XOR network over GF(2):
 
-* Every bit plane of the matrix view, in C order, is cut into blocks of ``n_out`` elements. Bits
-  of slots are *care bits*, all other bits are *don't-care*.
+* Every bit plane of the matrix view ``[R, C]`` is read as a stream in the order ``order``: 0 is
+  C order; 1 (the default) is diagonal, where stream position ``q`` is element
+  ``(q mod R, (q div R + q mod R) mod C)``. The stream is cut into blocks of ``n_out``
+  positions. Bits of slots are *care bits*, all other bits are *don't-care*. Diagonal blocks
+  step down a row and right a column, so every block sees about the layer's density even when
+  some rows or columns keep more weights (as magnitude pruning leaves them): on MiniLM-L3 at
+  90% it lifts E from 0.80-0.92 to 0.90-0.95.
 * Block ``t`` of a plane decodes as ``y_t = M z_t``: ``z_t`` concatenates the ``n_in`` stored
   input bits of blocks ``t, t-1, ..., t-n_s+1`` (bits ``[j n_in, (j+1) n_in)`` of ``z_t`` are
   block ``t-j``'s), the contents of a shift register. Inputs before the start of the segment
@@ -27,7 +32,7 @@ chunks decode independently, in parallel.
 
 Params: ``block_rows``, ``block_cols``, ``code_bits``, ``split``, ``chunk_block_rows`` (the
 position layer; ``code_bits = 0`` only with a 1x1 block), ``n_in`` (1..32), ``n_out`` (1..4096),
-``n_s`` (1..8, ``n_in n_s <= 64``), ``seed``, ``segment_blocks`` (1..max(nblocks, 1),
+``n_s`` (1..8, ``n_in n_s <= 64``), ``order`` (0, 1), ``seed``, ``segment_blocks`` (1..max(nblocks, 1),
 ``nblocks = ceil(numel / n_out)``), ``planes`` (bit ``b`` set when plane ``b`` is coded), ``fill``
 (the bits of the planes not coded; none of ``planes``), ``patch_code_bits`` (1..16),
 ``patch_split`` (1..2**patch_code_bits - 1).
@@ -65,6 +70,8 @@ from lsc_ort.codecs.lsc import (
 )
 from lsc_ort.format import BlobFormatError, BlobView
 
+ROW_MAJOR, DIAGONAL = 0, 1
+"""The stream orders (param ``order``)."""
 MAX_INPUTS = 32
 MAX_STEPS = 8
 MAX_WIDTH = 64
@@ -78,6 +85,9 @@ register restarts at each segment; on random masks 1,024-block segments lose 0.2
 0.1%)."""
 MAX_THREADS = 32
 """The encoder runs on at most this many threads (each holds up to 32 MiB of back pointers)."""
+TRACE_BUDGET = 32 << 20
+"""Bytes of back pointers the encoder keeps per task: 2 per register state and block of a
+segment (``custom_ops/src/encode/f2f_encoder.cc``); automatic segments stay within it."""
 EXPECTED_EFFICIENCY = 0.96
 """An optimistic encoding efficiency, with which ``codec="auto"`` skips encoding f2f when it
 cannot beat the smallest blob found already (measured: 0.94-0.96 with automatic parameters)."""
@@ -108,6 +118,15 @@ def matrix_rows(seed: int, n_out: int, width: int) -> np.ndarray:
                 break
         rows[o] = row
     return rows
+
+
+def stream_positions(flat: np.ndarray, rows: int, cols: int, order: int) -> np.ndarray:
+    """The stream position (int64) of each flat C-order index of an ``rows x cols`` matrix."""
+    flat = flat.astype(np.int64)
+    if order == ROW_MAJOR:
+        return flat
+    r, c = np.divmod(flat, max(cols, 1))
+    return ((c - r) % max(cols, 1)) * rows + r
 
 
 def parity(v: np.ndarray) -> np.ndarray:
@@ -174,7 +193,7 @@ def _positions_and_planes(layer: EncodedLayer, bits: int) -> tuple[tuple[np.ndar
 class F2fCodec(Codec):
     name = "f2f"
     codec_id = 6
-    param_names = (*LAYER_PARAMS, "n_in", "n_out", "n_s", "seed", "segment_blocks", "planes", "fill",
+    param_names = (*LAYER_PARAMS, "n_in", "n_out", "n_s", "order", "seed", "segment_blocks", "planes", "fill",
                    "patch_code_bits", "patch_split")
     section_names = (*LAYER_SECTIONS, "inputs", "patch_chunks", "patches")
     description = "fixed-to-fixed XOR-gate coding of the values (sequential, with patches) + lsc positions"
@@ -195,7 +214,8 @@ class F2fCodec(Codec):
         return sum(int(s.nbytes) for s in layer.sections) + value_bits / 8
 
     def encode(self, weight: WeightTensor, *, n_in: int | Auto = "auto", n_out: int | Auto = "auto",
-               n_s: int | Auto = "auto", seed: int = DEFAULT_SEED, segment_blocks: int | Auto = "auto",
+               n_s: int | Auto = "auto", order: int = DIAGONAL, seed: int = DEFAULT_SEED,
+               segment_blocks: int | Auto = "auto",
                block: tuple[int, int] | Auto = "auto", code_bits: int | Auto = "auto", split: int | Auto = "auto",
                chunk_block_rows: int | Auto = "auto", **options: Any) -> Encoded:
         """Encode with f2f. ``n_in``, ``n_out``, ``n_s`` default to :func:`auto_parameters` of the
@@ -205,6 +225,7 @@ class F2fCodec(Codec):
             n_in: input bits per block and plane (1..12 for this encoder).
             n_out: elements per block (1..4096).
             n_s: blocks in the shift register (1: non-sequential).
+            order: 1 reads the planes diagonally (the default), 0 in C order.
             seed: seed of the matrix ``M``.
             segment_blocks: blocks per segment (the shift register restarts at zero).
 
@@ -216,6 +237,7 @@ class F2fCodec(Codec):
         n_out_v = None if n_out == "auto" else _int_option("n_out", n_out, 1, MAX_OUTPUTS)
         n_s_v = None if n_s == "auto" else _int_option("n_s", n_s, 1, MAX_STEPS)
         seed_v = _int_option("seed", seed, -(2**63), 2**63 - 1)
+        order_v = _int_option("order", order, ROW_MAJOR, DIAGONAL)
         segment_v = None if segment_blocks == "auto" else _int_option("segment_blocks", segment_blocks, 1, 2**62)
         if n_in_v is not None and n_s_v is not None and n_in_v * n_s_v > MAX_WIDTH:
             raise ValueError(f"f2f n_in * n_s must be at most {MAX_WIDTH}, got {n_in_v} * {n_s_v}")
@@ -230,6 +252,9 @@ class F2fCodec(Codec):
         numel, bits = weight.numel, 8 * weight.dtype.itemsize
         (positions, values), planes, fill = _positions_and_planes(layer, bits)
         nslots = positions.size
+        rows, cols = weight.matrix_shape
+        stream = stream_positions(positions, rows, cols, order_v)
+        by_stream = None if order_v == ROW_MAJOR else np.argsort(stream, kind="stable")
         auto = auto_parameters(nslots / numel if numel else 0.0, AUTO_INPUTS if n_in_v is None else n_in_v,
                                AUTO_STEPS if n_s_v is None else n_s_v)
         n_in_v = auto[0] if n_in_v is None else n_in_v
@@ -238,14 +263,20 @@ class F2fCodec(Codec):
         if n_in_v * n_s_v > MAX_WIDTH:
             n_s_v = MAX_WIDTH // n_in_v
         nblocks = -(-numel // n_out_v)
-        segment = min(SEGMENT_BLOCKS if segment_v is None else segment_v, max(nblocks, 1))
+        if segment_v is None:
+            segment_v = min(SEGMENT_BLOCKS, max(1, TRACE_BUDGET // (2 << (n_in_v * (n_s_v - 1)))))
+        segment = min(segment_v, max(nblocks, 1))
         nplanes = bin(planes).count("1")
         inputs, misses = native_f2f_encode(
-            positions, values, numel=numel, bits=bits, n_in=n_in_v, n_out=n_out_v, n_s=n_s_v, seed=seed_v,
-            segment_blocks=segment, planes=planes, threads=_threads(),
-            inputs_size=packed_size(nblocks * nplanes, n_in_v))
+            stream if by_stream is None else stream[by_stream], values if by_stream is None else values[by_stream],
+            numel=numel, bits=bits, n_in=n_in_v, n_out=n_out_v, n_s=n_s_v, seed=seed_v, segment_blocks=segment,
+            planes=planes, threads=_threads(), inputs_size=packed_size(nblocks * nplanes, n_in_v))
+        if by_stream is not None:  # back to C order
+            in_c_order = np.empty_like(misses)
+            in_c_order[by_stream] = misses
+            misses = in_c_order
         width, sp, table, codes = self._patches(misses, layer.chunk_slots, bits)
-        params = (*layer.params, n_in_v, n_out_v, n_s_v, seed_v, segment, planes, fill, width, sp)
+        params = (*layer.params, n_in_v, n_out_v, n_s_v, order_v, seed_v, segment, planes, fill, width, sp)
         return Encoded(params=params, sections=(*layer.sections, np.frombuffer(inputs, np.uint8), table, codes))
 
     @staticmethod
@@ -253,7 +284,9 @@ class F2fCodec(Codec):
                  bits: int) -> tuple[int, int, np.ndarray, np.ndarray]:
         """The patch table and SRI codes of the missed bits (``misses``: a mask per slot, C order)."""
         nchunks = chunk_slots.size - 1
-        slot, plane = np.nonzero(((misses[:, None] >> np.arange(bits, dtype=np.uint32)) & 1).astype(bool))
+        missed = np.flatnonzero(misses)
+        row, plane = np.nonzero(((misses[missed, None] >> np.arange(bits, dtype=np.uint32)) & 1).astype(bool))
+        slot = missed[row]
         chunk = np.searchsorted(chunk_slots, slot, side="right") - 1
         position = (slot - chunk_slots[chunk]) * bits + plane
         first = np.ones(position.size, dtype=bool)
@@ -273,6 +306,7 @@ class F2fCodec(Codec):
         numel, bits = view.header.numel, 8 * view.header.dtype.itemsize
         p = {"n_in": self.param(view, "n_in", 1, MAX_INPUTS), "n_out": self.param(view, "n_out", 1, MAX_OUTPUTS)}
         p["n_s"] = self.param(view, "n_s", 1, min(MAX_STEPS, MAX_WIDTH // p["n_in"]))
+        p["order"] = self.param(view, "order", ROW_MAJOR, DIAGONAL)
         p["nblocks"] = -(-numel // p["n_out"])
         p["segment_blocks"] = self.param(view, "segment_blocks", 1, max(p["nblocks"], 1))
         p["planes"] = self.param(view, "planes", 0, (1 << bits) - 1)
@@ -301,6 +335,8 @@ class F2fCodec(Codec):
         if layer.slots > header.numel:
             raise BlobFormatError(f"{self.name}: the chunk table declares {layer.slots} slots, more than "
                                   f"{header.numel} elements")
+        if layer.slots >= 2**32:
+            raise BlobFormatError(f"{self.name}: {layer.slots} slots; at most 2^32 - 1 are supported")
         p = self._read_params(view)
         bits = 8 * header.dtype.itemsize
         coded = [b for b in range(bits) if (p["planes"] >> b) & 1]
@@ -323,7 +359,7 @@ class F2fCodec(Codec):
             nblocks, P = p["nblocks"], len(coded)
             x = unpacked[:input_bits].reshape(nblocks, P, n_in).astype(np.uint64) @ (
                 np.uint64(1) << np.arange(n_in, dtype=np.uint64))
-            block, offset = np.divmod(flat.astype(np.int64), n_out)
+            block, offset = np.divmod(stream_positions(flat, layer.rows, layer.cols, p["order"]), n_out)
             rows = matrix_rows(p["seed"], n_out, n_in * n_s)[offset]
             depth = block % segment  # how many earlier blocks of the segment feed the register
             for i, plane in enumerate(coded):

@@ -171,6 +171,78 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vpopcntdq,popcnt"))) void
 
 // The best variant the CPU has; LSC_ORT_ISA (avx512, avx2, scalar) caps it, as for the kernels.
 // Every variant breaks ties alike (the smallest d), so all give the same inputs.
+// 16-bit lanes (AVX-512 BW + BITALG), n_in = 4 and n_s >= 3: two bases per register, costs as
+// saturating uint16 renormalized every step (the minimum subtracted). The states on the optimal
+// path stay within 32 (n_s - 1) of the minimum, far below saturation, so the inputs chosen are
+// those of the 32-bit search. Lane 2x + j is successor x of base b + j. Care words of more than
+// 16 bits take a second popcount (`wide`).
+using Step16Fn = void (*)(const uint16_t*, const uint16_t*, const uint16_t*, const uint16_t*, const uint16_t*, bool,
+                          int, uint32_t, uint16_t*, uint16_t*);
+
+#if defined(__x86_64__) || defined(_M_X64)
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bitalg"))) void Step16Avx512(
+    const uint16_t* cost, const uint16_t* c_low, const uint16_t* c_high, const uint16_t* e_low,
+    const uint16_t* e_high, bool wide, int top, uint32_t nbase, uint16_t* next, uint16_t* back) {
+  alignas(64) static constexpr uint16_t kSpread[32] = {0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7,
+                                                       8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15};
+  alignas(64) static constexpr uint16_t kGather[32] = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30,
+                                                       1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31};
+  const __m512i spread = _mm512_load_si512(kSpread), gather = _mm512_load_si512(kGather);
+  const __m512i el = _mm512_permutexvar_epi16(spread, _mm512_castsi256_si512(_mm256_loadu_si256(
+                                                          reinterpret_cast<const __m256i*>(e_low))));
+  const __m512i eh = wide ? _mm512_permutexvar_epi16(spread, _mm512_castsi256_si512(_mm256_loadu_si256(
+                                                                 reinterpret_cast<const __m256i*>(e_high))))
+                          : _mm512_setzero_si512();
+  __m512i low = _mm512_set1_epi16(-1);
+  for (uint32_t b = 0; b < nbase; b += 2) {
+    __m512i best = _mm512_set1_epi16(-1), arg = _mm512_setzero_si512(), d_vec = _mm512_setzero_si512();
+    const __m512i one = _mm512_set1_epi16(1);
+    for (uint32_t d = 0; d < 16; ++d, d_vec = _mm512_add_epi16(d_vec, one)) {
+      const uint32_t s = b | (d << top);
+      uint32_t pair_cost, pair_c;
+      std::memcpy(&pair_cost, cost + s, 4);
+      std::memcpy(&pair_c, c_low + s, 4);
+      __m512i diff = _mm512_popcnt_epi16(_mm512_xor_si512(el, _mm512_set1_epi32(static_cast<int>(pair_c))));
+      if (wide) {
+        uint32_t pair_h;
+        std::memcpy(&pair_h, c_high + s, 4);
+        diff = _mm512_add_epi16(diff, _mm512_popcnt_epi16(_mm512_xor_si512(eh, _mm512_set1_epi32(static_cast<int>(pair_h)))));
+      }
+      const __m512i total = _mm512_adds_epu16(_mm512_set1_epi32(static_cast<int>(pair_cost)), diff);
+      const __mmask32 better = _mm512_cmplt_epu16_mask(total, best);
+      best = _mm512_min_epu16(best, total);
+      arg = _mm512_mask_mov_epi16(arg, better, d_vec);
+    }
+    low = _mm512_min_epu16(low, best);
+    _mm512_storeu_si512(next + (b << 4), _mm512_permutexvar_epi16(gather, best));
+    _mm512_storeu_si512(back + (b << 4), _mm512_permutexvar_epi16(gather, arg));
+  }
+  // Renormalize: subtract the minimum cost.
+  alignas(64) uint16_t lanes[32];
+  _mm512_store_si512(lanes, low);
+  uint16_t minimum = lanes[0];
+  for (uint16_t v : lanes) minimum = v < minimum ? v : minimum;
+  const __m512i least = _mm512_set1_epi16(static_cast<short>(minimum));
+  const uint32_t states = nbase << 4;
+  for (uint32_t s = 0; s < states; s += 32) {
+    _mm512_storeu_si512(next + s, _mm512_subs_epu16(_mm512_loadu_si512(next + s), least));
+  }
+}
+#endif
+
+Step16Fn SelectStep16() {
+#if defined(__x86_64__) || defined(_M_X64)
+  const char* cap = std::getenv("LSC_ORT_ISA");
+  if (cap && *cap && std::string(cap) != "avx512") return nullptr;
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bitalg")) {
+    return Step16Avx512;
+  }
+#endif
+  return nullptr;
+}
+
 StepFn SelectStep() {
 #if defined(__x86_64__) || defined(_M_X64)
   const char* cap = std::getenv("LSC_ORT_ISA");
@@ -200,8 +272,9 @@ struct Block {
 
 class SegmentEncoder {
  public:
-  SegmentEncoder(const F2fEncodeRequest& request, const Geometry& g, const std::vector<uint64_t>& rows, StepFn step)
-      : r_(request), g_(g), rows_(rows), step_(step) {}
+  SegmentEncoder(const F2fEncodeRequest& request, const Geometry& g, const std::vector<uint64_t>& rows, StepFn step,
+                 Step16Fn step16)
+      : r_(request), g_(g), rows_(rows), step_(step), step16_(g.n_in == 4 && g.n_s >= 3 ? step16 : nullptr) {}
 
   // Encodes blocks [first, end) for the coded planes `planes` (bit numbers); writes the chosen
   // inputs to chosen[(t - first) * planes.size() + i] and appends (slot, plane) misses.
@@ -231,6 +304,13 @@ class SegmentEncoder {
     for (size_t p = 0; p < np; ++p) {
       std::fill(cost_.begin() + p * g_.states, cost_.begin() + (p + 1) * g_.states, kInfinity);
       cost_[p * g_.states] = 0;  // the register starts at zero in every segment
+    }
+    if (step16_) {
+      EncodeNarrow(steps, planes);
+      chosen->assign(steps * np, 0);
+      Trace(steps, np, chosen);
+      for (size_t p = 0; p < np; ++p) Verify(steps, p, planes[p], np, *chosen, missed);
+      return;
     }
     for (uint64_t t = 0; t < steps; ++t) {
       const uint32_t care = PrepareTables(blocks_[t]);
@@ -263,6 +343,39 @@ class SegmentEncoder {
   }
 
  private:
+  // The search with 16-bit costs (step16_); leaves the final costs in cost_ for Trace.
+  void EncodeNarrow(uint64_t steps, const std::vector<int>& planes) {
+    const size_t np = planes.size();
+    const size_t S = g_.states;
+    cost16_.assign(np * S, 0xFFFF);
+    for (size_t p = 0; p < np; ++p) cost16_[p * S] = 0;
+    next16_.resize(S);
+    c_low_.resize(S);
+    c_high_.resize(S);
+    uint16_t e_low[16], e_high[16];
+    for (uint64_t t = 0; t < steps; ++t) {
+      PrepareTables(blocks_[t]);
+      const bool wide = blocks_[t].end_slot - blocks_[t].first_slot > 16;
+      for (size_t s = 0; s < S; ++s) c_low_[s] = static_cast<uint16_t>(c_[s]);
+      if (wide) {
+        for (size_t s = 0; s < S; ++s) c_high_[s] = static_cast<uint16_t>(c_[s] >> 16);
+      }
+      for (size_t p = 0; p < np; ++p) {
+        const uint32_t target = Target(blocks_[t], planes[p]);
+        for (int x = 0; x < 16; ++x) {
+          const uint32_t e = tables_[x] ^ target;
+          e_low[x] = static_cast<uint16_t>(e);
+          e_high[x] = static_cast<uint16_t>(e >> 16);
+        }
+        uint16_t* cost = cost16_.data() + p * S;
+        step16_(cost, c_low_.data(), c_high_.data(), e_low, e_high, wide, g_.top, g_.nbase, next16_.data(),
+                back_.data() + (p * steps + t) * S);
+        std::memcpy(cost, next16_.data(), sizeof(uint16_t) * S);
+      }
+    }
+    for (size_t i = 0; i < cost_.size(); ++i) cost_[i] = cost16_[i];
+  }
+
   // The tables of one block on its care bits (at most kCareWordBits of them): tables_[j X + x]
   // = M_j x, c_[s] = M_1 x_(t-1) ^ ... ^ M_(n_s-1) x_(t-n_s+1). Returns the care word mask.
   uint32_t PrepareTables(const Block& block) {
@@ -342,6 +455,8 @@ class SegmentEncoder {
   const Geometry& g_;
   const std::vector<uint64_t>& rows_;
   StepFn step_;
+  Step16Fn step16_;
+  std::vector<uint16_t> cost16_, next16_, c_low_, c_high_;
   std::vector<Block> blocks_;
   std::vector<uint64_t> slot_rows_;  // the row of M of each slot of the segment
   uint64_t slot_base_ = 0;           // the segment's first slot
@@ -418,13 +533,14 @@ Status F2fEncode(const F2fEncodeRequest& request, uint8_t* inputs, uint64_t inpu
   const uint64_t ngroups = (P + group - 1) / group;
   const uint64_t ntasks = nsegments * ngroups;
   const StepFn step = SelectStep();
+  const Step16Fn step16 = SelectStep16();
 
   std::atomic<uint64_t> next_task{0};
   std::mutex lock;
   Status failure;
   auto worker = [&] {
     try {
-      SegmentEncoder encoder(request, g, rows, step);
+      SegmentEncoder encoder(request, g, rows, step, step16);
       std::vector<uint32_t> chosen;
       std::vector<std::pair<uint64_t, int>> missed;
       std::vector<int> planes;

@@ -17,7 +17,7 @@
 namespace lsc {
 
 struct F2fEncodeRequest {
-  const uint64_t* positions = nullptr;  // flat C-order index of each slot, strictly increasing, < numel
+  const uint64_t* positions = nullptr;  // stream position of each slot, strictly increasing, < numel
   const uint32_t* values = nullptr;     // the slots' bit patterns (zero-extended)
   uint64_t nslots = 0;
   uint64_t numel = 0;

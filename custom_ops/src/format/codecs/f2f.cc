@@ -20,6 +20,7 @@ namespace {
 
 struct F2fParams {
   int n_in = 1, n_out = 1, n_s = 1;
+  int64_t order = f2f::kRowMajor;
   uint64_t segment = 1;
   uint32_t planes = 0, fill = 0;
   int plane_count = 0;
@@ -33,7 +34,7 @@ class F2fDecoder : public MatrixDecoder {
  public:
   F2fDecoder(const Blob& blob, LscLayer layer, const F2fParams& p)
       : MatrixDecoder(blob), layer_(std::move(layer)), p_(p),
-        rows_(f2f::MatrixRows(static_cast<uint64_t>(blob.params[8]), p.n_out, p.n_in * p.n_s)) {
+        rows_(f2f::MatrixRows(static_cast<uint64_t>(blob.params[f2f::kSeed]), p.n_out, p.n_in * p.n_s)) {
     for (int b = 0; b < p.bits; ++b) {
       if ((p.planes >> b) & 1) coded_.push_back(b);
     }
@@ -42,20 +43,26 @@ class F2fDecoder : public MatrixDecoder {
   size_t num_chunks() const override { return layer_.num_chunks(); }
 
   Status DecodeChunk(size_t chunk, std::vector<Entry>* out) const override {
-    const int64_t cols = blob_.cols();
+    const uint64_t R = static_cast<uint64_t>(blob_.rows()), C = static_cast<uint64_t>(blob_.cols());
     std::vector<uint64_t> slots;  // flat C-order index of each slot of the chunk
     LSC_RETURN_IF_ERROR(layer_.DecodeChunk(chunk, [&](int64_t r, int64_t c, uint64_t) {
-      slots.push_back(static_cast<uint64_t>(r) * static_cast<uint64_t>(cols) + static_cast<uint64_t>(c));
+      slots.push_back(static_cast<uint64_t>(r) * C + static_cast<uint64_t>(c));
       return Status();
     }));
     if (layer_.block_rows() > 1) std::sort(slots.begin(), slots.end());
+    // Decode in stream order, so that the slots of a block share its shift-register words.
+    std::vector<std::pair<uint64_t, uint32_t>> stream(slots.size());  // (stream position, C-order rank)
+    for (size_t i = 0; i < slots.size(); ++i) {
+      stream[i] = {f2f::StreamPosition(slots[i] / C, slots[i] % C, R, C, p_.order), static_cast<uint32_t>(i)};
+    }
+    if (p_.order != f2f::kRowMajor) std::sort(stream.begin(), stream.end());
     std::vector<uint32_t> values(slots.size(), p_.fill);
     const Section& inputs = blob_.sections[3];
     const uint64_t n_out = static_cast<uint64_t>(p_.n_out), P = static_cast<uint64_t>(p_.plane_count);
     std::vector<uint64_t> z(coded_.size());
     uint64_t block = ~uint64_t{0};
-    for (size_t i = 0; i < slots.size(); ++i) {
-      const uint64_t t = slots[i] / n_out;
+    for (const auto& [q, rank] : stream) {
+      const uint64_t t = q / n_out;
       if (t != block) {  // the shift-register contents of block t, one word per coded plane
         block = t;
         const uint64_t segment_start = t - t % p_.segment;
@@ -68,19 +75,16 @@ class F2fDecoder : public MatrixDecoder {
           z[p] = word;
         }
       }
-      const uint64_t row = rows_[slots[i] % n_out];
-      uint32_t value = values[i];
+      const uint64_t row = rows_[q % n_out];
+      uint32_t value = values[rank];
       for (size_t p = 0; p < coded_.size(); ++p) {
         value |= static_cast<uint32_t>(f2f::Parity(row & z[p])) << coded_[p];
       }
-      values[i] = value;
+      values[rank] = value;
     }
     LSC_RETURN_IF_ERROR(ApplyPatches(chunk, &values));
     for (size_t i = 0; i < slots.size(); ++i) {
-      if (values[i]) {
-        out->push_back(Entry{static_cast<int64_t>(slots[i] / static_cast<uint64_t>(cols)),
-                             static_cast<int64_t>(slots[i] % static_cast<uint64_t>(cols)), values[i]});
-      }
+      if (values[i]) out->push_back(Entry{static_cast<int64_t>(slots[i] / C), static_cast<int64_t>(slots[i] % C), values[i]});
     }
     return Status();
   }
@@ -118,7 +122,7 @@ class F2fDecoder : public MatrixDecoder {
 }  // namespace
 
 Status CreateF2fDecoder(const Blob& blob, std::unique_ptr<MatrixDecoder>* decoder) {
-  LSC_RETURN_IF_ERROR(ExpectLayout(blob, 14, 6));
+  LSC_RETURN_IF_ERROR(ExpectLayout(blob, f2f::kParamCount, 6));
   LscLayer layer;
   LSC_RETURN_IF_ERROR(LscLayer::Create(blob, &layer));
   if (layer.whole_blocks() && (blob.params[0] != 1 || blob.params[1] != 1)) {
@@ -127,28 +131,31 @@ Status CreateF2fDecoder(const Blob& blob, std::unique_ptr<MatrixDecoder>* decode
   }
   const uint64_t numel = static_cast<uint64_t>(blob.numel());
   if (layer.slots() > numel) return Fail("f2f: the chunk table declares ", layer.slots(), " slots, more than ", numel, " elements");
+  if (layer.slots() >= (uint64_t{1} << 32)) return Fail("f2f: ", layer.slots(), " slots; at most 2^32 - 1 are supported");
   F2fParams p;
   p.bits = static_cast<int>(8 * blob.itemsize());
   int64_t v = 0;
-  LSC_RETURN_IF_ERROR(Param(blob, 5, 1, f2f::kMaxInputs, "n_in", &v));
+  LSC_RETURN_IF_ERROR(Param(blob, f2f::kNIn, 1, f2f::kMaxInputs, "n_in", &v));
   p.n_in = static_cast<int>(v);
-  LSC_RETURN_IF_ERROR(Param(blob, 6, 1, f2f::kMaxOutputs, "n_out", &v));
+  LSC_RETURN_IF_ERROR(Param(blob, f2f::kNOut, 1, f2f::kMaxOutputs, "n_out", &v));
   p.n_out = static_cast<int>(v);
-  LSC_RETURN_IF_ERROR(Param(blob, 7, 1, std::min<int64_t>(f2f::kMaxSteps, f2f::kMaxWidth / p.n_in), "n_s", &v));
+  LSC_RETURN_IF_ERROR(Param(blob, f2f::kNS, 1, std::min<int64_t>(f2f::kMaxSteps, f2f::kMaxWidth / p.n_in), "n_s", &v));
   p.n_s = static_cast<int>(v);
+  LSC_RETURN_IF_ERROR(Param(blob, f2f::kOrder, f2f::kRowMajor, f2f::kDiagonal, "order", &p.order));
   p.nblocks = (numel + static_cast<uint64_t>(p.n_out) - 1) / static_cast<uint64_t>(p.n_out);
-  LSC_RETURN_IF_ERROR(Param(blob, 9, 1, std::max<int64_t>(static_cast<int64_t>(p.nblocks), 1), "segment_blocks", &v));
+  LSC_RETURN_IF_ERROR(Param(blob, f2f::kSegmentBlocks, 1, std::max<int64_t>(static_cast<int64_t>(p.nblocks), 1),
+                            "segment_blocks", &v));
   p.segment = static_cast<uint64_t>(v);
   const int64_t all_planes = (int64_t{1} << p.bits) - 1;
-  LSC_RETURN_IF_ERROR(Param(blob, 10, 0, all_planes, "planes", &v));
+  LSC_RETURN_IF_ERROR(Param(blob, f2f::kPlanes, 0, all_planes, "planes", &v));
   p.planes = static_cast<uint32_t>(v);
-  LSC_RETURN_IF_ERROR(Param(blob, 11, 0, all_planes, "fill", &v));
+  LSC_RETURN_IF_ERROR(Param(blob, f2f::kFill, 0, all_planes, "fill", &v));
   p.fill = static_cast<uint32_t>(v);
   if (p.fill & p.planes) return Fail("f2f: fill ", p.fill, " sets bits of coded planes ", p.planes);
   p.plane_count = __builtin_popcount(p.planes);
-  LSC_RETURN_IF_ERROR(Param(blob, 12, 1, 16, "patch_code_bits", &v));
+  LSC_RETURN_IF_ERROR(Param(blob, f2f::kPatchCodeBits, 1, 16, "patch_code_bits", &v));
   p.patch_width = static_cast<int>(v);
-  LSC_RETURN_IF_ERROR(Param(blob, 13, 1, (int64_t{1} << p.patch_width) - 1, "patch_split", &v));
+  LSC_RETURN_IF_ERROR(Param(blob, f2f::kPatchSplit, 1, (int64_t{1} << p.patch_width) - 1, "patch_split", &v));
   p.patch_split = static_cast<uint64_t>(v);
 
   // inputs: nblocks * P * n_in bits (nblocks < 2^62, P * n_in <= 2^10: checked, not assumed).

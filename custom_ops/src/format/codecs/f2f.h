@@ -2,8 +2,9 @@
 // decoder (f2f.cc) and the encoder (encode/f2f_encoder.cc) share. Spec: lsc_ort/codecs/f2f.py
 // and docs/blob-format.md.
 //
-// Every bit plane of the values is cut into blocks of n_out consecutive elements of the matrix
-// view (C order). Block t of a plane is y_t = M z_t over GF(2), where z_t concatenates the n_in
+// Every bit plane of the values is read as a stream over the matrix view, in the order `order`
+// (0: C order; 1: diagonal, see StreamPosition), and cut into blocks of n_out consecutive stream
+// positions. Block t of a plane is y_t = M z_t over GF(2), where z_t concatenates the n_in
 // stored input bits of blocks t, t-1, ..., t-n_s+1 (bits [j n_in, (j+1) n_in) hold block t-j's;
 // inputs before the start of a segment of segment_blocks blocks are zero).
 #pragma once
@@ -20,6 +21,22 @@ constexpr int kMaxSteps = 8;       // n_s
 constexpr int kMaxWidth = 64;      // n_in * n_s: z_t fits one 64-bit word
 constexpr int kMaxOutputs = 4096;  // n_out
 constexpr int kRowDraws = 64;      // draws of the generator per row of M before a zero row is kept
+
+// Param indices (the first five are the lsc position layer's).
+enum Param : size_t {
+  kNIn = 5, kNOut, kNS, kOrder, kSeed, kSegmentBlocks, kPlanes, kFill, kPatchCodeBits, kPatchSplit, kParamCount
+};
+enum Order : int64_t { kRowMajor = 0, kDiagonal = 1 };
+
+// The stream position of element (r, c) of an R x C matrix. In diagonal order stream position q
+// is element (q mod R, (q div R + q mod R) mod C): consecutive positions step down a row and
+// right a column, so a block samples n_out rows and columns and every block sees about the
+// layer's density even when rows or columns differ (magnitude pruning keeps more of some).
+inline uint64_t StreamPosition(uint64_t r, uint64_t c, uint64_t R, uint64_t C, int64_t order) {
+  if (order == kRowMajor) return r * C + c;
+  const uint64_t shift = r % C;
+  return ((c + C - shift) % C) * R + r;
+}
 
 // SplitMix64 (Steele, Lea, Flood 2014): the generator of M.
 inline uint64_t SplitMix64(uint64_t* state) {
