@@ -13,6 +13,15 @@ from lsc_ort.entropy import entropy_bound_bytes
 from lsc_ort.format import BlobFormatError, BlobView, ValueDType, pack_blob, parse_blob
 
 BlobLike = bytes | bytearray | memoryview | np.ndarray
+_BLOB_TYPES = (bytes, bytearray, memoryview, np.ndarray)
+
+
+def _check_blob_type(blob: object, function: str) -> None:
+    if not isinstance(blob, _BLOB_TYPES):
+        raise TypeError(
+            f"{function}() takes a blob as bytes, bytearray, memoryview or a 1-D uint8 numpy array, "
+            f"not {type(blob).__name__}"
+        )
 
 
 def encode(weight: ArrayLike, codec: str = "lsc", *, scale: float | None = None, **params: Any) -> bytes:
@@ -85,7 +94,9 @@ def _decode_view(view: BlobView) -> np.ndarray:
 
 def decode(blob: BlobLike) -> np.ndarray:
     """Decode a blob into the original array (bit-exact; int8 blobs give the int8 codes, the
-    scale is in :func:`inspect`). Raises ``ValueError`` naming the problem on a malformed blob."""
+    scale is in :func:`inspect`). Raises ``ValueError`` naming the problem on a malformed blob,
+    ``TypeError`` when ``blob`` is not bytes-like."""
+    _check_blob_type(blob, "decode")
     return _decode_view(parse_blob(blob))
 
 
@@ -98,6 +109,7 @@ def inspect(blob: BlobLike) -> dict[str, Any]:
     ``bits_per_weight``, ``entropy_bound_bytes`` and ``efficiency`` (bound / total), plus the
     codec's own facts (:meth:`~lsc_ort.codecs.base.Codec.describe`).
     """
+    _check_blob_type(blob, "inspect")
     view = parse_blob(blob)
     header = view.header
     codec = codec_for_id(header.codec_id)

@@ -7,18 +7,29 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
+import re
 import sys
 import tempfile
+import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from lsc_ort.codecs import available_codecs
-from lsc_ort.report import Totals, markdown_report, rich_table, totals
+from lsc_ort.report import (
+    LAYER_LEGEND,
+    Column,
+    FittedTable,
+    Totals,
+    layer_table,
+    markdown_report,
+    shape_text,
+    totals,
+)
 
 EXIT_OK, EXIT_MISMATCH, EXIT_ERROR = 0, 1, 2
 PROG = "lsc-ort"
@@ -28,32 +39,46 @@ Store the pruned weights of an ONNX model in compressed, encoded form (LSCMatMul
 custom ops reading blobs), and run it from there in onnxruntime.
 
 The main job, on any model:
-  lsc-ort prune model.onnx -o pruned.onnx --sparsity 0.9      # only if it is not pruned yet
+  lsc-ort prune model.onnx -o pruned.onnx --sparsity 0.9  # if it is not pruned yet
   lsc-ort compress pruned.onnx -o compressed.onnx --report report.md
   lsc-ort verify pruned.onnx compressed.onnx
 Or see it all on a small built-in model: lsc-ort demo
+
+Tables fit the terminal; names wrap. Piped or redirected, they are printed one row per line at
+their full width (for grep, less -S and files); set COLUMNS=80 to wrap them as on a terminal.
 """
+
+_TABLE_NOTE = f"""
+The per-layer table shows node, op, shape, sparsity, codec, size, ratio and bound; -v adds the
+row number, weight name, dtype and exact byte counts. {LAYER_LEGEND}."""
 
 _EPILOGS = {
     "compress": """\
 examples:
   lsc-ort compress pruned.onnx -o compressed.onnx
-  lsc-ort compress pruned.onnx -o compressed.onnx --codec lsc --min-sparsity 0.8 --report report.md
-  lsc-ort compress big.onnx -o big-lsc.onnx        # external data in, external data out (big-lsc.onnx.data)
+  lsc-ort compress pruned.onnx -o compressed.onnx --codec lsc --min-sparsity 0.8
+  lsc-ort compress pruned.onnx -o compressed.onnx --report report.md
+  lsc-ort compress big.onnx -o big-lsc.onnx  # external data in and out: big-lsc.onnx.data
 
 Layers whose weights have fewer zeros than --min-sparsity stay dense; with --codec auto each
 layer gets the codec that stores it in fewest bytes, or stays dense if none beats dense storage;
-a named codec is used for every layer above --min-sparsity, even where dense would be smaller.""",
+a named codec is used for every layer above --min-sparsity, even where dense would be smaller.
+"""
+    + _TABLE_NOTE,
     "inspect": """\
 examples:
   lsc-ort inspect compressed.onnx
-  lsc-ort inspect pruned.onnx --report layers.md     # dense layers: what compress would see""",
+  lsc-ort inspect pruned.onnx --report layers.md  # what compress would see
+  lsc-ort inspect compressed.onnx -v              # all columns
+"""
+    + _TABLE_NOTE,
     "verify": """\
 examples:
   lsc-ort verify pruned.onnx compressed.onnx
   lsc-ort verify pruned.onnx compressed.onnx --inputs inputs.npz --rtol 1e-5
-  lsc-ort verify pruned.onnx compressed.onnx --shape input_ids=2,64 --shape attention_mask=2,64
-  lsc-ort verify pruned.onnx compressed.onnx --engine reference   # without the native library
+  lsc-ort verify pruned.onnx compressed.onnx --shape input_ids=2,64 \\
+                 --shape attention_mask=2,64
+  lsc-ort verify pruned.onnx compressed.onnx --engine reference  # no native library
 
 An output passes when |compressed - original| <= rtol * (1 + |original|) everywhere.
 Random inputs: floats ~ N(0, 1); integer inputs are token ids in [0, 100), except attention
@@ -63,7 +88,8 @@ dim), 16 (sequence inputs) or 32 (image inputs) unless --shape says otherwise.""
 examples:
   lsc-ort decompress compressed.onnx -o restored.onnx
 
-The weights are decoded bit-exactly into initializers of standard MatMul / Gemm / Conv nodes.""",
+The weights are decoded bit-exactly into initializers of standard MatMul / Gemm / Conv nodes.
+A model without LSCMatMul / LSCConv nodes is written unchanged.""",
     "prune": """\
 examples:
   lsc-ort prune model.onnx -o pruned.onnx --sparsity 0.9
@@ -71,7 +97,8 @@ examples:
 
 Each MatMul / Gemm / Conv weight (initializer or Constant node) gets exactly
 round(sparsity * size) of its smallest-magnitude elements set to +0.0. One-shot pruning without
-fine-tuning changes what the model computes: it is for trying lsc-ort out.""",
+fine-tuning changes what the model computes: it is for trying lsc-ort out. The weights of
+LSCMatMul / LSCConv nodes are already encoded and are not pruned (decompress them first).""",
     "demo": """\
 examples:
   lsc-ort demo
@@ -114,12 +141,40 @@ def _external(text: str) -> bool | None:
     return {"auto": None, "yes": True, "no": False}[text]
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions and epilogs fitted to the terminal: prose paragraphs are reflowed, indented
+    lines (examples) kept, their ``# comment`` moved to a line of its own if the line is too wide."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        out: list[str] = []
+        paragraph: list[str] = []
+
+        def flush() -> None:
+            if paragraph:
+                out.extend(textwrap.wrap(" ".join(paragraph), width, initial_indent=indent, subsequent_indent=indent))
+                paragraph.clear()
+
+        for line in text.splitlines():
+            if line and not line[0].isspace() and not line.endswith(":"):
+                paragraph.append(line.strip())
+                continue
+            flush()
+            code, sep, comment = line.partition("  # ")
+            if len(indent + line) > width and sep:
+                lead = len(code) - len(code.lstrip())
+                out.extend([indent + code.rstrip(), indent + " " * (lead + 4) + "# " + comment.strip()])
+            else:
+                out.append(indent + line)
+        flush()
+        return "\n".join(out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``lsc-ort``."""
     from lsc_ort.rewriter.compress import DEFAULT_OPS
     from lsc_ort.verify import DEFAULT_RTOL, ENGINES
 
-    formatter = argparse.RawDescriptionHelpFormatter
+    formatter = HelpFormatter
     parser = argparse.ArgumentParser(
         prog=PROG,
         description=_DESCRIPTION,
@@ -127,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="exit codes: 0 success, 1 verify mismatch, 2 error",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    parser.add_argument("--version", action="version", version=_version_text(), help="print the version and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -165,12 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--ops", type=_ops, default=list(DEFAULT_OPS), metavar="OPS", help=ops_help)
     sub.add_argument("--report", metavar="REPORT.md", help="also write the per-layer table as markdown")
     sub.add_argument("--external-data", choices=("auto", "yes", "no"), default="auto", help=external_help)
-    sub.add_argument("-v", "--verbose", action="store_true", help="list every node left as it was, and why")
+    sub.add_argument(
+        "-v", "--verbose", action="store_true", help="all table columns; list every node left as it was, and why"
+    )
     sub.set_defaults(func=_compress)
 
     sub = command("inspect", "Print the per-layer table of a (compressed) model without changing it.")
     sub.add_argument("model", metavar="MODEL.onnx", help="model to inspect")
     sub.add_argument("--report", metavar="REPORT.md", help="also write the table as markdown")
+    sub.add_argument("-v", "--verbose", action="store_true", help="all table columns")
     sub.set_defaults(func=_inspect)
 
     sub = command(
@@ -232,14 +291,36 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "--workdir", metavar="DIR", help="where to write the demo's files (default: a new temp dir)"
     )
+    sub.add_argument("-v", "--verbose", action="store_true", help="all columns of the per-layer table")
     sub.set_defaults(func=_demo)
     return parser
 
 
+UNWRAPPED_WIDTH = 10_000
+"""Console width when stdout is not a terminal and COLUMNS is unset: tables at full width."""
+
+
+def _version_text() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    import lsc_ort
+
+    def of(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    return f"{PROG} {lsc_ort.__version__} (onnx {of('onnx')}, onnxruntime {of('onnxruntime')})"
+
+
 def _console() -> Console:
+    """A console for stdout: the terminal's width, or COLUMNS when set; else (a pipe or a file)
+    an unlimited width, so that each table row stays on one line."""
     console = Console(highlight=False, soft_wrap=False)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(highlight=False, soft_wrap=False, width=160)
+    columns = os.environ.get("COLUMNS", "")
+    if not console.is_terminal and not (columns.isdigit() and int(columns) > 0):
+        console = Console(highlight=False, soft_wrap=False, width=UNWRAPPED_WIDTH)
     return console
 
 
@@ -272,14 +353,25 @@ def _totals_lines(total: Totals) -> list[str]:
         return ["no MatMul / Gemm / Conv layer with a constant weight"]
     efficiency = total.entropy_bound_bytes / total.encoded_bytes if total.encoded_bytes else 0.0
     return [
-        f"weights: {total.dense_bytes:,} B dense → {total.encoded_bytes:,} B stored ({total.ratio:.2f}×); "
-        f"entropy bound {total.entropy_bound_bytes:,.0f} B ({efficiency:.0%} of stored)"
+        f"{total.encoded_layers} of {total.layers} layers encoded; weights {total.dense_bytes:,} B dense → "
+        f"{total.encoded_bytes:,} B stored ({total.ratio:.2f}× smaller); entropy bound "
+        f"{total.entropy_bound_bytes:,.0f} B ({efficiency:.0%} of stored)"
     ]
 
 
+def size_change(before: int, after: int) -> str:
+    """``8.22× smaller``, ``8.22× larger`` or ``same size``: how ``after`` bytes compare."""
+    if before == after:
+        return "same size"
+    if not before or not after:
+        return "smaller" if after < before else "larger"
+    if after < before:
+        return f"{before / after:.2f}× smaller"
+    return f"{after / before:.2f}× larger"
+
+
 def _file_line(src: str, src_bytes: int, dst: str, dst_bytes: int) -> str:
-    ratio = src_bytes / dst_bytes if dst_bytes else 0.0
-    return f"file: {src} {src_bytes:,} B → {dst} {dst_bytes:,} B ({ratio:.2f}×)"
+    return f"file: {src} {src_bytes:,} B → {dst} {dst_bytes:,} B ({size_change(src_bytes, dst_bytes)})"
 
 
 def _compress(args: argparse.Namespace, console: Console) -> int:
@@ -298,9 +390,8 @@ def _compress(args: argparse.Namespace, console: Console) -> int:
             progress=progress,
         )
     rows = result.layers
-    console.print(
-        rich_table(rows, title=f"{args.output} (codec {args.codec}, min sparsity {args.min_sparsity:g})")
-    )
+    title = f"{args.output} (codec {args.codec}, min sparsity {args.min_sparsity:g})"
+    console.print(layer_table(rows, title, verbose=args.verbose))
     lines = [
         *_totals_lines(totals(rows)),
         _file_line(args.input, _size(args.input), args.output, _size(args.output)),
@@ -323,28 +414,31 @@ def _compress(args: argparse.Namespace, console: Console) -> int:
         from lsc_ort.rewriter.model_io import atomic_write_text
 
         atomic_write_text(
-            args.report, markdown_report(rows, f"lsc-ort compress {args.input}", [*lines, *kept])
+            args.report, markdown_report(rows, f"lsc-ort compress {args.input}", [*lines, *kept]), "report"
         )
         console.print(f"report: {args.report}")
     return EXIT_OK
 
 
 def _check_report_path(report: str | None) -> None:
-    if report and not Path(report).resolve().parent.is_dir():
-        raise ValueError(f"report directory {Path(report).resolve().parent} does not exist")
+    if report is not None:
+        from lsc_ort.rewriter.model_io import check_writable
+
+        check_writable(report, "report")
 
 
 def _inspect(args: argparse.Namespace, console: Console) -> int:
     from lsc_ort.rewriter import layer_rows
     from lsc_ort.rewriter.model_io import atomic_write_text
 
+    _check_report_path(args.report)
     rows = layer_rows(args.model)
-    console.print(rich_table(rows, title=str(args.model)))
+    console.print(layer_table(rows, str(args.model), verbose=args.verbose))
     lines = [*_totals_lines(totals(rows)), f"file: {args.model} {_size(args.model):,} B"]
     for line in lines:
         console.print(line)
     if args.report:
-        atomic_write_text(args.report, markdown_report(rows, f"lsc-ort inspect {args.model}", lines))
+        atomic_write_text(args.report, markdown_report(rows, f"lsc-ort inspect {args.model}", lines), "report")
         console.print(f"report: {args.report}")
     return EXIT_OK
 
@@ -364,22 +458,14 @@ def _verify(args: argparse.Namespace, console: Console) -> int:
     expected = run_model(args.original, feeds, args.engine)
     actual = run_model(args.compressed, feeds, args.engine)
     diffs = compare_outputs(expected, actual, args.rtol)
-    table = Table(
-        title=f"{args.compressed} vs {args.original} ({args.engine}, rtol {args.rtol:g})", header_style="bold"
-    )
-    for header in ("output", "shape", "max abs diff", "max rel diff", ""):
-        table.add_column(header, justify="right" if "diff" in header else "left")
-    for diff in diffs:
-        status = ("ok" if diff.ok else "FAIL") + (f" ({diff.note})" if diff.note else "")
-        table.add_row(
-            diff.name,
-            "×".join(map(str, diff.shape)) or "scalar",
-            f"{diff.max_abs:.3g}",
-            f"{diff.max_rel:.3g}",
-            status,
-            style=None if diff.ok else "bold red",
+    console.print(
+        FittedTable(
+            VERIFY_COLUMNS,
+            diffs,
+            title=f"{args.compressed} vs {args.original} ({args.engine}, rtol {args.rtol:g})",
+            row_style=lambda diff: None if diff.ok else "bold red",
         )
-    console.print(table)
+    )
     inputs = ", ".join(
         f"{name} {'×'.join(map(str, value.shape))} {value.dtype}" for name, value in feeds.items()
     )
@@ -419,27 +505,69 @@ def _prune(args: argparse.Namespace, console: Console) -> int:
             external_data=_external(args.external_data),
             progress=progress,
         )
-    table = Table(title=f"{args.output} ({args.method}, sparsity {args.sparsity:g})", header_style="bold")
-    for header in ("#", "weight", "shape", "used by", "zeros before", "zeros after", "sparsity"):
-        table.add_column(
-            header,
-            justify="right" if header in ("#", "zeros before", "zeros after", "sparsity") else "left",
-            overflow="fold",
-        )
-    for i, weight in enumerate(result.weights, 1):
-        users = weight.nodes[0] + (f" +{len(weight.nodes) - 1}" if len(weight.nodes) > 1 else "")
-        table.add_row(
-            str(i),
-            weight.name,
-            "×".join(map(str, weight.shape)),
-            users,
-            f"{weight.zeros_before:,}",
-            f"{weight.zeros_after:,}",
-            f"{weight.sparsity:.1%}",
-        )
-    console.print(table)
-    console.print(f"pruned {len(result.weights)} weight tensor(s) → {args.output}")
+    if result.weights:
+        title = f"{args.output} ({args.method}, sparsity {args.sparsity:g})"
+        console.print(FittedTable(PRUNE_COLUMNS, result.weights, title=title))
+        console.print(f"pruned {len(result.weights)} weight tensor(s) → {args.output}")
+    else:
+        console.print(f"nothing pruned: {_why_nothing_to_prune(args.input, args.ops)}; {args.output} is a copy")
     return EXIT_OK
+
+
+def _why_nothing_to_prune(path: str, ops: Sequence[str]) -> str:
+    from lsc_ort.ops import CONV_OP, DOMAIN, MATMUL_OP
+    from lsc_ort.rewriter.model_io import iter_graphs, load_model
+
+    model = load_model(path)
+    encoded = sum(
+        node.domain == DOMAIN and node.op_type in (MATMUL_OP, CONV_OP)
+        for graph in iter_graphs(model.graph)
+        for node in graph.node
+    )
+    reason = f"no {' / '.join(ops)} node has a constant float weight of rank >= 2"
+    if encoded:
+        reason += (
+            f"; the model is already compressed: the weights of its {encoded} {MATMUL_OP} / {CONV_OP} "
+            f"node(s) are encoded blobs (lsc-ort decompress restores standard ops that prune can prune)"
+        )
+    return reason
+
+
+def _users(weight: object) -> str:
+    """The first node reading a pruned weight (its name, from its label), and how many more."""
+    nodes = weight.nodes  # type: ignore[attr-defined]
+    named = re.fullmatch(r"node '(.*)' \(\w+\)", nodes[0])
+    first = named.group(1) if named else nodes[0]
+    return first + (f" +{len(nodes) - 1}" if len(nodes) > 1 else "")
+
+
+def _zeros(count: int, shape: Sequence[int]) -> str:
+    size = math.prod(shape)
+    return f"{count / size:.1%}" if size else "-"
+
+
+def _shape_of(value: object) -> str:
+    return shape_text(value.shape)  # type: ignore[attr-defined]
+
+
+VERIFY_COLUMNS: tuple[Column, ...] = (
+    Column("output", lambda i, diff: diff.name, key=True, wrap=True),
+    Column("shape", lambda i, diff: _shape_of(diff)),
+    Column("max abs", lambda i, diff: f"{diff.max_abs:.3g}", numeric=True),
+    Column("max rel", lambda i, diff: f"{diff.max_rel:.3g}", numeric=True),
+    Column("", lambda i, diff: ("ok" if diff.ok else "FAIL") + (f" ({diff.note})" if diff.note else ""), wrap=True),
+)
+"""The table of ``verify``: one row per output (max rel is max |got - ref| / (1 + |ref|))."""
+
+PRUNE_COLUMNS: tuple[Column, ...] = (
+    Column("#", lambda i, weight: str(i), numeric=True, key=True),
+    Column("weight", lambda i, weight: weight.name, key=True, wrap=True),
+    Column("shape", lambda i, weight: _shape_of(weight)),
+    Column("used by", lambda i, weight: _users(weight), wrap=True),
+    Column("before", lambda i, weight: _zeros(weight.zeros_before, weight.shape), numeric=True),
+    Column("after", lambda i, weight: _zeros(weight.zeros_after, weight.shape), numeric=True),
+)
+"""The table of ``prune``: one row per pruned weight, its sparsity before and after."""
 
 
 def _demo(args: argparse.Namespace, console: Console) -> int:
@@ -459,7 +587,8 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
         ),
         (
             "3. compress",
-            ["compress", str(paths.pruned), "-o", str(paths.compressed), "--report", str(paths.report)],
+            ["compress", str(paths.pruned), "-o", str(paths.compressed), "--report", str(paths.report)]
+            + (["-v"] if args.verbose else []),
         ),
     ]
     engine = "onnxruntime" if library_available() else "reference"

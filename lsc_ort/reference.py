@@ -5,6 +5,17 @@ They decode the blob with :func:`lsc_ort.decode` and compute exactly as the cont
 
     from lsc_ort.reference import reference_evaluator
     outputs = reference_evaluator(model).run(None, {"x": x})
+
+Non-finite values follow the ops' structural-zero semantics (:mod:`lsc_ort.ops`), as the native
+kernels do: a weight stored as zero (+0.0, or int8 code 0) is absent, as in ``scipy.sparse``, so
+a NaN or an infinity in the activations reaches only the outputs it meets through stored
+weights; every stored weight, including ``-0.0`` and non-finite ones, takes part per IEEE 754
+(``inf * -0.0`` is NaN, so is a stored infinity times a zero or padded activation). Dense ONNX
+``MatMul`` / ``Conv`` differ there: they give NaN wherever a non-finite input meets any weight.
+
+:func:`reference_evaluator` also replaces onnx's reference ``GlobalMaxPool``, which reduces the
+wrong axes for inputs other than 4-D (onnx issue 7682, fixed after onnx 1.23): e.g. Magika's 1-D
+convolutional model failed in the ``Squeeze`` that follows it.
 """
 
 from __future__ import annotations
@@ -16,9 +27,9 @@ import numpy as np
 import onnx
 from onnx.reference import ReferenceEvaluator
 from onnx.reference.op_run import OpRun
-from onnx.reference.ops.op_conv import _conv_implementation
 
 from lsc_ort.api import decode, inspect
+from lsc_ort.model_file import check_model_proto, read_model_file
 from lsc_ort.ops import DOMAIN
 
 _FLOAT_INPUTS = (np.dtype(np.float32), np.dtype(np.float16))
@@ -36,6 +47,52 @@ def weight_values(blob: np.ndarray | bytes) -> np.ndarray:
 def decode_weight(blob: np.ndarray | bytes) -> np.ndarray:
     """The weight a blob stands for, in float32 (the ops compute in float32)."""
     return weight_values(blob).astype(np.float32, copy=False)
+
+
+def stored_weight(blob: np.ndarray | bytes) -> tuple[np.ndarray, np.ndarray]:
+    """The float32 weight a blob stands for and where it stores an element: every bit pattern
+    but all-zero bits (+0.0, int8 code 0), which is an absent (structural) zero."""
+    raw = decode(blob)
+    stored = raw.view(np.dtype(f"u{raw.itemsize}")) != 0 if raw.dtype.kind == "f" else raw != 0
+    return decode_weight(blob), stored
+
+
+def _indicator(mask: np.ndarray) -> np.ndarray:
+    return mask.astype(np.float32)
+
+
+def sparse_matmul(a: np.ndarray, weight: np.ndarray, stored: np.ndarray) -> np.ndarray:
+    """``a @ weight`` in float32 where the weight's elements outside ``stored`` are absent.
+
+    Finite inputs give ``np.matmul``. Otherwise each output is the IEEE sum of its terms
+    ``a[k] * weight[k, n]`` over the stored ``k`` only: the finite terms come from one matmul
+    with the non-finite values zeroed, and whether any term is NaN, +inf or -inf from matmuls of
+    indicator matrices (exact: counts of non-negative terms).
+    """
+    a_finite, w_finite = np.isfinite(a), np.isfinite(weight)
+    if a_finite.all() and w_finite.all():
+        return np.matmul(a, weight)
+    y = np.matmul(np.where(a_finite, a, np.float32(0)), np.where(w_finite, weight, np.float32(0)))
+
+    def any_term(*pairs: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        return sum(np.matmul(_indicator(x), _indicator(w)) for x, w in pairs) > 0
+
+    a_nan, a_pinf, a_ninf = np.isnan(a), a == np.inf, a == -np.inf
+    a_inf, a_zero, a_pos, a_neg = a_pinf | a_ninf, a == 0, a > 0, a < 0
+    w_pinf, w_ninf = weight == np.inf, weight == -np.inf
+    w_pos, w_neg = stored & (weight > 0), stored & (weight < 0)
+    nan = any_term(
+        (a_nan, stored),
+        (np.ones_like(a_nan), np.isnan(weight)),
+        (a_inf, stored & (weight == 0)),  # -0.0 is stored
+        (a_zero, w_pinf | w_ninf),
+    )
+    pos = any_term((a_pinf, w_pos), (a_ninf, w_neg), (a_pos, w_pinf), (a_neg, w_ninf))
+    neg = any_term((a_pinf, w_neg), (a_ninf, w_pos), (a_pos, w_ninf), (a_neg, w_pinf))
+    with np.errstate(invalid="ignore"):
+        extra = np.where(nan, np.float32(np.nan), np.where(pos, np.float32(np.inf), np.float32(0)))
+        extra = extra + np.where(neg, np.float32(-np.inf), np.float32(0))  # +inf + -inf is NaN
+        return np.where(nan | pos | neg, y + extra, y).astype(np.float32)
 
 
 def _check_float(name: str, op: str, value: np.ndarray) -> None:
@@ -61,19 +118,19 @@ class LSCMatMul(OpRun):
         trans_b = 0 if transB is None else int(transB)
         if trans_b not in (0, 1):
             raise ValueError(f"LSCMatMul: attribute transB must be 0 or 1, got {trans_b}")
-        weight = decode_weight(W_blob)
+        weight, stored = stored_weight(W_blob)
         if weight.ndim != 2:
             raise ValueError(
                 f"LSCMatMul: the weight blob holds a tensor of rank {weight.ndim}; a 2-D matrix is needed"
             )
         if trans_b:
-            weight = weight.T
+            weight, stored = weight.T, stored.T
         if A.ndim < 1 or A.shape[-1] != weight.shape[0]:
             raise ValueError(
                 f"LSCMatMul: A has shape {list(A.shape)} but the weight is "
                 f"{weight.shape[0]}x{weight.shape[1]}"
             )
-        y = np.matmul(A.astype(np.float32, copy=False), weight)
+        y = sparse_matmul(A.astype(np.float32, copy=False), weight, stored)
         if alpha != 1.0:
             y = np.float32(alpha) * y
         if bias is not None:
@@ -86,9 +143,61 @@ class LSCMatMul(OpRun):
         return (np.asarray(y, dtype=np.float32).astype(A.dtype, copy=False),)
 
 
+def _conv_pads(
+    spatial: tuple[int, ...],
+    kernel: tuple[int, ...],
+    strides: list[int],
+    dilations: list[int],
+    pads: list[int] | None,
+    auto_pad: str,
+) -> list[tuple[int, int]]:
+    """(begin, end) padding of each spatial axis, as ONNX ``Conv`` defines it."""
+    rank = len(spatial)
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        out = []
+        for size, k, s, d in zip(spatial, kernel, strides, dilations, strict=True):
+            total = max(0, (-(-size // s) - 1) * s + (k - 1) * d + 1 - size)
+            small = total // 2
+            out.append((small, total - small) if auto_pad == "SAME_UPPER" else (total - small, small))
+        return out
+    if auto_pad == "VALID" or pads is None:
+        return [(0, 0)] * rank
+    if auto_pad != "NOTSET":
+        raise ValueError(f"LSCConv: unknown auto_pad {auto_pad!r}")
+    if len(pads) != 2 * rank:
+        raise ValueError(f"LSCConv: pads {list(pads)} should have {2 * rank} values")
+    return [(int(pads[i]), int(pads[i + rank])) for i in range(rank)]
+
+
+def _im2col(
+    x: np.ndarray, kernel: tuple[int, ...], strides: list[int], dilations: list[int], pads: list[tuple[int, int]]
+) -> tuple[np.ndarray, tuple[int, ...]]:
+    """The patches of ``x [N, C, *spatial]`` as ``[N, C * prod(kernel), P]`` (zero padding: padded
+    positions are activations equal to 0) and the output's spatial shape."""
+    padded = np.pad(x, [(0, 0), (0, 0), *pads])
+    out_shape = tuple(
+        (size - (k - 1) * d - 1) // s + 1
+        for size, k, s, d in zip(padded.shape[2:], kernel, strides, dilations, strict=True)
+    )
+    if min(out_shape, default=1) < 1:
+        raise ValueError(f"LSCConv: X of shape {list(x.shape)} is smaller than the dilated kernel {list(kernel)}")
+    taps = []
+    for offset in np.ndindex(*kernel):
+        spatial = [
+            slice(o * d, o * d + (n - 1) * s + 1, s)
+            for o, d, n, s in zip(offset, dilations, out_shape, strides, strict=True)
+        ]
+        window = (slice(None), slice(None), *spatial)
+        taps.append(padded[window])
+    cols = np.stack(taps, axis=2)  # [N, C, taps, *out]
+    n, c = x.shape[:2]
+    return cols.reshape(n, c * len(taps), -1), out_shape
+
+
 class LSCConv(OpRun):
-    """ONNX ``Conv`` (1-D and 2-D) with the decoded weight, computed in float32 by
-    ``onnx.reference``'s Conv implementation; ``Y`` has ``X``'s dtype."""
+    """ONNX ``Conv`` (1-D and 2-D) with the decoded weight, computed in float32 as a matrix
+    product of the weight and the im2col patches (with the structural-zero semantics of
+    :func:`sparse_matmul`); ``Y`` has ``X``'s dtype."""
 
     op_domain = DOMAIN
 
@@ -105,7 +214,7 @@ class LSCConv(OpRun):
         strides: list[int] | None = None,
     ) -> tuple[np.ndarray]:
         _check_float("X", "LSCConv", X)
-        weight = decode_weight(W_blob)
+        weight, stored = stored_weight(W_blob)
         if weight.ndim not in (3, 4):
             raise ValueError(
                 f"LSCConv: the weight blob holds a tensor of shape {list(weight.shape)}; "
@@ -124,23 +233,53 @@ class LSCConv(OpRun):
         pad_mode = "NOTSET" if auto_pad is None else auto_pad
         if isinstance(pad_mode, bytes):
             pad_mode = pad_mode.decode()
-        bias = None if B is None else B.astype(np.float32, copy=False)
-        y = _conv_implementation(
-            X.astype(np.float32, copy=False),
-            weight,
-            bias,
-            pad_mode,
-            dilations,
-            1 if group is None else int(group),
-            kernel_shape,
-            pads,
-            strides,
-        )
+        rank = weight.ndim - 2
+        groups = 1 if group is None else int(group)
+        m, c_per_group, kernel = weight.shape[0], weight.shape[1], tuple(weight.shape[2:])
+        if groups < 1 or m % groups or X.shape[1] != c_per_group * groups:
+            raise ValueError(
+                f"LSCConv: X has {X.shape[1]} channels and the weight {list(weight.shape)} with group {groups}"
+            )
+        strides = [1] * rank if strides is None else [int(v) for v in strides]
+        dilations = [1] * rank if dilations is None else [int(v) for v in dilations]
+        pad_pairs = _conv_pads(tuple(X.shape[2:]), kernel, strides, dilations, pads, pad_mode)
+        cols, out_shape = _im2col(X.astype(np.float32, copy=False), kernel, strides, dilations, pad_pairs)
+        n = X.shape[0]
+        taps = c_per_group * int(np.prod(kernel))
+        cols = cols.reshape(n, groups, taps, -1).transpose(0, 1, 3, 2)  # [N, G, P, taps]
+        w = weight.reshape(groups, m // groups, taps).transpose(0, 2, 1)  # [G, taps, M/G]
+        s = stored.reshape(groups, m // groups, taps).transpose(0, 2, 1)
+        y = sparse_matmul(cols, w, s)  # [N, G, P, M/G]
+        y = y.transpose(0, 1, 3, 2).reshape(n, m, *out_shape)
+        if B is not None:
+            _check_float("B", "LSCConv", B)
+            if B.shape != (m,):
+                raise ValueError(f"LSCConv: B has shape {list(B.shape)}, expected [{m}]")
+            y = y + B.astype(np.float32, copy=False).reshape(m, *([1] * rank))
         return (np.asarray(y, dtype=np.float32).astype(X.dtype, copy=False),)
 
 
 NEW_OPS: tuple[type[OpRun], ...] = (LSCMatMul, LSCConv)
 """The reference ops, for ``ReferenceEvaluator(model, new_ops=NEW_OPS)``."""
+
+
+class GlobalMaxPool(OpRun):
+    """ONNX ``GlobalMaxPool``: the maximum over all spatial axes (2, 3, ...), kept as size 1.
+
+    onnx's own reference (up to 1.23 at least) reduces the last two axes whatever the rank, which
+    is right only for 4-D inputs: a 3-D ``[N, C, L]`` input lost its channel axis.
+    """
+
+    op_domain = ""
+
+    def _run(self, x: np.ndarray) -> tuple[np.ndarray]:
+        if x.ndim < 3:
+            raise ValueError(f"GlobalMaxPool: X has shape {list(x.shape)}; it needs rank 3 or more")
+        return (np.max(x, axis=tuple(range(2, x.ndim)), keepdims=True),)
+
+
+STANDARD_OP_FIXES: tuple[type[OpRun], ...] = (GlobalMaxPool,)
+"""Replacements of onnx reference ops that compute wrong results, used by :func:`reference_evaluator`."""
 
 
 def reference_evaluator(model: onnx.ModelProto | str | os.PathLike, **kwargs: Any) -> ReferenceEvaluator:
@@ -151,6 +290,8 @@ def reference_evaluator(model: onnx.ModelProto | str | os.PathLike, **kwargs: An
         model: the model to evaluate.
         **kwargs: passed to ``ReferenceEvaluator`` (e.g. ``verbose``).
     """
-    if not isinstance(model, onnx.ModelProto):
-        model = onnx.load(os.fspath(model))
-    return ReferenceEvaluator(model, new_ops=list(NEW_OPS), **kwargs)
+    if isinstance(model, onnx.ModelProto):
+        check_model_proto(model)
+    else:
+        model = read_model_file(model, load_external_data=True)
+    return ReferenceEvaluator(model, new_ops=[*NEW_OPS, *STANDARD_OP_FIXES], **kwargs)

@@ -102,8 +102,13 @@ def test_magika_structure(magika: Compressed) -> None:
 
 @requires_native
 def test_magika_onnxruntime(magika: Compressed) -> None:
-    # (onnx.reference cannot run Magika: its Squeeze fails on the GlobalMaxPool output)
     assert verify(magika) == 0
+
+
+def test_magika_reference(magika: Compressed) -> None:
+    # onnx's own reference GlobalMaxPool breaks on Magika's 3-D activations (the Squeeze after it
+    # failed); lsc_ort.reference_evaluator replaces it
+    assert verify(magika, "--engine", "reference") == 0
 
 
 # --- RapidOCR text-direction classifier (weights in Constant nodes) ----------------------------

@@ -150,3 +150,157 @@ def test_reference_evaluator_takes_a_path(tmp_path) -> None:
     onnx.save_model(one_node("LSCMatMul", {"A": a}, lsc_ort.encode(w, "csr")), tmp_path / "m.onnx")
     (got,) = reference_evaluator(tmp_path / "m.onnx").run(None, {"A": a})
     assert_close(got, a @ w)
+
+
+# --- non-finite values: structural-zero semantics, the same in the reference and the kernels ---
+
+
+def brute_force_matmul(a: np.ndarray, w: np.ndarray, stored: np.ndarray) -> np.ndarray:
+    """The IEEE sum of a[m, k] * w[k, n] over the stored k only, term by term (float64)."""
+    out = np.zeros((a.shape[0], w.shape[1]))
+    with np.errstate(invalid="ignore", over="ignore"):
+        for m in range(a.shape[0]):
+            for n in range(w.shape[1]):
+                ks = np.flatnonzero(stored[:, n])
+                out[m, n] = np.sum(a[m, ks].astype(np.float64) * w[ks, n].astype(np.float64))
+    return out
+
+
+def assert_same_non_finite(got: np.ndarray, expected: np.ndarray, tolerance: float = 1e-4) -> None:
+    """NaN where expected is NaN, the same infinities, and close finite values."""
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    np.testing.assert_array_equal(np.where(np.isinf(got), got, 0), np.where(np.isinf(expected), expected, 0))
+    finite = np.isfinite(expected)
+    assert_close(got[finite], expected[finite].astype(np.float32), tolerance)
+
+
+def hostile_values(shape: tuple[int, ...], seed: int, fraction: float = 0.04) -> np.ndarray:
+    """Standard-normal float32 with NaN, +inf, -inf and zeros sprinkled in."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(np.float32)
+    flat = x.reshape(-1)
+    for value in (np.nan, np.inf, -np.inf, 0.0):
+        flat[rng.random(flat.size) < fraction] = value
+    return x
+
+
+def hostile_weight(shape: tuple[int, ...], seed: int) -> np.ndarray:
+    """A 70 %-sparse weight with a few stored -0.0, NaN, +inf and -inf."""
+    w = sparse(shape, 0.7, seed=seed)
+    flat = w.reshape(-1)
+    nonzero = np.flatnonzero(flat)
+    rng = np.random.default_rng(seed + 1)
+    for value, count in ((-0.0, 3), (np.nan, 1), (np.inf, 1), (-np.inf, 1)):
+        flat[rng.choice(nonzero, count, replace=False)] = value
+    return w
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_sparse_matmul_is_the_sum_over_stored_weights(seed: int) -> None:
+    from lsc_ort.reference import sparse_matmul
+
+    a = hostile_values((9, 40), seed)
+    w = hostile_weight((40, 13), seed) if seed % 2 else sparse((40, 13), 0.7, seed=seed)
+    stored = w.view(np.uint32) != 0
+    got = sparse_matmul(a, w, stored)
+    assert_same_non_finite(got, brute_force_matmul(a, w, stored))
+    assert np.isnan(got).any() and np.isinf(got).any()
+    # a NaN meeting only absent weights does not spread, unlike dense MatMul
+    with np.errstate(invalid="ignore"):
+        assert np.isnan(a @ w).sum() > np.isnan(got).sum()
+
+
+def test_finite_inputs_take_the_plain_matmul() -> None:
+    from lsc_ort.reference import sparse_matmul
+
+    a, w = hostile_values((4, 8), 0, fraction=0.0), sparse((8, 5), 0.5)
+    np.testing.assert_array_equal(sparse_matmul(a, w, w != 0), a @ w)
+
+
+@pytest.mark.parametrize("codec", lsc_ort.available_codecs())
+@pytest.mark.parametrize("batch", [1, 7, 64])
+def test_lsc_matmul_non_finite_reference_and_native_agree(codec: str, batch: int) -> None:
+    k, n = 96, 40
+    a = hostile_values((batch, k), seed=batch)
+    for w, trans_b in ((sparse((k, n), 0.8, seed=2), 0), (hostile_weight((n, k), seed=3), 1)):
+        blob = lsc_ort.encode(w, codec)
+        bias = np.linspace(-1, 1, n, dtype=np.float32)
+        model = one_node("LSCMatMul", {"A": a}, blob, {"bias": bias}, transB=trans_b, alpha=0.5)
+        matrix = w.T if trans_b else w
+        expected = 0.5 * brute_force_matmul(a, matrix, matrix.view(np.uint32) != 0) + bias
+        (got,) = reference_evaluator(model).run(None, {"A": a})
+        assert_same_non_finite(got, expected)
+        if NATIVE:
+            (native,) = run_ort(model, {"A": a})
+            assert_same_non_finite(native, expected)
+
+
+NON_FINITE_CONVS = {
+    "2d-pads": ((2, 4, 9, 9), (6, 4, 3, 3), {"pads": [1, 1, 1, 1]}),
+    "2d-stride-dilation": ((1, 4, 11, 10), (6, 4, 3, 2), {"strides": [2, 1], "dilations": [1, 2]}),
+    "groups-same-upper": ((1, 6, 7, 7), (9, 2, 3, 3), {"group": 3, "auto_pad": "SAME_UPPER"}),
+    "1x1": ((3, 8, 5, 5), (16, 8, 1, 1), {}),
+    "1d": ((2, 3, 16), (5, 3, 4), {"pads": [2, 1]}),
+}
+
+
+@pytest.mark.parametrize("case", NON_FINITE_CONVS)
+@pytest.mark.parametrize("hostile_w", [False, True])
+def test_lsc_conv_non_finite_reference_and_native_agree(case: str, hostile_w: bool) -> None:
+    from lsc_ort.reference import _conv_pads, _im2col
+
+    x_shape, w_shape, attrs = NON_FINITE_CONVS[case]
+    x = hostile_values(x_shape, seed=len(case), fraction=0.02)
+    w = hostile_weight(w_shape, seed=5) if hostile_w else sparse(w_shape, 0.7, seed=5)
+    b = np.arange(w_shape[0], dtype=np.float32)
+    model = one_node("LSCConv", {"X": x}, lsc_ort.encode(w, "lsc"), {"B": b}, **attrs)
+    # expected: the same sum over stored weights, on im2col patches, term by term
+    rank, group = len(w_shape) - 2, attrs.get("group", 1)
+    strides, dilations = attrs.get("strides", [1] * rank), attrs.get("dilations", [1] * rank)
+    pads = _conv_pads(x_shape[2:], w_shape[2:], strides, dilations, attrs.get("pads"), attrs.get("auto_pad", "NOTSET"))
+    cols, out_shape = _im2col(x, w_shape[2:], strides, dilations, pads)
+    m_g, taps = w_shape[0] // group, cols.shape[1] // group
+    expected = np.zeros((x_shape[0], w_shape[0], int(np.prod(out_shape))))
+    for image in range(x_shape[0]):
+        for g in range(group):
+            wg = w[g * m_g : (g + 1) * m_g].reshape(m_g, -1).T
+            patches = cols[image, g * taps : (g + 1) * taps].T
+            expected[image, g * m_g : (g + 1) * m_g] = brute_force_matmul(patches, wg, wg.view(np.uint32) != 0).T
+    expected = expected.reshape(x_shape[0], w_shape[0], *out_shape) + b.reshape(-1, *([1] * rank))
+    (got,) = reference_evaluator(model).run(None, {"X": x})
+    assert_same_non_finite(got, expected)
+    if NATIVE:
+        (native,) = run_ort(model, {"X": x})
+        assert_same_non_finite(native, expected)
+    if not hostile_w:  # finite weights: ONNX Conv agrees wherever no NaN or infinity is involved
+        finite = np.isfinite(expected)
+        dense = helper.make_model(
+            helper.make_graph(
+                [helper.make_node("Conv", ["X", "W", "B"], ["Y"], **attrs)],
+                "g",
+                [helper.make_tensor_value_info("X", onnx.TensorProto.FLOAT, x_shape)],
+                [helper.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, None)],
+                [numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "B")],
+            ),
+            opset_imports=OPSETS[:1],
+        )
+        (onnx_y,) = ReferenceEvaluator(dense).run(None, {"X": np.where(np.isfinite(x), x, 0)})
+        assert_close(got[finite], onnx_y[finite], 1e-4)
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 7), (1, 3, 4, 6), (2, 2, 3, 4, 5)])
+def test_global_max_pool_reduces_the_spatial_axes(shape: tuple[int, ...]) -> None:
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    model = helper.make_model(
+        helper.make_graph(
+            [helper.make_node("GlobalMaxPool", ["X"], ["Y"])],
+            "g",
+            [helper.make_tensor_value_info("X", onnx.TensorProto.FLOAT, shape)],
+            [helper.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, None)],
+        ),
+        opset_imports=OPSETS[:1],
+    )
+    (got,) = reference_evaluator(model).run(None, {"X": x})
+    np.testing.assert_array_equal(got, x.max(axis=tuple(range(2, len(shape))), keepdims=True))
+    (ort_y,) = run_ort(model, {"X": x})
+    np.testing.assert_array_equal(got, ort_y)

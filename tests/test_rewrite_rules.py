@@ -458,3 +458,46 @@ def test_public_exports() -> None:
     assert lsc_ort.prune is lsc_ort.pruning.prune
     assert lsc_ort.reference_evaluator is lsc_ort.reference.reference_evaluator
     assert {"rewrite", "decompress", "prune", "reference_evaluator"} <= set(lsc_ort.__all__)
+
+
+def test_every_node_the_pass_makes_is_named() -> None:
+    """Unnamed nodes are named after their output and op type, so that native errors name them."""
+    model = parse(
+        f"""{HEADER} g (float[32,2] a, float[2,1,8,8] x, float[2,24] c) => (float[2,8] u, float[2,4,8,8] z) {{
+        t = Transpose <perm = [1, 0]> (a)
+        y = Gemm <transA = 1, beta = 0.5> (a, W2, c)
+        u = MatMul(y, W3)
+        z = Conv <kernel_shape = [3, 3], pads = [1, 1, 1, 1]> (x, K)
+    }}""",
+        W2=sparse((32, 24), seed=3),
+        W3=sparse((24, 8), seed=5),
+        K=sparse((4, 1, 3, 3), 0.75, seed=4),
+    )
+    result = rewrite_model(model, codec="csr")
+    assert sum(result.fired.values()) == 3
+    names = [n.name for n in result.model.graph.node]
+    assert names[0] == ""  # a node the pass leaves keeps its (missing) name
+    assert all(names[1:]) and len(set(names)) == len(names), names
+    lsc = sorted(n.name for n in result.model.graph.node if n.domain == lsc_ort.DOMAIN)
+    assert lsc == ["u/MatMul", "y/Gemm", "z/Conv"]
+    assert {"y/Gemm/transA", "y/Gemm/beta", "y/Gemm/C"} <= set(names)
+    assert sorted(row.node for row in result.layers) == lsc
+    assert_same_outputs(model, result.model, random_feeds(model))
+    foreign = onnx.ModelProto()
+    foreign.CopyFrom(result.model)
+    for node in foreign.graph.node:
+        node.name = ""
+    restored = lsc_ort.decompress(foreign)
+    assert all(n.name for n in restored.graph.node if n.op_type in ("MatMul", "Gemm", "Conv"))
+
+
+def test_native_errors_name_nodes_that_had_no_name() -> None:
+    from tests.rewrite_fixtures import NATIVE, run_ort
+
+    if not NATIVE:
+        pytest.skip("the native library is not built")
+    model = matmul_model(a_shape="N,K", y_shape="N,24")
+    assert model.graph.node[0].name == ""
+    out = rewrite(model)
+    with pytest.raises(Exception, match=r"\[LSCMatMul\] node 'y/MatMul': "):
+        run_ort(out, {"a": np.ones((2, 31), np.float32)})

@@ -187,9 +187,13 @@ def rewrite_graph(
             else:
                 shared = chooser.seen(found.weight)
                 choice = chooser.choose(found.weight, ctx)
-                result.layers.append(_row(node, index, choice, shared))
-                if choice.blob is not None:
-                    replaced[index] = rule.rewrite(node, found, choice.blob, ctx)
+                if choice.blob is None:
+                    result.layers.append(_row(node, index, choice, shared))
+                else:
+                    named = ctx.named(node)
+                    replaced[index] = rule.rewrite(named, found, choice.blob, ctx)
+                    ctx.name_new_nodes(replaced[index], named.name)
+                    result.layers.append(_row(named, index, choice, shared))
                     result.fired[rule.name] += 1
                     touched.update(node.input)
         except Exception as error:

@@ -11,6 +11,7 @@ import onnx
 from onnx import helper
 
 from lsc_ort.api import inspect
+from lsc_ort.model_file import check_model_proto
 from lsc_ort.ops import CONV_OP, DOMAIN, MATMUL_OP
 from lsc_ort.reference import weight_values
 from lsc_ort.report import DENSE, LayerRow
@@ -173,10 +174,12 @@ def decompress_graph(
         node = nodes[index]
         label = node_label(node, index)
         try:
+            named = ctx.named(node)
             if node.op_type == MATMUL_OP:
-                replaced[index] = _matmul(node, decoder, ctx, ranks)
+                replaced[index] = _matmul(named, decoder, ctx, ranks)
             else:
-                replaced[index] = _conv(node, decoder)
+                replaced[index] = _conv(named, decoder)
+            ctx.name_new_nodes(replaced[index], named.name)
         except Exception as error:
             raise RewriteError(f"{label}: {error}") from error
         touched.add(node.input[1])
@@ -260,7 +263,7 @@ def layer_rows(model: ModelLike, *, base_dir: str | os.PathLike | None = None) -
     MatMul / Gemm / Conv node whose weight the rewrite rules would accept (kept dense).
     """
     if isinstance(model, onnx.ModelProto):
-        proto, base = model, None if base_dir is None else str(base_dir)
+        proto, base = check_model_proto(model), None if base_dir is None else str(base_dir)
     else:
         proto, base = resolve_model(model, base_dir)
     ctx = GraphContext(proto, TensorReader(base))

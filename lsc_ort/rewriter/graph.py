@@ -139,6 +139,23 @@ class GraphContext:
         self._names.add(name)
         return name
 
+    def named(self, node: onnx.NodeProto) -> onnx.NodeProto:
+        """``node`` if it has a name, else a copy named after its first output and op type
+        (``'h/MatMul'``), unique in the model: the nodes a pass makes from it are named after it,
+        so that every error message can name the node."""
+        if node.name:
+            return node
+        copy = onnx.NodeProto()
+        copy.CopyFrom(node)
+        copy.name = self.fresh_name(f"{node.output[0] if node.output else ''}/{node.op_type}".lstrip("/"))
+        return copy
+
+    def name_new_nodes(self, nodes: list[onnx.NodeProto], base: str) -> None:
+        """Give each unnamed node of ``nodes`` a unique name derived from ``base``."""
+        for node in nodes:
+            if not node.name:
+                node.name = self.fresh_name(f"{base}/{node.op_type}")
+
     def add_initializer(self, base: str, array: np.ndarray) -> str:
         """Add ``array`` as a new initializer named after ``base``; returns its name."""
         name = self.fresh_name(base)

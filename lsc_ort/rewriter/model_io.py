@@ -6,16 +6,15 @@ new tensor as soon as it is made, either inline or appended to the output's exte
 (:class:`ExternalDataWriter`). Peak memory therefore stays near one layer plus the protobuf, also
 for models over the 2 GB protobuf limit.
 
-:func:`save_model` writes atomically: everything goes to temporary files in the destination
-directory which replace the destination (data file first, then the model) only once all of it
-has been written; on failure the destination is left as it was.
+:func:`save_model` writes atomically, the model together with its data file
+(:mod:`lsc_ort.rewriter.atomic`): an interrupted or failed write leaves the old files as they
+were, and the destination never pairs an old model with new data or the reverse.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Protocol, TypeVar
@@ -24,6 +23,14 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 from onnx.external_data_helper import uses_external_data
+
+from lsc_ort.model_file import (  # noqa: F401  (the errors are re-exported)
+    ModelNotFoundError,
+    NotAModelFileError,
+    check_model_proto,
+    read_model_file,
+)
+from lsc_ort.rewriter import atomic
 
 ModelLike = onnx.ModelProto | str | os.PathLike
 """A model, or the path of an ``.onnx`` file."""
@@ -41,15 +48,11 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
     """Load an ``.onnx`` file without its external data (tensors keep their references).
 
     Raises:
-        ValueError: the file does not exist or is not an ONNX model.
+        ModelNotFoundError: the file does not exist (a FileNotFoundError and a ValueError).
+        NotAModelFileError: the path is a directory, or the file is empty or not an ONNX model
+            (a ValueError).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file")
-    try:
-        return onnx.load_model(str(path), load_external_data=False)
-    except Exception as error:  # protobuf raises DecodeError, onnx raises various types
-        raise ValueError(f"{path}: not a readable ONNX model ({error})") from None
+    return read_model_file(path)
 
 
 def resolve_model(
@@ -61,6 +64,7 @@ def resolve_model(
     data, whose directory (the file's) is returned for :class:`TensorReader`.
     """
     if isinstance(model, onnx.ModelProto):
+        check_model_proto(model)
         copy = onnx.ModelProto()
         copy.CopyFrom(model)
         return copy, None if base_dir is None else str(base_dir)
@@ -159,24 +163,34 @@ class TensorReader:
 
 class ExternalDataWriter:
     """Appends tensor data to an external data file, written as a temporary file beside its final
-    path and moved there by :meth:`commit` (or removed by :meth:`abort`)."""
+    path; :func:`save_model` moves it there together with the model (or :meth:`abort` removes it).
+
+    Tensors refer to the final name (:attr:`location`) from the start.
+    """
 
     def __init__(self, final_path: str | os.PathLike) -> None:
         self.final_path = Path(final_path)
         self.location = self.final_path.name
-        fd, temp = tempfile.mkstemp(prefix=f".{self.location}.", suffix=".tmp", dir=self.final_path.parent)
-        os.chmod(temp, _file_mode(self.final_path))
-        self.temp_path = Path(temp)
+        try:
+            fd, self.temp_path = atomic.new_temp(self.final_path)
+        except OSError as error:
+            raise atomic.write_error(self.final_path, error) from None
         self._file: IO[bytes] = os.fdopen(fd, "wb")
         self._offset = 0
+        self.committed = False
+        """True once a model reading this data is in place: the data file is then kept."""
 
     def write(self, tensor: onnx.TensorProto, data: bytes) -> None:
         """Store ``data`` as the content of ``tensor`` (whose inline data fields are cleared)."""
         align = _PAGE if len(data) >= 1 << 20 else _SMALL_ALIGN
         offset = -(-self._offset // align) * align
-        if offset > self._offset:
-            self._file.write(b"\0" * (offset - self._offset))
-        self._file.write(data)
+        try:
+            if offset > self._offset:
+                self._file.write(b"\0" * (offset - self._offset))
+            self._file.write(data)
+        except OSError as error:
+            raise atomic.write_error(self.final_path, error) from None
+        atomic.checkpoint("data-tensor-written")
         self._offset = offset + len(data)
         _clear_data(tensor)
         tensor.data_location = onnx.TensorProto.EXTERNAL
@@ -185,19 +199,21 @@ class ExternalDataWriter:
             entry.key = key
             entry.value = value
 
-    def commit(self) -> None:
-        """Flush the data file and move it to its final path."""
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        os.replace(self.temp_path, self.final_path)
+    def close(self) -> None:
+        """Flush the data file to disk and close it (it stays at :attr:`temp_path`)."""
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+        except OSError as error:
+            raise atomic.write_error(self.final_path, error) from None
 
     def abort(self) -> None:
-        """Drop the temporary data file."""
+        """Drop the temporary data file, unless a model already reads it."""
         with contextlib.suppress(OSError):
             self._file.close()
-        with contextlib.suppress(OSError):
-            self.temp_path.unlink()
+        if not self.committed:
+            atomic.remove_quietly(self.temp_path)
 
 
 def _clear_data(tensor: onnx.TensorProto) -> None:
@@ -260,17 +276,37 @@ def data_path_for(path: str | os.PathLike) -> Path:
     return path.with_name(path.name + ".data")
 
 
+def check_writable(output: str | os.PathLike, what: str = "output") -> Path:
+    """``output`` as a Path if a file can be written there, else a ValueError that says why in
+    terms of the user's path (empty, a directory, no such directory, a read-only directory)."""
+    if not os.fspath(output):
+        raise ValueError(f"the {what} path is empty; give a file name")
+    path = Path(output)
+    if path.is_dir():
+        raise ValueError(f"{what} {output} is a directory; give a file path, e.g. {path / 'model.onnx'}")
+    parent = path.resolve().parent
+    if not parent.is_dir():
+        raise ValueError(f"{what} directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write {output}: the directory {parent} is not writable")
+    if path.exists() and not path.is_file():
+        raise ValueError(f"{what} {output} exists and is not a regular file")
+    return path
+
+
 def check_output_path(
     output: str | os.PathLike,
     inputs: list[str | os.PathLike],
     model: onnx.ModelProto | None = None,
     base_dir: str | None = None,
 ) -> None:
-    """Refuse an output that would overwrite an input file or the external data it reads.
+    """Refuse an output that cannot be written, or would overwrite an input file or the external
+    data it reads.
 
     Raises:
-        ValueError: naming the clash.
+        ValueError: naming the problem.
     """
+    check_writable(output)
     out = Path(output).resolve()
     data = data_path_for(out).resolve()
     for source in inputs:
@@ -283,8 +319,8 @@ def check_output_path(
                     f"output {output} would overwrite the external data file '{location}' "
                     f"of the input; choose another path"
                 )
-    if not out.parent.is_dir():
-        raise ValueError(f"output directory {out.parent} does not exist")
+    if data.is_dir():
+        raise ValueError(f"output {output} needs the data file {data}, which is a directory")
 
 
 def save_model(
@@ -315,13 +351,14 @@ def save_model(
     Raises:
         ValueError: the model cannot be written as requested; ``path`` is then left as it was.
     """
-    path = Path(path)
+    path = check_writable(path)
     reader = TensorReader(base_dir)
     if external_data is None:
         external_data = writer is not None or has_external_data(model) or _inline_bytes(model) > INLINE_LIMIT
     try:
         if external_data:
             if writer is None:
+                remove_stale_temps(path)
                 writer = ExternalDataWriter(data_path_for(path))
             _externalize(model, reader, writer)
         else:
@@ -330,8 +367,7 @@ def save_model(
             load_external_tensors(model, reader.base_dir)
             if _inline_bytes(model) > INLINE_LIMIT:
                 raise ValueError("the model exceeds the 2 GB protobuf limit; save it with external data")
-        serialized = model.SerializeToString()
-        _atomic_write(path, serialized, writer)
+        _commit(path, model, writer)
     except BaseException:
         if writer is not None:
             writer.abort()
@@ -353,38 +389,102 @@ def _externalize(model: onnx.ModelProto, reader: TensorReader, writer: ExternalD
             writer.write(tensor, little_endian_bytes(numpy_helper.to_array(tensor)))
 
 
-def _file_mode(path: Path) -> int:
-    """Permissions for a new file at ``path``: those of the file it replaces, else 0o666 less the
-    umask (what ``open`` gives; ``mkstemp`` would give 0o600)."""
+def _files_read_by(path: Path) -> set[Path]:
+    """The external data files the model now at ``path`` reads (empty if none or unreadable)."""
     try:
-        return path.stat().st_mode & 0o777
-    except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
+        if not path.is_file() or path.stat().st_size == 0:
+            return set()
+        model = onnx.load_model(str(path), load_external_data=False)
+    except Exception:
+        return set()
+    return {(path.parent / location) for location in external_locations(model)}
 
 
-def _atomic_write(path: Path, data: bytes, writer: ExternalDataWriter | None) -> None:
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.chmod(temp, _file_mode(path))
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        if writer is not None:
-            writer.commit()
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
+def _own_files(path: Path) -> tuple[str, ...]:
+    """Names of the files a write to ``path`` makes: the model and its data file."""
+    return path.name, data_path_for(path).name
+
+
+def _candidates(path: Path) -> bool:
+    """Whether ``path``'s directory may hold files of an earlier write to ``path`` to clean up."""
+    data = data_path_for(path)
+    if data.exists():
+        return True
+    prefixes = tuple(f".{name}.{atomic.TEMP_TAG}-" for name in _own_files(path))
+    with contextlib.suppress(OSError), os.scandir(path.parent) as entries:
+        return any(entry.name.startswith(prefixes) for entry in entries)
+    return False
+
+
+def remove_stale_temps(path: str | os.PathLike) -> None:
+    """Remove the temporary files that killed writes to ``path`` left behind, except any that the
+    model now at ``path`` reads (see :mod:`lsc_ort.rewriter.atomic`)."""
+    path = Path(path)
+    if not _candidates(path):
+        return
+    stale = atomic.stale_temps(path, _own_files(path))
+    if stale:
+        keep = {p.resolve() for p in _files_read_by(path)}
+        for temp in stale:
+            if temp.resolve() not in keep:
+                atomic.remove_quietly(temp)
+
+
+def _relocate(model: onnx.ModelProto, old: str, new: str) -> None:
+    """Point every tensor of ``model`` stored in the data file ``old`` at ``new`` instead."""
+    for tensor, _ in iter_tensors(model):
+        for entry in tensor.external_data:
+            if entry.key == "location" and entry.value == old:
+                entry.value = new
+
+
+def _commit(path: Path, model: onnx.ModelProto, writer: ExternalDataWriter | None) -> None:
+    """Replace ``path`` (and its data file) by ``model`` (and ``writer``'s data), atomically as
+    described in :mod:`lsc_ort.rewriter.atomic`.
+
+    ``<path>.data`` belongs to ``path``: when the new model does not read it, it is removed, as
+    is a temporary data file of an earlier, killed write that the replaced model read.
+    """
+    old = _files_read_by(path) if _candidates(path) else set()
+    final_data = data_path_for(path)
+    if final_data.is_file():
+        old.add(final_data)
+    if writer is None:
+        remove_stale_temps(path)
+        atomic.replace_file(path, model.SerializeToString())
+        new: set[Path] = set()
+    else:
+        writer.close()
+        _relocate(model, writer.location, writer.temp_path.name)
+        reading_temp = model.SerializeToString()
+        _relocate(model, writer.temp_path.name, writer.location)
+        reading_final = model.SerializeToString()
+
+        def switched() -> None:
+            writer.committed = True
+
+        atomic.replace_model_and_data(
+            path,
+            reading_temp,
+            reading_final,
+            writer.temp_path,
+            writer.final_path,
+            data_in_use=final_data in _files_read_by(path),
+            on_switch=switched,
+        )
+        new = {writer.final_path, writer.temp_path}
+    for data in old - new:
+        if data == final_data or any(atomic.is_temp_of(data, name) for name in _own_files(path)):
+            atomic.remove_quietly(data)
+    atomic.checkpoint("old-data-removed")
 
 
 def file_size(path: str | os.PathLike) -> int:
     """Bytes of an ``.onnx`` file plus the external data files it refers to."""
     path = Path(path)
     total = path.stat().st_size
+    if not total:
+        return 0
     try:
         model = onnx.load_model(str(path), load_external_data=False)
     except Exception:
@@ -420,6 +520,7 @@ def transform_file(
     model = load_model(src)
     base_dir = str(src.resolve().parent)
     check_output_path(dst, [src], model, base_dir)
+    remove_stale_temps(dst)
     stream = external_data is True or (
         external_data is None
         and (
@@ -451,6 +552,15 @@ def load_external_tensors(model: onnx.ModelProto, base_dir: str | None) -> None:
             tensor.raw_data = data
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically."""
-    _atomic_write(Path(path), text.encode("utf-8"), None)
+def atomic_write_text(path: str | os.PathLike, text: str, what: str = "output") -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically.
+
+    Raises:
+        ValueError: ``path`` cannot be written (see :func:`check_writable`).
+        WriteError: writing failed; ``path`` is left as it was.
+    """
+    path = check_writable(path, what)
+    for temp in atomic.stale_temps(path, [path.name]):
+        atomic.remove_quietly(temp)
+    atomic.replace_file(path, text.encode("utf-8"))
+
