@@ -34,7 +34,8 @@ def encode(weight: ArrayLike, codec: str = "lsc", *, scale: float | None = None,
             3-block shift register, 16x faster than its default), skipping those that cannot run
             here (``f2f`` without the native library) and those whose estimate cannot win.
         scale: dequantization scale of int8 weights (real value = ``scale * q``); default 1.0.
-        **params: codec options, e.g. ``block=(1, 8)`` or ``code_bits=5`` for ``lsc``.
+        **params: codec options, e.g. ``block=(1, 8)`` or ``code_bits=5`` for ``lsc``,
+            ``n_in=4, n_out=47, n_s=4`` for ``f2f``.
 
     Returns:
         The blob; :func:`decode` restores ``weight`` bit-exactly.
@@ -107,7 +108,9 @@ def inspect(blob: BlobLike) -> dict[str, Any]:
     ``nnz``, ``sparsity``, ``params`` (name -> value), ``sections`` (name -> bytes),
     ``header_bytes``, ``total_bytes``, ``dense_bytes``, ``ratio`` (dense / total),
     ``bits_per_weight``, ``entropy_bound_bytes`` and ``efficiency`` (bound / total), plus the
-    codec's own facts (:meth:`~lsc_ort.codecs.base.Codec.describe`).
+    codec's own facts (:meth:`~lsc_ort.codecs.base.Codec.describe`): for ``f2f``,
+    ``encoding_efficiency`` (care bits ÷ stored value bits, patches included; 1.0 is the
+    limit), ``patch_bytes``, ``patches`` and ``care_bits``.
     """
     _check_blob_type(blob, "inspect")
     view = parse_blob(blob)

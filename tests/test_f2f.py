@@ -282,7 +282,7 @@ def test_kept_blocks_stored_whole_need_1x1_blocks(blob: bytes) -> None:
     assert_both_reject(crafted, r"without a coding layer \(code_bits 0\) the block must be 1x1, got 2x2")
 
 
-def test_compress_and_inspect_show_e_per_layer(tmp_path, capsys) -> None:
+def test_compress_and_inspect_show_e_per_layer(tmp_path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
     import onnx
 
     from lsc_ort.cli import main
@@ -294,9 +294,13 @@ def test_compress_and_inspect_show_e_per_layer(tmp_path, capsys) -> None:
     }''', W1=sparse((64, 48), 0.9, seed=1), W2=sparse((48, 32), 0.9, seed=2))
     source, target = tmp_path / "m.onnx", tmp_path / "f2f.onnx"
     onnx.save_model(model, source)
+    monkeypatch.setenv("COLUMNS", "80")
     assert main(["compress", str(source), "-o", str(target), "--codec", "f2f"]) == 0
     out = capsys.readouterr().out
     assert len(re.findall(r"f2f E=0\.\d\d", out)) == 2
-    assert main(["inspect", str(target)]) == 0
-    assert len(re.findall(r"f2f E=0\.\d\d", capsys.readouterr().out)) == 2
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert main(["inspect", str(target), "-v"]) == 0
+    out = capsys.readouterr().out
+    assert len(re.findall(r"f2f E=0\.\d\d", out)) == 2
+    assert max(len(line) for line in out.splitlines()) <= 80
     assert main(["verify", str(source), str(target)]) == 0
