@@ -158,9 +158,10 @@ def auto_parameters(density: float, n_in: int = AUTO_INPUTS, n_s: int = AUTO_STE
     return n_in, int(min(MAX_OUTPUTS, max(n_in, n_out))), n_s
 
 
-def _int_option(name: str, value: Any, low: int, high: int) -> int:
+def _int_option(name: str, value: Any, low: int, high: int, auto: bool = True) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= int(value) <= high:
-        raise ValueError(f"f2f {name} must be an int in [{low}, {high}] or 'auto', got {value!r}")
+        also = " or 'auto'" if auto else ""
+        raise ValueError(f"f2f {name} must be an int in [{low}, {high}]{also}, got {value!r}")
     return int(value)
 
 
@@ -236,8 +237,8 @@ class F2fCodec(Codec):
         n_in_v = None if n_in == "auto" else _int_option("n_in", n_in, 1, MAX_INPUTS)
         n_out_v = None if n_out == "auto" else _int_option("n_out", n_out, 1, MAX_OUTPUTS)
         n_s_v = None if n_s == "auto" else _int_option("n_s", n_s, 1, MAX_STEPS)
-        seed_v = _int_option("seed", seed, -(2**63), 2**63 - 1)
-        order_v = _int_option("order", order, ROW_MAJOR, DIAGONAL)
+        seed_v = _int_option("seed", seed, -(2**63), 2**63 - 1, auto=False)
+        order_v = _int_option("order", order, ROW_MAJOR, DIAGONAL, auto=False)
         segment_v = None if segment_blocks == "auto" else _int_option("segment_blocks", segment_blocks, 1, 2**62)
         if n_in_v is not None and n_s_v is not None and n_in_v * n_s_v > MAX_WIDTH:
             raise ValueError(f"f2f n_in * n_s must be at most {MAX_WIDTH}, got {n_in_v} * {n_s_v}")
@@ -357,8 +358,11 @@ class F2fCodec(Codec):
         values = np.full(flat.size, p["fill"], dtype=np.uint64)
         if coded and flat.size:
             nblocks, P = p["nblocks"], len(coded)
-            x = unpacked[:input_bits].reshape(nblocks, P, n_in).astype(np.uint64) @ (
-                np.uint64(1) << np.arange(n_in, dtype=np.uint64))
+            fields = unpacked[:input_bits].reshape(nblocks, P, n_in)
+            x = np.zeros((nblocks, P), dtype=np.uint64)  # the inputs of every block and coded plane
+            for k in range(n_in):
+                x |= fields[:, :, k].astype(np.uint64) << np.uint64(k)
+            del fields, unpacked
             block, offset = np.divmod(stream_positions(flat, layer.rows, layer.cols, p["order"]), n_out)
             rows = matrix_rows(p["seed"], n_out, n_in * n_s)[offset]
             depth = block % segment  # how many earlier blocks of the segment feed the register
