@@ -25,8 +25,9 @@ Status ReadSriStream(const BitReader& codes, int width, uint64_t split, uint64_t
   uint64_t next = 0;  // one past the previous position of this stream
   for (uint64_t i = begin; i < end; ++i) {
     const uint64_t code = codes.Read(i * static_cast<uint64_t>(width), width);
-    if (code >= split) {  // skip code: (top - code) * split <= 2^16 * 2^16, and next stays < limit + 2^32
-      next += (top - code) * split;
+    if (code >= split) {  // skip code: (top - code) * split <= 2^32
+      // Clamped at `limit` (never overflows): any later gap code is out of range either way.
+      next = std::min(next + (top - code) * split, limit);
       continue;
     }
     const uint64_t position = next + code;
