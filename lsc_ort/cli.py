@@ -1,4 +1,4 @@
-"""The ``lsc-ort`` command line: compress, inspect, verify, decompress, prune, demo.
+"""The ``lsc-ort`` command line: compress, inspect, verify, decompress, prune, demo, bench.
 
 Exit codes: 0 success, 1 ``verify`` found outputs beyond tolerance, 2 error (one line on stderr).
 """
@@ -295,6 +295,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("-v", "--verbose", action="store_true", help="all columns of the per-layer table")
     sub.set_defaults(func=_demo)
+
+    sub = commands.add_parser(
+        "bench",
+        help="Run the benchmark report (source checkout only; --help there lists its options).",
+        description="Run python -m benchmarks from a source checkout.",
+        add_help=False,
+    )
+    sub.set_defaults(func=_bench, bench_args=[])
     return parser
 
 
@@ -610,11 +618,48 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def find_benchmarks(start: Path | None = None) -> Path | None:
+    """The root of a source checkout holding ``benchmarks/`` (the current directory or the one the
+    package was installed from in editable mode), or None: the wheel does not ship them."""
+    candidates = [Path.cwd() if start is None else start, Path(__file__).resolve().parent.parent]
+    for root in candidates:
+        if (root / "benchmarks" / "run.py").is_file() and (root / "benchmarks" / "__main__.py").is_file():
+            return root
+    return None
+
+
+def _bench(args: argparse.Namespace, console: Console) -> int:
+    import subprocess
+
+    root = find_benchmarks()
+    if root is None:
+        raise ValueError(
+            "the benchmarks are not part of the installed package: they live in the benchmarks/ folder of a "
+            "source checkout of lsc-ort. Clone the repository, run pip install -e '.[bench]' in it, then "
+            "lsc-ort bench (or python -m benchmarks) from its root"
+        )
+    env = {**os.environ, "LSC_ORT_BENCH_PROG": f"{PROG} bench"}
+    command = [sys.executable, "-m", "benchmarks", *args.bench_args]
+    return subprocess.run(command, cwd=root, env=env, check=False).returncode
+
+
+def _bench_args(argv: Sequence[str] | None) -> argparse.Namespace | None:
+    """``lsc-ort [--debug] bench ARGS...``: every ARG goes to the benchmarks, --help included
+    (argparse's REMAINDER would not pass options through a subcommand)."""
+    tokens = list(sys.argv[1:] if argv is None else argv)
+    if "bench" not in tokens:
+        return None
+    head = tokens[: tokens.index("bench")]
+    if any(token != "--debug" for token in head):
+        return None
+    return argparse.Namespace(func=_bench, bench_args=tokens[len(head) + 1 :], debug=bool(head))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``lsc-ort`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = _bench_args(argv) or parser.parse_args(argv)
     except SystemExit as exit_:  # --help, or a usage error argparse already printed
         return int(exit_.code or 0) if not isinstance(exit_.code, str) else EXIT_ERROR
     console = _console()
