@@ -356,10 +356,8 @@ class SegmentEncoder {
     for (uint64_t t = 0; t < steps; ++t) {
       PrepareTables(blocks_[t]);
       const bool wide = blocks_[t].end_slot - blocks_[t].first_slot > 16;
-      for (size_t s = 0; s < S; ++s) c_low_[s] = static_cast<uint16_t>(c_[s]);
-      if (wide) {
-        for (size_t s = 0; s < S; ++s) c_high_[s] = static_cast<uint16_t>(c_[s] >> 16);
-      }
+      StateTable(c_low_.data(), 0);
+      if (wide) StateTable(c_high_.data(), 16);
       for (size_t p = 0; p < np; ++p) {
         const uint32_t target = Target(blocks_[t], planes[p]);
         for (int x = 0; x < 16; ++x) {
@@ -390,19 +388,27 @@ class SegmentEncoder {
       table[0] = 0;
       for (int x = 1; x < g_.X; ++x) table[x] = table[x & (x - 1)] ^ column[j * g_.n_in + __builtin_ctz(x)];
     }
-    if (g_.n_s > 1) {  // c over the states, one register field at a time
-      const uint32_t* first = tables_.data() + g_.X;
-      std::copy(first, first + g_.X, c_.begin());
-      uint32_t span = static_cast<uint32_t>(g_.X);
-      for (int j = 2; j < g_.n_s; ++j) {
-        const uint32_t* table = tables_.data() + static_cast<size_t>(j) * g_.X;
-        for (int hi = 1; hi < g_.X; ++hi) {
-          for (uint32_t lo = 0; lo < span; ++lo) c_[hi * span + lo] = c_[lo] ^ table[hi];
-        }
-        span *= static_cast<uint32_t>(g_.X);
-      }
-    }
+    if (g_.n_s > 1 && !step16_) StateTable(c_.data(), 0);
     return k == 32 ? 0xFFFFFFFFu : (1u << k) - 1;
+  }
+
+  // c over the states (or its 16 bits from `shift`), one register field at a time:
+  // c[hi * span + lo] = c[lo] ^ M_j hi for the j-th field.
+  template <typename T>
+  void StateTable(T* __restrict c, int shift) const {
+    const uint32_t* first = tables_.data() + g_.X;
+    for (int x = 0; x < g_.X; ++x) c[x] = static_cast<T>(first[x] >> shift);
+    uint32_t span = static_cast<uint32_t>(g_.X);
+    for (int j = 2; j < g_.n_s; ++j) {
+      const uint32_t* table = tables_.data() + static_cast<size_t>(j) * g_.X;
+      for (int hi = 1; hi < g_.X; ++hi) {
+        const T field = static_cast<T>(table[hi] >> shift);
+        const T* __restrict in = c;
+        T* __restrict out = c + hi * span;
+        for (uint32_t lo = 0; lo < span; ++lo) out[lo] = in[lo] ^ field;
+      }
+      span *= static_cast<uint32_t>(g_.X);
+    }
   }
 
   uint32_t Target(const Block& block, int plane) const {
