@@ -103,13 +103,18 @@ def test_every_search_variant_gives_the_same_blob(isa: str, monkeypatch: pytest.
     assert [lsc_ort.encode(weight, "f2f", **c) for c in cases] == expected
 
 
-def test_automatic_parameters_follow_the_density() -> None:
+def test_automatic_parameters_follow_the_density(monkeypatch: pytest.MonkeyPatch) -> None:
     for sparsity, expected_out in [(0.5, 9), (0.9, 47), (0.98, 233)]:
         weight = sparse_array((128, 200), sparsity, seed=1)
         params = lsc_ort.inspect(lsc_ort.encode(weight, "f2f"))["params"]
         assert (params["n_in"], params["n_s"]) == (4, 4)
         assert abs(params["n_out"] - expected_out) <= 1
     assert auto_parameters(0.0)[1] == 4096 and auto_parameters(1.0)[1] >= 4
+    # Larger tensors (more care bits) get the faster 3-block register, at its own rate.
+    monkeypatch.setattr("lsc_ort.codecs.f2f.LARGE_CARE_BITS", 1000)
+    params = lsc_ort.inspect(lsc_ort.encode(sparse_array((128, 200), 0.9, seed=1), "f2f"))["params"]
+    assert (params["n_s"], params["n_out"]) == (3, auto_parameters(0.1, 4, 3)[1])
+    assert lsc_ort.inspect(lsc_ort.encode(sparse_array((128, 200), 0.9, seed=1), "f2f", n_s=4))["params"]["n_s"] == 4
 
 
 def test_report_efficiency_and_patch_bytes() -> None:
