@@ -9,7 +9,8 @@ Public API:
   ``LSCConv`` custom ops for onnxruntime (:mod:`lsc_ort.ops`);
 * :func:`rewrite`, :func:`decompress` — models with sparse MatMul / Gemm / Conv weights to and
   from those ops (:mod:`lsc_ort.rewriter`); :func:`prune` — one-shot magnitude pruning
-  (:mod:`lsc_ort.pruning`);
+  (:mod:`lsc_ort.pruning`; ``method="mswu"`` prunes and unifies micro-structured blocks,
+  :mod:`lsc_ort.mswu`, trained with ADMM by the optional :mod:`lsc_ort.train`);
   :func:`reference_evaluator` — run rewritten models with numpy (:mod:`lsc_ort.reference`).
 """
 

@@ -1,4 +1,5 @@
-"""The ``lsc-ort`` command line: compress, inspect, verify, decompress, prune, demo, bench.
+"""The ``lsc-ort`` command line: compress, inspect, verify, decompress, prune, demo, bench,
+tvm-compile.
 
 Exit codes: 0 success, 1 ``verify`` found outputs beyond tolerance, 2 error (one line on stderr).
 """
@@ -62,7 +63,8 @@ examples:
   lsc-ort compress pruned.onnx -o compressed.onnx --report report.md
   lsc-ort compress big.onnx -o big-lsc.onnx  # external data in and out: big-lsc.onnx.data
 
-Layers whose weights have fewer zeros than --min-sparsity stay dense; with --codec auto each
+Layers whose weights have fewer zeros than --min-sparsity stay dense (the weights of MSWU
+unified blocks, but the one value each block stores, count as zeros); with --codec auto each
 layer gets the codec that stores it in fewest bytes, or stays dense if none beats dense storage;
 a named codec is used for every layer above --min-sparsity, even where dense would be smaller.
 """
@@ -96,11 +98,18 @@ A model without LSCMatMul / LSCConv nodes is written unchanged.""",
 examples:
   lsc-ort prune model.onnx -o pruned.onnx --sparsity 0.9
   lsc-ort prune model.onnx -o pruned.onnx --sparsity 0.95 --ops MatMul,Gemm
+  lsc-ort prune model.onnx -o u.onnx --method mswu --sparsity 0.6 --unify 0.3
+  lsc-ort prune model.onnx -o k.onnx --method mswu --block kernel --sparsity 0.5
 
-Each MatMul / Gemm / Conv weight (initializer or Constant node) gets exactly
-round(sparsity * size) of its smallest-magnitude elements set to +0.0. One-shot pruning without
-fine-tuning changes what the model computes: it is for trying lsc-ort out. The weights of
-LSCMatMul / LSCConv nodes are already encoded and are not pruned (decompress them first).""",
+magnitude: each MatMul / Gemm / Conv weight (initializer or Constant node) gets exactly
+round(sparsity * size) of its smallest-magnitude elements set to +0.0.
+mswu: each weight is cut into blocks (--block, outputs x inputs as in PyTorch's [out, in]
+layout whatever the op stores; 'kernel' = one Conv kernel); round(sparsity * blocks) are pruned
+and round(unify * blocks) others unified (one shared magnitude, signs kept: one stored value and
+one multiply per block), chosen nearest to the weight. Compress with --codec auto or mswu.
+One-shot pruning without fine-tuning changes what the model computes: it is for trying lsc-ort
+out (lsc_ort.train trains the MSWU structure with ADMM). The weights of LSCMatMul / LSCConv
+nodes are already encoded and are not pruned (decompress them first).""",
     "demo": """\
 examples:
   lsc-ort demo
@@ -109,6 +118,18 @@ examples:
 Builds a LeNet-5-like model (Conv, Gemm, MatMul; seeded random weights), prunes it to 90 %,
 compresses it, prints the per-layer table and verifies the outputs (with onnxruntime and the
 native library when it is built, else with the numpy reference ops). Nothing is downloaded.""",
+    "tvm-compile": """\
+examples:
+  lsc-ort tvm-compile compressed.onnx --target cpu -o model.so
+  lsc-ort tvm-compile compressed.onnx --target arm -o model-arm.so
+  lsc-ort tvm-compile compressed.onnx --target cuda -o model-cuda.so
+  lsc-ort tvm-compile bert.onnx -o bert.so --shape input_ids=1,128
+  lsc-ort tvm-compile m.onnx -o m.so --target '{"kind":"llvm","mcpu":"znver4"}'
+
+arm cross-compiles for aarch64 Linux with NEON (needs aarch64-linux-gnu-g++); cuda needs nvcc.
+Needs Apache TVM (pip install 'lsc-ort[tvm]'). The LSC layers stay compressed in the
+library. Load it with tvm.runtime.load_module and run it with tvm.relax.VirtualMachine
+(docs/tvm.md).""",
 }
 
 
@@ -173,6 +194,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``lsc-ort``."""
+    from lsc_ort.pruning import DEFAULT_BLOCK, METHODS
     from lsc_ort.rewriter.compress import DEFAULT_OPS
     from lsc_ort.verify import DEFAULT_RTOL, ENGINES
 
@@ -271,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.set_defaults(func=_decompress)
 
     sub = command(
-        "prune", "One-shot magnitude pruning of MatMul/Gemm/Conv weights (to try lsc-ort on any model)."
+        "prune", "One-shot pruning (magnitude or MSWU) of MatMul/Gemm/Conv weights, to try lsc-ort on any model."
     )
     sub.add_argument("input", metavar="IN.onnx", help="model to prune (never modified)")
     sub.add_argument("-o", "--output", metavar="OUT.onnx", required=True, help="pruned model to write")
@@ -280,14 +302,45 @@ def build_parser() -> argparse.ArgumentParser:
         type=_fraction,
         required=True,
         metavar="S",
-        help="fraction of each weight set to zero, e.g. 0.9",
+        help="fraction of each weight (mswu: of its blocks) set to zero, e.g. 0.9",
     )
     sub.add_argument(
-        "--method", choices=("magnitude",), default="magnitude", help="pruning criterion (default: magnitude)"
+        "--method", choices=METHODS, default="magnitude", help="pruning criterion (default: magnitude)"
+    )
+    sub.add_argument(
+        "--block",
+        default=DEFAULT_BLOCK,
+        metavar="RxC|kernel",
+        help=f"mswu block, outputs x inputs, e.g. 1x4, 4x1, 2x2, or kernel (default: {DEFAULT_BLOCK})",
+    )
+    sub.add_argument(
+        "--unify",
+        type=_fraction,
+        default=0.0,
+        metavar="U",
+        help="mswu: fraction of the blocks unified, at most 1 - S (default: 0)",
     )
     sub.add_argument("--ops", type=_ops, default=list(DEFAULT_OPS), metavar="OPS", help=ops_help)
     sub.add_argument("--external-data", choices=("auto", "yes", "no"), default="auto", help=external_help)
     sub.set_defaults(func=_prune)
+
+    sub = command("tvm-compile", "Compile a (compressed) model with Apache TVM into a shared library.")
+    sub.add_argument("input", metavar="IN.onnx", help="model to compile (never modified)")
+    sub.add_argument("-o", "--output", metavar="OUT.so", required=True, help="shared library to write")
+    sub.add_argument(
+        "--target",
+        default="cpu",
+        metavar="cpu|cuda|arm|TARGET",
+        help="cpu (this host), cuda, arm (aarch64 Linux, NEON) or a TVM target as JSON (default: cpu)",
+    )
+    sub.add_argument(
+        "--shape",
+        action="append",
+        default=[],
+        metavar="NAME=D0,D1,...",
+        help="fix the shape of an input (repeatable; names keep a dimension symbolic)",
+    )
+    sub.set_defaults(func=_tvm_compile)
 
     sub = command("demo", "Build, prune, compress and verify a small LeNet-like model.")
     sub.add_argument(
@@ -514,13 +567,37 @@ def _prune(args: argparse.Namespace, console: Console) -> int:
             ops=args.ops,
             external_data=_external(args.external_data),
             progress=progress,
+            block=args.block,
+            unify=args.unify,
         )
     if result.weights:
-        title = f"{args.output} ({args.method}, sparsity {args.sparsity:g})"
-        console.print(FittedTable(PRUNE_COLUMNS, result.weights, title=title))
+        title = f"{args.output} ({args.method}, sparsity {args.sparsity:g}"
+        if args.method == "mswu":
+            title += f", unify {args.unify:g}, block {args.block}"
+        columns = PRUNE_MSWU_COLUMNS if args.method == "mswu" else PRUNE_COLUMNS
+        console.print(FittedTable(columns, result.weights, title=title + ")"))
         console.print(f"pruned {len(result.weights)} weight tensor(s) → {args.output}")
     else:
         console.print(f"nothing pruned: {_why_nothing_to_prune(args.input, args.ops)}; {args.output} is a copy")
+    return EXIT_OK
+
+
+def _tvm_compile(args: argparse.Namespace, console: Console) -> int:
+    shapes: dict[str, list[int | str]] = {}
+    for text in args.shape:
+        name, _, dims = text.partition("=")
+        if not name or not dims:
+            raise ValueError(f"--shape takes NAME=D0,D1,..., got {text!r}")
+        shapes[name] = [int(d) if d.strip().isdigit() else d.strip() for d in dims.split(",")]
+    import tvm_schedules  # Apache TVM loads only for this command
+
+    with console.status(f"compiling {args.input} for {args.target}"):
+        executable = tvm_schedules.compile(args.input, args.target, shapes or None)
+        executable.export_library(args.output)
+    attrs = executable.target.attrs
+    details = [str(attrs[key]) for key in ("mtriple", "mcpu", "arch") if attrs.get(key)]
+    console.print(f"target: {' '.join([executable.target.kind.name, *details])}")
+    console.print(_file_line(args.input, _size(args.input), args.output, _size(args.output)))
     return EXIT_OK
 
 
@@ -578,6 +655,16 @@ PRUNE_COLUMNS: tuple[Column, ...] = (
     Column("after", lambda i, weight: _zeros(weight.zeros_after, weight.shape), numeric=True),
 )
 """The table of ``prune``: one row per pruned weight, its sparsity before and after."""
+
+PRUNE_MSWU_COLUMNS: tuple[Column, ...] = (
+    *PRUNE_COLUMNS[:4],
+    Column("block", lambda i, weight: "×".join(map(str, weight.block or ()))),
+    PRUNE_COLUMNS[5],
+    Column("unified", lambda i, weight: f"{weight.unified_blocks / weight.blocks:.1%}" if weight.blocks else "-",
+           numeric=True),
+)
+"""The table of ``prune --method mswu``: the block shape (stored weight's matrix view), the zeros
+after pruning and the fraction of blocks unified."""
 
 
 def _demo(args: argparse.Namespace, console: Console) -> int:

@@ -113,6 +113,18 @@ def native_validate(blob: bytes | bytearray | memoryview) -> int:
     return int(nnz.value)
 
 
+def layout_stats(blob: bytes | bytearray | memoryview, k_is_row: bool = True) -> dict[str, int]:
+    """The native execution layout of ``blob`` (``k_is_row``: as LSCMatMul with ``transB=0``):
+    ``plain_nonzeros``, ``signed_sums``, ``unified_entries`` (one multiply each), ``unified_blocks``."""
+    lib = load_library()
+    buffer, size = _blob_buffer(blob)
+    out = (ctypes.c_uint64 * 4)()
+    err = ctypes.create_string_buffer(512)
+    if lib.lsc_layout_stats(buffer, ctypes.c_size_t(size), ctypes.c_int(int(k_is_row)), out, err, ctypes.c_size_t(512)):
+        raise ValueError(err.value.decode())
+    return dict(zip(("plain_nonzeros", "signed_sums", "unified_entries", "unified_blocks"), out, strict=True))
+
+
 def native_decode(blob: bytes | bytearray | memoryview) -> bytes:
     """Decode ``blob`` with the native reader into raw little-endian element bytes (C order)."""
     from lsc_ort.format import parse_blob

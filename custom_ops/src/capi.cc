@@ -9,6 +9,8 @@
 #include "format/blob.h"
 #include "format/decoder.h"
 #include "kernels/kernels.h"
+#include "kernels/unified_layout.h"
+#include "format/codecs/mswu.h"
 
 namespace {
 
@@ -93,6 +95,34 @@ LSC_EXPORT int lsc_f2f_encode(const uint64_t* positions, const uint32_t* values,
     request.planes = planes;
     request.threads = threads;
     return Report(lsc::F2fEncode(request, inputs, inputs_size, misses), err, err_size);
+  } catch (const std::exception& e) {
+    return Report(lsc::Fail("internal error: ", e.what()), err, err_size);
+  }
+}
+
+// The execution layout a blob gets (k_is_row as LSCMatMul with transB = 0): out[0] plain
+// non-zeros, out[1] signed sums, out[2] unified entries (one multiply each), out[3] unified blocks.
+LSC_EXPORT int lsc_layout_stats(const uint8_t* data, size_t size, int k_is_row, uint64_t* out, char* err,
+                                size_t err_size) {
+  try {
+    lsc::Blob blob;
+    lsc::Status status = lsc::ParseBlob(data, size, &blob);
+    std::unique_ptr<lsc::MatrixDecoder> decoder;
+    if (status.ok()) status = lsc::CreateDecoder(blob, &decoder);
+    lsc::ColumnLists plain;
+    std::unique_ptr<lsc::UnifiedLayout> unified;
+    if (status.ok()) {
+      status = blob.codec == lsc::CodecId::kMswu
+                   ? lsc::BuildMswuLayout(static_cast<const lsc::MswuDecoder&>(*decoder), k_is_row != 0, &plain, &unified)
+                   : lsc::BuildColumnLists(*decoder, k_is_row != 0, &plain);
+    }
+    if (status.ok()) {
+      out[0] = plain.nnz();
+      out[1] = unified ? static_cast<uint64_t>(unified->count()) : 0;
+      out[2] = unified ? unified->columns.nnz() : 0;
+      out[3] = unified ? unified->blocks : 0;
+    }
+    return Report(status, err, err_size);
   } catch (const std::exception& e) {
     return Report(lsc::Fail("internal error: ", e.what()), err, err_size);
   }

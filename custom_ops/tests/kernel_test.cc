@@ -9,6 +9,7 @@
 #include "kernels/kernels.h"
 #include "kernels/layouts.h"
 #include "random_columns.h"
+#include "unified_kernel_test.h"
 
 using namespace lsc;
 
@@ -100,6 +101,7 @@ int main() {
       continue;
     }
     TestVariant(set);
+    failures += TestUnifiedKernels(set);
     std::printf("%s %s\n", failures ? "checked" : "ok", set.name);
     ++tested;
   }

@@ -8,6 +8,8 @@ import numpy as np
 
 from lsc_ort.api import encode, inspect
 from lsc_ort.codecs import available_codecs
+from lsc_ort.codecs.base import WeightTensor
+from lsc_ort.codecs.mswu import unified_fraction
 from lsc_ort.entropy import entropy_bound_bytes
 from lsc_ort.format import bit_patterns
 from lsc_ort.report import DENSE
@@ -77,7 +79,8 @@ class CodecChooser:
 
     ``codec="auto"`` keeps the smallest encoding over all registered codecs and keeps the weight
     dense when no encoding is smaller than its dense bytes; a codec name forces that codec.
-    Weights whose sparsity is below ``min_sparsity`` stay dense either way.
+    Weights whose sparsity is below ``min_sparsity`` stay dense either way; the weights of MSWU
+    unified blocks but the one value each block stores count as zeros here.
 
     Unless ``keep_negative_zeros``, weights equal to ``-0.0`` are stored as ``+0.0``: pruning by
     multiplying with a mask (``torch.nn.utils.prune`` does) leaves ``-0.0`` wherever a negative
@@ -129,7 +132,11 @@ class CodecChooser:
         if array.size == 0:
             return dense("empty weight")
         if sparsity < self.min_sparsity:
-            return dense(f"sparsity {sparsity:.1%} is below min_sparsity {self.min_sparsity:.1%}")
+            # MSWU: weights of a unified block, but its one stored value, count as zeros do.
+            unified = unified_fraction(WeightTensor.from_array(array), needed=self.min_sparsity - sparsity)
+            if sparsity + unified < self.min_sparsity:
+                extra = f" (+ {unified:.1%} unified)" if unified else ""
+                return dense(f"sparsity {sparsity:.1%}{extra} is below min_sparsity {self.min_sparsity:.1%}")
         blob = encode(array, self.codec)
         info = inspect(blob)
         codec = str(info["codec"])

@@ -61,6 +61,7 @@ const char* CodecName(CodecId codec) {
     case CodecId::kBsr: return "bsr";
     case CodecId::kLsc: return "lsc";
     case CodecId::kF2f: return "f2f";
+    case CodecId::kMswu: return "mswu";
   }
   return "unknown";
 }

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "ops/op_util.h"
+#include "ops/unified_ops.h"
 
 namespace lsc {
 namespace {
@@ -315,6 +316,7 @@ Status LscConvKernel::Compute(OrtKernelContext* raw_context) {
       }
     }));
   }
+  LSC_RETURN_IF_ERROR(AddUnifiedConv(raw_context, *weight, g, x, y));  // mswu: unified blocks, one multiply each
   if (half) FloatToHalf(y, y_value.GetTensorMutableData<Ort::Float16_t>(), static_cast<size_t>(y_size));
   return Status();
 }

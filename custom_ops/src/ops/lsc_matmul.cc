@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "ops/op_util.h"
+#include "ops/unified_ops.h"
 
 namespace lsc {
 namespace {
@@ -83,6 +84,8 @@ Status LscMatMulKernel::Compute(OrtKernelContext* raw_context) {
     for (int64_t m = 0; m < M; ++m) {
       for (int64_t n = 0; n < N; ++n) y[m * N + n] = bias ? bias[n] : 0.0f;
     }
+  } else if (weight->unified() != nullptr) {  // mswu: unified blocks, one multiply each (ops/unified_ops.cc)
+    LSC_RETURN_IF_ERROR(UnifiedMatMul(raw_context, *weight, *kernels_, a, M, alpha_, bias, y));
   } else if (M <= (UseWindowed(*weight) ? kWindowedBatch : kColumnsBatch)) {
     LSC_RETURN_IF_ERROR(SmallBatch(raw_context, *weight, a, M, bias, y));
   } else {

@@ -1,6 +1,7 @@
 #include "ops/packed_weight.h"
 
 #include "format/blob.h"
+#include "format/codecs/mswu.h"
 #include "format/decoder.h"
 
 namespace lsc {
@@ -12,7 +13,14 @@ Status PackedWeight::Create(const uint8_t* blob, size_t size, bool k_is_row, std
   LSC_RETURN_IF_ERROR(CreateDecoder(parsed, &decoder));
   auto weight = std::make_shared<PackedWeight>();
   weight->shape_ = parsed.shape;
-  LSC_RETURN_IF_ERROR(BuildColumnLists(*decoder, k_is_row, &weight->columns_));
+  if (parsed.codec == CodecId::kMswu) {
+    std::unique_ptr<UnifiedLayout> unified;
+    LSC_RETURN_IF_ERROR(BuildMswuLayout(static_cast<const MswuDecoder&>(*decoder), k_is_row, &weight->columns_,
+                                        &unified));
+    weight->unified_ = std::move(unified);
+  } else {
+    LSC_RETURN_IF_ERROR(BuildColumnLists(*decoder, k_is_row, &weight->columns_));
+  }
   *out = std::move(weight);
   return Status();
 }
@@ -25,6 +33,7 @@ void PackedWeight::EmbedGroups(int64_t groups) {
     for (uint64_t i = columns_.ptr[n]; i < columns_.ptr[n + 1]; ++i) columns_.row[i] += shift;
   }
   columns_.K *= groups;
+  if (unified_) EmbedUnifiedGroups(groups, unified_.get());
 }
 
 const WindowedLayout& PackedWeight::windowed(const KernelSet& kernels) const {

@@ -10,6 +10,7 @@
 #include "common/status.h"
 #include "kernels/kernels.h"
 #include "kernels/layouts.h"
+#include "kernels/unified_layout.h"
 
 namespace lsc {
 
@@ -28,10 +29,13 @@ class PackedWeight {
   void EmbedGroups(int64_t groups);
   // The windowed layout for `kernels` (built on first use; thread-safe).
   const WindowedLayout& windowed(const KernelSet& kernels) const;
+  // mswu blobs: the unified blocks, one multiply each (kernels/unified_layout.h); null otherwise.
+  const UnifiedLayout* unified() const { return unified_.get(); }
 
  private:
   std::vector<int64_t> shape_;
   ColumnLists columns_;
+  std::shared_ptr<UnifiedLayout> unified_;
   mutable std::once_flag windowed_once_;
   mutable WindowedLayout windowed_;
 };

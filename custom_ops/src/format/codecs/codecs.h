@@ -14,5 +14,6 @@ Status CreateBitmapDecoder(const Blob& blob, std::unique_ptr<MatrixDecoder>* dec
 Status CreateBsrDecoder(const Blob& blob, std::unique_ptr<MatrixDecoder>* decoder);
 Status CreateLscDecoder(const Blob& blob, std::unique_ptr<MatrixDecoder>* decoder);
 Status CreateF2fDecoder(const Blob& blob, std::unique_ptr<MatrixDecoder>* decoder);
+Status CreateMswuDecoder(const Blob& blob, std::unique_ptr<MatrixDecoder>* decoder);
 
 }  // namespace lsc

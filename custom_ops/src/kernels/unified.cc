@@ -1,0 +1,34 @@
+// The table of unified-block kernel variants.
+#include "kernels/unified.h"
+
+#include <cstring>
+
+#include "kernels/kernels.h"
+
+namespace lsc {
+
+const std::vector<UnifiedKernelSet>& AllUnifiedKernelSets() {
+  // name, isa, signed sums of activation rows, of transposed tiles, accumulating column dot
+  // products (few rows), accumulating broadcast tile (many rows)
+  static const std::vector<UnifiedKernelSet> sets = {
+#if defined(__x86_64__) || defined(_M_X64)
+      {"f32-unified/sums-avx512", "avx512", SignedSumsRowsAvx512, SignedSumsColumnsAvx512, SpmvAccumulateAvx512,
+       AccumulateTileAvx512},
+      {"f32-unified/sums-avx2", "avx2", SignedSumsRowsAvx2, SignedSumsColumnsAvx2, SpmvAccumulateAvx2,
+       AccumulateTileAvx2},
+#endif
+      {"f32-unified/sums-scalar", "scalar", SignedSumsRowsScalar, SignedSumsColumnsScalar, SpmvAccumulateScalar,
+       AccumulateTileScalar},
+  };
+  return sets;
+}
+
+const UnifiedKernelSet& SelectUnifiedKernels() {
+  const char* isa = SelectKernels().isa;
+  for (const UnifiedKernelSet& set : AllUnifiedKernelSets()) {
+    if (std::strcmp(set.isa, isa) == 0) return set;
+  }
+  return AllUnifiedKernelSets().back();
+}
+
+}  // namespace lsc

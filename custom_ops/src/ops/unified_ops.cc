@@ -1,0 +1,270 @@
+#include "ops/unified_ops.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "kernels/unified.h"
+#include "ops/op_util.h"
+
+namespace lsc {
+namespace {
+
+// Thread scratch slots of these passes (the ops use slots below 16).
+enum Scratch { kScratchExtended = 16, kScratchSums, kScratchCursor, kScratchAt, kScratchYt, kScratchOffsets };
+
+// Output pixels per tile of the convolution pass, and the most floats of signed sums per tile.
+constexpr int64_t kPixelTile = 64;
+constexpr int64_t kSumFloats = int64_t{1} << 14;
+
+// The SIMD variants gather with 32-bit indices.
+SignedSumsRowsFn SumsKernel(int64_t K) {
+  return K + kMaxSignedSumLength < (int64_t{1} << 31) ? SelectUnifiedKernels().signed_sums_rows
+                                                      : SignedSumsRowsScalar;
+}
+
+// t[e - e_begin][q] for the output pixels [first, first + count) of one image: sum e over the
+// taps first[e] .. first[e] + length[e] - 1 (channel, kernel row, kernel column) with signs.
+void ConvSignedSums(const SignedSumView& s, int64_t e_begin, int64_t e_end, const float* image,
+                    const ConvGeometry& g, int64_t first, int64_t count, float* t, int64_t ldt) {
+  const int64_t taps = g.kernel_h * g.kernel_w;
+  for (int64_t e = e_begin; e < e_end; ++e) {
+    float* out = t + (e - e_begin) * ldt;
+    std::fill(out, out + count, 0.0f);
+    for (uint32_t tap = 0; tap < s.length[e]; ++tap) {
+      const int64_t k = static_cast<int64_t>(s.first[e]) + tap;
+      const int64_t c = k / taps, i = k % taps / g.kernel_w, j = k % g.kernel_w;
+      const float* plane = image + c * g.height * g.width;
+      const bool negative = (s.signs[e] >> tap) & 1;
+      int64_t oh = first / g.out_width, ow = first % g.out_width;
+      for (int64_t q = 0; q < count;) {
+        const int64_t run = std::min(count - q, g.out_width - ow);
+        const int64_t ih = oh * g.stride_h - g.pad_top + i * g.dilation_h;
+        if (ih >= 0 && ih < g.height) {
+          // Pixels t of the run read input column iw0 + t * stride_w; keep those inside [0, W).
+          const int64_t iw0 = ow * g.stride_w - g.pad_left + j * g.dilation_w;
+          const int64_t lo = iw0 >= 0 ? 0 : (-iw0 + g.stride_w - 1) / g.stride_w;
+          const int64_t hi = iw0 >= g.width ? 0 : std::min(run, (g.width - 1 - iw0) / g.stride_w + 1);
+          const float* in = plane + ih * g.width;
+          float* dst = out + q;
+          if (g.stride_w == 1) {
+            if (negative) {
+              for (int64_t p = lo; p < hi; ++p) dst[p] -= in[iw0 + p];
+            } else {
+              for (int64_t p = lo; p < hi; ++p) dst[p] += in[iw0 + p];
+            }
+          } else {
+            const float sign = negative ? -1.0f : 1.0f;
+            for (int64_t p = lo; p < hi; ++p) dst[p] += sign * in[iw0 + p * g.stride_w];
+          }
+        }
+        q += run;
+        ow = 0;
+        ++oh;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+namespace {
+
+// As LSCMatMul: rows up to which the free non-zeros run on the windowed layout (or as column dot
+// products when the kernel variant has none).
+constexpr int64_t kWindowedBatch = 12;
+constexpr int64_t kColumnsBatch = 3;
+// Up to this many rows, the unified entries gather their signed sums row by row; more rows share
+// each multiply-add across a transposed tile.
+constexpr int64_t kRowSumsBatch = 4;
+constexpr int64_t kColumnBlock = 32;
+// Floats of transposed signed sums per chunk (256 KB: they stay in L2 while the entries read them).
+constexpr int64_t kChunkFloats = int64_t{1} << 16;
+constexpr int64_t kSumsPerTask = 256;
+
+bool UseWindowed(const PackedWeight& weight, const KernelSet& kernels) {
+  return kernels.spmv_windowed != nullptr && WindowedLayoutWorthwhile(weight.columns(), kernels.lanes, kernels.window);
+}
+
+// The free non-zeros of a few rows, exactly as LSCMatMul's SmallBatch runs any weight: the
+// windowed layout, or column dot products. Writes y = alpha * (A @ W_free) + bias.
+Status FreeSmallBatch(OrtKernelContext* context, const PackedWeight& weight, const KernelSet& kernels,
+                      const float* a, int64_t M, float alpha, const float* bias, float* y) {
+  const int64_t K = weight.K(), N = weight.N();
+  if (UseWindowed(weight, kernels)) {
+    const WindowedLayout& layout = weight.windowed(kernels);
+    const WindowedView view = layout.view();
+    const int64_t ldx = layout.windows * layout.window + layout.window;  // padded, zero beyond K
+    float* x = ThreadScratch(kScratchExtended, static_cast<size_t>(std::min<int64_t>(M, kWindowedRows) * ldx));
+    const int64_t groups_per_task = std::max<int64_t>(1, layout.groups / 64);
+    const int64_t tasks = (layout.groups + groups_per_task - 1) / groups_per_task;
+    for (int64_t m0 = 0; m0 < M; m0 += kWindowedRows) {
+      const int64_t count = std::min<int64_t>(kWindowedRows, M - m0);
+      for (int64_t r = 0; r < count; ++r) {
+        std::memcpy(x + r * ldx, a + (m0 + r) * K, static_cast<size_t>(K) * sizeof(float));
+        std::fill(x + r * ldx + K, x + (r + 1) * ldx, 0.0f);
+      }
+      LSC_RETURN_IF_ERROR(ParallelFor(context, static_cast<size_t>(tasks), [&](size_t t) {
+        const int64_t g0 = static_cast<int64_t>(t) * groups_per_task;
+        kernels.spmv_windowed(view, g0, std::min(layout.groups, g0 + groups_per_task), x, ldx, count, alpha, bias,
+                              y + m0 * N, N);
+      }));
+    }
+    return Status();
+  }
+  const ColumnView view = weight.columns().view();
+  const int64_t tasks = (N + kColumnBlock - 1) / kColumnBlock;
+  for (int64_t m = 0; m < M; ++m) {
+    LSC_RETURN_IF_ERROR(ParallelFor(context, static_cast<size_t>(tasks), [&](size_t t) {
+      const int64_t n0 = static_cast<int64_t>(t) * kColumnBlock;
+      kernels.spmv_columns(view, n0, std::min(N, n0 + kColumnBlock), a + m * K, alpha, bias, y + m * N);
+    }));
+  }
+  return Status();
+}
+
+// y += alpha * (unified part) for a row or two: their signed sums (small, in L1), then the
+// entries' accumulating column dot products.
+Status UnifiedRows(OrtKernelContext* context, const UnifiedLayout& u, const UnifiedKernelSet& unified_kernels,
+                   const float* a, int64_t M, float alpha, float* y) {
+  const int64_t K = u.K, N = u.N, E = u.count();
+  float* t = ThreadScratch(kScratchSums, static_cast<size_t>(M * E));
+  const SignedSumView sums = u.sums();
+  const SignedSumsRowsFn signed_sums = SumsKernel(K);
+  const int64_t per_task = 4 * kSumsPerTask;
+  LSC_RETURN_IF_ERROR(ParallelFor(context, static_cast<size_t>((E + per_task - 1) / per_task), [&](size_t task) {
+    const int64_t lo = static_cast<int64_t>(task) * per_task, hi = std::min(E, lo + per_task);
+    signed_sums(sums, lo, hi, a, K, M, t + lo, E);
+  }));
+  const SpmvAccumulateFn accumulate = E < (int64_t{1} << 31) ? unified_kernels.spmv_accumulate : SpmvAccumulateScalar;
+  const ColumnView entries = u.columns.view();
+  const int64_t per_block = 4 * kColumnBlock;
+  return ParallelFor(context, static_cast<size_t>((N + per_block - 1) / per_block), [&](size_t task) {
+    const int64_t n0 = static_cast<int64_t>(task) * per_block;
+    accumulate(entries, n0, std::min(N, n0 + per_block), t, E, M, alpha, y, N);
+  });
+}
+
+// yt [N, L] += alpha * (unified part) of one transposed tile at [K, L] of `rows` rows: the signed
+// sums of the tile, chunk by chunk, and the entries' accumulating broadcast kernel.
+Status UnifiedTile(OrtKernelContext* context, const UnifiedLayout& u, const UnifiedKernelSet& unified_kernels,
+                   const float* at, int64_t L, int64_t rows, float alpha, float* yt) {
+  const int64_t N = u.N, E = u.count();
+  const int64_t chunk = std::max<int64_t>(1, std::min(E, kChunkFloats / L));
+  float* tt = ThreadScratch(kScratchSums, static_cast<size_t>(chunk * L));
+  uint64_t* cursor = ThreadScratch<uint64_t>(kScratchCursor, static_cast<size_t>(N));
+  const ColumnView entries = u.columns.view();
+  const SignedSumView sums = u.sums();
+  std::copy(entries.ptr, entries.ptr + N, cursor);
+  const int64_t blocks = (N + kColumnBlock - 1) / kColumnBlock;
+  for (int64_t e0 = 0; e0 < E; e0 += chunk) {
+    const int64_t e1 = std::min(E, e0 + chunk);
+    LSC_RETURN_IF_ERROR(ParallelFor(context, static_cast<size_t>((e1 - e0 + kSumsPerTask - 1) / kSumsPerTask),
+                                    [&](size_t t) {
+      const int64_t lo = e0 + static_cast<int64_t>(t) * kSumsPerTask, hi = std::min(e1, lo + kSumsPerTask);
+      unified_kernels.signed_sums_columns(sums, lo, hi, at, L, rows, tt + (lo - e0) * L, L);
+    }));
+    LSC_RETURN_IF_ERROR(ParallelFor(context, static_cast<size_t>(blocks), [&](size_t block) {
+      const int64_t n0 = static_cast<int64_t>(block) * kColumnBlock;
+      unified_kernels.accumulate_tile(entries, n0, std::min(N, n0 + kColumnBlock), cursor, static_cast<uint32_t>(e1),
+                                      tt, L, static_cast<uint32_t>(e0), rows, alpha, yt, L);
+    }));
+  }
+  return Status();
+}
+
+// Batch tiles of up to batch_tile rows, as LSCMatMul's LargeBatch: At = A_tile^T [K, L]; the free
+// non-zeros on the broadcast kernel write Yt [N, L] (with bias), the unified entries add to it,
+// and Y_tile = Yt^T.
+Status LargeBatch(OrtKernelContext* context, const PackedWeight& weight, const KernelSet& kernels,
+                  const UnifiedKernelSet& unified_kernels, const float* a, int64_t M, float alpha, const float* bias,
+                  float* y) {
+  const UnifiedLayout& u = *weight.unified();
+  const int64_t K = weight.K(), N = weight.N(), T = kernels.batch_tile;
+  const int64_t tiles = (M + T - 1) / T;
+  const int64_t L = tiles == 1 ? std::min(T, (M + 15) / 16 * 16) : T;
+  float* at = ThreadScratch(kScratchAt, static_cast<size_t>(tiles * K * L));
+  float* yt = ThreadScratch(kScratchYt, static_cast<size_t>(tiles * N * L));
+  int64_t* offsets = ThreadScratch<int64_t>(kScratchOffsets, static_cast<size_t>(K));
+  for (int64_t k = 0; k < K; ++k) offsets[k] = k * L;
+  auto rows_in = [&](int64_t tile) { return std::min(T, M - tile * T); };
+  LSC_RETURN_IF_ERROR(ParallelFor(context, static_cast<size_t>(tiles), [&](size_t t) {
+    const int64_t tile = static_cast<int64_t>(t);
+    kernels.transpose(a + tile * T * K, K, rows_in(tile), K, at + tile * K * L, L);
+  }));
+  const ColumnView plain = weight.columns().view();
+  const int64_t blocks = (N + kColumnBlock - 1) / kColumnBlock;
+  LSC_RETURN_IF_ERROR(ParallelFor(context, static_cast<size_t>(tiles * blocks), [&](size_t item) {
+    const int64_t tile = static_cast<int64_t>(item) / blocks, n0 = static_cast<int64_t>(item) % blocks * kColumnBlock;
+    kernels.spmm_tile(plain, n0, std::min(N, n0 + kColumnBlock), at + tile * K * L, offsets, rows_in(tile), alpha,
+                      bias, yt + tile * N * L, L);
+  }));
+  for (int64_t tile = 0; tile < tiles; ++tile) {
+    LSC_RETURN_IF_ERROR(UnifiedTile(context, u, unified_kernels, at + tile * K * L, L, rows_in(tile), alpha,
+                                    yt + tile * N * L));
+  }
+  return ParallelFor(context, static_cast<size_t>(tiles), [&](size_t t) {
+    const int64_t tile = static_cast<int64_t>(t);
+    kernels.transpose(yt + tile * N * L, L, N, rows_in(tile), y + tile * T * N, N);
+  });
+}
+
+// A few rows (up to the windowed batch): the free non-zeros as LSCMatMul runs them, then the
+// unified entries on one transposed tile, added to y.
+Status MiddleBatch(OrtKernelContext* context, const PackedWeight& weight, const KernelSet& kernels,
+                   const UnifiedKernelSet& unified_kernels, const float* a, int64_t M, float alpha, const float* bias,
+                   float* y) {
+  LSC_RETURN_IF_ERROR(FreeSmallBatch(context, weight, kernels, a, M, alpha, bias, y));
+  const UnifiedLayout& u = *weight.unified();
+  const int64_t K = weight.K(), N = weight.N(), L = (M + 15) / 16 * 16;
+  float* at = ThreadScratch(kScratchAt, static_cast<size_t>(K * L));
+  float* yt = ThreadScratch(kScratchYt, static_cast<size_t>(N * L));
+  kernels.transpose(a, K, M, K, at, L);
+  std::fill(yt, yt + N * L, 0.0f);
+  LSC_RETURN_IF_ERROR(UnifiedTile(context, u, unified_kernels, at, L, M, alpha, yt));
+  for (int64_t m = 0; m < M; ++m) {
+    float* row = y + m * N;
+    for (int64_t n = 0; n < N; ++n) row[n] += yt[n * L + m];
+  }
+  return Status();
+}
+
+}  // namespace
+
+Status UnifiedMatMul(OrtKernelContext* context, const PackedWeight& weight, const KernelSet& kernels, const float* a,
+                     int64_t M, float alpha, const float* bias, float* y) {
+  const UnifiedKernelSet& unified_kernels = SelectUnifiedKernels();
+  if (M > (UseWindowed(weight, kernels) ? kWindowedBatch : kColumnsBatch)) {
+    return LargeBatch(context, weight, kernels, unified_kernels, a, M, alpha, bias, y);
+  }
+  if (M > kRowSumsBatch) return MiddleBatch(context, weight, kernels, unified_kernels, a, M, alpha, bias, y);
+  LSC_RETURN_IF_ERROR(FreeSmallBatch(context, weight, kernels, a, M, alpha, bias, y));
+  return UnifiedRows(context, *weight.unified(), unified_kernels, a, M, alpha, y);
+}
+
+Status AddUnifiedConv(OrtKernelContext* context, const PackedWeight& weight, const ConvGeometry& g, const float* x,
+                      float* y) {
+  const UnifiedLayout* unified = weight.unified();
+  if (unified == nullptr || unified->count() == 0) return Status();
+  const AccumulateTileFn accumulate = SelectUnifiedKernels().accumulate_tile;
+  const ColumnView view = unified->columns.view();
+  const SignedSumView sums = unified->sums();
+  const int64_t M = g.out_channels, pixels = g.out_height * g.out_width, E = unified->count();
+  const int64_t image = g.channels * g.height * g.width;
+  const int64_t runs = (pixels + kPixelTile - 1) / kPixelTile;
+  const int64_t per_chunk = std::max<int64_t>(1, std::min(E, kSumFloats / kPixelTile));
+  return ParallelFor(context, static_cast<size_t>(g.batch * runs), [&](size_t item) {
+    const int64_t b = static_cast<int64_t>(item) / runs, run = static_cast<int64_t>(item) % runs;
+    const int64_t first = run * kPixelTile, count = std::min(kPixelTile, pixels - first);
+    float* t = ThreadScratch(kScratchSums, static_cast<size_t>(per_chunk * kPixelTile));
+    uint64_t* cursor = ThreadScratch<uint64_t>(kScratchCursor, static_cast<size_t>(M));
+    std::copy(view.ptr, view.ptr + M, cursor);
+    for (int64_t e0 = 0; e0 < E; e0 += per_chunk) {
+      const int64_t e1 = std::min(E, e0 + per_chunk);
+      ConvSignedSums(sums, e0, e1, x + b * image, g, first, count, t, kPixelTile);
+      accumulate(view, 0, M, cursor, static_cast<uint32_t>(e1), t, kPixelTile, static_cast<uint32_t>(e0), count, 1.0f,
+                 y + b * M * pixels + first, pixels);
+    }
+  });
+}
+
+}  // namespace lsc

@@ -1,0 +1,25 @@
+// The unified blocks of mswu weights in LSCMatMul and LSCConv (kernels/unified_layout.h): each
+// unified block costs one multiply, its signed inputs summed first.
+#pragma once
+
+#include <cstdint>
+
+#include "common/status.h"
+#include "onnxruntime_cxx_api.h"
+#include "ops/lsc_conv.h"
+#include "ops/packed_weight.h"
+
+namespace lsc {
+
+// LSCMatMul on an mswu weight (weight.unified() set): y [M, N] = alpha * (a [M, K] @ W) + bias.
+// The free non-zeros run on the existing kernels; the unified entries are added from the signed
+// sums of the rows (few rows) or of transposed tiles, chunk by chunk (many rows).
+Status UnifiedMatMul(OrtKernelContext* context, const PackedWeight& weight, const KernelSet& kernels, const float* a,
+                     int64_t M, float alpha, const float* bias, float* y);
+
+// LSCConv: adds the unified blocks' share to y [N, M, pixels] (the other weights are already in
+// it), from x [N, C, H, W] and the convolution's geometry. Nothing for other weights.
+Status AddUnifiedConv(OrtKernelContext* context, const PackedWeight& weight, const ConvGeometry& g, const float* x,
+                      float* y);
+
+}  // namespace lsc

@@ -1,0 +1,416 @@
+"""``from_onnx``: a rewritten ONNX model to a Relax ``IRModule``.
+
+Standard ops go through TVM's own Relax ONNX importer. Each ``LSCMatMul`` / ``LSCConv`` node
+becomes ``relax.call_tir`` of a TensorIR kernel (:mod:`tvm_schedules.schedules.cpu`, the
+portable reference form) whose arguments are the activation, the
+:class:`~tvm_schedules.layouts.ColumnLayout` arrays derived from the node's blob, and the bias;
+the dense weight is never part of the module.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import io
+import math
+import os
+import sys
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+import lsc_ort
+from lsc_ort.ops import CONV_OP, DOMAIN, MATMUL_OP
+from tvm_schedules import _tvm
+from tvm_schedules.kernels import ConvKernel, MatMulKernel
+from tvm_schedules.layouts import LscImportError, conv_layout, matmul_layout, node_error
+
+tvm = _tvm.require_tvm()
+from tvm import relax, tirx  # noqa: E402
+
+from tvm_schedules.schedules import cpu  # noqa: E402
+
+MATMUL_ATTRIBUTES = frozenset({"alpha", "transB"})
+CONV_ATTRIBUTES = frozenset({"auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"})
+AUTO_PADS = ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")
+MAX_GEOMETRY = 1 << 10
+"""Largest stride, dilation or pad accepted (a crafted model must not size a huge workspace)."""
+_FLOAT_TYPES = ("float32", "float16")
+
+
+def _label(node: onnx.NodeProto) -> str:
+    return node.name or (node.output[0] if node.output else node.op_type)
+
+
+def _graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+    yield graph
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.GRAPH:
+                yield from _graphs(attribute.g)
+            elif attribute.type == onnx.AttributeProto.GRAPHS:
+                for sub in attribute.graphs:
+                    yield from _graphs(sub)
+
+
+@dataclass(frozen=True)
+class LscNode:
+    """What the converter of an LSC node needs from the ONNX graph: its label for messages and
+    the shape of its activation input as onnx's shape inference sees it (``None``: unknown)."""
+
+    label: str
+    input_shape: tuple[int | str, ...] | None = None
+
+
+def check_lsc_nodes(model: onnx.ModelProto) -> list[LscNode]:
+    """Check every LSC node's domain, inputs and attribute names; return them in graph order,
+    labelled by name (or first output for unnamed nodes).
+
+    Raises:
+        LscImportError: naming the op, the node and the problem.
+    """
+    found = []
+    for graph in _graphs(model.graph):
+        for node in graph.node:
+            if node.op_type not in (MATMUL_OP, CONV_OP):
+                continue
+            op, label = node.op_type, _label(node)
+            if node.domain != DOMAIN:
+                raise node_error(op, label, f"the op is in domain '{node.domain}', expected '{DOMAIN}'")
+            if not 2 <= len(node.input) <= 3 or len(node.output) != 1 or not node.input[1]:
+                raise node_error(op, label, f"needs inputs (X, W_blob[, bias]) and one output, got "
+                                 f"{len(node.input)} input(s) and {len(node.output)} output(s)")
+            known = MATMUL_ATTRIBUTES if op == MATMUL_OP else CONV_ATTRIBUTES
+            unknown = sorted({a.name for a in node.attribute} - known)
+            if unknown:
+                raise node_error(op, label, f"unknown attribute(s) {unknown}; {op} takes {sorted(known)}")
+            found.append(node)
+    shapes = _activation_shapes(model)
+    return [LscNode(_label(node), shapes.get(node.input[0])) for node in found]
+
+
+_SMALL_CONSTANT = 4096
+"""Initializers up to this many bytes keep their values for shape inference (shapes, axes)."""
+
+
+def _activation_shapes(model: onnx.ModelProto) -> dict[str, tuple[int | str, ...]]:
+    """Shapes of the main graph's values by onnx's shape inference, on a stand-in graph: LSC
+    nodes become the MatMul / Conv they compute (weights of the blobs' shapes, no data), large
+    initializers become inputs of their shapes. Empty when inference fails."""
+    graph = model.graph
+    try:
+        small, stubs = [], []
+        blobs: dict[str, Any] = {t.name: t for t in graph.initializer}
+        for tensor in graph.initializer:
+            if tensor.ByteSize() <= _SMALL_CONSTANT:
+                small.append(tensor)
+            else:
+                stubs.append(helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims)))
+        constants = {n.output[0]: n.attribute[0].t for n in graph.node
+                     if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"}
+        nodes = []
+        for node in graph.node:
+            if node.op_type not in (MATMUL_OP, CONV_OP) or node.domain != DOMAIN:
+                nodes.append(node)
+                continue
+            tensor = blobs.get(node.input[1]) or constants.get(node.input[1])
+            shape = list(lsc_ort.inspect(numpy_helper.to_array(tensor))["shape"])
+            stub = f"{node.input[1]}::lsc_weight"
+            attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+            if node.op_type == MATMUL_OP:
+                if attrs.get("transB", 0):
+                    shape = shape[::-1]
+                nodes.append(helper.make_node("MatMul", [node.input[0], stub], list(node.output)))
+            else:
+                nodes.append(helper.make_node("Conv", [node.input[0], stub], list(node.output), **attrs))
+            stubs.append(helper.make_tensor_value_info(stub, onnx.TensorProto.FLOAT, shape))
+        stand_in = helper.make_graph(nodes, "shapes", [*graph.input, *stubs], list(graph.output), small,
+                                     value_info=list(graph.value_info))
+        opsets = [o for o in model.opset_import if o.domain in ("", "ai.onnx")]
+        inferred = onnx.shape_inference.infer_shapes(
+            helper.make_model(stand_in, opset_imports=opsets, ir_version=model.ir_version), data_prop=True)
+    except Exception:  # best effort: the importer's own shapes still apply
+        return {}
+    shapes = {}
+    for value in [*inferred.graph.value_info, *inferred.graph.input]:
+        tensor_type = value.type.tensor_type
+        if tensor_type.HasField("shape"):
+            shapes[value.name] = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+                                       for d in tensor_type.shape.dim)
+    return shapes
+
+
+# --- shapes --------------------------------------------------------------------------------------
+
+
+def _shape(expr: Any, what: str, op: str, node: str) -> list[Any]:
+    ty = expr.ty
+    shape = getattr(ty, "shape", None)
+    if shape is None or not hasattr(shape, "values"):
+        raise node_error(op, node, f"{what} needs a known rank for TVM (give shape_dict)")
+    return list(shape.values)
+
+
+def _with_rank(bb: Any, expr: Any, node: LscNode) -> Any:
+    """``expr``, cast to the shape onnx's shape inference found when TVM's importer lost its
+    rank (dynamic reshapes): known dimensions fixed, the others fresh symbolic variables,
+    checked at run time."""
+    if expr is None or node.input_shape is None or getattr(getattr(expr, "ty", None), "shape", None) is not None:
+        return expr
+    if not hasattr(expr.ty, "dtype"):
+        return expr
+    dims = [d if isinstance(d, int) and d > 0 else tirx.Var(f"lsc_dim{i}", "int64")
+            for i, d in enumerate(node.input_shape)]
+    return bb.match_cast(expr, relax.TensorType(dims, str(expr.ty.dtype)))
+
+
+def _static(dim: Any) -> int | None:
+    return int(dim) if isinstance(dim, tirx.IntImm) else None
+
+
+def _show(shape: Sequence[Any]) -> str:
+    return "[" + ", ".join(str(_static(d)) if _static(d) is not None else str(d) for d in shape) + "]"
+
+
+def _dtype(expr: Any) -> str:
+    return str(expr.ty.dtype)
+
+
+def _float_input(expr: Any, what: str, op: str, node: str) -> str:
+    dtype = _dtype(expr)
+    if dtype not in _FLOAT_TYPES:
+        raise node_error(op, node, f"input {what} must be float32 or float16, got {dtype}")
+    return dtype
+
+
+def _as_float32(bb: Any, expr: Any) -> Any:
+    return expr if _dtype(expr) == "float32" else bb.emit(relax.op.astype(expr, "float32"))
+
+
+def _blob(expr: Any, op: str, node: str) -> np.ndarray:
+    value = getattr(expr, "value", None)
+    if value is None or not hasattr(value, "numpy"):
+        raise node_error(op, node, "the weight blob must be a constant (an initializer or Constant node) "
+                         "to compile with TVM; a blob computed or fed at run time is not supported")
+    return np.asarray(value.numpy())
+
+
+def _bias(bb: Any, inputs: Sequence[Any], n: int, what: str, op: str, node: str) -> Any:
+    bias = inputs[2] if len(inputs) > 2 else None
+    if bias is None:
+        return relax.const(np.zeros(n, np.float32))
+    _float_input(bias, what, op, node)
+    shape = _shape(bias, what, op, node)
+    if len(shape) != 1 or (_static(shape[0]) is not None and _static(shape[0]) != n):
+        raise node_error(op, node, f"{what} has shape {_show(shape)}, expected [{n}]")
+    return _as_float32(bb, bias)
+
+
+def _function_name(spec: MatMulKernel | ConvKernel) -> str:
+    """One kernel per shape: nodes of one spec share it (their layouts are arguments)."""
+    if isinstance(spec, MatMulKernel):
+        alpha = "" if spec.alpha == 1.0 else "_alpha"
+        return f"lsc_matmul_{spec.k}x{spec.n}{alpha}"
+    return f"lsc_conv_{spec.out_channels}x{spec.channels // spec.group}x{spec.kernel[0]}x{spec.kernel[1]}"
+
+
+# --- converters ----------------------------------------------------------------------------------
+
+
+class _Converter:
+    """An ``OnnxOpConverter``-style converter for one LSC op, labelling nodes for messages."""
+
+    def __init__(self, op: str, nodes: collections.deque[LscNode], convert: Any) -> None:
+        self.op, self.nodes, self.convert = op, nodes, convert
+
+    def get_converter(self, opset: int) -> Any:
+        del opset
+
+        def impl(bb: Any, inputs: Sequence[Any], attrs: dict[str, Any], params: Any) -> Any:
+            del params
+            name = str(attrs.get("tvm_custom", {}).get("name") or "")
+            node = self.nodes.popleft() if self.nodes else LscNode(name)
+            if name and name != node.label:  # nodes of subgraphs are converted out of order
+                node = LscNode(name)
+            inputs = list(inputs)
+            inputs[0] = _with_rank(bb, inputs[0], node)
+            return self.convert(bb, inputs, {k: v for k, v in attrs.items() if k != "tvm_custom"}, node.label)
+
+        return impl
+
+
+def _convert_matmul(bb: Any, inputs: Sequence[Any], attrs: dict[str, Any], node: str) -> Any:
+    op = MATMUL_OP
+    alpha = float(attrs.get("alpha", 1.0))
+    trans_b = int(attrs.get("transB", 0))
+    if trans_b not in (0, 1):
+        raise node_error(op, node, f"attribute transB must be 0 or 1, got {trans_b}")
+    if not math.isfinite(alpha):
+        raise node_error(op, node, f"attribute alpha must be finite, got {alpha}")
+    a = inputs[0]
+    dtype = _float_input(a, "A", op, node)
+    layout = matmul_layout(_blob(inputs[1], op, node), bool(trans_b), node)
+    k, n = layout.k, layout.n
+    shape = _shape(a, "A", op, node)
+    if not shape:
+        raise node_error(op, node, "A must have rank >= 1, got a scalar")
+    if _static(shape[-1]) is not None and _static(shape[-1]) != k:
+        raise node_error(op, node, f"A has shape {_show(shape)} but the weight is {k}x{n}: "
+                         f"A's last dimension must be {k}")
+    bias = _bias(bb, inputs, n, "bias", op, node)
+    lead = shape[:-1]
+    rows = lead[0] if len(lead) == 1 else tirx.IntImm("int64", 1)
+    for dim in lead if len(lead) != 1 else ():
+        rows = rows * dim
+    spec = MatMulKernel(k=k, n=n, alpha=alpha)
+    gvar = bb.add_func(cpu.matmul(spec, cpu.REFERENCE), _function_name(spec))
+    a2 = _as_float32(bb, a)
+    if len(shape) != 2:
+        a2 = bb.emit(relax.op.reshape(a2, [rows, k]))
+    args = [a2, *(relax.const(array) for array in layout.arrays()), bias]
+    y = bb.emit(relax.call_tir(gvar, args, relax.TensorType([rows, n], "float32")))
+    if len(shape) != 2:
+        y = bb.emit(relax.op.reshape(y, [*lead, n]))
+    return y if dtype == "float32" else relax.op.astype(y, dtype)
+
+
+def _ints(attrs: Mapping[str, Any], name: str, count: int, default: int, op: str, node: str,
+          low: int) -> list[int]:
+    value = attrs.get(name)
+    if value is None:
+        return [default] * count
+    values = [int(v) for v in (value if isinstance(value, list | tuple) else [value])]
+    if len(values) != count:
+        raise node_error(op, node, f"attribute {name} needs {count} values, got {values}")
+    if any(v < low or v > MAX_GEOMETRY for v in values):
+        raise node_error(op, node, f"attribute {name} values must lie in [{low}, {MAX_GEOMETRY}], got {values}")
+    return values
+
+
+def _convert_conv(bb: Any, inputs: Sequence[Any], attrs: dict[str, Any], node: str) -> Any:
+    op = CONV_OP
+    x = inputs[0]
+    dtype = _float_input(x, "X", op, node)
+    wshape, layout = conv_layout(_blob(inputs[1], op, node), node)
+    spatial = len(wshape) - 2
+    out_channels, group_channels, kernel = wshape[0], wshape[1], list(wshape[2:])
+    group = int(attrs.get("group", 1))
+    if group < 1:
+        raise node_error(op, node, f"group must be >= 1, got {group}")
+    if out_channels % group:
+        raise node_error(op, node, f"the weight has {out_channels} output channels, not divisible by group {group}")
+    auto_pad = attrs.get("auto_pad", "NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad)
+    if auto_pad not in AUTO_PADS:
+        raise node_error(op, node, f"unsupported auto_pad '{auto_pad}'; expected one of {list(AUTO_PADS)}")
+    kernel_shape = attrs.get("kernel_shape")
+    if kernel_shape is not None and [int(v) for v in kernel_shape] != kernel:
+        raise node_error(op, node, f"kernel_shape {[int(v) for v in kernel_shape]} does not match the weight "
+                         f"shape {list(wshape)}")
+    strides = _ints(attrs, "strides", spatial, 1, op, node, 1)
+    dilations = _ints(attrs, "dilations", spatial, 1, op, node, 1)
+    pads = _ints(attrs, "pads", 2 * spatial, 0, op, node, 0)
+    shape = _shape(x, "X", op, node)
+    if len(shape) != len(wshape):
+        raise node_error(op, node, f"X has shape {_show(shape)} but the weight {list(wshape)} needs X of rank "
+                         f"{len(wshape)}")
+    channels = group_channels * group
+    if _static(shape[1]) is not None and _static(shape[1]) != channels:
+        raise node_error(op, node, f"X has {_static(shape[1])} channels but the weight {list(wshape)} with group "
+                         f"{group} needs {channels}")
+    if spatial == 1:  # a 1-D convolution is a 2-D one of height 1
+        kernel, strides, dilations = [1, *kernel], [1, *strides], [1, *dilations]
+        pads = [0, pads[0], 0, pads[1]]
+        sizes = [tirx.IntImm("int64", 1), shape[2]]
+    else:
+        sizes = list(shape[2:])
+    begin, end, out = [0, 0], [0, 0], []
+    for d in range(2):
+        extent = (kernel[d] - 1) * dilations[d] + 1
+        size = sizes[d]
+        if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            if _static(size) is None:
+                raise node_error(op, node, f"auto_pad {auto_pad} needs static spatial dimensions, X has shape "
+                                 f"{_show(shape)}")
+            count = -(-_static(size) // strides[d])
+            total = max(0, (count - 1) * strides[d] + extent - _static(size))
+            begin[d] = total // 2 if auto_pad == "SAME_UPPER" else total - total // 2
+            end[d] = total - begin[d]
+        elif auto_pad == "NOTSET":
+            begin[d], end[d] = pads[d], pads[d + 2]
+        if _static(size) is None:
+            out.append(tirx.floordiv(size + (begin[d] + end[d] - extent), strides[d]) + 1)
+            continue
+        span = _static(size) + begin[d] + end[d] - extent
+        if span < 0:
+            raise node_error(op, node, f"X has shape {_show(shape)}, smaller than the dilated kernel "
+                             f"({extent}) with its padding in dimension {d + len(wshape) - 2} of X")
+        out.append(span // strides[d] + 1)
+    bias = _bias(bb, inputs, out_channels, "B", op, node)
+    spec = ConvKernel(channels=channels, out_channels=out_channels, group=group,
+                      kernel=(kernel[0], kernel[1]), strides=(strides[0], strides[1]),
+                      dilations=(dilations[0], dilations[1]), pads=(begin[0], begin[1], end[0], end[1]))
+    gvar = bb.add_func(cpu.conv(spec, cpu.REFERENCE), _function_name(spec))
+    x4 = _as_float32(bb, x)
+    if spatial == 1:
+        x4 = bb.emit(relax.op.reshape(x4, [shape[0], shape[1], 1, shape[2]]))
+    args = [x4, *(relax.const(array) for array in layout.arrays()), bias]
+    y = bb.emit(relax.call_tir(gvar, args, relax.TensorType([shape[0], out_channels, *out], "float32")))
+    if spatial == 1:
+        y = bb.emit(relax.op.reshape(y, [shape[0], out_channels, out[1]]))
+    return y if dtype == "float32" else relax.op.astype(y, dtype)
+
+
+def _shape_dict(shape_dict: Mapping[str, Sequence[int | str]] | None) -> dict[str, list[Any]] | None:
+    """TVM's shape dict, with each named (symbolic) dimension one shared ``int64`` variable."""
+    if not shape_dict:
+        return None
+    symbols: dict[str, Any] = {}
+    result = {}
+    for name, dims in shape_dict.items():
+        result[name] = [symbols.setdefault(d, tirx.Var(d, "int64")) if isinstance(d, str) else int(d)
+                        for d in dims]
+    return result
+
+
+def from_onnx(model: onnx.ModelProto | str | os.PathLike[str],
+              shape_dict: Mapping[str, Sequence[int | str]] | None = None) -> Any:
+    """Import a model with ``LSCMatMul`` / ``LSCConv`` nodes into a Relax ``IRModule``.
+
+    Args:
+        model: a ModelProto or a path (external data is loaded); never modified.
+        shape_dict: input name -> shape, for inputs whose shape the model leaves open; a
+            dimension is an int or a name (symbolic, shared by the inputs that use it).
+
+    Returns:
+        A ``tvm.IRModule``: standard ops as TVM's ONNX importer converts them, each LSC node a
+        ``call_tir`` of its kernel reading the weight's column layout (reference schedule;
+        :func:`tvm_schedules.compile` schedules it for a target).
+
+    Raises:
+        LscImportError: a malformed blob, bad attributes or shapes, naming op and node.
+    """
+    from tvm.relax.frontend.onnx import from_onnx as tvm_from_onnx
+
+    if not isinstance(model, onnx.ModelProto):
+        model = onnx.load(os.fspath(model))
+    nodes = collections.deque(check_lsc_nodes(model))
+    converters = {MATMUL_OP: _Converter(MATMUL_OP, nodes, _convert_matmul),
+                  CONV_OP: _Converter(CONV_OP, nodes, _convert_conv)}
+    chatter = io.StringIO()  # TVM's importer prints every failing node's inputs before raising
+    try:
+        with (_tvm.onnx_converters(converters), warnings.catch_warnings(),
+              contextlib.redirect_stdout(chatter)):
+            warnings.filterwarnings("ignore", message=r"(?s).*(No Op registered for|Renaming name|lsc_ort).*")
+            mod = tvm_from_onnx(model, shape_dict=_shape_dict(shape_dict))
+    except LscImportError:
+        raise
+    except Exception:
+        sys.stderr.write(chatter.getvalue()[-4000:])
+        raise
+    return mod
