@@ -59,7 +59,7 @@ _EPILOGS = {
 examples:
   lsc-ort compress pruned.onnx -o compressed.onnx
   lsc-ort compress pruned.onnx -o compressed.onnx --codec lsc --min-sparsity 0.8
-  lsc-ort compress pruned.onnx -o compressed.onnx --codec f2f  # XOR-gate coded values
+  lsc-ort compress pruned.onnx -o compressed.onnx --codec f2f
   lsc-ort compress pruned.onnx -o compressed.onnx --report report.md
   lsc-ort compress big.onnx -o big-lsc.onnx  # external data in and out: big-lsc.onnx.data
 
@@ -228,7 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--codec",
         choices=codecs,
         default="auto",
-        help="codec for every layer, or auto = smallest per layer (default: auto)",
+        metavar="CODEC",
+        help=f"codec for every layer: {', '.join(codecs[1:])}; or auto = smallest per layer (default: auto)",
     )
     sub.add_argument(
         "--min-sparsity",
