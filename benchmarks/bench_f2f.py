@@ -1,6 +1,8 @@
 """The f2f study (issue 7): encoding efficiency, sizes, encoder speed and compute on f2f blobs.
 
-Writes a markdown report and a PNG plot (matplotlib: ``pip install .[bench]``) to ``--out``:
+Writes a markdown report and a PNG plot (matplotlib: ``pip install .[bench]``) to ``--out``
+(``benchmarks/results/f2f.md`` and ``f2f.png`` by default; ``--quick`` writes to
+``benchmarks/results/quick/``):
 * E (care bits ÷ stored value bits, patches included) and bits per weight against sparsity
   (50-98%), sequential (n_s = 4) against non-sequential (n_s = 1), float32 and int8, on random
   masks; f2f and lsc size ÷ the entropy bound;
@@ -12,7 +14,7 @@ Writes a markdown report and a PNG plot (matplotlib: ``pip install .[bench]``) t
 
 Timings are ratios or rates from this run; the machine may be shared.
 
-    python -m benchmarks.bench_f2f                 # the full study (a few minutes)
+    python -m benchmarks.bench_f2f                 # the full study (about 8 minutes on 2 cores)
     python -m benchmarks.bench_f2f --quick         # smaller tensors, fewer points
 """
 
@@ -32,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 import lsc_ort
+from benchmarks import machine
 from benchmarks.bench_matmul import lsc_model, matmul_model, seconds_per_run, session
 
 SPARSITIES = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)
@@ -295,13 +298,18 @@ def plot(path: Path, curves: dict, points: list, per_layer: list | None) -> None
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller tensors and fewer points")
-    parser.add_argument("--out", type=Path, default=Path("build/bench_f2f"), help="report directory")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="report directory (default: benchmarks/results, or its quick/ with --quick)")
     parser.add_argument("--no-minilm", action="store_true", help="skip the MiniLM-L3 part")
     args = parser.parse_args()
+    if args.out is None:
+        args.out = machine.REPO / "benchmarks" / "results" / ("quick" if args.quick else "")
     args.out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
-    parts = [f"# f2f study\n\nlsc-ort {lsc_ort.__version__}, {len(os.sched_getaffinity(0))} cores. "
-             "E = care bits ÷ stored value bits (inputs + patches); 1.0 is the entropy limit of the values.\n"]
+    info = machine.machine_info((1,))
+    command = "python -m benchmarks.bench_f2f" + (" --quick" if args.quick else "")
+    parts = ["# f2f study\n\n" + machine.header(info, mode="quick" if args.quick else "full", command=command)
+             + "\nE = care bits ÷ stored value bits (inputs + patches); 1.0 is the entropy limit of the values.\n"]
     print("sparsity sweep")
     text, curves = sparsity_study(args.quick, rng)
     parts.append(text)
@@ -317,9 +325,10 @@ def main() -> None:
         parts.append(text)
     print("LSCMatMul")
     parts.append(matmul_study(args.quick, rng))
-    plot(args.out / "bench_f2f.png", curves, points, per_layer)
-    (args.out / "bench_f2f.md").write_text("\n".join(parts) + "\n![plot](bench_f2f.png)\n")
-    print(f"wrote {args.out / 'bench_f2f.md'} and {args.out / 'bench_f2f.png'}")
+    plot(args.out / "f2f.png", curves, points, per_layer)
+    end = machine.contention(machine.load_average(), info["cpu"]["usable_cpus"])
+    (args.out / "f2f.md").write_text("\n".join(parts) + f"\n- **contention** at the end: {end}\n\n![plot](f2f.png)\n")
+    print(f"wrote {args.out / 'f2f.md'} and {args.out / 'f2f.png'}")
 
 
 if __name__ == "__main__":
