@@ -31,7 +31,7 @@ def encode(weight: ArrayLike, codec: str = "lsc", *, scale: float | None = None,
         weight: a float32, float16 or int8 array (never modified).
         codec: a name from :func:`available_codecs`, or ``"auto"`` for the smallest blob over all
             codecs with their automatic parameters (and their ``auto_options``: ``f2f`` searches a
-            3-block shift register, 16x faster than its default), skipping those that cannot run
+            3-block shift register, about 9x faster than its default), skipping those that cannot run
             here (``f2f`` without the native library) and those whose estimate cannot win.
         scale: dequantization scale of int8 weights (real value = ``scale * q``); default 1.0.
         **params: codec options, e.g. ``block=(1, 8)`` or ``code_bits=5`` for ``lsc``,

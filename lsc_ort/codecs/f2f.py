@@ -140,8 +140,8 @@ def parity(v: np.ndarray) -> np.ndarray:
 AUTO_INPUTS, AUTO_STEPS = 4, 4
 LARGE_CARE_BITS = 1 << 21
 """Tensors with more care bits get a 3-block register unless ``n_s`` is given: the 4-block search
-runs at about 1.6 M care bits per CPU-second, the 3-block one 11x faster (E 0.92 instead of 0.94),
-so no tensor takes more than about 1.3 CPU-seconds (every MiniLM-L3 layer at 90% stays below)."""
+runs at about 2 M care bits per CPU-second, the 3-block one about 9x faster (E 0.92 instead of 0.94),
+so no search takes much more than a CPU-second (every MiniLM-L3 layer at 90% stays below)."""
 AUTO_RATE = {1: 1.0, 2: 0.8, 3: 0.76, 4: 0.86}
 """Stored input bits per care bit by ``n_s`` (for ``n_in = 4``): where inputs plus patches are
 smallest on random masks (the optimum is flat within 1% over about 0.75-0.9)."""
@@ -152,7 +152,7 @@ def auto_parameters(density: float, n_in: int = AUTO_INPUTS, n_s: int = AUTO_STE
 
     4 inputs per block and a 4-block shift register: the search visits 2^16 (state, input)
     pairs per block, and reaches E = 0.94-0.96 on random masks at 50-98% sparsity (``n_s = 3``:
-    0.92 at 16x the speed; see ``benchmarks/bench_f2f.py``). ``n_out`` sets the rate
+    0.92 at about 9x the speed; see ``benchmarks/bench_f2f.py``). ``n_out`` sets the rate
     (:data:`AUTO_RATE`): fewer inputs than care bits, for the few bits the search then misses cost
     less as patches.
     """
@@ -203,7 +203,7 @@ class F2fCodec(Codec):
     section_names = (*LAYER_SECTIONS, "inputs", "patch_chunks", "patches")
     description = "fixed-to-fixed XOR-gate coding of the values (sequential, with patches) + lsc positions"
     auto_options: ClassVar[dict[str, Any]] = {"n_s": 3}
-    """``codec="auto"`` searches a 3-block register: E about 0.92 instead of 0.95, 16x faster."""
+    """``codec="auto"`` searches a 3-block register: E about 0.92 instead of 0.95, about 9x faster."""
 
     def available(self) -> bool:
         """Encoding needs the native library (decoding does not)."""
