@@ -63,6 +63,9 @@ examples:
   lsc-ort compress pruned.onnx -o compressed.onnx --report report.md
   lsc-ort compress big.onnx -o big-lsc.onnx  # external data in and out: big-lsc.onnx.data
 
+Before encoding, BatchNormalization, per-channel Mul/Add and biases are folded into the
+Conv/Gemm weights and layout Transposes around convolutions cancelled (onnxruntime's basic
+optimizer; zeros stay zeros); --no-fold skips this.
 Layers whose weights have fewer zeros than --min-sparsity stay dense (the weights of MSWU
 unified blocks, but the one value each block stores, count as zeros); with --codec auto each
 layer gets the codec that stores it in fewest bytes, or stays dense if none beats dense storage;
@@ -244,6 +247,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="store weights equal to -0.0 (left by pruning with a mask) as non-zeros instead of as +0.0",
     )
     sub.add_argument("--ops", type=_ops, default=list(DEFAULT_OPS), metavar="OPS", help=ops_help)
+    sub.add_argument(
+        "--no-fold",
+        dest="fold",
+        action="store_false",
+        help="do not fold BatchNormalization, per-channel Mul/Add and biases into the weights "
+        "(nor cancel layout Transposes) before encoding",
+    )
     sub.add_argument("--report", metavar="REPORT.md", help="also write the per-layer table as markdown")
     sub.add_argument("--external-data", choices=("auto", "yes", "no"), default="auto", help=external_help)
     sub.add_argument(
@@ -450,6 +460,7 @@ def _compress(args: argparse.Namespace, console: Console) -> int:
             min_sparsity=args.min_sparsity,
             keep_negative_zeros=args.keep_negative_zeros,
             ops=args.ops,
+            fold=args.fold,
             external_data=_external(args.external_data),
             progress=progress,
         )
@@ -460,6 +471,9 @@ def _compress(args: argparse.Namespace, console: Console) -> int:
         *_totals_lines(totals(rows)),
         _file_line(args.input, _size(args.input), args.output, _size(args.output)),
     ]
+    if result.folded is not None:
+        lines.append(f"before encoding: {result.folded.summary()}")
+        lines += [f"  {note}" for note in result.folded.notes]
     fired = ", ".join(f"{name} {count}" for name, count in sorted(result.fired.items())) or "none"
     lines.append(f"rewritten nodes: {fired}")
     if result.declined and not args.verbose:

@@ -13,11 +13,16 @@ Both ops live in :data:`DOMAIN`, opset version 1, and are implemented by the nat
     are float32 (float16 accepted, accumulated in float32).
     Attributes: ``alpha`` (float, default 1.0), ``transB`` (int, default 0).
 
-``LSCConv(X, W_blob[, B]) -> Y``
+``LSCConv(X, W_blob[, B[, Z]]) -> Y``
     ONNX ``Conv`` (opset 11+ semantics) for 1-D and 2-D convolutions in NCHW layout, with the
-    weight ``[M, C/group, kH, kW]`` (``[M, C/group, k]`` for 1-D) decoded from ``W_blob``.
-    Attributes as ``Conv``: ``auto_pad``, ``dilations``, ``group``, ``kernel_shape``, ``pads``,
-    ``strides``.
+    weight ``[M, C/group, kH, kW]`` (``[M, C/group, k]`` for 1-D) decoded from ``W_blob``, then
+    ``+ Z`` when the optional residual ``Z`` (exactly ``Y``'s shape and type) is given, then the
+    activation. Attributes as ``Conv``: ``auto_pad``, ``dilations``, ``group``,
+    ``kernel_shape``, ``pads``, ``strides``; and ``activation`` (string, default ``""``):
+    ``"Relu"`` applies ``max(y, 0)`` last (a NaN stays NaN, as in ONNX ``Relu``).
+
+Both ops treat the weight's zeros as structural: a NaN or infinity in an activation reaches only
+the outputs whose stored (non-zero) weights read it, never those for which its weight is zero.
 """
 
 from __future__ import annotations
@@ -27,3 +32,5 @@ DOMAIN = "lsc_ort"
 OPSET_VERSION = 1
 MATMUL_OP = "LSCMatMul"
 CONV_OP = "LSCConv"
+CONV_ACTIVATIONS = ("", "Relu")
+"""Values of ``LSCConv``'s ``activation`` attribute."""

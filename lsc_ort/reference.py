@@ -30,7 +30,7 @@ from onnx.reference.op_run import OpRun
 
 from lsc_ort.api import decode, inspect
 from lsc_ort.model_file import check_model_proto, read_model_file
-from lsc_ort.ops import DOMAIN
+from lsc_ort.ops import CONV_ACTIVATIONS, DOMAIN
 
 _FLOAT_INPUTS = (np.dtype(np.float32), np.dtype(np.float16))
 
@@ -197,7 +197,8 @@ def _im2col(
 class LSCConv(OpRun):
     """ONNX ``Conv`` (1-D and 2-D) with the decoded weight, computed in float32 as a matrix
     product of the weight and the im2col patches (with the structural-zero semantics of
-    :func:`sparse_matmul`); ``Y`` has ``X``'s dtype."""
+    :func:`sparse_matmul`), plus the residual ``Z``, then the ``activation``; ``Y`` has ``X``'s
+    dtype."""
 
     op_domain = DOMAIN
 
@@ -206,14 +207,21 @@ class LSCConv(OpRun):
         X: np.ndarray,
         W_blob: np.ndarray,
         B: np.ndarray | None = None,
+        Z: np.ndarray | None = None,
         auto_pad: str | None = None,
         dilations: list[int] | None = None,
         group: int | None = None,
         kernel_shape: list[int] | None = None,
         pads: list[int] | None = None,
         strides: list[int] | None = None,
+        activation: str | None = None,
     ) -> tuple[np.ndarray]:
         _check_float("X", "LSCConv", X)
+        act = "" if activation is None else activation
+        if isinstance(act, bytes):
+            act = act.decode()
+        if act not in CONV_ACTIVATIONS:
+            raise ValueError(f"LSCConv: unknown activation {act!r}; supported: {CONV_ACTIVATIONS}")
         weight, stored = stored_weight(W_blob)
         if weight.ndim not in (3, 4):
             raise ValueError(
@@ -256,7 +264,15 @@ class LSCConv(OpRun):
             if B.shape != (m,):
                 raise ValueError(f"LSCConv: B has shape {list(B.shape)}, expected [{m}]")
             y = y + B.astype(np.float32, copy=False).reshape(m, *([1] * rank))
-        return (np.asarray(y, dtype=np.float32).astype(X.dtype, copy=False),)
+        y = np.asarray(y, dtype=np.float32)
+        if Z is not None:
+            _check_float("Z", "LSCConv", Z)
+            if Z.shape != y.shape:
+                raise ValueError(f"LSCConv: Z has shape {list(Z.shape)} but Y has shape {list(y.shape)}")
+            y = y + Z.astype(np.float32, copy=False)
+        if act == "Relu":
+            y = np.where(y < 0, np.float32(0), y)  # NaN stays NaN
+        return (y.astype(X.dtype, copy=False),)
 
 
 NEW_OPS: tuple[type[OpRun], ...] = (LSCMatMul, LSCConv)

@@ -41,16 +41,23 @@ def matmul_model(blob: bytes, bias: np.ndarray | None = None, dtype: Any = np.fl
     return _model(node, inputs, initializers, elem)
 
 
-def conv_model(blob: bytes, bias: np.ndarray | None = None, dtype: Any = np.float32,
+def conv_model(blob: bytes, bias: np.ndarray | None = None, dtype: Any = np.float32, residual: bool = False,
                **attributes: Any) -> bytes:
+    """One LSCConv node; with ``residual``, a graph input ``Z`` is its fourth input."""
     elem = FLOAT[np.dtype(dtype)]
     initializers = [blob_initializer(blob)]
     names = ["X", "W"]
     if bias is not None:
         initializers.append(numpy_helper.from_array(bias.astype(dtype), "B"))
-        names.append("B")
+    names.append("B" if bias is not None else "")
+    inputs = [helper.make_tensor_value_info("X", elem, None)]
+    if residual:
+        names.append("Z")
+        inputs.append(helper.make_tensor_value_info("Z", elem, None))
+    while names[-1] == "":
+        names.pop()
     node = helper.make_node("LSCConv", names, ["Y"], domain=lsc_ort.DOMAIN, name="lsc_conv", **attributes)
-    return _model(node, [helper.make_tensor_value_info("X", elem, None)], initializers, elem)
+    return _model(node, inputs, initializers, elem)
 
 
 def session(model: bytes, threads: int = 1) -> ort.InferenceSession:

@@ -130,6 +130,23 @@ def test_conv_matches_numpy(case: tuple[tuple[int, ...], tuple[int, ...], dict[s
         assert_close(y, reference_conv(x, w, bias, **attributes))
 
 
+@pytest.mark.parametrize("residual", [False, True])
+def test_conv_fused_relu_and_residual_apply_after_the_unified_blocks(residual: bool) -> None:
+    # The unified blocks are added after the free weights' product: the fused residual and
+    # ReLU must see the whole sum, not the free part alone.
+    rng = np.random.default_rng(5)
+    w = unified((24, 8, 3, 3), "kernel", 0.4, 0.5, seed=3)
+    bias = rng.standard_normal(24).astype(np.float32)
+    x = rng.standard_normal((2, 8, 9, 9)).astype(np.float32)
+    z = rng.standard_normal((2, 24, 9, 9)).astype(np.float32)
+    blob = lsc_ort.encode(w, "mswu")
+    assert lsc_ort.inspect(blob)["unified_blocks"] > 0
+    model = conv_model(blob, bias, residual=residual, pads=[1, 1, 1, 1], activation="Relu")
+    feeds = {"X": x, "Z": z} if residual else {"X": x}
+    expected = reference_conv(x, w, bias, pads=[1, 1, 1, 1]) + (z if residual else 0.0)
+    assert_close(session(model, 2).run(None, feeds)[0], np.maximum(expected, 0.0))
+
+
 def test_conv_matches_onnxruntime_conv() -> None:
     rng = np.random.default_rng(12)
     w = unified((32, 16, 3, 3), (1, 4), 0.6, 0.3)

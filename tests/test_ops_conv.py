@@ -110,3 +110,52 @@ def test_conv_every_kernel_variant(isa: str, monkeypatch: pytest.MonkeyPatch) ->
         w = sparse_array(w_shape, 0.8)
         y = session(conv_model(lsc_ort.encode(w, "lsc"), **attributes), 2).run(None, {"X": x})[0]
         assert_close(y, reference_conv(x, w, None, **attributes))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("case", CASES[::3] + CASES[19:22], ids=[ids(c) for c in CASES[::3] + CASES[19:22]])
+def test_conv_residual_and_relu(case: tuple[Any, ...], threads: int) -> None:
+    """Y = relu(conv(X) + B + Z), on direct and staged output tiles."""
+    x_shape, w_shape, attributes = case
+    rng = np.random.default_rng(len(ids(case)) + 1)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = sparse_array(w_shape, 0.8, seed=w_shape[1])
+    b = rng.standard_normal(w_shape[0]).astype(np.float32)
+    expected = reference_conv(x, w, b, **attributes)
+    z = rng.standard_normal(expected.shape).astype(np.float32)
+    model = conv_model(lsc_ort.encode(w, "lsc"), b, residual=True, activation="Relu", **attributes)
+    y = session(model, threads).run(None, {"X": x, "Z": z})[0]
+    assert_close(y, np.maximum(expected + z, 0.0))
+    y = session(conv_model(lsc_ort.encode(w, "lsc"), b, activation="Relu", **attributes), threads).run(
+        None, {"X": x})[0]
+    assert_close(y, np.maximum(expected, 0.0))
+
+
+def test_conv_residual_float16_and_shape_check() -> None:
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((1, 4, 8, 8)).astype(np.float16)
+    w = sparse_array((6, 4, 3, 3), 0.6)
+    z = rng.standard_normal((1, 6, 6, 6)).astype(np.float16)
+    sess = session(conv_model(lsc_ort.encode(w, "lsc"), dtype=np.float16, residual=True))
+    y = sess.run(None, {"X": x, "Z": z})[0]
+    assert_close(y, reference_conv(x.astype(np.float32), w, None) + z.astype(np.float64), tolerance=2e-3)
+    with pytest.raises(Exception, match=r"LSCConv\] node 'lsc_conv'.*Z has shape \[1, 6, 1, 1\]"):
+        sess.run(None, {"X": x, "Z": z[:, :, :1, :1].copy()})
+
+
+def test_conv_rejects_unknown_activation() -> None:
+    w = sparse_array((6, 4, 3, 3), 0.6)
+    with pytest.raises(Exception, match=r"LSCConv\] node 'lsc_conv'.*unsupported activation 'Tanh'"):
+        session(conv_model(lsc_ort.encode(w, "lsc"), activation="Tanh"))
+
+
+@pytest.mark.parametrize("shape", [(1, 4, 9, 9), (1, 4, 30, 30)])
+def test_non_finite_activation_reaches_only_stored_weights(shape: tuple[int, ...]) -> None:
+    """A NaN in X reaches exactly the outputs whose stored (non-zero) weights read it."""
+    w = sparse_array((8, shape[1], 3, 3), 0.9, seed=2)
+    x = np.ones(shape, np.float32)
+    x[0, 1, 4, 4] = np.nan
+    attributes = {"pads": [1, 1, 1, 1]}
+    y = session(conv_model(lsc_ort.encode(w, "lsc"), **attributes)).run(None, {"X": x})[0]
+    reads = reference_conv(np.isnan(x).astype(np.float32), (w != 0).astype(np.float32), None, **attributes) > 0
+    assert np.array_equal(np.isnan(y), reads) and reads.any() and not reads.all()

@@ -148,3 +148,22 @@ def test_every_kernel_variant(isa: str) -> None:
         for m in (1, 3, 7, 33, 100):
             a = rng.standard_normal((m, k)).astype(np.float32)
             assert_close(run(sess, a), reference(a, w, bias, 1.5))
+
+
+@pytest.mark.parametrize("m", [1, 2, 5, 130])
+def test_non_finite_activation_reaches_only_stored_weights(m: int) -> None:
+    """NaN / inf in A reach exactly the columns whose stored (non-zero) weights read them, on the
+    sliced (1-2 rows), windowed and tiled paths."""
+    w = sparse_array((300, 70), 0.9, seed=3)
+    a = np.ones((m, 300), np.float32)
+    a[:, 7] = np.nan
+    a[-1, 250] = np.inf
+    y = run(session(matmul_model(lsc_ort.encode(w, "lsc"))), a)
+    with np.errstate(invalid="ignore"):
+        expected = reference(np.where(np.isfinite(a), a, 0), w)
+    expected[:, w[7] != 0] = np.nan
+    inf_columns = (w[250] != 0) & (w[7] == 0)
+    assert np.array_equal(np.isnan(y), np.isnan(expected))
+    assert np.all(np.isinf(y[-1, inf_columns]))
+    finite = np.isfinite(expected) & ~np.isinf(y)
+    assert_close(np.where(finite, y, 0), np.where(finite, expected, 0))

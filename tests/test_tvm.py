@@ -174,6 +174,25 @@ def test_conv_every_codec(codec: str) -> None:
     assert_close(run(model, {"X": x}), reference_conv(x, w, None, pads=[1, 0, 1, 2]))
 
 
+@pytest.mark.parametrize("residual", [False, True])
+def test_conv_fused_residual_and_relu(residual: bool) -> None:
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((2, 6, 9, 9)).astype(np.float32)
+    z = rng.standard_normal((2, 10, 9, 9)).astype(np.float32)
+    w = sparse_array((10, 6, 3, 3), 0.8, seed=2)
+    b = rng.standard_normal(10).astype(np.float32)
+    proto = onnx.load_from_string(conv_model(lsc_ort.encode(w, "lsc"), b, residual=residual, pads=[1, 1, 1, 1],
+                                             activation="Relu"))
+    for value, array in zip(proto.graph.input, (x, z), strict=False):
+        value.CopyFrom(helper.make_tensor_value_info(value.name, TensorProto.FLOAT, list(array.shape)))
+    feeds = {"X": x, "Z": z} if residual else {"X": x}
+    expected = reference_conv(x, w, b, pads=[1, 1, 1, 1]) + (z if residual else 0.0)
+    assert_close(run(proto.SerializeToString(), feeds), np.maximum(expected, 0.0))
+    x_nan = x.copy()
+    x_nan[0, 0, 4, 4] = np.nan  # ReLU keeps NaN, as the native kernels do
+    assert np.isnan(run(proto.SerializeToString(), {**feeds, "X": x_nan})).any()
+
+
 def test_conv_float16_and_structural_zeros() -> None:
     rng = np.random.default_rng(12)
     w = sparse_array((6, 4, 3, 3), 0.6)

@@ -25,7 +25,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 import lsc_ort
-from lsc_ort.ops import CONV_OP, DOMAIN, MATMUL_OP
+from lsc_ort.ops import CONV_ACTIVATIONS, CONV_OP, DOMAIN, MATMUL_OP
 from tvm_schedules import _tvm
 from tvm_schedules.kernels import ConvKernel, MatMulKernel
 from tvm_schedules.layouts import LscImportError, conv_layout, matmul_layout, node_error
@@ -36,7 +36,7 @@ from tvm import relax, tirx  # noqa: E402
 from tvm_schedules.schedules import cpu  # noqa: E402
 
 MATMUL_ATTRIBUTES = frozenset({"alpha", "transB"})
-CONV_ATTRIBUTES = frozenset({"auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"})
+CONV_ATTRIBUTES = frozenset({"activation", "auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"})
 AUTO_PADS = ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")
 MAX_GEOMETRY = 1 << 10
 """Largest stride, dilation or pad accepted (a crafted model must not size a huge workspace)."""
@@ -82,8 +82,10 @@ def check_lsc_nodes(model: onnx.ModelProto) -> list[LscNode]:
             op, label = node.op_type, _label(node)
             if node.domain != DOMAIN:
                 raise node_error(op, label, f"the op is in domain '{node.domain}', expected '{DOMAIN}'")
-            if not 2 <= len(node.input) <= 3 or len(node.output) != 1 or not node.input[1]:
-                raise node_error(op, label, f"needs inputs (X, W_blob[, bias]) and one output, got "
+            most = 3 if op == MATMUL_OP else 4
+            if not 2 <= len(node.input) <= most or len(node.output) != 1 or not node.input[1]:
+                expected = "(A, W_blob[, bias])" if op == MATMUL_OP else "(X, W_blob[, B[, Z]])"
+                raise node_error(op, label, f"needs inputs {expected} and one output, got "
                                  f"{len(node.input)} input(s) and {len(node.output)} output(s)")
             known = MATMUL_ATTRIBUTES if op == MATMUL_OP else CONV_ATTRIBUTES
             unknown = sorted({a.name for a in node.attribute} - known)
@@ -127,6 +129,7 @@ def _activation_shapes(model: onnx.ModelProto) -> dict[str, tuple[int | str, ...
                     shape = shape[::-1]
                 nodes.append(helper.make_node("MatMul", [node.input[0], stub], list(node.output)))
             else:
+                attrs.pop("activation", None)  # neither it nor the residual changes the shape
                 nodes.append(helper.make_node("Conv", [node.input[0], stub], list(node.output), **attrs))
             stubs.append(helper.make_tensor_value_info(stub, onnx.TensorProto.FLOAT, shape))
         stand_in = helper.make_graph(nodes, "shapes", [*graph.input, *stubs], list(graph.output), small,
@@ -304,6 +307,11 @@ def _convert_conv(bb: Any, inputs: Sequence[Any], attrs: dict[str, Any], node: s
         raise node_error(op, node, f"group must be >= 1, got {group}")
     if out_channels % group:
         raise node_error(op, node, f"the weight has {out_channels} output channels, not divisible by group {group}")
+    activation = attrs.get("activation", "")
+    activation = activation.decode() if isinstance(activation, bytes) else str(activation)
+    if activation not in CONV_ACTIVATIONS:
+        raise node_error(op, node, f"unsupported activation '{activation}'; expected one of "
+                         f"{sorted(CONV_ACTIVATIONS)}")
     auto_pad = attrs.get("auto_pad", "NOTSET")
     auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad)
     if auto_pad not in AUTO_PADS:
@@ -363,6 +371,20 @@ def _convert_conv(bb: Any, inputs: Sequence[Any], attrs: dict[str, Any], node: s
     y = bb.emit(relax.call_tir(gvar, args, relax.TensorType([shape[0], out_channels, *out], "float32")))
     if spatial == 1:
         y = bb.emit(relax.op.reshape(y, [shape[0], out_channels, out[1]]))
+    residual = inputs[3] if len(inputs) > 3 else None
+    if residual is not None:
+        if _float_input(residual, "Z", op, node) != dtype:
+            raise node_error(op, node, f"Z is {_dtype(residual)} but X is {dtype}; the residual must have Y's type")
+        z_shape, y_shape = _shape(residual, "Z", op, node), _shape(y, "Y", op, node)
+        if len(z_shape) != len(y_shape) or any(
+                _static(a) is not None and _static(b) is not None and _static(a) != _static(b)
+                for a, b in zip(z_shape, y_shape, strict=True)):
+            raise node_error(op, node, f"Z has shape {_show(z_shape)} but Y has shape {_show(y_shape)}; "
+                             "the residual must have Y's shape")
+        y = bb.emit(relax.op.add(y, _as_float32(bb, residual)))
+    if activation == "Relu":  # max(y, 0) with NaN kept, as the native kernels do
+        zero = relax.const(np.float32(0.0))
+        y = bb.emit(relax.op.where(relax.op.less(y, zero), zero, y))
     return y if dtype == "float32" else relax.op.astype(y, dtype)
 
 

@@ -6,15 +6,29 @@
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <time.h>
 #include <vector>
 
 #include "kernels/kernels.h"
 #include "kernels/layouts.h"
+#include "kernels/sliced_layout.h"
+#include "kernels/tiled_layout.h"
 #include "../tests/random_columns.h"
 
 using namespace lsc;
 
 namespace {
+
+// This thread's CPU time, which time slices given to other processes on a shared host do not
+// count (wall time with LSC_BENCH_WALL=1).
+double Now() {
+  if (std::getenv("LSC_BENCH_WALL")) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  }
+  timespec t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
+}
 
 template <typename Fn>
 double Microseconds(Fn&& fn) {
@@ -22,16 +36,37 @@ double Microseconds(Fn&& fn) {
   double best = 1e30;
   for (int round = 0; round < 7; ++round) {
     int reps = 0;
-    const auto start = std::chrono::steady_clock::now();
+    const double start = Now();
     double elapsed = 0;
     do {
       fn();
       ++reps;
-      elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      elapsed = Now() - start;
     } while (elapsed < 0.05);
     best = std::min(best, elapsed / reps);
   }
   return best * 1e6;
+}
+
+// Bytes per second of a plain streaming read of `bytes` (the same cache regime as a layout of
+// that size read over and over).
+double ReadBandwidth(size_t bytes) {
+  std::vector<uint64_t> buffer(bytes / 8 + 8, 1);
+  uint64_t sink = 0;
+  const double us = Microseconds([&] {
+    uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    const uint64_t* p = buffer.data();
+    const size_t n = buffer.size() / 4 * 4;
+    for (size_t i = 0; i < n; i += 4) {
+      a0 ^= p[i];
+      a1 ^= p[i + 1];
+      a2 ^= p[i + 2];
+      a3 ^= p[i + 3];
+    }
+    sink += a0 + a1 + a2 + a3;
+  });
+  if (sink == 42) std::printf(" ");
+  return double(buffer.size() * 8) / (us * 1e-6);
 }
 
 }  // namespace
@@ -54,7 +89,7 @@ int main(int argc, char** argv) {
     if (set.spmv_windowed != nullptr && batch <= 16) {
       WindowedLayout layout;
       BuildWindowedLayout(columns, set.lanes, set.window, &layout);
-      const int64_t ldx = layout.windows * layout.window + layout.window;
+      const int64_t ldx = WindowedStride(layout);
       std::vector<float> x(static_cast<size_t>(ldx * batch), 1.0f);
       const WindowedView wv = layout.view();
       std::printf("  %-28s windowed  %9.1f us  (%zu rounds, fill %.2f)\n", set.name, Microseconds([&] {
@@ -65,6 +100,44 @@ int main(int argc, char** argv) {
                   }),
                   layout.offset.size() / layout.lanes,
                   double(columns.nnz()) / double(layout.offset.size() ? layout.offset.size() : 1));
+    }
+    if (batch <= kSlicedRows) {
+      SlicedLayout sliced;
+      BuildSlicedLayout(columns, &sliced);
+      const Epilogue e{1.0f, nullptr, false};
+      const double us = Microseconds([&] {
+        set.spmv_sliced(sliced.view(), 0, sliced.groups, a.data(), K, batch, e, y.data(), N);
+      });
+      const double bandwidth = ReadBandwidth(sliced.bytes());
+      std::printf("  %-28s sliced    %9.1f us  (%.2f B per non-zero, fill %.2f, %.1f GB/s = %.0f%% of a %.1f GB/s "
+                  "read of as many bytes)\n",
+                  set.name, us, double(sliced.bytes()) / double(columns.nnz()),
+                  double(columns.nnz()) / double(sliced.rounds() * kSlicedLanes), sliced.bytes() / us * 1e-3,
+                  100.0 * sliced.bytes() / (us * 1e-6) / bandwidth, bandwidth * 1e-9);
+    }
+    {
+      const int64_t T = set.tiled_tile, tiles = (batch + T - 1) / T;
+      const int64_t rows_per_block = std::getenv("LSC_BENCH_BLOCK") ? std::atoll(std::getenv("LSC_BENCH_BLOCK"))
+                                                                    : 24576 / (4 * T);
+      std::vector<int64_t> offsets(static_cast<size_t>(K));
+      for (int64_t k = 0; k < K; ++k) offsets[k] = k * T;
+      TiledLayout tiled;
+      const int64_t chunk = std::getenv("LSC_BENCH_CHUNK") ? std::atoll(std::getenv("LSC_BENCH_CHUNK")) : TiledChunk(T);
+      BuildTiledLayout(columns, offsets.data(), UnitBlocks(K, 1, rows_per_block), chunk, &tiled);
+      // 64-byte aligned tiles, as the ops' scratch buffers are.
+      std::vector<float> at_buffer(static_cast<size_t>(tiles * K * T) + 16, 1.0f),
+          yt_buffer(static_cast<size_t>(tiles * N * T) + 16);
+      float* at_data = at_buffer.data() + (16 - reinterpret_cast<uintptr_t>(at_buffer.data()) / 4 % 16) % 16;
+      float* yt_data = yt_buffer.data() + (16 - reinterpret_cast<uintptr_t>(yt_buffer.data()) / 4 % 16) % 16;
+      const Epilogue e{1.0f, nullptr, false};
+      const double kernel_only = Microseconds([&] {
+        for (int64_t t = 0; t < tiles; ++t) {
+          set.spmm_tiled(tiled.view(), 0, N, at_data + t * K * T + (std::getenv("LSC_BENCH_SHIFT") ? 1 : 0), std::min(T, batch - t * T), e, yt_data + t * N * T,
+                         T);
+        }
+      });
+      std::printf("  %-28s tiled     %9.1f us  (%lld K-blocks, %.2f ns per non-zero and tile)\n", set.name,
+                  kernel_only, (long long)tiled.blocks, kernel_only * 1e3 / double(columns.nnz() * tiles));
     }
     const int64_t T = set.batch_tile, tiles = (batch + T - 1) / T;
     const int64_t L = tiles == 1 ? std::min(T, (batch + 15) / 16 * 16) : T;

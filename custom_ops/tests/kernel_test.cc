@@ -1,6 +1,7 @@
 // Native tests of the compute kernels: every variant the CPU supports against a double-precision
 // reference, on random sparse weights of many shapes (ctest; -DLSC_ORT_BUILD_TESTS=ON). Runs
 // without onnxruntime, so it also runs cross-compiled (e.g. aarch64 under qemu for NEON).
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -8,6 +9,8 @@
 
 #include "kernels/kernels.h"
 #include "kernels/layouts.h"
+#include "kernels/sliced_layout.h"
+#include "kernels/tiled_layout.h"
 #include "random_columns.h"
 #include "unified_kernel_test.h"
 
@@ -43,6 +46,147 @@ void Expect(const char* what, const KernelSet& set, int64_t K, int64_t N, int64_
   }
 }
 
+// Y = relu?(alpha * A W + bias) in double, for the kernels with an epilogue.
+std::vector<double> WithEpilogue(std::vector<double> y, bool relu) {
+  if (relu) {
+    for (double& v : y) v = v < 0 ? 0 : v;
+  }
+  return y;
+}
+
+// The tiled kernel on K-blocks of several sizes, with and without relu.
+void TestTiled(const KernelSet& set, const ColumnLists& w, const std::vector<float>& a, int64_t M,
+               const std::vector<float>& bias, const std::vector<double>& expected) {
+  const int64_t K = w.K, N = w.N, T = set.tiled_tile;
+  std::vector<int64_t> offsets(static_cast<size_t>(K));
+  for (int64_t k = 0; k < K; ++k) offsets[k] = k * T;
+  std::vector<float> at(static_cast<size_t>(K * T) + 1), yt(static_cast<size_t>(N * T)), y(static_cast<size_t>(M * N));
+  for (int64_t rows_per_block : {int64_t{1} << 30, int64_t{7}, int64_t{1}}) {
+    TiledLayout layout;
+    const int64_t chunk = rows_per_block == 7 ? 5 : rows_per_block == 1 ? 1 : 1 << 20;
+    if (!BuildTiledLayout(w, offsets.data(), UnitBlocks(K, 1, rows_per_block), chunk, &layout).ok()) {
+      std::printf("FAIL %s tiled layout K=%lld N=%lld\n", set.name, (long long)K, (long long)N);
+      ++failures;
+      return;
+    }
+    for (bool relu : {false, true}) {
+      const Epilogue e{0.5f, bias.data(), relu};
+      for (int64_t m0 = 0; m0 < M; m0 += T) {
+        const int64_t rows = std::min(T, M - m0);
+        set.transpose(a.data() + m0 * K, K, rows, K, at.data(), T);
+        const std::vector<int64_t> bounds = layout.TaskBounds(3);  // tasks of whole chunks
+        for (size_t t = 0; t + 1 < bounds.size(); ++t) {
+          set.spmm_tiled(layout.view(), bounds[t], bounds[t + 1], at.data(), rows, e, yt.data(), T);
+        }
+        set.transpose(yt.data(), T, N, rows, y.data() + m0 * N, N);
+      }
+      Expect(relu ? "spmm_tiled relu" : "spmm_tiled", set, K, N, M, y, WithEpilogue(expected, relu));
+      // With a residual (at the output tile's own index), added before the activation.
+      std::vector<float> residual(static_cast<size_t>(N * T));
+      for (size_t i = 0; i < residual.size(); ++i) residual[i] = 0.25f * float(int(i % 13) - 6);
+      std::vector<double> with_residual = expected;
+      for (int64_t m = 0; m < M; ++m) {
+        for (int64_t n = 0; n < N; ++n) with_residual[m * N + n] += residual[n * T + m % T];
+      }
+      const Epilogue er{0.5f, bias.data(), relu, residual.data()};
+      for (int64_t m0 = 0; m0 < M; m0 += T) {
+        const int64_t rows = std::min(T, M - m0);
+        set.transpose(a.data() + m0 * K, K, rows, K, at.data(), T);
+        set.spmm_tiled(layout.view(), 0, N, at.data(), rows, er, yt.data(), T);
+        set.transpose(yt.data(), T, N, rows, y.data() + m0 * N, N);
+      }
+      Expect("spmm_tiled residual", set, K, N, M, y, WithEpilogue(with_residual, relu));
+    }
+  }
+}
+
+// The sliced kernel one or two rows at a time, on values stored as `stored`.
+void TestSliced(const KernelSet& set, const ColumnLists& w, const std::vector<float>& a, int64_t M,
+                const std::vector<float>& bias, const std::vector<double>& expected) {
+  SlicedLayout layout;
+  if (!BuildSlicedLayout(w, &layout).ok()) {
+    std::printf("FAIL %s sliced layout\n", set.name);
+    ++failures;
+    return;
+  }
+  std::vector<float> y(static_cast<size_t>(M * w.N));
+  for (bool relu : {false, true}) {
+    const Epilogue e{0.5f, bias.data(), relu};
+    for (int64_t m0 = 0; m0 < M; m0 += kSlicedRows) {
+      set.spmv_sliced(layout.view(), 0, layout.groups, a.data() + m0 * w.K, w.K,
+                      std::min<int64_t>(kSlicedRows, M - m0), e, y.data() + m0 * w.N, w.N);
+    }
+    Expect(relu ? "spmv_sliced relu" : "spmv_sliced", set, w.K, w.N, M, y, WithEpilogue(expected, relu));
+  }
+}
+
+// Values rounded to float16 (or to scale * int8) and marked as stored so.
+ColumnLists Stored(ColumnLists w, ValueType type) {
+  w.stored = type;
+  w.scale = type == ValueType::kInt8 ? 0.03125f : 1.0f;
+  for (float& v : w.value) {
+    if (type == ValueType::kInt8) {
+      int q = static_cast<int>(std::lround(v / w.scale));
+      q = std::max(-127, std::min(127, q == 0 ? 1 : q));
+      v = ValueToFloat(type, static_cast<uint32_t>(q) & 0xFF, w.scale);
+    } else if (type == ValueType::kFloat16) {
+      v = ValueToFloat(type, HalfOf(std::fabs(v) < 1e-3f ? 0.5f : v), 1.0f);
+    }
+  }
+  return w;
+}
+
+// A NaN or infinity in an activation reaches only the columns that store a weight for its row.
+void TestNonFinite(const KernelSet& set) {
+  std::mt19937 rng(11);
+  const int64_t K = 300, N = 70, M = 2;
+  const ColumnLists w = RandomColumns(K, N, 0.1, rng);
+  std::vector<float> a(static_cast<size_t>(M * K), 1.0f), bias(static_cast<size_t>(N), 0.0f);
+  a[5] = std::nanf("");
+  a[K + 200] = INFINITY;
+  std::vector<double> expected = Reference(w, a, M, 1.0f, bias);
+  auto check = [&](const char* what, const std::vector<float>& y) {
+    for (int64_t m = 0; m < M; ++m) {
+      for (int64_t n = 0; n < N; ++n) {
+        const double e = expected[m * N + n];
+        const float v = y[m * N + n];
+        const bool same = std::isnan(e) ? std::isnan(v) : (std::isinf(e) ? v == e : std::fabs(v - e) < 1e-3);
+        if (!same) {
+          std::printf("FAIL %s %s non-finite activation at m=%lld n=%lld: %g vs %g\n", set.name, what, (long long)m,
+                      (long long)n, double(v), e);
+          ++failures;
+          return;
+        }
+      }
+    }
+  };
+  const Epilogue e{1.0f, bias.data(), false};
+  std::vector<float> y(static_cast<size_t>(M * N));
+  SlicedLayout sliced;
+  BuildSlicedLayout(w, &sliced);
+  set.spmv_sliced(sliced.view(), 0, sliced.groups, a.data(), K, M, e, y.data(), N);
+  check("spmv_sliced", y);
+  const int64_t T = set.tiled_tile;
+  std::vector<int64_t> offsets(static_cast<size_t>(K));
+  for (int64_t k = 0; k < K; ++k) offsets[k] = k * T;
+  TiledLayout tiled;
+  BuildTiledLayout(w, offsets.data(), UnitBlocks(K, 1, 64), 16, &tiled);
+  std::vector<float> at(static_cast<size_t>(K * T)), yt(static_cast<size_t>(N * T));
+  set.transpose(a.data(), K, M, K, at.data(), T);
+  set.spmm_tiled(tiled.view(), 0, N, at.data(), M, e, yt.data(), T);
+  set.transpose(yt.data(), T, N, M, y.data(), N);
+  check("spmm_tiled", y);
+  if (set.spmv_windowed != nullptr) {
+    WindowedLayout layout;
+    BuildWindowedLayout(w, set.lanes, set.window, &layout);
+    const int64_t ldx = WindowedStride(layout);
+    std::vector<float> x(static_cast<size_t>(M * ldx));
+    for (int64_t m = 0; m < M; ++m) StageWindowedRow(layout, a.data() + m * K, x.data() + m * ldx);
+    set.spmv_windowed(layout.view(), 0, layout.groups, x.data(), ldx, M, 1.0f, bias.data(), y.data(), N);
+    check("spmv_windowed", y);
+  }
+}
+
 void TestVariant(const KernelSet& set) {
   std::mt19937 rng(7);
   std::normal_distribution<float> normal;
@@ -74,12 +218,14 @@ void TestVariant(const KernelSet& set) {
           set.spmv_columns(w.view(), 0, N, a.data() + m * K, 0.5f, bias.data(), y.data() + m * N);
         }
         Expect("spmv_columns", set, K, N, M, y, expected);
+        TestTiled(set, w, a, M, bias, expected);
+        TestSliced(set, w, a, M, bias, expected);
         if (set.spmv_windowed != nullptr) {
           WindowedLayout layout;
           BuildWindowedLayout(w, set.lanes, set.window, &layout);
-          const int64_t ldx = layout.windows * layout.window + layout.window;
+          const int64_t ldx = WindowedStride(layout);
           std::vector<float> x(static_cast<size_t>(M * ldx), 0.0f);
-          for (int64_t m = 0; m < M; ++m) std::copy(a.begin() + m * K, a.begin() + (m + 1) * K, x.begin() + m * ldx);
+          for (int64_t m = 0; m < M; ++m) StageWindowedRow(layout, a.data() + m * K, x.data() + m * ldx);
           for (int64_t m0 = 0; m0 < M; m0 += kWindowedRows) {
             set.spmv_windowed(layout.view(), 0, layout.groups, x.data() + m0 * ldx, ldx,
                               std::min<int64_t>(kWindowedRows, M - m0), 0.5f, bias.data(), y.data() + m0 * N, N);
@@ -89,6 +235,22 @@ void TestVariant(const KernelSet& set) {
       }
     }
   }
+  // Stored float16 and int8 values (the sliced layout keeps them at that width), long gaps
+  // (escapes, 16-bit steps) and a wide matrix.
+  for (ValueType type : {ValueType::kFloat16, ValueType::kInt8}) {
+    const ColumnLists w = Stored(RandomColumns(200, 90, 0.2, rng), type);
+    std::vector<float> a(static_cast<size_t>(3 * w.K)), bias(static_cast<size_t>(w.N));
+    for (float& v : a) v = normal(rng);
+    for (float& b : bias) b = normal(rng);
+    TestSliced(set, w, a, 3, bias, Reference(w, a, 3, 0.5f, bias));
+  }
+  for (double density : {0.002, 0.0001}) {
+    const ColumnLists w = RandomColumns(20000, 40, density, rng);
+    std::vector<float> a(static_cast<size_t>(2 * w.K)), bias(static_cast<size_t>(w.N));
+    for (float& v : a) v = normal(rng);
+    TestSliced(set, w, a, 2, bias, Reference(w, a, 2, 0.5f, bias));
+  }
+  TestNonFinite(set);
 }
 
 }  // namespace

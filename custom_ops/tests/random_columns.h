@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <random>
 
 #include "kernels/layouts.h"
@@ -25,6 +26,19 @@ inline ColumnLists RandomColumns(int64_t K, int64_t N, double density, std::mt19
     lists.ptr.push_back(lists.row.size());
   }
   return lists;
+}
+
+// float16 bit pattern of a float of moderate magnitude, rounded to nearest even.
+inline uint32_t HalfOf(float f) {
+  uint32_t b;
+  std::memcpy(&b, &f, 4);
+  const uint32_t sign = (b >> 16) & 0x8000u, m = b & 0x7FFFFF;
+  const int e = static_cast<int>((b >> 23) & 0xFF) - 127 + 15;
+  if (e <= 0) return sign;
+  if (e >= 31) return sign | 0x7C00u;
+  uint32_t h = sign | (static_cast<uint32_t>(e) << 10) | (m >> 13);
+  if ((m & 0x1FFF) > 0x1000 || ((m & 0x1FFF) == 0x1000 && (h & 1))) ++h;
+  return h;
 }
 
 }  // namespace lsc

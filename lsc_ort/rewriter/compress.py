@@ -13,6 +13,7 @@ from onnx import helper
 from lsc_ort.ops import DOMAIN, OPSET_VERSION
 from lsc_ort.report import LayerRow
 from lsc_ort.rewriter.choose import AUTO, CodecChooser, WeightChoice
+from lsc_ort.rewriter.fold import FoldResult, fold_model
 from lsc_ort.rewriter.graph import GraphContext, node_label
 from lsc_ort.rewriter.model_io import (
     ModelLike,
@@ -48,6 +49,8 @@ class RewriteResult:
     declined: list[tuple[str, str]] = field(default_factory=list)
     """``(node, reason)`` for every node a rule's pattern matched but whose check declined it (e.g.
     weights computed at run time)."""
+    folded: FoldResult | None = None
+    """What folding before encoding did (None when ``fold=False``)."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,9 @@ class RewriteOptions:
     keep_negative_zeros: bool = False
     ops: tuple[str, ...] = DEFAULT_OPS
     rules: Sequence[RewriteRule] | None = None
+    fold: bool = True
+    """Fold BatchNormalization, per-channel Mul / Add and biases into the weights and cancel layout
+    Transposes before encoding (:mod:`lsc_ort.rewriter.fold`)."""
 
     def validated(self) -> RewriteOptions:
         """These options, checked (raises ``ValueError`` naming a bad one) before any work."""
@@ -168,8 +174,13 @@ def rewrite_graph(
     model keeps stay where they are (inline or external)."""
     active = select_rules(options.ops, options.rules)
     chooser = options.chooser()
+    folded = None
+    if options.fold:
+        folded = fold_model(model, base_dir=base_dir, sink=sink)
+        model.CopyFrom(folded.model)
+        folded.model = model
     ctx = GraphContext(model, TensorReader(base_dir), sink)
-    result = RewriteResult(model)
+    result = RewriteResult(model, folded=folded)
     nodes = list(model.graph.node)
     candidates = []
     for index, node in enumerate(nodes):
@@ -177,6 +188,7 @@ def rewrite_graph(
         if rule is not None:
             candidates.append((index, node, rule))
     replaced: dict[int, list[onnx.NodeProto]] = {}
+    position = {id(node): index for index, node in enumerate(nodes)}
     touched: set[str] = set()
     for done, (index, node, rule) in enumerate(candidates, 1):
         label = node_label(node, index)
@@ -190,12 +202,21 @@ def rewrite_graph(
                 if choice.blob is None:
                     result.layers.append(_row(node, index, choice, shared))
                 else:
+                    # A node absorbing the ones after it takes the place of the last of them,
+                    # where all its inputs (a residual, say) exist.
                     named = ctx.named(node)
-                    replaced[index] = rule.rewrite(named, found, choice.blob, ctx)
-                    ctx.name_new_nodes(replaced[index], named.name)
+                    new_nodes = rule.rewrite(named, found, choice.blob, ctx)
+                    ctx.name_new_nodes(new_nodes, named.name)
                     result.layers.append(_row(named, index, choice, shared))
+                    at = position[id(found.absorbs[-1])] if found.absorbs else index
+                    replaced[index] = []
+                    replaced[at] = new_nodes
                     result.fired[rule.name] += 1
                     touched.update(node.input)
+                    for absorbed in found.absorbs:
+                        ctx.claimed.add(id(absorbed))
+                        touched.update(absorbed.input)
+                        replaced.setdefault(position[id(absorbed)], [])
         except Exception as error:
             raise RewriteError(f"{label}: {error}") from error
         if progress is not None:
@@ -219,11 +240,15 @@ def rewrite_model(
     keep_negative_zeros: bool = False,
     ops: Iterable[str] = DEFAULT_OPS,
     rules: Sequence[RewriteRule] | None = None,
+    fold: bool = True,
     base_dir: str | os.PathLike | None = None,
     progress: Progress | None = None,
 ) -> RewriteResult:
-    """:func:`rewrite`, also returning the fired counts, per-layer rows and declined nodes."""
-    options = RewriteOptions(codec, min_sparsity, keep_negative_zeros, tuple(_op_list(ops)), rules).validated()
+    """:func:`rewrite`, also returning the fired counts, per-layer rows, declined nodes and what
+    was folded."""
+    options = RewriteOptions(
+        codec, min_sparsity, keep_negative_zeros, tuple(_op_list(ops)), rules, fold
+    ).validated()
     proto, base = resolve_model(model, base_dir)
     result = rewrite_graph(proto, options, base_dir=base, progress=progress)
     load_external_tensors(proto, base)
@@ -238,6 +263,7 @@ def rewrite(
     keep_negative_zeros: bool = False,
     ops: Iterable[str] = DEFAULT_OPS,
     rules: Sequence[RewriteRule] | None = None,
+    fold: bool = True,
     base_dir: str | os.PathLike | None = None,
     progress: Progress | None = None,
 ) -> onnx.ModelProto:
@@ -261,6 +287,10 @@ def rewrite(
             as ``+0.0`` (see :class:`~lsc_ort.rewriter.choose.CodecChooser`).
         ops: the op types to rewrite.
         rules: the rules to apply (default :data:`~lsc_ort.rewriter.rules.DEFAULT_RULES`).
+        fold: first fold BatchNormalization, constant per-output-channel Mul / Add / Sub / Div
+            and biases into the Conv / Gemm weights and cancel layout Transposes around
+            convolutions (:func:`lsc_ort.rewriter.fold.fold_model`, onnxruntime's basic-level
+            optimizer); zeros stay zeros, so sparsity is kept.
         base_dir: directory of the external data of an in-memory ``model`` (a path's own
             directory by default).
         progress: called after each candidate node as ``progress(done, total, node)``.
@@ -283,6 +313,7 @@ def rewrite(
         keep_negative_zeros=keep_negative_zeros,
         ops=ops,
         rules=rules,
+        fold=fold,
         base_dir=base_dir,
         progress=progress,
     ).model
@@ -297,6 +328,7 @@ def compress_file(
     keep_negative_zeros: bool = False,
     ops: Iterable[str] = DEFAULT_OPS,
     rules: Sequence[RewriteRule] | None = None,
+    fold: bool = True,
     external_data: bool | None = None,
     progress: Progress | None = None,
 ) -> RewriteResult:
@@ -304,10 +336,13 @@ def compress_file(
 
     When the input has external data (or ``external_data=True``), each blob is appended to
     ``<dst>.data`` as soon as it is encoded and the weights the model keeps are copied there one
-    at a time, so peak memory stays near one layer plus the protobuf. ``dst`` is written
+    at a time, so peak memory stays near one layer plus the protobuf (folding with onnxruntime's
+    optimizer, on by default, holds a model under 2 GB in memory once). ``dst`` is written
     atomically and left as it was on failure; ``src`` is never modified.
     """
-    options = RewriteOptions(codec, min_sparsity, keep_negative_zeros, tuple(_op_list(ops)), rules).validated()
+    options = RewriteOptions(
+        codec, min_sparsity, keep_negative_zeros, tuple(_op_list(ops)), rules, fold
+    ).validated()
 
     def transform(model: onnx.ModelProto, base_dir: str, sink: TensorSink) -> RewriteResult:
         return rewrite_graph(model, options, base_dir=base_dir, sink=sink, progress=progress)

@@ -145,11 +145,27 @@ def _matmul(
     return nodes
 
 
-def _conv(node: onnx.NodeProto, decoder: _Decoder) -> list[onnx.NodeProto]:
+def _conv(node: onnx.NodeProto, decoder: _Decoder, ctx: GraphContext) -> list[onnx.NodeProto]:
     w, _ = decoder.weight(node.input[1])
-    new = replacement(node, "Conv", [node.input[0], w, *node.input[2:]], [node.output[0]], "")
-    new.attribute.extend(node.attribute)
-    return [new]
+    activation = attributes(node).get("activation", b"")
+    activation = activation.decode() if isinstance(activation, bytes) else str(activation)
+    if activation not in ("", "Relu"):
+        raise ValueError(f"unknown activation {activation!r}")
+    residual = node.input[3] if len(node.input) > 3 else ""
+    y = node.output[0]
+    label = node.name or y
+    out = ctx.fresh_name(f"{y}_conv") if activation or residual else y
+    bias = [i for i in node.input[2:3] if i]
+    new = replacement(node, "Conv", [node.input[0], w, *bias], [out], "")
+    new.attribute.extend(a for a in node.attribute if a.name != "activation")
+    nodes = [new]
+    if residual:
+        summed = ctx.fresh_name(f"{y}_sum") if activation else y
+        nodes.append(helper.make_node("Add", [out, residual], [summed], name=ctx.fresh_name(f"{label}/residual")))
+        out = summed
+    if activation:
+        nodes.append(helper.make_node("Relu", [out], [y], name=ctx.fresh_name(f"{label}/relu")))
+    return nodes
 
 
 def decompress_graph(
@@ -178,7 +194,7 @@ def decompress_graph(
             if node.op_type == MATMUL_OP:
                 replaced[index] = _matmul(named, decoder, ctx, ranks)
             else:
-                replaced[index] = _conv(named, decoder)
+                replaced[index] = _conv(named, decoder, ctx)
             ctx.name_new_nodes(replaced[index], named.name)
         except Exception as error:
             raise RewriteError(f"{label}: {error}") from error
@@ -211,6 +227,8 @@ def decompress(model: ModelLike, *, base_dir: str | os.PathLike | None = None) -
     """Turn ``LSCMatMul`` / ``LSCConv`` nodes back into standard ``MatMul`` / ``Gemm`` / ``Conv``
     nodes reading the decoded weights (bit-exact) from initializers.
 
+    ``LSCConv`` becomes ``Conv``, followed by ``Add`` of its residual input ``Z`` and ``Relu`` for
+    ``activation="Relu"``.
     ``LSCMatMul`` becomes ``MatMul`` when it has no ``alpha``, ``transB`` or bias; ``Gemm`` when
     its input is known to be 2-D; otherwise ``MatMul`` followed by ``Mul`` (alpha) and ``Add``
     (bias), with a ``Transpose`` of the weight for ``transB``. A weight decoded from the blob

@@ -94,6 +94,10 @@ class GraphContext:
         """Per-pass cache the rules may use (e.g. a bias shared by several nodes)."""
         self._names = self._all_names()
         self._counter = 0
+        self._consumers: dict[str, list[onnx.NodeProto]] | None = None
+        self._shapes: dict[str, tuple[int | str, ...] | None] | None = None
+        self.claimed: set[int] = set()
+        """ids of the nodes a rewrite has absorbed already (a node is absorbed at most once)."""
 
     def _all_names(self) -> set[str]:
         names: set[str] = set()
@@ -105,6 +109,49 @@ class GraphContext:
                 names.update(node.output)
                 names.add(node.name)
         return names
+
+    def consumers(self, name: str) -> list[onnx.NodeProto]:
+        """The nodes (of the graph and its subgraphs) that read tensor ``name``, as the graph was
+        when first asked."""
+        if self._consumers is None:
+            found: dict[str, list[onnx.NodeProto]] = {}
+            for graph in iter_graphs(self.graph):
+                for node in graph.node:
+                    for input_name in set(node.input):
+                        found.setdefault(input_name, []).append(node)
+            self._consumers = found
+        return self._consumers.get(name, [])
+
+    def shape(self, name: str) -> tuple[int | str, ...] | None:
+        """The shape of tensor ``name`` as ONNX shape inference sees it (dims as ints, or as the
+        names of symbolic dims), None where it is unknown. Inferred once, when first asked."""
+        if self._shapes is None:
+            shapes: dict[str, tuple[int | str, ...] | None] = {}
+            try:
+                inferred = onnx.shape_inference.infer_shapes(self.model).graph
+            except Exception:  # shape inference rejects some valid models: then nothing is known
+                inferred = None
+            if inferred is not None:
+                for value in (*inferred.input, *inferred.value_info, *inferred.output):
+                    tensor = value.type.tensor_type
+                    if not tensor.HasField("shape"):
+                        continue
+                    dims: list[int | str] = []
+                    for dim in tensor.shape.dim:
+                        if dim.HasField("dim_value"):
+                            dims.append(int(dim.dim_value))
+                        elif dim.HasField("dim_param"):
+                            dims.append(dim.dim_param)
+                        else:
+                            break
+                    else:
+                        shapes[value.name] = tuple(dims)
+            self._shapes = shapes
+        return self._shapes.get(name)
+
+    def is_graph_output(self, name: str) -> bool:
+        """Whether ``name`` is an output of the main graph."""
+        return any(output.name == name for output in self.graph.output)
 
     def opset(self, domain: str = "") -> int:
         """The model's opset version for ``domain`` (0 if not imported)."""

@@ -196,5 +196,212 @@ LSC_AVX512 void TransposeAvx512(const float* src, int64_t lds, int64_t rows, int
   }
 }
 
+// ---- tiled layout: batches and convolutions -----------------------------------------------
+
+namespace {
+
+LSC_AVX512 inline __m512 ApplyEpilogue(__m512 sum, __m512 alpha, __m512 beta, bool relu) {
+  const __m512 y = _mm512_fmadd_ps(alpha, sum, beta);
+  return relu ? _mm512_max_ps(_mm512_setzero_ps(), y) : y;  // max(0, NaN) is NaN here
+}
+
+// NV vectors of 16 lanes (the last masked by `tail`) in U independent accumulator sets, enough
+// chains to hide the FMA latency; each record is one offset and one value, loaded once.
+// A full vector, or the lanes of a masked one (the last of a partial tile).
+template <bool FULL>
+LSC_AVX512 inline __m512 Load(__mmask16 m, const float* p) {
+  return FULL ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(m, p);
+}
+
+template <int NV, int U, bool FULL>
+LSC_AVX512 void TiledColumns(const TiledView& w, int64_t n_begin, int64_t n_end, const float* base, int64_t batch,
+                             const Epilogue& e, float* yt, int64_t ldy) {
+  const __mmask16 tail = FULL ? static_cast<__mmask16>(0xFFFF) : TailMask(batch - 16 * (NV - 1));
+  const __m512 va = _mm512_set1_ps(e.alpha);
+  for (int64_t c0 = n_begin; c0 < n_end; c0 += w.chunk) {
+    const int64_t c1 = c0 + w.chunk < n_end ? c0 + w.chunk : n_end;
+    for (int64_t b = 0; b < w.blocks; ++b) {
+      const uint64_t* start = w.start + b * w.N;
+      const int32_t* order = w.column + b * w.N;
+      const bool first = b == 0, last = b == w.blocks - 1;
+      for (int64_t i = c0; i < c1; ++i) {
+        const int64_t n = order[i];
+        float* out = yt + n * ldy;
+        __m512 acc[U][NV];
+        for (int v = 0; v < NV; ++v) {
+          const __mmask16 m = v == NV - 1 ? tail : static_cast<__mmask16>(0xFFFF);
+          acc[0][v] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m, out + 16 * v);
+          for (int u = 1; u < U; ++u) acc[u][v] = _mm512_setzero_ps();
+        }
+        const TiledEntry* p = w.entry + start[i];
+        const TiledEntry* const end = w.entry + start[i + 1];
+        for (; p + U <= end; p += U) {
+          for (int u = 0; u < U; ++u) {
+            const float* row = Row(base, p[u].offset);
+            const __m512 value = _mm512_set1_ps(p[u].value);
+            for (int v = 0; v < NV; ++v) {
+              const __mmask16 m = v == NV - 1 ? tail : static_cast<__mmask16>(0xFFFF);
+              acc[u][v] = _mm512_fmadd_ps(value, Load<FULL>(m, row + 16 * v), acc[u][v]);
+            }
+          }
+        }
+        for (; p < end; ++p) {  // (acc indexed by constants only: a variable index would spill it)
+          const float* row = Row(base, p->offset);
+          const __m512 value = _mm512_set1_ps(p->value);
+          for (int v = 0; v < NV; ++v) {
+            const __mmask16 m = v == NV - 1 ? tail : static_cast<__mmask16>(0xFFFF);
+            acc[U - 1][v] = _mm512_fmadd_ps(value, Load<FULL>(m, row + 16 * v), acc[U - 1][v]);
+          }
+        }
+        const __m512 beta = _mm512_set1_ps(e.bias ? e.bias[n] : 0.0f);
+        for (int v = 0; v < NV; ++v) {
+          __m512 sum = acc[0][v];
+          for (int u = 1; u < U; ++u) sum = _mm512_add_ps(sum, acc[u][v]);
+          const __mmask16 m = v == NV - 1 ? tail : static_cast<__mmask16>(0xFFFF);
+          if (last && e.residual != nullptr) {
+          sum = _mm512_add_ps(_mm512_fmadd_ps(va, sum, beta), _mm512_maskz_loadu_ps(m, e.residual + n * ldy + 16 * v));
+          _mm512_mask_storeu_ps(out + 16 * v, m, e.relu ? _mm512_max_ps(_mm512_setzero_ps(), sum) : sum);
+        } else {
+          _mm512_mask_storeu_ps(out + 16 * v, m, last ? ApplyEpilogue(sum, va, beta, e.relu) : sum);
+        }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+LSC_AVX512 void SpmmTiledAvx512(const TiledView& w, int64_t n_begin, int64_t n_end, const float* base, int64_t batch,
+                                const Epilogue& e, float* yt, int64_t ldy) {
+  const bool full = batch % 16 == 0;
+#define LSC_TILED(NV, U)                                                                     \
+  return full ? TiledColumns<NV, U, true>(w, n_begin, n_end, base, batch, e, yt, ldy)        \
+              : TiledColumns<NV, U, false>(w, n_begin, n_end, base, batch, e, yt, ldy)
+  switch ((batch + 15) / 16) {
+    case 1: LSC_TILED(1, 4);
+    case 2: LSC_TILED(2, 3);
+    case 3: LSC_TILED(3, 2);
+    case 4: LSC_TILED(4, 2);
+    case 5: LSC_TILED(5, 2);
+    case 6: LSC_TILED(6, 1);  // 6 or more independent chains hide the FMA latency
+    case 7: LSC_TILED(7, 1);
+    case 8: LSC_TILED(8, 1);
+    default: return;
+  }
+#undef LSC_TILED
+}
+
+// ---- sliced layout: one or two rows at memory speed ----------------------------------------
+
+namespace {
+
+// Steps of one round as 16 int32, and the values as 16 floats with the mask of non-zero lanes.
+template <int STEP>
+LSC_AVX512 inline __m512i LoadSteps(const uint8_t* p) {
+  if (STEP == 1) return _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+
+template <SlicedValue T>
+LSC_AVX512 inline __m512 LoadValues(const uint8_t* p, __mmask16* nonzero) {
+  if (T == SlicedValue::kFloat32) {
+    const __m512i bits = _mm512_loadu_si512(p);
+    *nonzero = _mm512_test_epi32_mask(bits, bits);
+    return _mm512_castsi512_ps(bits);
+  }
+  if (T == SlicedValue::kFloat16) {
+    const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    *nonzero = _mm256_test_epi16_mask(bits, bits);
+    return _mm512_cvtph_ps(bits);
+  }
+  const __m128i bits = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  *nonzero = _mm_test_epi8_mask(bits, bits);
+  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(bits));
+}
+
+constexpr int kPrefetchRounds = 16;
+
+template <int R, int STEP, SlicedValue T>
+LSC_AVX512 void SlicedRows(const SlicedView& w, int64_t g_begin, int64_t g_end, const float* x, int64_t ldx,
+                           const Epilogue& e, float* y, int64_t ldy) {
+  constexpr int width = T == SlicedValue::kFloat32 ? 4 : T == SlicedValue::kFloat16 ? 2 : 1;
+  const __m512 va = _mm512_set1_ps(e.alpha * w.scale);
+  for (int64_t g = g_begin; g < g_end; ++g) {
+    uint64_t r = w.group_start[g];
+    const uint64_t end = w.group_start[g + 1];
+    const uint8_t* step = w.step + r * 16 * STEP;
+    const uint8_t* value = w.value + r * 16 * width;
+    __m512i index = _mm512_setzero_si512();
+    __m512 acc[2][R];
+    for (int u = 0; u < 2; ++u) {
+      for (int m = 0; m < R; ++m) acc[u][m] = _mm512_setzero_ps();
+    }
+    for (; r + 2 <= end; r += 2) {
+      // The streams come from L3 or DRAM: ask for them a few rounds ahead.
+      _mm_prefetch(reinterpret_cast<const char*>(value + kPrefetchRounds * 16 * width), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(value + kPrefetchRounds * 16 * width + 64), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(step + kPrefetchRounds * 16 * STEP), _MM_HINT_T0);
+      for (int u = 0; u < 2; ++u) {
+        index = _mm512_add_epi32(index, LoadSteps<STEP>(step + u * 16 * STEP));
+        __mmask16 nonzero;
+        const __m512 v = LoadValues<T>(value + u * 16 * width, &nonzero);
+        for (int m = 0; m < R; ++m) {  // every index is a row < K; zero lanes leave acc as it is
+          const __m512 a = _mm512_i32gather_ps(index, x + m * ldx, 4);
+          acc[u][m] = _mm512_mask3_fmadd_ps(v, a, acc[u][m], nonzero);
+        }
+      }
+      step += 32 * STEP;
+      value += 32 * width;
+    }
+    if (r < end) {
+      index = _mm512_add_epi32(index, LoadSteps<STEP>(step));
+      __mmask16 nonzero;
+      const __m512 v = LoadValues<T>(value, &nonzero);
+      for (int m = 0; m < R; ++m) {
+        const __m512 a = _mm512_i32gather_ps(index, x + m * ldx, 4);
+        acc[0][m] = _mm512_mask3_fmadd_ps(v, a, acc[0][m], nonzero);
+      }
+    }
+    const __m512i column = _mm512_loadu_si512(w.column + g * 16);
+    const __mmask16 valid = _mm512_cmpge_epi32_mask(column, _mm512_setzero_si512());
+    const __m512 beta = e.bias ? _mm512_mask_i32gather_ps(_mm512_setzero_ps(), valid, column, e.bias, 4)
+                               : _mm512_setzero_ps();
+    for (int m = 0; m < R; ++m) {
+      const __m512 out = ApplyEpilogue(_mm512_add_ps(acc[0][m], acc[1][m]), va, beta, e.relu);
+      _mm512_mask_i32scatter_ps(y + m * ldy, valid, column, out, 4);
+    }
+  }
+}
+
+template <int STEP, SlicedValue T>
+LSC_AVX512 void SlicedDispatchRows(const SlicedView& w, int64_t g_begin, int64_t g_end, const float* x, int64_t ldx,
+                                   int64_t rows, const Epilogue& e, float* y, int64_t ldy) {
+  if (rows == 1) return SlicedRows<1, STEP, T>(w, g_begin, g_end, x, ldx, e, y, ldy);
+  return SlicedRows<2, STEP, T>(w, g_begin, g_end, x, ldx, e, y, ldy);
+}
+
+template <int STEP>
+LSC_AVX512 void SlicedDispatchValue(const SlicedView& w, int64_t g_begin, int64_t g_end, const float* x, int64_t ldx,
+                                    int64_t rows, const Epilogue& e, float* y, int64_t ldy) {
+  switch (w.value_type) {
+    case SlicedValue::kFloat32:
+      return SlicedDispatchRows<STEP, SlicedValue::kFloat32>(w, g_begin, g_end, x, ldx, rows, e, y, ldy);
+    case SlicedValue::kFloat16:
+      return SlicedDispatchRows<STEP, SlicedValue::kFloat16>(w, g_begin, g_end, x, ldx, rows, e, y, ldy);
+    case SlicedValue::kInt8:
+      return SlicedDispatchRows<STEP, SlicedValue::kInt8>(w, g_begin, g_end, x, ldx, rows, e, y, ldy);
+  }
+}
+
+}  // namespace
+
+LSC_AVX512 void SpmvSlicedAvx512(const SlicedView& w, int64_t g_begin, int64_t g_end, const float* x, int64_t ldx,
+                                 int64_t rows, const Epilogue& e, float* y, int64_t ldy) {
+  if (rows < 1 || rows > kSlicedRows) return;
+  if (w.step_bytes == 1) return SlicedDispatchValue<1>(w, g_begin, g_end, x, ldx, rows, e, y, ldy);
+  return SlicedDispatchValue<2>(w, g_begin, g_end, x, ldx, rows, e, y, ldy);
+}
+
 }  // namespace lsc
 #endif

@@ -17,7 +17,7 @@ bool HasAvx512() {
 }
 bool HasAvx2() {
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
 }
 #endif
 
@@ -30,18 +30,21 @@ int Rank(const char* isa) {
 }  // namespace
 
 const std::vector<KernelSet>& AllKernelSets() {
-  // name, isa, supported, batch tile, spmm tile, spmv columns, spmv windowed, lanes, window, transpose
+  // name, isa, supported, batch tile, spmm tile, spmv columns, spmv windowed, lanes, window, transpose,
+  // spmm tiled, its tile, spmv sliced
   static const std::vector<KernelSet> sets = {
 #if defined(__x86_64__) || defined(_M_X64)
       {"f32-spmm/columns-avx512", "avx512", HasAvx512, 64, SpmmTileAvx512, SpmvColumnsScalar, SpmvWindowedAvx512, 16,
-       32, TransposeAvx512},
-      {"f32-spmm/columns-avx2", "avx2", HasAvx2, 32, SpmmTileAvx2, SpmvColumnsScalar, nullptr, 0, 0, TransposeScalar},
+       32, TransposeAvx512, SpmmTiledAvx512, 128, SpmvSlicedAvx512},
+      {"f32-spmm/columns-avx2", "avx2", HasAvx2, 32, SpmmTileAvx2, SpmvColumnsScalar, nullptr, 0, 0, TransposeScalar,
+       SpmmTiledAvx2, 32, SpmvSlicedAvx2},
 #endif
 #if defined(__aarch64__)
-      {"f32-spmm/columns-neon", "neon", Always, 64, SpmmTileNeon, SpmvColumnsScalar, nullptr, 0, 0, TransposeScalar},
+      {"f32-spmm/columns-neon", "neon", Always, 64, SpmmTileNeon, SpmvColumnsScalar, nullptr, 0, 0, TransposeScalar,
+       SpmmTiledNeon, 64, SpmvSlicedScalar},
 #endif
       {"f32-spmm/columns-scalar", "scalar", Always, 64, SpmmTileScalar, SpmvColumnsScalar, nullptr, 0, 0,
-       TransposeScalar},
+       TransposeScalar, SpmmTiledScalar, 64, SpmvSlicedScalar},
   };
   return sets;
 }

@@ -14,12 +14,15 @@ struct KernelSet {
   const char* name;  // e.g. "f32-spmm/columns-avx512"
   const char* isa;   // "avx512", "avx2", "neon" or "scalar"
   bool (*supported)();
-  int batch_tile;
+  int batch_tile;                // lanes of spmm_tile (<= 64)
   SpmmTileFn spmm_tile;
   SpmvColumnsFn spmv_columns;
   SpmvWindowedFn spmv_windowed;  // null: small batches use spmv_columns
   int lanes, window;             // windowed layout shape for spmv_windowed
   TransposeFn transpose;
+  SpmmTiledFn spmm_tiled;        // batches and convolutions on the tiled layout
+  int tiled_tile;                // lanes of spmm_tiled (<= 128)
+  SpmvSlicedFn spmv_sliced;      // one or two rows on the sliced layout
 };
 
 // Every variant compiled in, best first.

@@ -51,6 +51,8 @@ Status BuildColumnLists(const MatrixDecoder& decoder, bool k_is_row, ColumnLists
   ColumnLists lists;
   lists.K = k_is_row ? rows : cols;
   lists.N = k_is_row ? cols : rows;
+  lists.stored = blob.dtype;
+  lists.scale = blob.scale;
   if (lists.K > 0xFFFFFFFFll) return Fail("weight has ", lists.K, " rows; at most 2^32 - 1 are supported");
   if (lists.N >= (int64_t{1} << 40)) return Fail("weight has ", lists.N, " columns; at most 2^40 are supported");
   const uint64_t nnz_bound = std::min(blob.nnz, blob.total_size);
@@ -90,11 +92,23 @@ Status BuildColumnLists(const MatrixDecoder& decoder, bool k_is_row, ColumnLists
   return Status();
 }
 
+int64_t WindowedStride(const WindowedLayout& layout) { return (layout.windows + 1) * layout.window; }
+
+void StageWindowedRow(const WindowedLayout& layout, const float* row, float* staged) {
+  const int64_t rows = layout.window - 1;
+  for (int64_t w = 0; w < layout.windows; ++w) {
+    const int64_t k0 = w * rows, count = std::min<int64_t>(rows, layout.K - k0);
+    std::memcpy(staged + w * layout.window, row + k0, static_cast<size_t>(count) * sizeof(float));
+    std::fill(staged + w * layout.window + count, staged + (w + 1) * layout.window, 0.0f);
+  }
+  std::fill(staged + layout.windows * layout.window, staged + WindowedStride(layout), 0.0f);
+}
+
 bool WindowedLayoutWorthwhile(const ColumnLists& columns, int lanes, int window) {
   // One round count per (group, window): fine for any plausibly sparse weight, not for a huge
   // nearly empty one.
   const uint64_t cells = static_cast<uint64_t>((columns.N + lanes - 1) / lanes) *
-                         static_cast<uint64_t>((columns.K + window - 1) / window);
+                         static_cast<uint64_t>((columns.K + window - 2) / (window - 1));
   return cells <= 64 * (columns.nnz() + static_cast<uint64_t>(columns.N)) + (1u << 20);
 }
 
@@ -105,7 +119,8 @@ void BuildWindowedLayout(const ColumnLists& columns, int lanes, int window, Wind
   layout.K = columns.K;
   layout.N = columns.N;
   layout.groups = (columns.N + lanes - 1) / lanes;
-  layout.windows = (columns.K + window - 1) / window;
+  const int64_t rows = window - 1;  // the last slot of each window stays zero (padding reads it)
+  layout.windows = (columns.K + rows - 1) / rows;
   layout.rounds.assign(static_cast<size_t>(layout.groups * layout.windows), 0);
   layout.group_start.push_back(0);
   std::vector<uint64_t> cursor(lanes), end(lanes);
@@ -116,16 +131,16 @@ void BuildWindowedLayout(const ColumnLists& columns, int lanes, int window, Wind
       end[j] = n < columns.N ? columns.ptr[n + 1] : 0;
     }
     for (int64_t w = 0; w < layout.windows; ++w) {
-      const uint32_t limit = static_cast<uint32_t>(std::min<int64_t>((w + 1) * window, columns.K));
+      const uint32_t limit = static_cast<uint32_t>(std::min<int64_t>((w + 1) * rows, columns.K));
       int rounds = 0;
       for (;; ++rounds) {
         bool any = false;
         const size_t base = layout.offset.size();
-        layout.offset.resize(base + lanes, 0);
+        layout.offset.resize(base + lanes, static_cast<uint8_t>(rows));
         layout.value.resize(base + lanes, 0.0f);
         for (int j = 0; j < lanes; ++j) {
           if (cursor[j] < end[j] && columns.row[cursor[j]] < limit) {
-            layout.offset[base + j] = static_cast<uint8_t>(columns.row[cursor[j]] - w * window);
+            layout.offset[base + j] = static_cast<uint8_t>(columns.row[cursor[j]] - w * rows);
             layout.value[base + j] = columns.value[cursor[j]];
             ++cursor[j];
             any = true;

@@ -4,9 +4,11 @@
 // * ColumnLists — for every output column n, its non-zeros (k, value) sorted by k. 8 bytes per
 //   non-zero. Used by the broadcast kernel (a batch tile of activations per non-zero).
 // * WindowedLayout — for small batches: output columns in groups of `lanes`, rows in windows of
-//   `window`; in each (group, window) the non-zeros are dealt into rounds, one per lane, so one
-//   vector permute of the activation window feeds `lanes` columns at once. Padded lanes carry
-//   value 0. About 10 bytes per non-zero at 90% sparsity.
+//   `window` - 1 held in `window` slots; in each (group, window) the non-zeros are dealt into
+//   rounds, one per lane, so one vector permute of the activation window feeds `lanes` columns at
+//   once. Padded lanes carry value 0 and read the window's last slot, which is always zero, so a
+//   NaN or infinity in an activation never reaches a column through padding. About 10 bytes per
+//   non-zero at 90% sparsity.
 #pragma once
 
 #include <cstdint>
@@ -23,6 +25,8 @@ struct ColumnLists {
   std::vector<uint64_t> ptr;  // N + 1
   std::vector<uint32_t> row;  // k of each non-zero
   std::vector<float> value;
+  ValueType stored = ValueType::kFloat32;  // the blob's value type (value holds them as float)
+  float scale = 1.0f;                      // int8 values: value = scale * q
   uint64_t nnz() const { return row.size(); }
   ColumnView view() const { return ColumnView{K, N, ptr.data(), row.data(), value.data()}; }
 };
@@ -44,6 +48,11 @@ struct WindowedLayout {
                         value.data()};
   }
 };
+
+// Floats per staged activation row of a windowed layout, and the staging itself: row k of
+// window w at slot w * window + k - w * (window - 1), the last slot of every window zero.
+int64_t WindowedStride(const WindowedLayout& layout);
+void StageWindowedRow(const WindowedLayout& layout, const float* row, float* staged);
 
 // Whether the windowed layout is of a size in proportion to the weight's non-zeros.
 bool WindowedLayoutWorthwhile(const ColumnLists& columns, int lanes, int window);

@@ -1,7 +1,9 @@
 // Portable kernels: the fallback on every CPU and the reference for the SIMD variants.
 #include <algorithm>
+#include <cstring>
 
 #include "kernels/kernels.h"
+#include "kernels/layouts.h"
 
 namespace lsc {
 
@@ -46,6 +48,75 @@ void TransposeScalar(const float* src, int64_t lds, int64_t rows, int64_t cols, 
       for (int64_t r = r0; r < r1; ++r) {
         for (int64_t c = c0; c < c1; ++c) dst[c * ldd + r] = src[r * lds + c];
       }
+    }
+  }
+}
+
+}  // namespace lsc
+
+namespace lsc {
+namespace {
+
+inline float Apply(const Epilogue& e, int64_t n, float sum, float residual = 0.0f) {
+  const float y = e.alpha * sum + (e.bias ? e.bias[n] : 0.0f) + residual;
+  return e.relu && y < 0.0f ? 0.0f : y;  // NaN stays NaN
+}
+
+}  // namespace
+
+void SpmmTiledScalar(const TiledView& w, int64_t n_begin, int64_t n_end, const float* base, int64_t batch,
+                     const Epilogue& epilogue, float* yt, int64_t ldy) {
+  for (int64_t c0 = n_begin; c0 < n_end; c0 += w.chunk) {
+    const int64_t c1 = c0 + w.chunk < n_end ? c0 + w.chunk : n_end;
+    for (int64_t b = 0; b < w.blocks; ++b) {
+      const uint64_t* start = w.start + b * w.N;
+      const int32_t* order = w.column + b * w.N;
+      const bool first = b == 0, last = b == w.blocks - 1;
+      for (int64_t i0 = c0; i0 < c1; ++i0) {
+        const int64_t n = order[i0];
+        float acc[64];
+        float* out = yt + n * ldy;
+        for (int64_t l = 0; l < batch; ++l) acc[l] = first ? 0.0f : out[l];
+        for (uint64_t i = start[i0]; i < start[i0 + 1]; ++i) {
+          const float v = w.entry[i].value;
+          const float* row = Row(base, w.entry[i].offset);
+          for (int64_t l = 0; l < batch; ++l) acc[l] += v * row[l];
+        }
+        const float* residual = epilogue.residual ? epilogue.residual + n * ldy : nullptr;
+        for (int64_t l = 0; l < batch; ++l) {
+          out[l] = !last ? acc[l] : residual ? Apply(epilogue, n, acc[l], residual[l]) : Apply(epilogue, n, acc[l]);
+        }
+      }
+    }
+  }
+}
+
+void SpmvSlicedScalar(const SlicedView& w, int64_t g_begin, int64_t g_end, const float* x, int64_t ldx,
+                      int64_t rows, const Epilogue& epilogue, float* y, int64_t ldy) {
+  const size_t width = w.value_type == SlicedValue::kFloat32 ? 4 : w.value_type == SlicedValue::kFloat16 ? 2 : 1;
+  const ValueType type = w.value_type == SlicedValue::kFloat32   ? ValueType::kFloat32
+                         : w.value_type == SlicedValue::kFloat16 ? ValueType::kFloat16
+                                                                 : ValueType::kInt8;
+  for (int64_t g = g_begin; g < g_end; ++g) {
+    float acc[kSlicedRows][kSlicedLanes] = {};
+    uint64_t index[kSlicedLanes] = {};
+    for (uint64_t r = w.group_start[g]; r < w.group_start[g + 1]; ++r) {
+      for (int j = 0; j < kSlicedLanes; ++j) {
+        const uint64_t slot = r * kSlicedLanes + static_cast<uint64_t>(j);
+        uint32_t step = 0, bits = 0;
+        std::memcpy(&step, w.step + slot * static_cast<uint64_t>(w.step_bytes), static_cast<size_t>(w.step_bytes));
+        std::memcpy(&bits, w.value + slot * width, width);
+        index[j] += step;
+        if (bits == 0) continue;
+        const float v = ValueToFloat(type, bits, 1.0f);
+        for (int64_t m = 0; m < rows; ++m) acc[m][j] += v * x[m * ldx + static_cast<int64_t>(index[j])];
+      }
+    }
+    const Epilogue scaled{epilogue.alpha * w.scale, epilogue.bias, epilogue.relu, nullptr};
+    for (int j = 0; j < kSlicedLanes; ++j) {
+      const int32_t n = w.column[g * kSlicedLanes + j];
+      if (n < 0) continue;
+      for (int64_t m = 0; m < rows; ++m) y[m * ldy + n] = Apply(scaled, n, acc[m][j]);
     }
   }
 }

@@ -26,6 +26,68 @@ struct WindowedView {
   const float* value;           // rounds x lanes
 };
 
+// Tiled layout (kernels/tiled_layout.h) for batches and convolutions: the non-zeros of each
+// output column, split into K-blocks (block-major), each as the element offset of its activation
+// row (in bytes) and its value, so the kernel reads one 8-byte record per non-zero.
+struct TiledEntry {
+  int32_t offset;  // in bytes from the tile's base
+  float value;
+};
+inline const float* Row(const float* base, int32_t offset_bytes) {
+  return reinterpret_cast<const float*>(reinterpret_cast<const char*>(base) + offset_bytes);
+}
+// Columns come in chunks of `chunk` (the last may be shorter): the kernel sweeps every K-block for
+// one chunk before the next, so the chunk's output tile stays in L1 while each K-block's
+// activation rows are read from L2 once per chunk. Within a chunk and K-block, columns are
+// processed by decreasing number of entries, so the inner loop's trip counts repeat.
+struct TiledView {
+  int64_t N, blocks, chunk;
+  const uint64_t* start;   // blocks * N + 1: first entry of the i-th column processed in block b
+                           // at start[b * N + i]
+  const int32_t* column;   // blocks * N: that column
+  const TiledEntry* entry;
+};
+
+// What a kernel applies when it writes an output: y = alpha * sum + bias[n] (+ the residual at
+// the output's own index, for the tiled kernel), then max(y, 0) (NaN kept) when relu.
+struct Epilogue {
+  float alpha;
+  const float* bias;  // may be null
+  bool relu;
+  const float* residual = nullptr;  // tiled kernel: residual[n * ldy + b] added before relu
+};
+
+// For the columns n at processing positions [i_begin, i_end) (whole chunks) and lanes
+// b < batch (batch <= KernelSet::tiled_tile):
+//   yt[n * ldy + b] = epilogue(sum over the column's entries of value * base[offset + b])
+// chunk by chunk, and K-block by K-block within a chunk, yt holding the partial sums. Only stored
+// non-zeros are multiplied.
+using SpmmTiledFn = void (*)(const TiledView& w, int64_t i_begin, int64_t i_end, const float* base, int64_t batch,
+                             const Epilogue& epilogue, float* yt, int64_t ldy);
+
+// Sliced layout (kernels/sliced_layout.h) for one or two activation rows: columns sorted by
+// their non-zero count and dealt 16 at a time into groups; in each group, round r holds the r-th
+// non-zero of each of the 16 columns as a row step (8- or 16-bit) and a value at its stored width.
+// A lane whose value is zero (padding, or an escape for a step too long) contributes nothing.
+enum class SlicedValue : int32_t { kFloat32 = 0, kFloat16 = 1, kInt8 = 2 };
+struct SlicedView {
+  int64_t K, N, groups;
+  int32_t step_bytes;           // 1 or 2
+  SlicedValue value_type;
+  float scale;                  // int8 values: value = scale * q
+  const uint64_t* group_start;  // groups + 1: first round of each group
+  const int32_t* column;        // groups x 16: output column of each lane, -1 for none
+  const uint8_t* step;          // rounds x 16 steps of step_bytes
+  const uint8_t* value;         // rounds x 16 values of the stored width
+};
+constexpr int kSlicedLanes = 16;
+constexpr int kSlicedRows = 2;
+
+// For rows r < rows (<= kSlicedRows) and the columns of groups [g_begin, g_end):
+//   y[r * ldy + n] = epilogue(sum_k W[k, n] * x[r * ldx + k]).
+using SpmvSlicedFn = void (*)(const SlicedView& w, int64_t g_begin, int64_t g_end, const float* x, int64_t ldx,
+                              int64_t rows, const Epilogue& epilogue, float* y, int64_t ldy);
+
 // Yt[n * ldy + b] = alpha * sum_k W[k, n] * base[row[k] + b] + bias[n]   (bias may be null)
 // for n in [n_begin, n_end) and b in [0, batch), batch <= KernelSet::batch_tile. Row k of the
 // activations starts at base + row[k]: k * lda for a transposed activation tile, the offset of
@@ -49,6 +111,16 @@ using SpmvColumnsFn = void (*)(const ColumnView& w, int64_t n_begin, int64_t n_e
 using TransposeFn = void (*)(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst, int64_t ldd);
 
 // Per-ISA kernels (kernels/<isa>.cc).
+void SpmmTiledScalar(const TiledView&, int64_t, int64_t, const float*, int64_t, const Epilogue&, float*, int64_t);
+void SpmvSlicedScalar(const SlicedView&, int64_t, int64_t, const float*, int64_t, int64_t, const Epilogue&, float*,
+                      int64_t);
+void SpmmTiledAvx512(const TiledView&, int64_t, int64_t, const float*, int64_t, const Epilogue&, float*, int64_t);
+void SpmvSlicedAvx512(const SlicedView&, int64_t, int64_t, const float*, int64_t, int64_t, const Epilogue&, float*,
+                      int64_t);
+void SpmmTiledAvx2(const TiledView&, int64_t, int64_t, const float*, int64_t, const Epilogue&, float*, int64_t);
+void SpmvSlicedAvx2(const SlicedView&, int64_t, int64_t, const float*, int64_t, int64_t, const Epilogue&, float*,
+                    int64_t);
+void SpmmTiledNeon(const TiledView&, int64_t, int64_t, const float*, int64_t, const Epilogue&, float*, int64_t);
 void SpmmTileAvx512(const ColumnView&, int64_t, int64_t, const float*, const int64_t*, int64_t, float,
                     const float*, float*, int64_t);
 void SpmvWindowedAvx512(const WindowedView&, int64_t, int64_t, const float*, int64_t, int64_t, float, const float*,

@@ -1,54 +1,95 @@
-// LSCConv(X, W_blob[, B]) -> Y: ONNX Conv computed on the encoded weight. Per (image, group,
-// tile of output pixels) the im2col rows of the tile form At [C/group * kH * kW, pixels] and the
-// broadcast kernel writes the NCHW output rows directly: Y[m, pixels] = W^T At + B[m].
+// LSCConv(X, W_blob[, B]) -> Y: ONNX Conv computed on the encoded weight, as a direct
+// convolution for every shape (no im2col). The input is laid out as zero-padded stride-phase
+// planes of width Wq (or used in place), and output pixel (oh, ow) is "virtual position"
+// v = oh * Wq + ow: tap (c, i, j) of a tile of consecutive virtual positions then reads one
+// contiguous run of a plane, so a tile of tiled_tile positions spans several output rows on
+// narrow feature maps. Positions with ow >= OW are computed and dropped. The tiled kernel applies
+// bias and activation; the output tile is NCHW directly when Wq == OW.
 #include "ops/lsc_conv.h"
 
 #include <algorithm>
 #include <cstring>
 
+#include "common/memory.h"
 #include "ops/op_util.h"
 #include "ops/unified_ops.h"
 
 namespace lsc {
 namespace {
 
-// Output rows at least this wide run as direct convolution (one output row per tile); narrower
-// feature maps take im2col tiles across rows so the SIMD lanes stay full.
-constexpr int64_t kDirectMinWidth = 16;
-
 // The input of one image laid out for direct convolution: zero-padded and split into
-// stride_h x stride_w phase planes, so that tap (c, i, j) of output row oh reads the contiguous
-// run plane(c, phase(i, j)) + (oh + (i * dh) / sh) * Wq + (j * dw) / sw + [0, OW).
+// stride_h x stride_w phase planes of width Wq, so that tap (c, i, j) of virtual position
+// v = oh * Wq + ow reads plane(c, phase(i, j)) + (i * dh / sh) * Wq + (j * dw) / sw + v.
+//
+// Vector loads are much faster when 64-byte aligned (a load across two cache lines costs about
+// 1.6x), so when it costs few extra positions the planes are *aligned*: Wq and the plane size are
+// multiples of 16 floats, and each column shift (j * dw) / sw that a tap uses gets its own copy
+// of the plane, shifted left by that many floats, so every tap reads from a multiple of 16.
 struct PhasePlanes {
-  int64_t hq = 0, wq = 0;  // plane height and width
-  bool in_place = false;   // stride 1 and no padding: X itself is the single plane
+  int64_t hq = 0, wq = 0;   // plane height and width
+  int64_t plane = 0;        // floats per plane (per shift and phase)
+  int64_t shifts = 1;       // shifted copies of each plane
+  std::vector<int64_t> shift_copy;  // column shift -> its copy, -1 if no tap uses it
+  bool in_place = false;    // X itself is the single plane (1x1, stride 1, no padding, aligned)
+  bool aligned = false;
 
   explicit PhasePlanes(const ConvGeometry& g) {
-    in_place = g.stride_h == 1 && g.stride_w == 1 && g.pad_top == 0 && g.pad_left == 0 &&
-               g.out_height + (g.kernel_h - 1) * g.dilation_h <= g.height &&
-               g.out_width + (g.kernel_w - 1) * g.dilation_w <= g.width;
+    const int64_t H = g.height, W = g.width;
+    const bool pointwise = g.kernel_h == 1 && g.kernel_w == 1;
+    in_place = pointwise && g.stride_h == 1 && g.stride_w == 1 && g.pad_top == 0 && g.pad_left == 0 &&
+               g.out_height <= H && g.out_width <= W && g.out_width == W && (H * W) % 16 == 0;
     if (in_place) {
-      hq = g.height;
-      wq = g.width;
-    } else {
-      hq = std::max(g.out_height + (g.kernel_h - 1) * g.dilation_h / g.stride_h,
-                    (g.height + g.pad_top + g.stride_h - 1) / g.stride_h);
-      wq = std::max(g.out_width + (g.kernel_w - 1) * g.dilation_w / g.stride_w,
-                    (g.width + g.pad_left + g.stride_w - 1) / g.stride_w);
+      hq = H;
+      wq = W;
+      plane = H * W;
+      aligned = true;
+      shift_copy = {0};
+      return;
+    }
+    hq = std::max(g.out_height + (g.kernel_h - 1) * g.dilation_h / g.stride_h,
+                  (H + g.pad_top + g.stride_h - 1) / g.stride_h);
+    wq = std::max(g.out_width + (g.kernel_w - 1) * g.dilation_w / g.stride_w,
+                  (W + g.pad_left + g.stride_w - 1) / g.stride_w);
+    const int64_t wq16 = (wq + 15) / 16 * 16;
+    // Rows of a tap are Wq apart only when the kernel spans rows; a wider Wq costs positions.
+    aligned = g.kernel_h == 1 || wq16 == wq;
+    if (aligned && g.kernel_h > 1) wq = wq16;
+    plane = aligned ? (hq * wq + 15) / 16 * 16 : hq * wq;
+    const int64_t max_shift = (g.kernel_w - 1) * g.dilation_w / g.stride_w;
+    shift_copy.assign(static_cast<size_t>(max_shift) + 1, -1);
+    if (!aligned) {
+      shift_copy[0] = 0;
+      shifts = 1;
+      return;
+    }
+    shifts = 0;
+    for (int64_t j = 0; j < g.kernel_w; ++j) {
+      int64_t& copy = shift_copy[static_cast<size_t>(j * g.dilation_w / g.stride_w)];
+      if (copy < 0) copy = shifts++;
     }
   }
-  int64_t channel_size(const ConvGeometry& g) const { return g.stride_h * g.stride_w * hq * wq; }
+  int64_t phases(const ConvGeometry& g) const { return g.stride_h * g.stride_w; }
+  int64_t channel_size(const ConvGeometry& g) const { return shifts * phases(g) * plane; }
+
+  // Whether some tap reads phase plane (ph, pw): only those are filled.
+  static bool PhaseUsed(const ConvGeometry& g, int64_t ph, int64_t pw) {
+    bool rows = false, cols = false;
+    for (int64_t i = 0; i < g.kernel_h; ++i) rows = rows || (i * g.dilation_h) % g.stride_h == ph;
+    for (int64_t j = 0; j < g.kernel_w; ++j) cols = cols || (j * g.dilation_w) % g.stride_w == pw;
+    return rows && cols;
+  }
 
   // Fills the planes of channel c of an image (`x` points at that channel's H x W plane).
   void Fill(const float* x, const ConvGeometry& g, float* out) const {
     for (int64_t ph = 0; ph < g.stride_h; ++ph) {
       for (int64_t pw = 0; pw < g.stride_w; ++pw) {
-        float* plane = out + (ph * g.stride_w + pw) * hq * wq;
+        if (!PhaseUsed(g, ph, pw)) continue;
+        float* base = out + (ph * g.stride_w + pw) * plane;
         // Column b of this phase reads input column b * sw + pw - pad_left.
         const int64_t first = std::max<int64_t>(0, (g.pad_left - pw + g.stride_w - 1) / g.stride_w);
         const int64_t last = std::min<int64_t>(wq, (g.width + g.pad_left - pw + g.stride_w - 1) / g.stride_w);
         for (int64_t a = 0; a < hq; ++a) {
-          float* row = plane + a * wq;
+          float* row = base + a * wq;
           const int64_t r = a * g.stride_h + ph - g.pad_top;
           if (r < 0 || r >= g.height || first >= last) {
             std::fill(row, row + wq, 0.0f);
@@ -63,49 +104,55 @@ struct PhasePlanes {
           }
           std::fill(row + last, row + wq, 0.0f);
         }
+        std::fill(base + hq * wq, base + plane, 0.0f);
+        // The shifted copies: copy(s)[p] = plane[p + s].
+        const int64_t size = hq * wq;
+        for (size_t shift = 1; shift < shift_copy.size(); ++shift) {
+          if (shift_copy[shift] <= 0) continue;
+          float* copy = out + (shift_copy[shift] * phases(g) + ph * g.stride_w + pw) * plane;
+          const int64_t s = static_cast<int64_t>(shift);
+          std::memcpy(copy, base + s, static_cast<size_t>(std::max<int64_t>(0, size - s)) * sizeof(float));
+          std::fill(copy + std::max<int64_t>(0, size - s), copy + plane, 0.0f);
+        }
       }
     }
   }
 
   // Offset of tap (c, i, j) from the start of a group's planes, for every weight row k.
   void RowOffsets(const ConvGeometry& g, int64_t channels, int64_t* out) const {
-    const int64_t plane = hq * wq;
     for (int64_t c = 0; c < channels; ++c) {
       for (int64_t i = 0; i < g.kernel_h; ++i) {
         for (int64_t j = 0; j < g.kernel_w; ++j) {
           const int64_t dy = i * g.dilation_h, dx = j * g.dilation_w;
           const int64_t phase = (dy % g.stride_h) * g.stride_w + dx % g.stride_w;
-          *out++ = (c * g.stride_h * g.stride_w + phase) * plane + dy / g.stride_h * wq + dx / g.stride_w;
+          const int64_t shift = dx / g.stride_w;
+          const int64_t copy = shift_copy[static_cast<size_t>(aligned ? shift : 0)];
+          *out++ = c * channel_size(g) + (copy * phases(g) + phase) * plane + dy / g.stride_h * wq +
+                   (aligned ? 0 : shift);
         }
       }
     }
   }
 };
 
-// At[r][q] for output pixels [first, first + count) of one image and group: the im2col rows of
-// the tile, for feature maps too narrow for direct convolution.
-void Im2Col(const float* x, const ConvGeometry& g, int64_t first, int64_t count, float* at, int64_t lda) {
-  const int64_t cg = g.channels / g.group;
-  for (int64_t c = 0; c < cg; ++c) {
-    const float* plane = x + c * g.height * g.width;
-    for (int64_t i = 0; i < g.kernel_h; ++i) {
-      for (int64_t j = 0; j < g.kernel_w; ++j) {
-        float* row = at + ((c * g.kernel_h + i) * g.kernel_w + j) * lda;
-        int64_t oh = first / g.out_width, ow = first % g.out_width;
-        for (int64_t q = 0; q < count;) {
-          const int64_t run = std::min(count - q, g.out_width - ow);  // the rest of output row oh
-          const int64_t ih = oh * g.stride_h - g.pad_top + i * g.dilation_h;
-          const int64_t iw0 = ow * g.stride_w - g.pad_left + j * g.dilation_w;
-          for (int64_t t = 0; t < run; ++t) {
-            const int64_t iw = iw0 + t * g.stride_w;
-            row[q + t] = (ih >= 0 && ih < g.height && iw >= 0 && iw < g.width) ? plane[ih * g.width + iw] : 0.0f;
-          }
-          q += run;
-          ow = 0;
-          ++oh;
-        }
-      }
-    }
+// Bytes of activations one input channel contributes to a tile: the used phase planes' rows
+// that the kernel's taps cover.
+int64_t ChannelFootprint(const ConvGeometry& g, const PhasePlanes& planes, int64_t lanes) {
+  int64_t phases = 0;
+  for (int64_t ph = 0; ph < g.stride_h; ++ph) {
+    for (int64_t pw = 0; pw < g.stride_w; ++pw) phases += PhasePlanes::PhaseUsed(g, ph, pw) ? 1 : 0;
+  }
+  const int64_t rows = (g.kernel_h - 1) * g.dilation_h / g.stride_h;
+  const int64_t span = std::min(planes.hq * planes.wq, lanes + rows * planes.wq + (g.kernel_w - 1) * g.dilation_w);
+  return 4 * std::max<int64_t>(1, phases) * planes.shifts * span;
+}
+
+// y += residual (when given), then ReLU (when asked; NaN stays NaN), over `count` floats.
+void ApplyEpilogue(const float* residual, bool relu, float* y, int64_t count) {
+  if (residual == nullptr && !relu) return;
+  for (int64_t i = 0; i < count; ++i) {
+    const float value = y[i] + (residual != nullptr ? residual[i] : 0.0f);
+    y[i] = relu && value < 0.0f ? 0.0f : value;
   }
 }
 
@@ -120,6 +167,7 @@ LscConvKernel::LscConvKernel(const OrtKernelInfo* info) {
   dilations_ = AttributeOr(kernel_info, "dilations", std::vector<int64_t>{});
   pads_ = AttributeOr(kernel_info, "pads", std::vector<int64_t>{});
   group_ = AttributeOr(kernel_info, "group", int64_t{1});
+  activation_ = AttributeOr(kernel_info, "activation", std::string());
   kernels_ = &SelectKernels();
 }
 
@@ -128,6 +176,9 @@ Status LscConvKernel::Init(const OrtKernelInfo* info) {
     return Fail("unsupported auto_pad '", auto_pad_, "'");
   }
   if (group_ < 1) return Fail("group must be >= 1, got ", group_);
+  if (!activation_.empty() && activation_ != "Relu") {
+    return Fail("unsupported activation '", activation_, "' (supported: \"\" and \"Relu\")");
+  }
   LSC_RETURN_IF_ERROR(LoadConstantWeight(Ort::ConstKernelInfo(info), 1, false, &weight_));
   if (weight_) LSC_RETURN_IF_ERROR(PrepareWeight(*weight_));
   return Status();
@@ -221,6 +272,66 @@ Status LscConvKernel::Geometry(const std::vector<int64_t>& x_shape, const Packed
   return Status();
 }
 
+struct ConvPlan {
+  ConvGeometry g;
+  int64_t hq = 0, wq = 0, channel = 0;  // plane height, width; floats per input channel
+  bool in_place = false;                 // X itself is the plane
+  bool direct_out = false;               // Wq == OW: the output tile is NCHW
+  int64_t positions = 0;                 // virtual positions per image: (OH - 1) * Wq + OW
+  TiledLayout layout;
+  std::vector<int64_t> bounds;           // tasks' runs of whole layout parts (processing positions)
+};
+
+Status LscConvKernel::Plan(const ConvGeometry& g, const PackedWeight& weight, bool cache,
+                           std::shared_ptr<const ConvPlan>* out) {
+  auto same = [&](const ConvPlan& p) {
+    return p.g.channels == g.channels && p.g.height == g.height && p.g.width == g.width;
+  };
+  if (cache) {
+    std::lock_guard<std::mutex> lock(plans_mutex_);
+    for (const auto& p : plans_) {
+      if (same(*p)) {
+        *out = p;
+        return Status();
+      }
+    }
+  }
+  auto plan = std::make_shared<ConvPlan>();
+  plan->g = g;
+  const PhasePlanes planes(g);
+  plan->hq = planes.hq;
+  plan->wq = planes.wq;
+  plan->in_place = planes.in_place;
+  plan->channel = planes.channel_size(g);
+  plan->direct_out = planes.wq == g.out_width;
+  plan->positions = g.out_height > 0 && g.out_width > 0 ? (g.out_height - 1) * planes.wq + g.out_width : 0;
+  const int64_t rows = g.channels * g.kernel_h * g.kernel_w;
+  if (static_cast<double>(g.channels) * static_cast<double>(plan->channel) > 536870911.0) {
+    return Fail("X of ", g.channels, " x ", g.height, " x ", g.width,
+                " is too large for LSCConv (at most 2^29 padded elements per image)");
+  }
+  std::vector<int64_t> offsets(static_cast<size_t>(rows));
+  planes.RowOffsets(g, g.channels, offsets.data());
+  const int64_t lanes = kernels_->tiled_tile;
+  // K-blocks of whole input channels whose activations take about 24 KiB of L1; chunks of
+  // output channels whose tile takes about 16 KiB.
+  const int64_t channels_per_block = std::max<int64_t>(1, 24576 / ChannelFootprint(g, planes, lanes));
+  const int64_t taps = g.kernel_h * g.kernel_w;
+  LSC_RETURN_IF_ERROR(BuildTiledLayout(weight.columns(), offsets.data(),
+                                       UnitBlocks(rows, taps, channels_per_block * taps), TiledChunk(lanes),
+                                       &plan->layout));
+  const int64_t tiles = g.batch * ((plan->positions + lanes - 1) / lanes);
+  const int64_t wanted = static_cast<int64_t>(ParallelBatches(1 << 20)) * 2;
+  plan->bounds = plan->layout.TaskBounds((wanted + tiles - 1) / tiles);
+  if (cache) {
+    std::lock_guard<std::mutex> lock(plans_mutex_);
+    if (plans_.size() >= 4) plans_.erase(plans_.begin());
+    plans_.push_back(plan);
+  }
+  *out = plan;
+  return Status();
+}
+
 Status LscConvKernel::Compute(OrtKernelContext* raw_context) {
   Ort::KernelContext context(raw_context);
   std::shared_ptr<PackedWeight> weight = weight_;
@@ -257,66 +368,101 @@ Status LscConvKernel::Compute(OrtKernelContext* raw_context) {
     y = y_value.GetTensorMutableData<float>();
   }
 
-  // The weight is block-diagonal over the groups (PrepareWeight): row k of the product is tap
-  // (c, i, j) of input channel c of the whole image, and every tile covers all output channels,
-  // split into column blocks for parallelism.
-  const KernelSet& kernels = *kernels_;
-  const ColumnView view = weight->columns().view();
-  const int64_t T = kernels.batch_tile, M = g.out_channels;
-  const int64_t rows = g.channels * g.kernel_h * g.kernel_w;
-  int64_t* offsets = ThreadScratch<int64_t>(kScratchOffsets, static_cast<size_t>(rows));
-  auto column_blocks = [&](int64_t tiles) {
-    const int64_t wanted = (static_cast<int64_t>(ParallelBatches(1 << 20)) * 4 + tiles - 1) / tiles;
-    return std::min(M, std::max<int64_t>(1, wanted));
-  };
-  if (g.out_width >= kDirectMinWidth) {
-    // Direct: tiles are (image, output row, run of up to T output columns).
-    const PhasePlanes planes(g);
-    const int64_t channel = planes.in_place ? g.height * g.width : planes.channel_size(g);
-    const float* input = x;
-    if (!planes.in_place) {
-      float* padded = ThreadScratch(kScratchPlanes, static_cast<size_t>(g.batch * g.channels * channel));
-      LSC_RETURN_IF_ERROR(ParallelFor(raw_context, static_cast<size_t>(g.batch * g.channels), [&](size_t item) {
-        planes.Fill(x + static_cast<int64_t>(item) * g.height * g.width, g, padded + static_cast<int64_t>(item) * channel);
-      }));
-      input = padded;
+  // Z: a residual of Y's shape and type, added before the activation.
+  const float* residual = nullptr;
+  const float* deferred_residual = nullptr;
+  if (context.GetInputCount() > 3) {
+    Ort::ConstValue z_value = context.GetInput(3);
+    if (z_value) {
+      const auto z_info = z_value.GetTensorTypeAndShapeInfo();
+      if (z_info.GetShape() != y_shape) {
+        return Fail("Z has shape ", ShapeString(z_info.GetShape()), " but Y has shape ", ShapeString(y_shape),
+                    "; the residual must have Y's shape");
+      }
+      if (half) {
+        float* z_float = ThreadScratch(kScratchHalfZ, static_cast<size_t>(y_size));
+        HalfToFloat(z_value.GetTensorData<Ort::Float16_t>(), z_float, static_cast<size_t>(y_size));
+        residual = z_float;
+      } else {
+        residual = z_value.GetTensorData<float>();
+      }
     }
-    planes.RowOffsets(g, g.channels, offsets);
-    const int64_t runs = (g.out_width + T - 1) / T, tiles = g.batch * g.out_height * runs;
-    const int64_t blocks = column_blocks(tiles), per_block = (M + blocks - 1) / blocks;
-    LSC_RETURN_IF_ERROR(ParallelFor(raw_context, static_cast<size_t>(tiles * blocks), [&](size_t item) {
-      const int64_t block = static_cast<int64_t>(item) % blocks;
-      int64_t rest = static_cast<int64_t>(item) / blocks;
-      const int64_t run = rest % runs;
-      rest /= runs;
-      const int64_t oh = rest % g.out_height, b = rest / g.out_height;
-      const int64_t ow0 = run * T, count = std::min(T, g.out_width - ow0);
-      const float* base = input + b * g.channels * channel + oh * planes.wq + ow0;
-      float* out = y + b * M * pixels + oh * g.out_width + ow0;
-      kernels.spmm_tile(view, block * per_block, std::min(M, (block + 1) * per_block), base, offsets, count, 1.0f,
-                        bias, out, pixels);
-    }));
-  } else {
-    // im2col: tiles are (image, run of up to T output pixels across rows).
-    for (int64_t k = 0; k < rows; ++k) offsets[k] = k * T;
-    const int64_t runs = (pixels + T - 1) / T, tiles = g.batch * runs;
-    const int64_t blocks = column_blocks(tiles), per_block = (M + blocks - 1) / blocks;
-    const int64_t cg = g.channels / g.group;
-    LSC_RETURN_IF_ERROR(ParallelFor(raw_context, static_cast<size_t>(tiles), [&](size_t item) {
-      const int64_t run = static_cast<int64_t>(item) % runs, b = static_cast<int64_t>(item) / runs;
-      const int64_t first = run * T, count = std::min(T, pixels - first);
-      float* cols = ThreadScratch(kScratchCols, static_cast<size_t>(rows * T));
-      for (int64_t group = 0; group < g.group; ++group) {
-        Im2Col(x + b * image + group * cg * g.height * g.width, g, first, count, cols + group * (rows / g.group) * T,
-               T);
-      }
-      for (int64_t block = 0; block < blocks; ++block) {
-        kernels.spmm_tile(view, block * per_block, std::min(M, (block + 1) * per_block), cols, offsets, count, 1.0f,
-                          bias, y + b * M * pixels + first, pixels);
-      }
-    }));
   }
-  LSC_RETURN_IF_ERROR(AddUnifiedConv(raw_context, *weight, g, x, y));  // mswu: unified blocks, one multiply each
+
+  std::shared_ptr<const ConvPlan> plan;
+  LSC_RETURN_IF_ERROR(Plan(g, *weight, weight == weight_, &plan));
+  const KernelSet& kernels = *kernels_;
+  const PhasePlanes planes(g);
+  const float* input = x;
+  if (!plan->in_place) {
+    const double floats = static_cast<double>(g.batch) * static_cast<double>(g.channels) *
+                          static_cast<double>(plan->channel);
+    LSC_RETURN_IF_ERROR(CheckAllocation(floats > 1e18 ? ~uint64_t{0} : static_cast<uint64_t>(4 * floats),
+                                        "the padded input planes"));
+    float* padded = ThreadScratch(kScratchPlanes, static_cast<size_t>(g.batch * g.channels * plan->channel));
+    LSC_RETURN_IF_ERROR(ParallelFor(raw_context, static_cast<size_t>(g.batch * g.channels), [&](size_t item) {
+      planes.Fill(x + static_cast<int64_t>(item) * g.height * g.width, g,
+                  padded + static_cast<int64_t>(item) * plan->channel);
+    }));
+    input = padded;
+  }
+  // The weight is block-diagonal over the groups (PrepareWeight): row k of the product is tap
+  // (c, i, j) of input channel c of the whole image. Tasks are (image, tile of virtual
+  // positions, run of output channels).
+  const int64_t T = kernels.tiled_tile, M = g.out_channels;
+  const int64_t per_image = (plan->positions + T - 1) / T, tiles = g.batch * per_image;
+  const int64_t parts = static_cast<int64_t>(plan->bounds.size()) - 1;
+  const TiledView view = plan->layout.view();
+  // mswu weights add their unified blocks after this product, so their residual and activation
+  // are applied last, by ApplyEpilogue; every other weight fuses them into the product.
+  const bool fused = weight->unified() == nullptr;
+  const bool relu = fused && activation_ == "Relu";
+  if (!fused) std::swap(residual, deferred_residual);
+  const Epilogue direct{1.0f, bias, relu, nullptr};
+  const Epilogue staged{1.0f, bias, false, nullptr};  // residual and activation at the copy-out
+  LSC_RETURN_IF_ERROR(ParallelFor(raw_context, static_cast<size_t>(tiles * parts), [&](size_t item) {
+    const int64_t p = static_cast<int64_t>(item) % parts, tile = static_cast<int64_t>(item) / parts;
+    const int64_t b = tile / per_image, v0 = tile % per_image * T, count = std::min(T, plan->positions - v0);
+    const int64_t n0 = plan->bounds[p], n1 = plan->bounds[p + 1];
+    const float* base = input + b * g.channels * plan->channel + v0;
+    float* out = y + b * M * pixels;
+    if (plan->direct_out) {
+      Epilogue e = direct;
+      if (residual != nullptr) e.residual = residual + b * M * pixels + v0;
+      kernels.spmm_tiled(view, n0, n1, base, count, e, out + v0, pixels);
+      return;
+    }
+    float* yt = ThreadScratch(kScratchCols, static_cast<size_t>(M * T));
+    const bool plain = residual == nullptr && !relu;
+    kernels.spmm_tiled(view, n0, n1, base, count, plain ? direct : staged, yt, T);
+    // Keep the positions that are real output pixels (ow < OW), row run by row run.
+    for (int64_t v = v0; v < v0 + count;) {
+      const int64_t oh = v / plan->wq, ow = v % plan->wq;
+      const int64_t run = std::min(v0 + count, (oh + 1) * plan->wq) - v;
+      const int64_t keep = std::max<int64_t>(0, std::min(run, g.out_width - ow));
+      if (keep > 0) {
+        for (int64_t i = n0; i < n1; ++i) {
+          const int64_t n = view.column[i];  // the chunk's columns, in any block's order
+          const int64_t at = n * pixels + oh * g.out_width + ow;
+          const float* from = yt + n * T + (v - v0);
+          if (plain) {
+            std::memcpy(out + at, from, sizeof(float) * keep);
+            continue;
+          }
+          const float* z = residual ? residual + b * M * pixels + at : nullptr;
+          for (int64_t q = 0; q < keep; ++q) {
+            const float value = from[q] + (z ? z[q] : 0.0f);
+            out[at + q] = relu && value < 0.0f ? 0.0f : value;  // NaN stays NaN
+          }
+        }
+      }
+      v += run;
+    }
+  }));
+  if (!fused) {
+    LSC_RETURN_IF_ERROR(AddUnifiedConv(raw_context, *weight, g, x, y));  // mswu: unified blocks, one multiply each
+    ApplyEpilogue(deferred_residual, activation_ == "Relu", y, y_size);
+  }
   if (half) FloatToHalf(y, y_value.GetTensorMutableData<Ort::Float16_t>(), static_cast<size_t>(y_size));
   return Status();
 }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -22,9 +23,14 @@ struct ConvGeometry {
   int64_t group = 1;
 };
 
+// How one input geometry is computed: phase planes, virtual positions, the tiled layout of the
+// weight for that geometry's tap offsets (lsc_conv.cc).
+struct ConvPlan;
+
 class LscConvKernel {
  public:
   static constexpr const char* kOpName = "LSCConv";
+  static constexpr size_t kInputCount = 4;  // X, W_blob, B, Z (residual added before the activation)
   explicit LscConvKernel(const OrtKernelInfo* info);
   Status Init(const OrtKernelInfo* info);
   Status Compute(OrtKernelContext* context);
@@ -32,17 +38,22 @@ class LscConvKernel {
   const std::string& node() const { return node_; }
 
  private:
-  enum Scratch { kScratchCols = 8, kScratchHalfIn, kScratchHalfOut, kScratchPlanes, kScratchOffsets };
+  enum Scratch { kScratchCols = 8, kScratchHalfIn, kScratchHalfOut, kScratchPlanes, kScratchOffsets, kScratchHalfZ };
   Status CheckWeight(const PackedWeight& weight) const;
   Status PrepareWeight(PackedWeight& weight) const;
   Status Geometry(const std::vector<int64_t>& x_shape, const PackedWeight& weight, ConvGeometry* g) const;
+  // The plan for geometry `g` (cached per input height and width when the weight is a constant).
+  Status Plan(const ConvGeometry& g, const PackedWeight& weight, bool cache, std::shared_ptr<const ConvPlan>* plan);
 
   std::string node_;
   std::string auto_pad_;
+  std::string activation_;  // "" or "Relu"
   std::vector<int64_t> kernel_shape_, strides_, dilations_, pads_;
   int64_t group_ = 1;
   const KernelSet* kernels_ = nullptr;
   std::shared_ptr<PackedWeight> weight_;
+  std::mutex plans_mutex_;
+  std::vector<std::shared_ptr<const ConvPlan>> plans_;  // a few recent input geometries
 };
 
 using LscConvOp = LscOp<LscConvKernel>;

@@ -11,12 +11,9 @@
 namespace lsc {
 namespace {
 
-// Up to this many rows of A run on the windowed layout (or as column dot products, when the
-// kernel variant has no windowed kernel); more rows take the batched product.
+// Up to kSlicedRows rows of A run on the sliced layout; up to this many on the windowed layout
+// (when the kernel variant has a windowed kernel); more rows take the batched product.
 constexpr int64_t kWindowedBatch = 12;
-constexpr int64_t kColumnsBatch = 3;
-// Output columns per task of the batched product.
-constexpr int64_t kColumnBlock = 32;
 
 }  // namespace
 
@@ -84,51 +81,60 @@ Status LscMatMulKernel::Compute(OrtKernelContext* raw_context) {
     for (int64_t m = 0; m < M; ++m) {
       for (int64_t n = 0; n < N; ++n) y[m * N + n] = bias ? bias[n] : 0.0f;
     }
-  } else if (weight->unified() != nullptr) {  // mswu: unified blocks, one multiply each (ops/unified_ops.cc)
-    LSC_RETURN_IF_ERROR(UnifiedMatMul(raw_context, *weight, *kernels_, a, M, alpha_, bias, y));
-  } else if (M <= (UseWindowed(*weight) ? kWindowedBatch : kColumnsBatch)) {
+  } else if (M <= kSlicedRows) {
+    LSC_RETURN_IF_ERROR(FewRows(raw_context, *weight, a, M, bias, y));
+  } else if (M <= kWindowedBatch && UseWindowed(*weight)) {
     LSC_RETURN_IF_ERROR(SmallBatch(raw_context, *weight, a, M, bias, y));
   } else {
     LSC_RETURN_IF_ERROR(LargeBatch(raw_context, *weight, a, M, bias, y));
   }
+  // mswu: the unified blocks, one multiply each, added to the free non-zeros' product.
+  if (K != 0) LSC_RETURN_IF_ERROR(AddUnifiedMatMul(raw_context, *weight, *kernels_, a, M, alpha_, y));
   if (half) FloatToHalf(y, y_value.GetTensorMutableData<Ort::Float16_t>(), static_cast<size_t>(M * N));
   return Status();
 }
 
-// Few rows: the windowed layout, up to kWindowedRows rows per pass; without it, column dot
-// products row by row.
+// One or two rows: the sliced layout, which streams the weight at close to memory speed. Tasks
+// are runs of column groups with about equal rounds.
+Status LscMatMulKernel::FewRows(OrtKernelContext* context, const PackedWeight& weight, const float* a, int64_t M,
+                                const float* bias, float* y) const {
+  const SlicedLayout* layout = nullptr;
+  LSC_RETURN_IF_ERROR(weight.sliced(&layout));
+  const SlicedView view = layout->view();
+  const int64_t K = weight.K(), N = weight.N();
+  const int64_t parts = std::min<int64_t>(layout->groups, static_cast<int64_t>(ParallelBatches(1 << 20)) * 2);
+  std::vector<int64_t> bounds = {0};
+  for (int64_t p = 1; p < parts; ++p) {
+    const uint64_t target = layout->rounds() * static_cast<uint64_t>(p) / static_cast<uint64_t>(parts);
+    bounds.push_back(std::lower_bound(layout->group_start.begin(), layout->group_start.end(), target) -
+                     layout->group_start.begin());
+  }
+  bounds.push_back(layout->groups);
+  const Epilogue epilogue{alpha_, bias, false};
+  return ParallelFor(context, static_cast<size_t>(parts), [&](size_t p) {
+    kernels_->spmv_sliced(view, bounds[p], bounds[p + 1], a, K, M, epilogue, y, N);
+  });
+}
+
+// Up to kWindowedBatch rows: the windowed layout, up to kWindowedRows rows per pass.
 Status LscMatMulKernel::SmallBatch(OrtKernelContext* context, const PackedWeight& weight, const float* a, int64_t M,
                                    const float* bias, float* y) const {
   const int64_t K = weight.K(), N = weight.N();
   const KernelSet& kernels = *kernels_;
-  if (UseWindowed(weight)) {
-    const WindowedLayout& layout = weight.windowed(kernels);
-    const WindowedView view = layout.view();
-    const int64_t ldx = layout.windows * layout.window + layout.window;  // padded, zero beyond K
-    const int64_t rows = std::min<int64_t>(M, kWindowedRows);
-    float* x = ThreadScratch(kScratchRow, static_cast<size_t>(rows * ldx));
-    const int64_t groups_per_task = std::max<int64_t>(1, layout.groups / 64);
-    const int64_t tasks = (layout.groups + groups_per_task - 1) / groups_per_task;
-    for (int64_t m0 = 0; m0 < M; m0 += kWindowedRows) {
-      const int64_t count = std::min<int64_t>(kWindowedRows, M - m0);
-      for (int64_t r = 0; r < count; ++r) {
-        std::memcpy(x + r * ldx, a + (m0 + r) * K, static_cast<size_t>(K) * sizeof(float));
-        std::fill(x + r * ldx + K, x + (r + 1) * ldx, 0.0f);
-      }
-      LSC_RETURN_IF_ERROR(ParallelFor(context, static_cast<size_t>(tasks), [&](size_t t) {
-        const int64_t g0 = static_cast<int64_t>(t) * groups_per_task;
-        kernels.spmv_windowed(view, g0, std::min(layout.groups, g0 + groups_per_task), x, ldx, count, alpha_, bias,
-                              y + m0 * N, N);
-      }));
-    }
-    return Status();
-  }
-  const ColumnView view = weight.columns().view();
-  const int64_t tasks = (N + kColumnBlock - 1) / kColumnBlock;
-  for (int64_t m = 0; m < M; ++m) {
+  const WindowedLayout& layout = weight.windowed(kernels);
+  const WindowedView view = layout.view();
+  const int64_t ldx = WindowedStride(layout);
+  const int64_t rows = std::min<int64_t>(M, kWindowedRows);
+  float* x = ThreadScratch(kScratchRow, static_cast<size_t>(rows * ldx));
+  const int64_t groups_per_task = std::max<int64_t>(1, layout.groups / 64);
+  const int64_t tasks = (layout.groups + groups_per_task - 1) / groups_per_task;
+  for (int64_t m0 = 0; m0 < M; m0 += kWindowedRows) {
+    const int64_t count = std::min<int64_t>(kWindowedRows, M - m0);
+    for (int64_t r = 0; r < count; ++r) StageWindowedRow(layout, a + (m0 + r) * K, x + r * ldx);
     LSC_RETURN_IF_ERROR(ParallelFor(context, static_cast<size_t>(tasks), [&](size_t t) {
-      const int64_t n0 = static_cast<int64_t>(t) * kColumnBlock;
-      kernels.spmv_columns(view, n0, std::min(N, n0 + kColumnBlock), a + m * K, alpha_, bias, y + m * N);
+      const int64_t g0 = static_cast<int64_t>(t) * groups_per_task;
+      kernels.spmv_windowed(view, g0, std::min(layout.groups, g0 + groups_per_task), x, ldx, count, alpha_, bias,
+                            y + m0 * N, N);
     }));
   }
   return Status();
@@ -139,34 +145,42 @@ bool LscMatMulKernel::UseWindowed(const PackedWeight& weight) const {
          WindowedLayoutWorthwhile(weight.columns(), kernels_->lanes, kernels_->window);
 }
 
-// Batch tiles of up to T rows: At = A_tile^T [K, L]; Yt [N, L] = alpha * W^T At + bias;
-// Y_tile = Yt^T. L, the row stride of the tiles, is T or, for a single short tile, the rows
-// rounded up to 16, which keeps a small batch's At compact in cache.
+// Batch tiles of T rows (one tile of fewer rows has a stride of the rows rounded up to 16, which
+// keeps it compact): At = A_tile^T [K, L]; Yt [N, L] = alpha * W^T At + bias on the tiled layout
+// for stride L; each task then transposes its own columns of Yt into Y while they are hot. Tasks
+// are (tile, run of columns with about equal non-zeros).
 Status LscMatMulKernel::LargeBatch(OrtKernelContext* context, const PackedWeight& weight, const float* a, int64_t M,
                                    const float* bias, float* y) const {
   const KernelSet& kernels = *kernels_;
-  const int64_t K = weight.K(), N = weight.N(), T = kernels.batch_tile;
+  const int64_t K = weight.K(), N = weight.N(), T = kernels.tiled_tile;
   const int64_t tiles = (M + T - 1) / T;
   const int64_t L = tiles == 1 ? std::min(T, (M + 15) / 16 * 16) : T;
+  const TiledLayout* layout = nullptr;
+  LSC_RETURN_IF_ERROR(weight.tiled(L, &layout));
   float* at = ThreadScratch(kScratchAt, static_cast<size_t>(tiles * K * L));
   float* yt = ThreadScratch(kScratchYt, static_cast<size_t>(tiles * N * L));
   auto rows_in = [&](int64_t tile) { return std::min(T, M - tile * T); };
-  LSC_RETURN_IF_ERROR(ParallelFor(context, static_cast<size_t>(tiles), [&](size_t t) {
-    const int64_t tile = static_cast<int64_t>(t);
-    kernels.transpose(a + tile * T * K, K, rows_in(tile), K, at + tile * K * L, L);
+  // The transposes split into (tile, run of 64 rows of At) tasks, so that one tile also keeps
+  // every thread busy.
+  const int64_t wanted = static_cast<int64_t>(ParallelBatches(1 << 20)) * 2;
+  const int64_t k_parts = std::max<int64_t>(1, std::min((K + 63) / 64, (wanted + tiles - 1) / tiles));
+  const int64_t k_step = (K + k_parts - 1) / k_parts;
+  LSC_RETURN_IF_ERROR(ParallelFor(context, static_cast<size_t>(tiles * k_parts), [&](size_t item) {
+    const int64_t tile = static_cast<int64_t>(item) / k_parts, k0 = static_cast<int64_t>(item) % k_parts * k_step;
+    const int64_t k1 = std::min(K, k0 + k_step);
+    if (k0 < k1) kernels.transpose(a + tile * T * K + k0, K, rows_in(tile), k1 - k0, at + tile * K * L + k0 * L, L);
   }));
-  int64_t* offsets = ThreadScratch<int64_t>(kScratchOffsets, static_cast<size_t>(K));
-  for (int64_t k = 0; k < K; ++k) offsets[k] = k * L;
-  const ColumnView view = weight.columns().view();
-  const int64_t blocks = (N + kColumnBlock - 1) / kColumnBlock;
-  LSC_RETURN_IF_ERROR(ParallelFor(context, static_cast<size_t>(tiles * blocks), [&](size_t item) {
-    const int64_t tile = static_cast<int64_t>(item) / blocks, n0 = static_cast<int64_t>(item) % blocks * kColumnBlock;
-    kernels.spmm_tile(view, n0, std::min(N, n0 + kColumnBlock), at + tile * K * L, offsets, rows_in(tile), alpha_,
-                      bias, yt + tile * N * L, L);
-  }));
-  return ParallelFor(context, static_cast<size_t>(tiles), [&](size_t t) {
-    const int64_t tile = static_cast<int64_t>(t);
-    kernels.transpose(yt + tile * N * L, L, N, rows_in(tile), y + tile * T * N, N);
+  const std::vector<int64_t> bounds = layout->TaskBounds((wanted + tiles - 1) / tiles);
+  const int64_t parts = static_cast<int64_t>(bounds.size()) - 1;
+  const TiledView view = layout->view();
+  const Epilogue epilogue{alpha_, bias, false};
+  return ParallelFor(context, static_cast<size_t>(tiles * parts), [&](size_t item) {
+    const int64_t tile = static_cast<int64_t>(item) / parts, p = static_cast<int64_t>(item) % parts;
+    const int64_t n0 = bounds[p], n1 = bounds[p + 1], rows = rows_in(tile);
+    float* tile_yt = yt + tile * N * L;
+    kernels.spmm_tiled(view, n0, n1, at + tile * K * L, rows, epilogue, tile_yt, L);
+    // Positions [n0, n1) are whole chunks: the same columns n0 .. n1 - 1, in some order.
+    kernels.transpose(tile_yt + n0 * L, L, n1 - n0, rows, y + tile * T * N + n0, N);
   });
 }
 

@@ -15,6 +15,7 @@ namespace lsc {
 class LscMatMulKernel {
  public:
   static constexpr const char* kOpName = "LSCMatMul";
+  static constexpr size_t kInputCount = 3;  // A, W_blob, bias
   explicit LscMatMulKernel(const OrtKernelInfo* info);
   Status Init(const OrtKernelInfo* info);
   Status Compute(OrtKernelContext* context);
@@ -24,6 +25,8 @@ class LscMatMulKernel {
  private:
   enum Scratch { kScratchRow, kScratchAt, kScratchYt, kScratchHalfIn, kScratchHalfOut, kScratchOffsets };
   Status CheckWeight(const PackedWeight& weight) const;
+  Status FewRows(OrtKernelContext* context, const PackedWeight& weight, const float* a, int64_t M, const float* bias,
+                 float* y) const;
   Status SmallBatch(OrtKernelContext* context, const PackedWeight& weight, const float* a, int64_t M,
                     const float* bias, float* y) const;
   bool UseWindowed(const PackedWeight& weight) const;

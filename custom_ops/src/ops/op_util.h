@@ -85,8 +85,9 @@ OrtStatusPtr GuardedCompute(Kernel& kernel, OrtKernelContext* context) {
 }
 
 // The custom-op definition shared by the lsc-ort ops: inputs (activations, uint8 weight blob,
-// optional bias), one output, all of the element type given at registration. The kernel class
-// provides kOpName, a constructor from OrtKernelInfo, Init() and Compute().
+// then optional ones: bias, and for LSCConv a residual), one output, all of the element type
+// given at registration. The kernel class provides kOpName, kInputCount, a constructor from
+// OrtKernelInfo, Init() and Compute().
 template <typename Kernel>
 class LscOp : public Ort::CustomOpBase<LscOp<Kernel>, Kernel, true> {
  public:
@@ -105,12 +106,12 @@ class LscOp : public Ort::CustomOpBase<LscOp<Kernel>, Kernel, true> {
     return nullptr;
   }
   const char* GetName() const { return Kernel::kOpName; }
-  size_t GetInputTypeCount() const { return 3; }
+  size_t GetInputTypeCount() const { return Kernel::kInputCount; }
   ONNXTensorElementDataType GetInputType(size_t index) const {
     return index == 1 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 : type_;
   }
   OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t index) const {
-    return index == 2 ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
+    return index >= 2 ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
   }
   size_t GetOutputTypeCount() const { return 1; }
   ONNXTensorElementDataType GetOutputType(size_t) const { return type_; }

@@ -10,6 +10,8 @@
 #include "common/status.h"
 #include "kernels/kernels.h"
 #include "kernels/layouts.h"
+#include "kernels/sliced_layout.h"
+#include "kernels/tiled_layout.h"
 #include "kernels/unified_layout.h"
 
 namespace lsc {
@@ -31,6 +33,11 @@ class PackedWeight {
   const WindowedLayout& windowed(const KernelSet& kernels) const;
   // mswu blobs: the unified blocks, one multiply each (kernels/unified_layout.h); null otherwise.
   const UnifiedLayout* unified() const { return unified_.get(); }
+  // The tiled layout of a MatMul weight for activation tiles whose rows are `stride` floats apart
+  // (row k at offset k * stride), and the sliced layout; built on first use, thread-safe; they
+  // fail only when they would not fit in memory.
+  Status tiled(int64_t stride, const TiledLayout** layout) const;
+  Status sliced(const SlicedLayout** layout) const;
 
  private:
   std::vector<int64_t> shape_;
@@ -38,6 +45,16 @@ class PackedWeight {
   std::shared_ptr<UnifiedLayout> unified_;
   mutable std::once_flag windowed_once_;
   mutable WindowedLayout windowed_;
+  struct Tiled {
+    int64_t stride;
+    TiledLayout layout;
+    Status status;
+  };
+  mutable std::mutex tiled_mutex_;
+  mutable std::vector<std::unique_ptr<Tiled>> tiled_;  // one per tile stride in use
+  mutable std::once_flag sliced_once_;
+  mutable SlicedLayout sliced_;
+  mutable Status sliced_status_;
 };
 
 }  // namespace lsc

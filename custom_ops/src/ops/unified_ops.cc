@@ -10,7 +10,7 @@ namespace lsc {
 namespace {
 
 // Thread scratch slots of these passes (the ops use slots below 16).
-enum Scratch { kScratchExtended = 16, kScratchSums, kScratchCursor, kScratchAt, kScratchYt, kScratchOffsets };
+enum Scratch { kScratchSums = 16, kScratchCursor, kScratchAt, kScratchYt };
 
 // Output pixels per tile of the convolution pass, and the most floats of signed sums per tile.
 constexpr int64_t kPixelTile = 64;
@@ -69,10 +69,6 @@ void ConvSignedSums(const SignedSumView& s, int64_t e_begin, int64_t e_end, cons
 
 namespace {
 
-// As LSCMatMul: rows up to which the free non-zeros run on the windowed layout (or as column dot
-// products when the kernel variant has none).
-constexpr int64_t kWindowedBatch = 12;
-constexpr int64_t kColumnsBatch = 3;
 // Up to this many rows, the unified entries gather their signed sums row by row; more rows share
 // each multiply-add across a transposed tile.
 constexpr int64_t kRowSumsBatch = 4;
@@ -80,47 +76,6 @@ constexpr int64_t kColumnBlock = 32;
 // Floats of transposed signed sums per chunk (256 KB: they stay in L2 while the entries read them).
 constexpr int64_t kChunkFloats = int64_t{1} << 16;
 constexpr int64_t kSumsPerTask = 256;
-
-bool UseWindowed(const PackedWeight& weight, const KernelSet& kernels) {
-  return kernels.spmv_windowed != nullptr && WindowedLayoutWorthwhile(weight.columns(), kernels.lanes, kernels.window);
-}
-
-// The free non-zeros of a few rows, exactly as LSCMatMul's SmallBatch runs any weight: the
-// windowed layout, or column dot products. Writes y = alpha * (A @ W_free) + bias.
-Status FreeSmallBatch(OrtKernelContext* context, const PackedWeight& weight, const KernelSet& kernels,
-                      const float* a, int64_t M, float alpha, const float* bias, float* y) {
-  const int64_t K = weight.K(), N = weight.N();
-  if (UseWindowed(weight, kernels)) {
-    const WindowedLayout& layout = weight.windowed(kernels);
-    const WindowedView view = layout.view();
-    const int64_t ldx = layout.windows * layout.window + layout.window;  // padded, zero beyond K
-    float* x = ThreadScratch(kScratchExtended, static_cast<size_t>(std::min<int64_t>(M, kWindowedRows) * ldx));
-    const int64_t groups_per_task = std::max<int64_t>(1, layout.groups / 64);
-    const int64_t tasks = (layout.groups + groups_per_task - 1) / groups_per_task;
-    for (int64_t m0 = 0; m0 < M; m0 += kWindowedRows) {
-      const int64_t count = std::min<int64_t>(kWindowedRows, M - m0);
-      for (int64_t r = 0; r < count; ++r) {
-        std::memcpy(x + r * ldx, a + (m0 + r) * K, static_cast<size_t>(K) * sizeof(float));
-        std::fill(x + r * ldx + K, x + (r + 1) * ldx, 0.0f);
-      }
-      LSC_RETURN_IF_ERROR(ParallelFor(context, static_cast<size_t>(tasks), [&](size_t t) {
-        const int64_t g0 = static_cast<int64_t>(t) * groups_per_task;
-        kernels.spmv_windowed(view, g0, std::min(layout.groups, g0 + groups_per_task), x, ldx, count, alpha, bias,
-                              y + m0 * N, N);
-      }));
-    }
-    return Status();
-  }
-  const ColumnView view = weight.columns().view();
-  const int64_t tasks = (N + kColumnBlock - 1) / kColumnBlock;
-  for (int64_t m = 0; m < M; ++m) {
-    LSC_RETURN_IF_ERROR(ParallelFor(context, static_cast<size_t>(tasks), [&](size_t t) {
-      const int64_t n0 = static_cast<int64_t>(t) * kColumnBlock;
-      kernels.spmv_columns(view, n0, std::min(N, n0 + kColumnBlock), a + m * K, alpha, bias, y + m * N);
-    }));
-  }
-  return Status();
-}
 
 // y += alpha * (unified part) for a row or two: their signed sums (small, in L1), then the
 // entries' accumulating column dot products.
@@ -172,73 +127,29 @@ Status UnifiedTile(OrtKernelContext* context, const UnifiedLayout& u, const Unif
   return Status();
 }
 
-// Batch tiles of up to batch_tile rows, as LSCMatMul's LargeBatch: At = A_tile^T [K, L]; the free
-// non-zeros on the broadcast kernel write Yt [N, L] (with bias), the unified entries add to it,
-// and Y_tile = Yt^T.
-Status LargeBatch(OrtKernelContext* context, const PackedWeight& weight, const KernelSet& kernels,
-                  const UnifiedKernelSet& unified_kernels, const float* a, int64_t M, float alpha, const float* bias,
-                  float* y) {
-  const UnifiedLayout& u = *weight.unified();
-  const int64_t K = weight.K(), N = weight.N(), T = kernels.batch_tile;
-  const int64_t tiles = (M + T - 1) / T;
-  const int64_t L = tiles == 1 ? std::min(T, (M + 15) / 16 * 16) : T;
-  float* at = ThreadScratch(kScratchAt, static_cast<size_t>(tiles * K * L));
-  float* yt = ThreadScratch(kScratchYt, static_cast<size_t>(tiles * N * L));
-  int64_t* offsets = ThreadScratch<int64_t>(kScratchOffsets, static_cast<size_t>(K));
-  for (int64_t k = 0; k < K; ++k) offsets[k] = k * L;
-  auto rows_in = [&](int64_t tile) { return std::min(T, M - tile * T); };
-  LSC_RETURN_IF_ERROR(ParallelFor(context, static_cast<size_t>(tiles), [&](size_t t) {
-    const int64_t tile = static_cast<int64_t>(t);
-    kernels.transpose(a + tile * T * K, K, rows_in(tile), K, at + tile * K * L, L);
-  }));
-  const ColumnView plain = weight.columns().view();
-  const int64_t blocks = (N + kColumnBlock - 1) / kColumnBlock;
-  LSC_RETURN_IF_ERROR(ParallelFor(context, static_cast<size_t>(tiles * blocks), [&](size_t item) {
-    const int64_t tile = static_cast<int64_t>(item) / blocks, n0 = static_cast<int64_t>(item) % blocks * kColumnBlock;
-    kernels.spmm_tile(plain, n0, std::min(N, n0 + kColumnBlock), at + tile * K * L, offsets, rows_in(tile), alpha,
-                      bias, yt + tile * N * L, L);
-  }));
-  for (int64_t tile = 0; tile < tiles; ++tile) {
-    LSC_RETURN_IF_ERROR(UnifiedTile(context, u, unified_kernels, at + tile * K * L, L, rows_in(tile), alpha,
-                                    yt + tile * N * L));
-  }
-  return ParallelFor(context, static_cast<size_t>(tiles), [&](size_t t) {
-    const int64_t tile = static_cast<int64_t>(t);
-    kernels.transpose(yt + tile * N * L, L, N, rows_in(tile), y + tile * T * N, N);
-  });
-}
-
-// A few rows (up to the windowed batch): the free non-zeros as LSCMatMul runs them, then the
-// unified entries on one transposed tile, added to y.
-Status MiddleBatch(OrtKernelContext* context, const PackedWeight& weight, const KernelSet& kernels,
-                   const UnifiedKernelSet& unified_kernels, const float* a, int64_t M, float alpha, const float* bias,
-                   float* y) {
-  LSC_RETURN_IF_ERROR(FreeSmallBatch(context, weight, kernels, a, M, alpha, bias, y));
-  const UnifiedLayout& u = *weight.unified();
-  const int64_t K = weight.K(), N = weight.N(), L = (M + 15) / 16 * 16;
-  float* at = ThreadScratch(kScratchAt, static_cast<size_t>(K * L));
-  float* yt = ThreadScratch(kScratchYt, static_cast<size_t>(N * L));
-  kernels.transpose(a, K, M, K, at, L);
-  std::fill(yt, yt + N * L, 0.0f);
-  LSC_RETURN_IF_ERROR(UnifiedTile(context, u, unified_kernels, at, L, M, alpha, yt));
-  for (int64_t m = 0; m < M; ++m) {
-    float* row = y + m * N;
-    for (int64_t n = 0; n < N; ++n) row[n] += yt[n * L + m];
-  }
-  return Status();
-}
-
 }  // namespace
 
-Status UnifiedMatMul(OrtKernelContext* context, const PackedWeight& weight, const KernelSet& kernels, const float* a,
-                     int64_t M, float alpha, const float* bias, float* y) {
+Status AddUnifiedMatMul(OrtKernelContext* context, const PackedWeight& weight, const KernelSet& kernels,
+                        const float* a, int64_t M, float alpha, float* y) {
+  const UnifiedLayout* unified = weight.unified();
+  if (unified == nullptr || unified->count() == 0) return Status();
   const UnifiedKernelSet& unified_kernels = SelectUnifiedKernels();
-  if (M > (UseWindowed(weight, kernels) ? kWindowedBatch : kColumnsBatch)) {
-    return LargeBatch(context, weight, kernels, unified_kernels, a, M, alpha, bias, y);
+  if (M <= kRowSumsBatch) return UnifiedRows(context, *unified, unified_kernels, a, M, alpha, y);
+  // Tiles of up to batch_tile rows: At = A_tile^T [K, L], Yt [N, L] = the unified part, y += Yt^T.
+  const int64_t K = weight.K(), N = weight.N(), T = kernels.batch_tile;
+  for (int64_t m0 = 0; m0 < M; m0 += T) {
+    const int64_t rows = std::min(T, M - m0), L = (rows + 15) / 16 * 16;
+    float* at = ThreadScratch(kScratchAt, static_cast<size_t>(K * L));
+    float* yt = ThreadScratch(kScratchYt, static_cast<size_t>(N * L));
+    kernels.transpose(a + m0 * K, K, rows, K, at, L);
+    std::fill(yt, yt + N * L, 0.0f);
+    LSC_RETURN_IF_ERROR(UnifiedTile(context, *unified, unified_kernels, at, L, rows, alpha, yt));
+    for (int64_t m = 0; m < rows; ++m) {
+      float* row = y + (m0 + m) * N;
+      for (int64_t n = 0; n < N; ++n) row[n] += yt[n * L + m];
+    }
   }
-  if (M > kRowSumsBatch) return MiddleBatch(context, weight, kernels, unified_kernels, a, M, alpha, bias, y);
-  LSC_RETURN_IF_ERROR(FreeSmallBatch(context, weight, kernels, a, M, alpha, bias, y));
-  return UnifiedRows(context, *weight.unified(), unified_kernels, a, M, alpha, y);
+  return Status();
 }
 
 Status AddUnifiedConv(OrtKernelContext* context, const PackedWeight& weight, const ConvGeometry& g, const float* x,

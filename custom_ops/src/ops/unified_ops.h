@@ -11,11 +11,11 @@
 
 namespace lsc {
 
-// LSCMatMul on an mswu weight (weight.unified() set): y [M, N] = alpha * (a [M, K] @ W) + bias.
-// The free non-zeros run on the existing kernels; the unified entries are added from the signed
-// sums of the rows (few rows) or of transposed tiles, chunk by chunk (many rows).
-Status UnifiedMatMul(OrtKernelContext* context, const PackedWeight& weight, const KernelSet& kernels, const float* a,
-                     int64_t M, float alpha, const float* bias, float* y);
+// LSCMatMul: adds alpha * (a [M, K] @ W_unified) to y [M, N] (the free non-zeros and the bias are
+// already in it), from the signed sums of the rows (few rows) or of transposed tiles (many rows).
+// Nothing for other weights.
+Status AddUnifiedMatMul(OrtKernelContext* context, const PackedWeight& weight, const KernelSet& kernels,
+                        const float* a, int64_t M, float alpha, float* y);
 
 // LSCConv: adds the unified blocks' share to y [N, M, pixels] (the other weights are already in
 // it), from x [N, C, H, W] and the convolution's geometry. Nothing for other weights.

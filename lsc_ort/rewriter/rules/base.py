@@ -31,6 +31,9 @@ class Match:
 
     weight: ConstantValue
     facts: dict[str, Any] = field(default_factory=dict)
+    absorbs: tuple[onnx.NodeProto, ...] = ()
+    """Nodes after the matched one that its replacement also computes (a following Relu or bias
+    Add); the pass removes them when it rewrites the node."""
 
 
 class RewriteRule(abc.ABC):
@@ -78,6 +81,20 @@ def constant_weight(
             f"{what} '{name}' is {weight.dtype_name}; the custom ops take float32 or float16 weights"
         )
     return weight
+
+
+def sole_consumer(node: onnx.NodeProto, ctx: GraphContext, op_type: str) -> onnx.NodeProto | None:
+    """The only node reading ``node``'s single output, if it is a standard ``op_type`` node that
+    no other rewrite absorbed and the output is not a graph output; else None."""
+    if len(node.output) != 1:
+        return None
+    users = ctx.consumers(node.output[0])
+    if len(users) != 1 or ctx.is_graph_output(node.output[0]):
+        return None
+    user = users[0]
+    if id(user) in ctx.claimed:
+        return None
+    return user if user.op_type == op_type and is_standard(user) and len(user.output) == 1 else None
 
 
 def attributes(node: onnx.NodeProto) -> dict[str, Any]:

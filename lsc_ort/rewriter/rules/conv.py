@@ -1,4 +1,11 @@
-"""``Conv(X, W[, B])`` with a constant 1-D or 2-D convolution weight → ``LSCConv(X, W_blob[, B])``."""
+"""``Conv(X, W[, B])`` with a constant 1-D or 2-D convolution weight → ``LSCConv(X, W_blob[, B])``.
+
+What follows the Conv as the only consumer of its output is absorbed:
+
+* ``Relu`` → ``activation="Relu"``;
+* ``Add(Y, Z)`` (or a two-input ``Sum``) of a ``Z`` whose shape is known to equal ``Y``'s (a
+  residual connection) → input ``Z``, and a ``Relu`` after that Add too.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,15 @@ import onnx
 
 from lsc_ort.ops import CONV_OP, DOMAIN
 from lsc_ort.rewriter.graph import GraphContext
-from lsc_ort.rewriter.rules.base import Decline, Match, RewriteRule, attributes, constant_weight, replacement
+from lsc_ort.rewriter.rules.base import (
+    Decline,
+    Match,
+    RewriteRule,
+    attributes,
+    constant_weight,
+    replacement,
+    sole_consumer,
+)
 
 CONV_ATTRIBUTES = ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides")
 
@@ -27,12 +42,39 @@ class ConvRule(RewriteRule):
         weight = constant_weight(node, 1, ctx, (3, 4), "the weight")
         if isinstance(weight, Decline):
             return weight
+        relu = sole_consumer(node, ctx, "Relu")
+        if relu is not None:
+            return Match(weight, {"relu": True}, absorbs=(relu,))
+        residual = self._residual(node, ctx)
+        if residual is not None:
+            add, z = residual
+            relu = sole_consumer(add, ctx, "Relu")
+            absorbs = (add, relu) if relu is not None else (add,)
+            return Match(weight, {"relu": relu is not None, "residual": z}, absorbs=absorbs)
         return Match(weight)
+
+    @staticmethod
+    def _residual(node: onnx.NodeProto, ctx: GraphContext) -> tuple[onnx.NodeProto, str] | None:
+        """The Add (or two-input Sum) adding a tensor of the Conv output's own shape, and that
+        tensor, if it is the output's only consumer."""
+        y = node.output[0]
+        add = sole_consumer(node, ctx, "Add") or sole_consumer(node, ctx, "Sum")
+        if add is None or len(add.input) != 2 or add.input[0] == add.input[1]:
+            return None
+        z = add.input[1] if add.input[0] == y else add.input[0]
+        y_shape, z_shape = ctx.shape(y), ctx.shape(z)
+        if y_shape is None or y_shape != z_shape or ctx.shape(add.output[0]) != y_shape:
+            return None
+        return add, z
 
     def rewrite(
         self, node: onnx.NodeProto, match: Match, blob: str, ctx: GraphContext
     ) -> list[onnx.NodeProto]:
         inputs = [node.input[0], blob, *node.input[2:]]
-        new = replacement(node, CONV_OP, inputs, [node.output[0]], DOMAIN)
+        if "residual" in match.facts:
+            inputs += [""] * (3 - len(inputs)) + [match.facts["residual"]]
+        output = match.absorbs[-1].output[0] if match.absorbs else node.output[0]
+        activation = "Relu" if match.facts.get("relu") else None
+        new = replacement(node, CONV_OP, inputs, [output], DOMAIN, activation=activation)
         new.attribute.extend(node.attribute)
         return [new]

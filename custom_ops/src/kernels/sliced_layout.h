@@ -1,0 +1,47 @@
+// The sliced layout for one or two activation rows (SpmvSlicedFn, views.h), built to stream at
+// memory speed: about 5 bytes per float32 non-zero (3 for float16), close to the blob itself.
+//
+// Output columns are sorted by their number of non-zeros and dealt kSlicedLanes at a time into
+// groups, so the columns of a group have nearly equal counts. Round r of a group holds the r-th
+// non-zero of each of its columns: the step from the previous row of that column (8 bits, or 16
+// when 8 would need many escapes) and the value at the blob's own width (float32, float16, or
+// int8 with one scale). A step too long for its width is split by escape entries of value zero;
+// a column with fewer non-zeros is padded with zero values. Every lane's row index stays a row of
+// the matrix (padding repeats the last row, an empty lane stays at row 0), so a gather of x may
+// read any lane, and the kernel masks the multiply-add of every zero-valued lane: a NaN or
+// infinity in x reaches only the outputs of its stored non-zeros.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "common/status.h"
+#include "kernels/layouts.h"
+#include "kernels/views.h"
+
+namespace lsc {
+
+struct SlicedLayout {
+  int64_t K = 0, N = 0, groups = 0;
+  int32_t step_bytes = 1;
+  SlicedValue value_type = SlicedValue::kFloat32;
+  float scale = 1.0f;
+  std::vector<uint64_t> group_start;  // groups + 1
+  std::vector<int32_t> column;        // groups x kSlicedLanes
+  std::vector<uint8_t> step;          // rounds x kSlicedLanes x step_bytes
+  std::vector<uint8_t> value;         // rounds x kSlicedLanes x value width
+  uint64_t rounds() const { return group_start.empty() ? 0 : group_start.back(); }
+  uint64_t bytes() const {
+    return group_start.size() * 8 + column.size() * 4 + step.size() + value.size();
+  }
+  SlicedView view() const {
+    return SlicedView{K,     N,           groups,       step_bytes,  value_type,
+                      scale, group_start.data(), column.data(), step.data(), value.data()};
+  }
+};
+
+// Builds the sliced layout of `columns` (values at the width of columns.stored). Fails when the
+// layout would not fit in memory.
+Status BuildSlicedLayout(const ColumnLists& columns, SlicedLayout* out);
+
+}  // namespace lsc

@@ -1,0 +1,54 @@
+// The tiled layout: column lists split into K-blocks, each non-zero as (activation row offset,
+// value) in one 8-byte record, for the batch and convolution kernels (SpmmTiledFn, views.h).
+//
+// Rows of a K-block are chosen so that the activation rows one block reads fit in L1 together;
+// the kernel sweeps all output columns of a block before the next block, keeping partial sums in
+// the output tile. Offsets are element offsets from the tile's base pointer: k * lanes for a
+// transposed MatMul tile, the offset of tap (c, i, j) in the padded phase planes of a
+// convolution (see ops/lsc_conv.cc).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "common/status.h"
+#include "kernels/layouts.h"
+#include "kernels/views.h"
+
+namespace lsc {
+
+struct TiledLayout {
+  int64_t N = 0, blocks = 0, chunk = 1;
+  std::vector<uint64_t> chunk_work;  // non-zeros before each chunk, then the total
+  std::vector<uint64_t> start;       // blocks * N + 1
+  std::vector<int32_t> column;       // blocks * N
+  std::vector<TiledEntry> entry;     // nnz: block-major, then in processing order, then by row
+  TiledView view() const { return TiledView{N, blocks, chunk, start.data(), column.data(), entry.data()}; }
+  uint64_t bytes() const {
+    return start.size() * sizeof(uint64_t) + column.size() * 4 + entry.size() * sizeof(TiledEntry);
+  }
+  // Position boundaries of up to `tasks` runs of whole chunks with about equal non-zeros.
+  std::vector<int64_t> TaskBounds(int64_t tasks) const;
+};
+
+// Builds the tiled layout of `columns` whose row k reads activations at element offset
+// offsets[k] (each in [0, 2^29)), with K-blocks [block_begin[b], block_begin[b + 1]) (ascending,
+// from 0 to K) and chunks of `chunk` columns. Fails when an offset does not fit or the layout
+// would not fit in memory.
+Status BuildTiledLayout(const ColumnLists& columns, const int64_t* offsets, const std::vector<int64_t>& block_begin,
+                        int64_t chunk, TiledLayout* out);
+
+// Columns per chunk so that a chunk's output tile of `lanes` floats per column takes about 16 KiB.
+inline int64_t TiledChunk(int64_t lanes) { return std::max<int64_t>(1, 16384 / (4 * std::max<int64_t>(1, lanes))); }
+
+// K-blocks of whole units of `unit` rows (e.g. the kH * kW taps of one input channel), about
+// `rows_per_block` rows each: the boundaries 0, ..., K.
+std::vector<int64_t> UnitBlocks(int64_t K, int64_t unit, int64_t rows_per_block);
+
+// Splits columns [0, N) into `parts` contiguous ranges of about equal work (non-zeros plus a
+// per-column cost), so threads finish together: the boundaries 0, ..., N (parts + 1 values,
+// ranges may be empty).
+std::vector<int64_t> BalancedColumns(const ColumnLists& columns, int64_t parts);
+
+}  // namespace lsc
