@@ -68,6 +68,8 @@ class Codec(abc.ABC):
     param_names: ClassVar[tuple[str, ...]] = ()
     section_names: ClassVar[tuple[str, ...]]
     description: ClassVar[str] = ""
+    auto_options: ClassVar[dict[str, Any]] = {}
+    """Options ``codec="auto"`` encodes with (e.g. a faster search than the codec's default)."""
 
     @abc.abstractmethod
     def encode(self, weight: WeightTensor, **options: Any) -> Encoded:
@@ -76,6 +78,15 @@ class Codec(abc.ABC):
     @abc.abstractmethod
     def decode(self, view: BlobView) -> np.ndarray:
         """Decode a parsed blob into the flat bit-pattern array of ``view.header.numel`` items."""
+
+    def available(self) -> bool:
+        """Whether :meth:`encode` can run here (``f2f`` needs the native library)."""
+        return True
+
+    def estimate_bytes(self, weight: WeightTensor) -> float | None:
+        """A lower estimate of the blob size from the first section on, or ``None``; with it
+        ``codec="auto"`` skips codecs that cannot beat the smallest blob so far."""
+        return None
 
     def describe(self, view: BlobView) -> dict[str, Any]:
         """Codec-specific facts that :func:`lsc_ort.inspect` adds to its dict (none by default).
