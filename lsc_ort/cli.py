@@ -51,13 +51,15 @@ their full width (for grep, less -S and files); set COLUMNS=80 to wrap them as o
 
 _TABLE_NOTE = f"""
 The per-layer table shows node, op, shape, sparsity, codec, size, ratio and bound; -v adds the
-row number, weight name, dtype and exact byte counts. {LAYER_LEGEND}."""
+row number, weight name, dtype and exact byte counts. {LAYER_LEGEND}. f2f layers show their
+encoding efficiency after the codec (E = care bits ÷ stored value bits; 1.00 is the limit)."""
 
 _EPILOGS = {
     "compress": """\
 examples:
   lsc-ort compress pruned.onnx -o compressed.onnx
   lsc-ort compress pruned.onnx -o compressed.onnx --codec lsc --min-sparsity 0.8
+  lsc-ort compress pruned.onnx -o compressed.onnx --codec f2f
   lsc-ort compress pruned.onnx -o compressed.onnx --report report.md
   lsc-ort compress big.onnx -o big-lsc.onnx  # external data in and out: big-lsc.onnx.data
 
@@ -229,7 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--codec",
         choices=codecs,
         default="auto",
-        help="codec for every layer, or auto = smallest per layer (default: auto)",
+        metavar="CODEC",
+        help=f"codec for every layer: {', '.join(codecs[1:])}; or auto = smallest per layer (default: auto)",
     )
     sub.add_argument(
         "--min-sparsity",

@@ -13,7 +13,7 @@ offset  size  field         meaning
 0       4     magic         ``b"LSCB"``
 4       2     version       u16, ``1``; readers reject any other version
 6       1     codec         u8 codec id (``lsc_ort.codecs``: 0 dense, 1 csr, 2 relidx,
-                            3 bitmap, 4 bsr, 5 lsc, 7 mswu; 6 is reserved for f2f)
+                            3 bitmap, 4 bsr, 5 lsc, 6 f2f, 7 mswu)
 7       1     dtype         u8 value dtype: 1 float32, 2 float16, 3 int8 (``value = scale * q``)
 8       8     total_size    u64, length of the blob in bytes
 16      4     crc32         u32, CRC-32 (ISO-HDLC polynomial, as ``zlib.crc32``) of bytes

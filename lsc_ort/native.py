@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import numpy as np
     import onnxruntime
 
 LIBRARY_ENV = "LSC_ORT_LIBRARY"
@@ -145,3 +146,42 @@ def native_decode(blob: bytes | bytearray | memoryview) -> bytes:
                            ctypes.c_size_t(512)):
         raise ValueError(err.value.decode())
     return out.raw[:nbytes]
+
+
+def native_f2f_encode(positions: np.ndarray, values: np.ndarray, *, numel: int, bits: int, n_in: int, n_out: int,
+                      n_s: int, seed: int, segment_blocks: int, planes: int, threads: int,
+                      inputs_size: int) -> tuple[bytes, np.ndarray]:
+    """Run the native f2f encoder (``custom_ops/src/encode/f2f_encoder.h``).
+
+    Args:
+        positions: the stream position of every slot, strictly increasing.
+        values: the slots' bit patterns.
+        inputs_size: bytes of the ``inputs`` section to fill.
+
+    Returns:
+        The ``inputs`` section and, per slot, a uint32 mask of the bits the network decodes wrong.
+
+    Raises:
+        ValueError: the encoder rejects its arguments (its message says why).
+        FileNotFoundError: the library is not built.
+    """
+    import numpy as np
+
+    lib = load_library()
+    fn = lib.lsc_f2f_encode
+    u64, pointer = ctypes.c_uint64, ctypes.c_void_p
+    fn.argtypes = [pointer, pointer, u64, u64, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int, u64, u64,
+                   ctypes.c_uint32, ctypes.c_int, pointer, u64, pointer, ctypes.c_char_p, ctypes.c_size_t]
+    fn.restype = ctypes.c_int
+    positions = np.ascontiguousarray(positions, dtype=np.uint64)
+    values = np.ascontiguousarray(values, dtype=np.uint32)
+    if positions.size != values.size:
+        raise ValueError(f"{positions.size} positions but {values.size} values")
+    inputs = np.zeros(max(inputs_size, 1), dtype=np.uint8)
+    misses = np.zeros(max(positions.size, 1), dtype=np.uint32)
+    err = ctypes.create_string_buffer(512)
+    if fn(positions.ctypes.data, values.ctypes.data, positions.size, numel, bits, n_in, n_out, n_s,
+          seed & (2**64 - 1), segment_blocks, planes, threads, inputs.ctypes.data, inputs_size, misses.ctypes.data,
+          err, 512):
+        raise ValueError(err.value.decode())
+    return inputs[:inputs_size].tobytes(), misses[: positions.size]

@@ -35,6 +35,8 @@ class LayerRow:
     shared: bool = False
     """The weight is shared with an earlier row (and counted there in totals)."""
     note: str = ""
+    encoding_efficiency: float | None = None
+    """f2f's E (care bits ÷ stored value bits; 1.0 is the entropy limit), shown after the codec."""
 
     @property
     def ratio(self) -> float:
@@ -114,6 +116,11 @@ class Column(Generic[R]):
     markdown: bool = True
 
 
+def _codec(row: LayerRow) -> str:
+    """The codec, with f2f's encoding efficiency: ``f2f E=0.95``."""
+    return row.codec if row.encoding_efficiency is None else f"{row.codec} E={row.encoding_efficiency:.2f}"
+
+
 def _shared(row: LayerRow, text: str) -> str:
     return "shared" if row.shared else text
 
@@ -128,7 +135,7 @@ LAYER_COLUMNS: tuple[Column[LayerRow], ...] = (
     Column("op", lambda i, row: row.op),
     Column("shape", lambda i, row: shape_text(row.shape)),
     Column("sparsity", lambda i, row: f"{row.sparsity:.1%}", numeric=True),
-    Column("codec", lambda i, row: row.codec),
+    Column("codec", lambda i, row: _codec(row)),
     Column(
         "size",
         lambda i, row: _shared(row, human_bytes(row.encoded_bytes)),

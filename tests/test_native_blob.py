@@ -34,6 +34,14 @@ def blobs_for(codec: str) -> list[bytes]:
                        dict(code_bits=1, split=1),
                        dict(block=(1, 70), code_bits=16, split=40000, chunk_block_rows=7)]:
             blobs.append(lsc_ort.encode(weight, "lsc", **params))
+    if codec == "f2f":
+        weight = sparse_array((130, 70), 0.9, seed=9)
+        for params in [dict(n_s=1), dict(n_in=2, n_out=15, n_s=5), dict(order=0), dict(block=(3, 5)),
+                       dict(block=(1, 1), code_bits=0), dict(n_out=3000, segment_blocks=1),
+                       dict(n_in=7, n_out=70, n_s=2, chunk_block_rows=9)]:
+            blobs.append(lsc_ort.encode(weight, "f2f", **params))
+        blobs.append(lsc_ort.encode(sparse_array((64, 80), 0.9, np.int8, seed=2), "f2f", scale=0.5))
+        blobs.append(lsc_ort.encode(sparse_array((50, 33), 0.8, np.float16, seed=3), "f2f", n_s=3))
     if codec == "relidx":
         blobs += [lsc_ort.encode(sparse_array((50, 60), 0.97), "relidx", bits=b)
                   for b in (1, 3, 4, 8, 12, 16)]

@@ -85,7 +85,9 @@ def test_random_structural_corruptions_never_crash() -> None:
                 with pytest.raises(ERRORS):
                     session(matmul_model(candidate)).run(None, {"A": a})
                 continue
-            if decoded.ndim != 2 or decoded.shape[0] != 24 or not np.isfinite(decoded).all():
+            # Huge values (f2f turns a corrupted input bit into many random bit patterns) would test
+            # float32 rounding, not decoding.
+            if decoded.ndim != 2 or decoded.shape[0] != 24 or not (np.abs(decoded) < 1e4).all():
                 continue
             y = session(matmul_model(candidate)).run(None, {"A": a})[0]
             np.testing.assert_allclose(y, a.astype(np.float64) @ decoded, rtol=1e-4, atol=1e-4)

@@ -6,6 +6,7 @@
 
 #include "common/checked.h"
 #include "common/export.h"
+#include "encode/f2f_encoder.h"
 #include "format/blob.h"
 #include "format/decoder.h"
 #include "kernels/kernels.h"
@@ -73,6 +74,32 @@ LSC_EXPORT int lsc_blob_decode(const uint8_t* data, size_t size, uint8_t* out, s
       }, &blob);
     }
     return Report(status, err, err_size);
+  } catch (const std::exception& e) {
+    return Report(lsc::Fail("internal error: ", e.what()), err, err_size);
+  }
+}
+
+// Encodes the values of an f2f blob (see encode/f2f_encoder.h): fills `inputs` and the per-slot
+// `misses` masks (bits to patch). Returns 0, or 1 with a message in `err`.
+LSC_EXPORT int lsc_f2f_encode(const uint64_t* positions, const uint32_t* values, uint64_t nslots, uint64_t numel,
+                              int bits, int n_in, int n_out, int n_s, uint64_t seed, uint64_t segment_blocks,
+                              uint32_t planes, int threads, uint8_t* inputs, uint64_t inputs_size, uint32_t* misses,
+                              char* err, size_t err_size) {
+  try {
+    lsc::F2fEncodeRequest request;
+    request.positions = positions;
+    request.values = values;
+    request.nslots = nslots;
+    request.numel = numel;
+    request.bits = bits;
+    request.n_in = n_in;
+    request.n_out = n_out;
+    request.n_s = n_s;
+    request.seed = seed;
+    request.segment_blocks = segment_blocks;
+    request.planes = planes;
+    request.threads = threads;
+    return Report(lsc::F2fEncode(request, inputs, inputs_size, misses), err, err_size);
   } catch (const std::exception& e) {
     return Report(lsc::Fail("internal error: ", e.what()), err, err_size);
   }

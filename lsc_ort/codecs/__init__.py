@@ -12,6 +12,7 @@ from lsc_ort.codecs.bitmap import BitmapCodec
 from lsc_ort.codecs.bsr import BsrCodec
 from lsc_ort.codecs.csr import CsrCodec
 from lsc_ort.codecs.dense import DenseCodec
+from lsc_ort.codecs.f2f import F2fCodec
 from lsc_ort.codecs.lsc import LscCodec
 from lsc_ort.codecs.mswu import MswuCodec
 from lsc_ort.codecs.relidx import RelidxCodec
@@ -51,7 +52,8 @@ def available_codecs() -> list[str]:
     return [codec.name for _, codec in sorted(_BY_ID.items())]
 
 
-_BUILTIN = (DenseCodec(), CsrCodec(), RelidxCodec(), BitmapCodec(), BsrCodec(), LscCodec(), MswuCodec())
+_BUILTIN = (DenseCodec(), CsrCodec(), RelidxCodec(), BitmapCodec(), BsrCodec(), LscCodec(), F2fCodec(),
+            MswuCodec())
 for _codec in _BUILTIN:
     register(_codec)
 

@@ -69,6 +69,8 @@ class Codec(abc.ABC):
     param_names: ClassVar[tuple[str, ...]] = ()
     section_names: ClassVar[tuple[str, ...]]
     description: ClassVar[str] = ""
+    auto_options: ClassVar[dict[str, Any]] = {}
+    """Options ``codec="auto"`` encodes with (e.g. a faster search than the codec's default)."""
 
     @abc.abstractmethod
     def encode(self, weight: WeightTensor, **options: Any) -> Encoded:
@@ -77,6 +79,15 @@ class Codec(abc.ABC):
     @abc.abstractmethod
     def decode(self, view: BlobView) -> np.ndarray:
         """Decode a parsed blob into the flat bit-pattern array of ``view.header.numel`` items."""
+
+    def available(self) -> bool:
+        """Whether :meth:`encode` can run here (``f2f`` needs the native library)."""
+        return True
+
+    def estimate_bytes(self, weight: WeightTensor) -> float | None:
+        """A lower estimate of the blob size from the first section on, or ``None``; with it
+        ``codec="auto"`` skips codecs that cannot beat the smallest blob so far."""
+        return None
 
     def describe(self, view: BlobView) -> dict[str, Any]:
         """Codec-specific facts that :func:`lsc_ort.inspect` adds to its dict (none by default).
@@ -112,17 +123,21 @@ class Codec(abc.ABC):
             )
         return array
 
-    def zeros(self, view: BlobView, shape: int | tuple[int, ...] | None = None) -> np.ndarray:
-        """Zeroed bit patterns to decode into: ``numel`` of them, or an array of ``shape`` (such
-        as a padded block grid). Raises :class:`~lsc_ort.format.BlobFormatError` when they
-        would exceed the memory budget (:func:`~lsc_ort.format.memory_budget`)."""
-        dtype = view.header.dtype.bits_dtype
-        shape = view.header.numel if shape is None else shape
-        nbytes = math.prod((shape,) if isinstance(shape, int) else shape) * dtype.itemsize
+    def check_memory(self, view: BlobView, nbytes: int) -> None:
+        """Raise :class:`~lsc_ort.format.BlobFormatError` when decoding needs ``nbytes`` at once,
+        more than the memory budget (:func:`~lsc_ort.format.memory_budget`)."""
         if nbytes > memory_budget():
             raise BlobFormatError(
                 f"{self.name}: decoding shape {list(view.header.shape)} needs {-(-nbytes >> 20)} MiB, more than "
                 f"the memory budget of {memory_budget() >> 20} MiB; is the blob's shape corrupted?")
+
+    def zeros(self, view: BlobView, shape: int | tuple[int, ...] | None = None) -> np.ndarray:
+        """Zeroed bit patterns to decode into: ``numel`` of them, or an array of ``shape`` (such
+        as a padded block grid), within the memory budget (:meth:`check_memory`)."""
+        dtype = view.header.dtype.bits_dtype
+        shape = view.header.numel if shape is None else shape
+        nbytes = math.prod((shape,) if isinstance(shape, int) else shape) * dtype.itemsize
+        self.check_memory(view, nbytes)
         try:
             return np.zeros(shape, dtype=dtype)
         except (MemoryError, ValueError):

@@ -17,6 +17,11 @@ each chunk's codes and values begin, so kernels decode chunks in parallel.
 Params: ``block_rows``, ``block_cols``, ``code_bits`` (0..16), ``split`` (0 when ``code_bits``
 is 0, else 1..2**code_bits - 1), ``chunk_block_rows``.
 
+The *position layer* (block layer, chunks and SRI codes: every param and every section but
+``values``) says which elements are stored, the *slots*; :func:`choose_layer`,
+:func:`encode_layer` and :func:`decode_layer` expose it to other codecs (``f2f`` codes the slots'
+values with an XOR network instead of storing them raw).
+
 Sections:
 ``block_mask``  ``ceil(nbr * nbc / 8)`` bytes, bit ``i`` (LSB first) set when block ``i`` is kept.
 ``chunks``      u64 ``[nchunks + 1, 2]``: (code index, value index) where chunk ``k`` starts;
@@ -29,14 +34,14 @@ Sections:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from lsc_ort.codecs import sri
 from lsc_ort.codecs.base import Codec, Encoded, WeightTensor, reject_unknown
 from lsc_ort.codecs.bits import pack_codes, pack_mask, packed_size, unpack_codes, unpack_mask
-from lsc_ort.codecs.blocks import block_grid, blocks_of, check_block, fit_block, read_block, unblock
+from lsc_ort.codecs.blocks import block_grid, blocks_of, check_block, fit_block, read_block
 from lsc_ort.entropy import binary_entropy
 from lsc_ort.format import BlobFormatError, BlobView, align
 
@@ -181,16 +186,290 @@ def _candidate_blocks(rows: int, cols: int) -> list[tuple[int, int]]:
     return sorted(fitted)
 
 
+LAYER_PARAMS = ("block_rows", "block_cols", "code_bits", "split", "chunk_block_rows")
+"""The position layer's params: the first five of every codec that uses it."""
+LAYER_SECTIONS = ("block_mask", "chunks", "codes")
+"""The position layer's sections: the first three of every codec that uses it."""
+
+Auto = Literal["auto"]
+
+
+@dataclass(frozen=True)
+class LayerChoice:
+    """Parameters of the position layer: block shape, SRI code width and split, chunking."""
+
+    block: tuple[int, int]
+    code_bits: int
+    split: int
+    chunk_block_rows: int | None
+    """Block rows per chunk, ``None`` for about ``CHUNK_ELEMENTS`` elements per chunk."""
+
+
+@dataclass(frozen=True)
+class EncodedLayer:
+    """The position layer of a tensor: its params and sections, and its slots."""
+
+    params: tuple[int, ...]
+    sections: tuple[np.ndarray, np.ndarray, np.ndarray]
+    values: np.ndarray
+    """The slots' bit patterns, in slot order."""
+    positions: np.ndarray | None
+    """Flat C-order index of each slot, in slot order; ``None`` for kept blocks stored whole
+    (larger than 1x1), whose slots include edge padding."""
+    chunk_rows: int
+    """Matrix rows per chunk (``chunk_block_rows * block_rows``)."""
+    chunk_slots: np.ndarray
+    """int64 ``[nchunks + 1]``: the first slot of each chunk, then the total."""
+
+
+@dataclass(frozen=True)
+class DecodedLayer:
+    """The validated position layer of a blob: where every slot lies, chunk by chunk."""
+
+    rows: int
+    cols: int
+    row: np.ndarray
+    """Matrix row of each slot, in slot order (in edge padding only when ``whole_blocks``)."""
+    col: np.ndarray
+    chunk_slots: np.ndarray
+    """int64 ``[nchunks + 1]``: the first slot of each chunk, then the total."""
+    chunk_rows: int
+    whole_blocks: bool
+    """No coding layer: every element of every kept block is a slot."""
+    block: tuple[int, int]
+
+    @property
+    def slots(self) -> int:
+        return int(self.chunk_slots[-1])
+
+
+def check_layer_options(codec: str, block: tuple[int, int] | Auto, code_bits: int | Auto, split: int | Auto,
+                        chunk_block_rows: int | Auto) -> tuple[int | None, int | None, int | None]:
+    """Validate user-given layer options; returns ``(code_bits, split, chunk_block_rows)``, each
+    ``None`` when automatic."""
+    cbr = None if chunk_block_rows == "auto" else int(chunk_block_rows)
+    if cbr is not None and cbr < 1:
+        raise ValueError(f"{codec} chunk_block_rows must be >= 1, got {chunk_block_rows!r}")
+    fixed_bits = None if code_bits == "auto" else int(code_bits)
+    fixed_split = None if split == "auto" else int(split)
+    if fixed_bits is not None and not 0 <= fixed_bits <= sri.MAX_WIDTH:
+        raise ValueError(f"{codec} code_bits must be in [0, {sri.MAX_WIDTH}], got {code_bits!r}")
+    if fixed_split is not None:
+        if fixed_bits is None:
+            raise ValueError(f"{codec} split needs an explicit code_bits")
+        limit = (1 << fixed_bits) - 1
+        if (fixed_bits == 0 and fixed_split != 0) or (fixed_bits > 0 and not 1 <= fixed_split <= limit):
+            raise ValueError(f"{codec} split must be in [1, {limit}] for {fixed_bits}-bit codes, got {split!r}")
+    if block != "auto":
+        check_block(block, codec)
+    return fixed_bits, fixed_split, cbr
+
+
+def choose_layer(weight: WeightTensor, *, block: tuple[int, int] | Auto = "auto", code_bits: int | Auto = "auto",
+                 split: int | Auto = "auto", chunk_block_rows: int | Auto = "auto", whole_blocks: bool = True,
+                 codec: str = "lsc") -> LayerChoice:
+    """The position layer that codes ``weight``'s non-zeros in fewest bytes, values stored raw.
+
+    Every option defaults to ``"auto"``. ``whole_blocks=False`` allows storing kept blocks whole
+    (``code_bits=0``) only for 1x1 blocks, so that the slots are exactly the non-zeros.
+    """
+    rows, cols = weight.matrix_shape
+    fixed_bits, fixed_split, cbr = check_layer_options(codec, block, code_bits, split, chunk_block_rows)
+    if block == "auto":
+        shapes = _candidate_blocks(rows, cols)
+        if fixed_bits in (None, 0):
+            shapes.insert(0, (1, 1))
+        if fixed_bits == 0 and not whole_blocks:
+            shapes = [(1, 1)]
+    else:
+        shapes = [fit_block(check_block(block, codec), rows, cols)]
+        if fixed_bits == 0 and not whole_blocks and shapes[0] != (1, 1):
+            raise ValueError(f"{codec} code_bits=0 (no coding layer) needs block (1, 1), got {block!r}")
+    if len(shapes) == 1 and fixed_bits is not None and (fixed_bits == 0 or fixed_split is not None):
+        return LayerChoice(shapes[0], fixed_bits, fixed_split or 0, cbr)
+    shape, width, sp = _choose(_search_sample(weight), shapes, fixed_bits, fixed_split, cbr, whole_blocks)
+    return LayerChoice(shape, width, sp, cbr)
+
+
+def encode_layer(weight: WeightTensor, choice: LayerChoice) -> EncodedLayer:
+    """The position layer of ``weight`` with the parameters ``choice``."""
+    if choice.code_bits == 0:
+        return _encode_blocks(weight, choice.block, choice.chunk_block_rows)
+    return _encode_layout(weight, _layout(weight, choice.block, choice.chunk_block_rows), choice.code_bits,
+                          choice.split)
+
+
+def _choose(weight: WeightTensor, shapes: list[tuple[int, int]], fixed_bits: int | None, fixed_split: int | None,
+            cbr: int | None, whole_blocks: bool) -> tuple[tuple[int, int], int, int]:
+    """The (block, code_bits, split) giving the smallest blob for ``weight``.
+
+    Shapes are first ranked by an estimate (block bitmask plus the entropy of the kept vector, or
+    the kept blocks stored whole); the ``EXACT_CANDIDATES`` best are then sized exactly.
+    """
+    rows, cols = weight.matrix_shape
+    itemsize = weight.dtype.itemsize
+    nnz, nnz_bytes = weight.nnz, weight.nnz * itemsize
+    coordinates = _coordinates(weight)
+    estimates = []
+    for shape in shapes:
+        kept = _kept_blocks(weight, shape, coordinates)
+        nblocks = int(np.prod(block_grid(rows, cols, shape)))
+        stored = kept * shape[0] * shape[1]
+        whole = fixed_bits in (None, 0) and (whole_blocks or shape == (1, 1))
+        options: list[float] = []
+        if whole:
+            options.append(stored * itemsize)
+        if fixed_bits != 0 and shape != (1, 1):
+            options.append(stored * binary_entropy(nnz / stored) / 8 + nnz_bytes if stored else 0)
+        if options:
+            estimates.append((nblocks / 8 + min(options), shape))
+    estimates.sort()
+    best: tuple[int, tuple[int, int], int, int] | None = None
+    for _, shape in estimates[:EXACT_CANDIDATES]:
+        if shape == (1, 1) and fixed_bits in (None, 0):
+            # The bitmap regime, priced without building its layout.
+            nchunks = -(-rows // _chunk_block_rows(cbr, shape, (rows, cols)))
+            choices = [(0, 0, _blob_bytes(packed_size(weight.numel, 1), 16 * (nchunks + 1), 0, nnz_bytes))]
+        else:
+            layout = _layout(weight, shape, cbr, coordinates)
+            mask_bytes = packed_size(layout.block_mask.size, 1)
+            table_bytes = 16 * (layout.nchunks + 1)
+            choices = []
+            if fixed_bits in (None, 0) and whole_blocks:
+                stored = layout.kept_blocks * shape[0] * shape[1] * itemsize
+                choices.append((0, 0, _blob_bytes(mask_bytes, table_bytes, 0, stored)))
+            if fixed_bits != 0:
+                width, sp, ncodes = sri.best_parameters(
+                    *sri.gap_histogram(layout.gaps), width=fixed_bits, split=fixed_split)
+                choices.append((width, sp, _blob_bytes(
+                    mask_bytes, table_bytes, packed_size(ncodes, width), nnz_bytes)))
+        for width, sp, size in choices:
+            if best is None or size < best[0]:
+                best = (size, shape, width, sp)
+    assert best is not None
+    return best[1], best[2], best[3]
+
+
+def _encode_blocks(weight: WeightTensor, block: tuple[int, int], cbr: int | None) -> EncodedLayer:
+    """The layer without a coding layer: the kept blocks are stored whole."""
+    rows, cols = weight.matrix_shape
+    grid = block_grid(rows, cols, block)
+    cbr = _chunk_block_rows(cbr, block, grid)
+    nchunks = -(-grid[0] // cbr)
+    if block == (1, 1):  # the bitmap regime: the slots are the non-zeros, in C order
+        kept = weight.bits != 0
+        positions: np.ndarray | None = weight.nonzero
+        values = weight.bits[positions]
+        kept_per_block_row = np.count_nonzero(kept.reshape(rows, cols), axis=1)
+        size = 1
+    else:
+        blocks = blocks_of(weight, block)
+        kept = np.asarray(blocks.any(axis=(2, 3)))
+        kept_per_block_row = np.count_nonzero(kept, axis=1)
+        values = blocks[kept].reshape(-1)
+        positions = None
+        size = block[0] * block[1]
+    chunk_blocks = (np.add.reduceat(kept_per_block_row, np.arange(nchunks) * cbr) if nchunks
+                    else kept_per_block_row)
+    chunk_slots = np.zeros(nchunks + 1, dtype=np.int64)
+    chunk_slots[1:] = np.cumsum(chunk_blocks) * size
+    table = np.zeros((nchunks + 1, 2), dtype="<u8")
+    table[:, 1] = chunk_slots
+    params = (block[0], block[1], 0, 0, cbr)
+    return EncodedLayer(params, (pack_mask(kept), table, np.zeros(0, np.uint8)), values, positions,
+                        cbr * block[0], chunk_slots)
+
+
+def _encode_layout(weight: WeightTensor, layout: _Layout, width: int, split: int) -> EncodedLayer:
+    """The layer coding the non-zeros of ``layout`` with ``width``-bit SRI codes split at ``split``."""
+    table = np.zeros((layout.nchunks + 1, 2), dtype="<u8")
+    positions = weight.nonzero if layout.order is None else weight.nonzero[layout.order]
+    skip_codes = (1 << width) - split
+    codes_per_nz = sri.skip_counts(layout.gaps, split, skip_codes) + 1
+    table[1:, 0] = np.cumsum(np.bincount(layout.chunk_of, weights=codes_per_nz,
+                                         minlength=layout.nchunks).astype(np.int64))
+    chunk_slots = np.zeros(layout.nchunks + 1, dtype=np.int64)
+    chunk_slots[1:] = np.cumsum(np.bincount(layout.chunk_of, minlength=layout.nchunks))
+    table[:, 1] = chunk_slots
+    codes = pack_codes(sri.encode_gaps(layout.gaps, width, split), width)
+    params = (*layout.block, width, split, layout.chunk_block_rows)
+    return EncodedLayer(params, (pack_mask(layout.block_mask), table, codes), weight.bits[positions], positions,
+                        layout.chunk_block_rows * layout.block[0], chunk_slots)
+
+
+def read_chunk_table(codec: Codec, view: BlobView, name: str, nchunks: int, what: str) -> np.ndarray:
+    """The chunk table section ``name`` (u64 ``[nchunks + 1, 2]``) as int64, checked: it starts at
+    (0, 0), is monotone, and every entry is below 2**62. Messages call it ``<what> table``."""
+    table = codec.section(view, name, np.uint64, 2 * (nchunks + 1)).reshape(-1, 2)
+    if table[0].any():
+        raise BlobFormatError(f"{codec.name}: {what} table must start at (0, 0), got {table[0].tolist()}")
+    if table.max(initial=0) >= 2**62 or (np.diff(table.astype(np.int64), axis=0) < 0).any():
+        raise BlobFormatError(f"{codec.name}: {what} table is not monotone")
+    return table.astype(np.int64)
+
+
+def decode_layer(codec: Codec, view: BlobView) -> DecodedLayer:
+    """Read and validate the position layer of a blob (``codec``'s first params and sections)."""
+    rows, cols, br, bc = read_block(codec, view)
+    width = codec.param(view, "code_bits", 0, sri.MAX_WIDTH)
+    split = codec.param(view, "split", 0, (1 << width) - 1)
+    if width:
+        sri.check_parameters(width, split, codec.name)
+    elif split:
+        raise BlobFormatError(f"{codec.name}: split must be 0 without a coding layer, got {split}")
+    nbr, nbc = block_grid(rows, cols, (br, bc))
+    cbr = codec.param(view, "chunk_block_rows", 1, max(nbr, 1))
+    nchunks = -(-nbr // cbr)
+    bsize = br * bc
+    # The chunk table first: its size bounds the number of chunks, and so the work below (a matrix
+    # without columns declares chunks without any mask bits to pay for them).
+    table = read_chunk_table(codec, view, "chunks", nchunks, "chunk")
+    kept = unpack_mask(codec.section(view, "block_mask"), nbr * nbc, f"{codec.name}: block_mask")
+    kept_ids = np.flatnonzero(kept)
+    chunk_blocks = np.bincount(kept_ids // max(nbc, 1) // cbr, minlength=nchunks)
+    chunk_first_block = np.concatenate([[0], np.cumsum(chunk_blocks)]).astype(np.int64)
+    ncodes = int(table[-1, 0])
+    codes_data = codec.section(view, "codes")
+
+    def layer(row: np.ndarray, col: np.ndarray) -> DecodedLayer:
+        return DecodedLayer(rows, cols, row, col, table[:, 1].copy(), cbr * br, width == 0, (br, bc))
+
+    if width == 0:
+        if ncodes or codes_data.size:
+            raise BlobFormatError(f"{codec.name}: codes present without a coding layer")
+        expected = chunk_first_block * bsize
+        if not np.array_equal(table[:, 1], expected):
+            raise BlobFormatError(
+                f"{codec.name}: chunk value offsets {table[:, 1].tolist()[:8]} do not match the "
+                f"kept blocks (expected {expected.tolist()[:8]})")
+        codec.check_memory(view, 24 * kept_ids.size * bsize)  # the row, column and offset of every slot
+        offset = np.arange(bsize if kept_ids.size else 0, dtype=np.int64)
+        row = ((kept_ids // nbc) * br)[:, None] + (offset // bc)[None, :]
+        col = ((kept_ids % nbc) * bc)[:, None] + (offset % bc)[None, :]
+        return layer(row.reshape(-1), col.reshape(-1))
+
+    position, gap_chunk = sri.decode_streams(
+        unpack_codes(codes_data, ncodes, width, f"{codec.name}: codes"), table, width, split,
+        chunk_blocks * bsize, codec.name)
+    vector_index = chunk_first_block[gap_chunk] * bsize + position
+    block_rank, offset = np.divmod(vector_index, bsize)
+    block_id = kept_ids[block_rank]
+    row = (block_id // nbc) * br + offset // bc
+    col = (block_id % nbc) * bc + offset % bc
+    if ((row >= rows) | (col >= cols)).any():
+        raise BlobFormatError(f"{codec.name}: a non-zero lies in the padding of an edge block")
+    return layer(row, col)
+
+
 class LscCodec(Codec):
     name = "lsc"
     codec_id = 5
-    param_names = ("block_rows", "block_cols", "code_bits", "split", "chunk_block_rows")
-    section_names = ("block_mask", "chunks", "codes", "values")
+    param_names = LAYER_PARAMS
+    section_names = (*LAYER_SECTIONS, "values")
     description = "layerwise sparse coding: block bitmask + signed relative index"
 
-    def encode(self, weight: WeightTensor, *, block: tuple[int, int] | str = "auto",
-               code_bits: int | str = "auto", split: int | str = "auto",
-               chunk_block_rows: int | str = "auto", **options: Any) -> Encoded:
+    def encode(self, weight: WeightTensor, *, block: tuple[int, int] | Auto = "auto", code_bits: int | Auto = "auto",
+               split: int | Auto = "auto", chunk_block_rows: int | Auto = "auto", **options: Any) -> Encoded:
         """Encode with LSC. Every option defaults to ``"auto"``: the choice with the smallest blob.
 
         Args:
@@ -200,191 +479,20 @@ class LscCodec(Codec):
             chunk_block_rows: block rows per independently decodable chunk.
         """
         reject_unknown(self.name, options)
-        rows, cols = weight.matrix_shape
-        cbr = None if chunk_block_rows == "auto" else int(chunk_block_rows)  # type: ignore[arg-type]
-        if cbr is not None and cbr < 1:
-            raise ValueError(f"lsc chunk_block_rows must be >= 1, got {chunk_block_rows!r}")
-        fixed_bits = None if code_bits == "auto" else int(code_bits)  # type: ignore[arg-type]
-        fixed_split = None if split == "auto" else int(split)  # type: ignore[arg-type]
-        if fixed_bits is not None and not 0 <= fixed_bits <= sri.MAX_WIDTH:
-            raise ValueError(f"lsc code_bits must be in [0, {sri.MAX_WIDTH}], got {code_bits!r}")
-        if fixed_split is not None:
-            if fixed_bits is None:
-                raise ValueError("lsc split needs an explicit code_bits")
-            limit = (1 << fixed_bits) - 1
-            if (fixed_bits == 0 and fixed_split != 0) or (fixed_bits > 0 and not 1 <= fixed_split <= limit):
-                raise ValueError(
-                    f"lsc split must be in [1, {limit}] for {fixed_bits}-bit codes, got {split!r}")
-        if block == "auto":
-            shapes = _candidate_blocks(rows, cols)
-            if fixed_bits in (None, 0):
-                shapes.insert(0, (1, 1))
-        else:
-            br, bc = check_block(block, "lsc")
-            shapes = [fit_block((br, bc), rows, cols)]
-
-        if len(shapes) == 1 and fixed_bits is not None and (fixed_bits == 0 or fixed_split is not None):
-            shape, width, sp = shapes[0], fixed_bits, fixed_split or 0
-        else:
-            shape, width, sp = self._choose(_search_sample(weight), shapes, fixed_bits, fixed_split, cbr)
-        if width == 0:
-            return self._encode_blocks(weight, shape, cbr)
-        return self._encode_layout(weight, _layout(weight, shape, cbr), width, sp)
-
-    @staticmethod
-    def _choose(weight: WeightTensor, shapes: list[tuple[int, int]], fixed_bits: int | None,
-                fixed_split: int | None, cbr: int | None) -> tuple[tuple[int, int], int, int]:
-        """The (block, code_bits, split) giving the smallest blob for ``weight``.
-
-        Shapes are first ranked by an estimate (block bitmask plus the entropy of the kept
-        vector, or the kept blocks stored whole); the ``EXACT_CANDIDATES`` best are then sized
-        exactly.
-        """
-        rows, cols = weight.matrix_shape
-        itemsize = weight.dtype.itemsize
-        nnz, nnz_bytes = weight.nnz, weight.nnz * itemsize
-        coordinates = _coordinates(weight)
-        estimates = []
-        for shape in shapes:
-            kept = _kept_blocks(weight, shape, coordinates)
-            nblocks = int(np.prod(block_grid(rows, cols, shape)))
-            stored = kept * shape[0] * shape[1]
-            options: list[float] = []
-            if fixed_bits in (None, 0):
-                options.append(stored * itemsize)
-            if fixed_bits != 0 and shape != (1, 1):
-                options.append(stored * binary_entropy(nnz / stored) / 8 + nnz_bytes if stored else 0)
-            estimates.append((nblocks / 8 + min(options), shape))
-        estimates.sort()
-        best: tuple[int, tuple[int, int], int, int] | None = None
-        for _, shape in estimates[:EXACT_CANDIDATES]:
-            if shape == (1, 1) and fixed_bits in (None, 0):
-                # The bitmap regime, priced without building its layout.
-                nchunks = -(-rows // _chunk_block_rows(cbr, shape, (rows, cols)))
-                choices = [(0, 0, _blob_bytes(packed_size(weight.numel, 1), 16 * (nchunks + 1), 0,
-                                              nnz_bytes))]
-            else:
-                layout = _layout(weight, shape, cbr, coordinates)
-                mask_bytes = packed_size(layout.block_mask.size, 1)
-                table_bytes = 16 * (layout.nchunks + 1)
-                choices = []
-                if fixed_bits in (None, 0):
-                    stored = layout.kept_blocks * shape[0] * shape[1] * itemsize
-                    choices.append((0, 0, _blob_bytes(mask_bytes, table_bytes, 0, stored)))
-                if fixed_bits != 0:
-                    width, sp, ncodes = sri.best_parameters(
-                        *sri.gap_histogram(layout.gaps), width=fixed_bits, split=fixed_split)
-                    choices.append((width, sp, _blob_bytes(
-                        mask_bytes, table_bytes, packed_size(ncodes, width), nnz_bytes)))
-            for width, sp, size in choices:
-                if best is None or size < best[0]:
-                    best = (size, shape, width, sp)
-        assert best is not None
-        return best[1], best[2], best[3]
-
-    def _encode_blocks(self, weight: WeightTensor, block: tuple[int, int], cbr: int | None) -> Encoded:
-        """Encode without a coding layer: the kept blocks are stored whole."""
-        rows, cols = weight.matrix_shape
-        grid = block_grid(rows, cols, block)
-        cbr = _chunk_block_rows(cbr, block, grid)
-        blocks = blocks_of(weight, block)
-        kept = np.asarray(blocks.any(axis=(2, 3)))
-        nchunks = -(-grid[0] // cbr)
-        kept_per_block_row = np.count_nonzero(kept, axis=1)
-        chunk_blocks = (np.add.reduceat(kept_per_block_row, np.arange(nchunks) * cbr) if nchunks
-                        else kept_per_block_row)
-        table = np.zeros((nchunks + 1, 2), dtype="<u8")
-        table[1:, 1] = np.cumsum(chunk_blocks) * block[0] * block[1]
-        values = blocks[kept].reshape(-1)
-        params = (block[0], block[1], 0, 0, cbr)
-        return Encoded(params=params, sections=(pack_mask(kept), table, np.zeros(0, np.uint8), values))
-
-    def _encode_layout(self, weight: WeightTensor, layout: _Layout, width: int, split: int) -> Encoded:
-        """Encode the non-zeros of ``layout`` with ``width``-bit SRI codes split at ``split``."""
-        table = np.zeros((layout.nchunks + 1, 2), dtype="<u8")
-        nz_values = weight.bits[weight.nonzero]
-        values = nz_values if layout.order is None else nz_values[layout.order]
-        skip_codes = (1 << width) - split
-        codes_per_nz = sri.skip_counts(layout.gaps, split, skip_codes) + 1
-        table[1:, 0] = np.cumsum(np.bincount(layout.chunk_of, weights=codes_per_nz,
-                                             minlength=layout.nchunks).astype(np.int64))
-        table[1:, 1] = np.cumsum(np.bincount(layout.chunk_of, minlength=layout.nchunks))
-        codes = pack_codes(sri.encode_gaps(layout.gaps, width, split), width)
-        params = (*layout.block, width, split, layout.chunk_block_rows)
-        return Encoded(params=params, sections=(pack_mask(layout.block_mask), table, codes, values))
+        choice = choose_layer(weight, block=block, code_bits=code_bits, split=split,
+                              chunk_block_rows=chunk_block_rows)
+        layer = encode_layer(weight, choice)
+        return Encoded(params=layer.params, sections=(*layer.sections, layer.values))
 
     def decode(self, view: BlobView) -> np.ndarray:
         self.check_layout(view)
-        rows, cols, br, bc = read_block(self, view)
-        width = self.param(view, "code_bits", 0, sri.MAX_WIDTH)
-        split = self.param(view, "split", 0, (1 << width) - 1)
-        if width:
-            sri.check_parameters(width, split, self.name)
-        elif split:
-            raise BlobFormatError(f"{self.name}: split must be 0 without a coding layer, got {split}")
-        nbr, nbc = block_grid(rows, cols, (br, bc))
-        cbr = self.param(view, "chunk_block_rows", 1, max(nbr, 1))
-        nchunks = -(-nbr // cbr)
-        bsize = br * bc
-        # The chunk table first: its size bounds the number of chunks, and so the work below.
-        table = self.section(view, "chunks", np.uint64, 2 * (nchunks + 1)).reshape(-1, 2)
-        kept = unpack_mask(self.section(view, "block_mask"), nbr * nbc, f"{self.name}: block_mask")
-        kept_ids = np.flatnonzero(kept)
-        chunk_blocks = np.bincount(kept_ids // max(nbc, 1) // cbr, minlength=nchunks)
-        chunk_first_block = np.concatenate([[0], np.cumsum(chunk_blocks)])
-        if table[0].any():
-            raise BlobFormatError(f"{self.name}: chunk table must start at (0, 0), got {table[0].tolist()}")
-        if (np.diff(table.astype(np.int64), axis=0) < 0).any() or table.max(initial=0) >= 2**62:
-            raise BlobFormatError(f"{self.name}: chunk table is not monotone")
-        table = table.astype(np.int64)
-        ncodes, nvalues = (int(v) for v in table[-1])
-        values = self.values(view, nvalues)
-        codes_data = self.section(view, "codes")
-
-        if width == 0:
-            if ncodes or codes_data.size:
-                raise BlobFormatError(f"{self.name}: codes present without a coding layer")
-            expected = chunk_first_block * bsize
-            if not np.array_equal(table[:, 1], expected):
-                raise BlobFormatError(
-                    f"{self.name}: chunk value offsets {table[:, 1].tolist()[:8]} do not match the "
-                    f"kept blocks (expected {expected.tolist()[:8]})")
-            grid = self.zeros(view, (nbr * nbc, br, bc))
-            grid[kept_ids] = values.reshape(-1, br, bc)
-            flat = unblock(grid.reshape(nbr, nbc, br, bc), rows, cols)
-            if flat is None:
+        out = self.zeros(view)  # the memory budget first
+        layer = decode_layer(self, view)
+        values = self.values(view, layer.slots)
+        inside = (layer.row < layer.rows) & (layer.col < layer.cols)
+        if not inside.all():  # kept edge blocks stored whole hold their padding, which must be zero
+            if values[~inside].any():
                 raise BlobFormatError(f"{self.name}: a non-zero value lies in the padding of an edge block")
-            return flat
-
-        codes = unpack_codes(codes_data, ncodes, width, f"{self.name}: codes")
-        chunk_codes = np.diff(table[:, 0])
-        code_chunk = np.repeat(np.arange(nchunks), chunk_codes)
-        is_gap = codes < split
-        advance = np.cumsum(sri.code_increments(codes, width, split))
-        before_chunk = np.concatenate([[0], advance])[table[:-1, 0]]
-        position = advance - np.repeat(before_chunk, chunk_codes) - 1
-        gap_chunk = code_chunk[is_gap]
-        per_chunk = np.bincount(gap_chunk, minlength=nchunks)
-        if not np.array_equal(per_chunk, np.diff(table[:, 1])):
-            bad = int(np.flatnonzero(per_chunk != np.diff(table[:, 1]))[0])
-            raise BlobFormatError(
-                f"{self.name}: chunk {bad} has {int(per_chunk[bad])} gap codes but "
-                f"{int(np.diff(table[:, 1])[bad])} values")
-        position = position[is_gap]
-        limit = chunk_blocks[gap_chunk] * bsize
-        if (position >= limit).any():
-            bad = int(np.flatnonzero(position >= limit)[0])
-            raise BlobFormatError(
-                f"{self.name}: position {int(position[bad])} in chunk {int(gap_chunk[bad])} is out "
-                f"of range [0, {int(limit[bad])})")
-        vector_index = chunk_first_block[gap_chunk] * bsize + position
-        block_rank, offset = np.divmod(vector_index, bsize)
-        block_id = kept_ids[block_rank]
-        r = (block_id // nbc) * br + offset // bc
-        c = (block_id % nbc) * bc + offset % bc
-        if ((r >= rows) | (c >= cols)).any():
-            raise BlobFormatError(f"{self.name}: a non-zero lies in the padding of an edge block")
-        out = self.zeros(view)
-        out[r * cols + c] = values
+            values = values[inside]
+        out[layer.row[inside] * layer.cols + layer.col[inside]] = values
         return out
-

@@ -100,6 +100,44 @@ def best_parameters(values: np.ndarray, counts: np.ndarray, *, width: int | None
     return int(widths[best]), int(splits[best]), int(ncodes[best])
 
 
+def decode_streams(codes: np.ndarray, table: np.ndarray, width: int, split: int, limits: np.ndarray,
+                   what: str, count_name: str = "values") -> tuple[np.ndarray, np.ndarray]:
+    """Decode the SRI streams of all chunks at once.
+
+    Args:
+        codes: every chunk's codes, concatenated.
+        table: int64 ``[nchunks + 1, 2]``: where each chunk's codes and counted items begin
+            (monotone, validated by the caller); chunk ``k`` must have as many gap codes as items.
+        limits: int64 ``[nchunks]``: positions of chunk ``k`` must lie below ``limits[k]``.
+        what: names the stream in messages; ``count_name`` the items.
+
+    Returns:
+        The position of each gap code within its chunk's stream, and its chunk, in code order.
+    """
+    nchunks = table.shape[0] - 1
+    chunk_codes = np.diff(table[:, 0])
+    code_chunk = np.repeat(np.arange(nchunks), chunk_codes)
+    is_gap = codes < split
+    advance = np.cumsum(code_increments(codes, width, split))
+    before_chunk = np.concatenate([[0], advance])[table[:-1, 0]]
+    position = advance - np.repeat(before_chunk, chunk_codes) - 1
+    gap_chunk = code_chunk[is_gap]
+    per_chunk = np.bincount(gap_chunk, minlength=nchunks)
+    expected = np.diff(table[:, 1])
+    if not np.array_equal(per_chunk, expected):
+        bad = int(np.flatnonzero(per_chunk != expected)[0])
+        raise BlobFormatError(
+            f"{what}: chunk {bad} has {int(per_chunk[bad])} gap codes but {int(expected[bad])} {count_name}")
+    position = position[is_gap]
+    limit = limits[gap_chunk]
+    if (position >= limit).any():
+        bad = int(np.flatnonzero(position >= limit)[0])
+        raise BlobFormatError(
+            f"{what}: position {int(position[bad])} in chunk {int(gap_chunk[bad])} is out "
+            f"of range [0, {int(limit[bad])})")
+    return position, gap_chunk
+
+
 def check_parameters(width: int, split: int, what: str) -> None:
     if not 1 <= width <= MAX_WIDTH:
         raise BlobFormatError(f"{what}: code width {width} is out of range [1, {MAX_WIDTH}]")

@@ -58,6 +58,8 @@ class WeightChoice:
     """Name of the uint8 initializer holding the blob; None when the weight stays dense."""
     reason: str = ""
     """Why the weight stays dense, or what was changed in storing it."""
+    encoding_efficiency: float | None = None
+    """The blob's ``encoding_efficiency`` (f2f), else ``None``."""
 
 
 def validate_codec(codec: str) -> str:
@@ -136,7 +138,8 @@ class CodecChooser:
                 extra = f" (+ {unified:.1%} unified)" if unified else ""
                 return dense(f"sparsity {sparsity:.1%}{extra} is below min_sparsity {self.min_sparsity:.1%}")
         blob = encode(array, self.codec)
-        codec = str(inspect(blob)["codec"])
+        info = inspect(blob)
+        codec = str(info["codec"])
         if self.codec == AUTO and (codec == "dense" or len(blob) >= array.nbytes):
             return dense(
                 f"no codec beats dense storage (smallest: {codec}, {len(blob):,} B "
@@ -145,5 +148,6 @@ class CodecChooser:
         name = ctx.add_initializer(f"{weight.name}_lsc_blob", np.frombuffer(blob, dtype=np.uint8))
         note = f"{flipped:,} weights of -0.0 stored as +0.0" if flipped else ""
         return WeightChoice(
-            weight.name, array.shape, str(array.dtype), sparsity, array.nbytes, bound, codec, len(blob), name, note
+            weight.name, array.shape, str(array.dtype), sparsity, array.nbytes, bound, codec, len(blob), name, note,
+            info.get("encoding_efficiency"),
         )

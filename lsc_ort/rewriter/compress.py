@@ -111,6 +111,7 @@ def _row(node: onnx.NodeProto, index: int, choice: WeightChoice, shared: bool) -
         entropy_bound_bytes=choice.entropy_bound_bytes,
         shared=shared,
         note=choice.reason,
+        encoding_efficiency=choice.encoding_efficiency,
     )
 
 

@@ -310,6 +310,7 @@ def layer_rows(model: ModelLike, *, base_dir: str | os.PathLike | None = None) -
                     info["total_bytes"],
                     info["entropy_bound_bytes"],
                     shared=blob.name in seen,
+                    encoding_efficiency=info.get("encoding_efficiency"),
                 )
             )
             seen.add(blob.name)

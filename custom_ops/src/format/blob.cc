@@ -42,6 +42,7 @@ const char* CodecName(CodecId codec) {
     case CodecId::kBitmap: return "bitmap";
     case CodecId::kBsr: return "bsr";
     case CodecId::kLsc: return "lsc";
+    case CodecId::kF2f: return "f2f";
     case CodecId::kMswu: return "mswu";
   }
   return "unknown";

@@ -11,7 +11,7 @@ namespace lsc {
 
 enum class ValueType : uint8_t { kFloat32 = 1, kFloat16 = 2, kInt8 = 3 };
 
-enum class CodecId : uint8_t { kDense = 0, kCsr = 1, kRelidx = 2, kBitmap = 3, kBsr = 4, kLsc = 5, kMswu = 7 };
+enum class CodecId : uint8_t { kDense = 0, kCsr = 1, kRelidx = 2, kBitmap = 3, kBsr = 4, kLsc = 5, kF2f = 6, kMswu = 7 };
 
 struct Section {
   const uint8_t* data = nullptr;

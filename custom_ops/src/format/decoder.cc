@@ -13,6 +13,7 @@ Status CreateDecoder(const Blob& blob, std::unique_ptr<MatrixDecoder>* decoder) 
     case CodecId::kBitmap: return CreateBitmapDecoder(blob, decoder);
     case CodecId::kBsr: return CreateBsrDecoder(blob, decoder);
     case CodecId::kLsc: return CreateLscDecoder(blob, decoder);
+    case CodecId::kF2f: return CreateF2fDecoder(blob, decoder);
     case CodecId::kMswu: return CreateMswuDecoder(blob, decoder);
   }
   return Fail("unknown codec id ", int(blob.codec));

@@ -13,6 +13,7 @@ Status CreateRelidxDecoder(const Blob& blob, std::unique_ptr<MatrixDecoder>* dec
 Status CreateBitmapDecoder(const Blob& blob, std::unique_ptr<MatrixDecoder>* decoder);
 Status CreateBsrDecoder(const Blob& blob, std::unique_ptr<MatrixDecoder>* decoder);
 Status CreateLscDecoder(const Blob& blob, std::unique_ptr<MatrixDecoder>* decoder);
+Status CreateF2fDecoder(const Blob& blob, std::unique_ptr<MatrixDecoder>* decoder);
 Status CreateMswuDecoder(const Blob& blob, std::unique_ptr<MatrixDecoder>* decoder);
 
 }  // namespace lsc
