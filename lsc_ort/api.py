@@ -83,10 +83,17 @@ def _decode_view(view: BlobView) -> np.ndarray:
     codec = codec_for_id(header.codec_id)
     try:
         bits = codec.decode(view)
+    except BlobFormatError:
+        raise
     except MemoryError:
         raise BlobFormatError(
             f"{codec.name}: cannot allocate the decoded tensor of shape {list(header.shape)} "
             f"({header.numel * header.dtype.itemsize} bytes); is the blob corrupted?") from None
+    except (ValueError, IndexError, OverflowError) as error:
+        # A codec must name every problem itself; this keeps the contract (BlobFormatError) if
+        # one slips through, and says it is a bug.
+        raise BlobFormatError(
+            f"{codec.name}: malformed blob not caught by its checks (please report): {error}") from error
     nnz = int(np.count_nonzero(bits))
     if nnz != header.nnz:
         raise BlobFormatError(f"{codec.name}: decoded {nnz} non-zeros, header declares {header.nnz}")
@@ -95,8 +102,13 @@ def _decode_view(view: BlobView) -> np.ndarray:
 
 def decode(blob: BlobLike) -> np.ndarray:
     """Decode a blob into the original array (bit-exact; int8 blobs give the int8 codes, the
-    scale is in :func:`inspect`). Raises ``ValueError`` naming the problem on a malformed blob,
-    ``TypeError`` when ``blob`` is not bytes-like."""
+    scale is in :func:`inspect`).
+
+    Raises:
+        BlobFormatError: (a ``ValueError``) naming the problem, on a malformed blob or one whose
+            decoded tensor would exceed the memory budget (:func:`lsc_ort.format.memory_budget`).
+        TypeError: ``blob`` is not bytes-like.
+    """
     _check_blob_type(blob, "decode")
     return _decode_view(parse_blob(blob))
 

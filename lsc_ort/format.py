@@ -25,7 +25,8 @@ offset  size  field         meaning
 24      8     nnz           u64, number of elements whose bit pattern is not all zeros
 32      4     scale         f32, int8 dequantization scale; exactly 1.0 for float dtypes
 36      4     reserved      u32, 0
-40      8*d   dims          u64 each, the logical tensor shape
+40      8*d   dims          u64 each, the logical tensor shape; the product of the non-zero
+                            dims, times the item size, is below 2^62
 ..      8*p   params        i64 each, the codec parameters in the codec's documented order
 ..      16*s  sections      section table: ``(offset u64, nbytes u64)`` per section
 ======  ====  ============  ================================================================
@@ -45,6 +46,9 @@ The 2-D *matrix view* of a tensor, used by every matrix codec, is ``[shape[0], p
 from __future__ import annotations
 
 import enum
+import functools
+import math
+import os
 import struct
 import zlib
 from collections.abc import Sequence
@@ -60,6 +64,9 @@ FIXED_HEADER = struct.Struct("<4sHBBQIBBBBQfI")
 assert FIXED_HEADER.size == 40
 CRC_START = 20
 SECTION_ENTRY = struct.Struct("<QQ")
+MAX_EXTENT = 2**62
+"""The product of a shape's non-zero dims, times the item size, is below this: the element count,
+the byte count and both sides of the matrix view then fit in int64 even when some dim is 0."""
 
 
 class BlobFormatError(ValueError):
@@ -115,7 +122,7 @@ class Header:
 
     @property
     def numel(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+        return shape_numel(self.shape)
 
     @property
     def matrix_shape(self) -> tuple[int, int]:
@@ -150,13 +157,32 @@ def bit_patterns(array: np.ndarray) -> np.ndarray:
     return little.reshape(-1).view(dtype.bits_dtype)
 
 
+def shape_numel(shape: Sequence[int]) -> int:
+    """The element count of a shape (exact: Python integers never wrap)."""
+    return math.prod(int(d) for d in shape)
+
+
 def matrix_shape(shape: Sequence[int]) -> tuple[int, int]:
     """The 2-D matrix view ``[shape[0], prod(shape[1:])]`` of a tensor shape."""
     if len(shape) == 0:
         return (1, 1)
     if len(shape) == 1:
         return (1, int(shape[0]))
-    return (int(shape[0]), int(np.prod(shape[1:], dtype=np.int64)))
+    return (int(shape[0]), shape_numel(shape[1:]))
+
+
+@functools.cache
+def memory_budget() -> int:
+    """Bytes one decoded tensor may take: half of the physical memory, as the native library
+    allows one execution layout (``LSC_ORT_MEMORY_BUDGET_MB`` overrides both)."""
+    override = os.environ.get("LSC_ORT_MEMORY_BUDGET_MB", "")
+    if override.isdigit() and 0 < int(override) < 2**40:
+        return int(override) << 20
+    try:
+        physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        physical = 1 << 36
+    return physical // 2
 
 
 def align(offset: int) -> int:
@@ -251,11 +277,11 @@ def parse_blob(blob: bytes | bytearray | memoryview | np.ndarray) -> BlobView:
         raise BlobFormatError(f"header and section table need {header_end} bytes, blob has {n}")
     shape = struct.unpack_from(f"<{ndim}Q", data, FIXED_HEADER.size)
     params = struct.unpack_from(f"<{nparams}q", data, FIXED_HEADER.size + 8 * ndim)
-    numel = 1
-    for d in shape:
-        numel *= d
-    if numel >= 2**62 or any(d >= 2**62 for d in shape):
-        raise BlobFormatError(f"shape {list(shape)} has too many elements")
+    if shape_numel([d for d in shape if d]) * dtype.itemsize >= MAX_EXTENT:
+        raise BlobFormatError(
+            f"shape {list(shape)} has too many elements: its non-zero dims times the item size must be below 2^62"
+        )
+    numel = shape_numel(shape)
     if nnz > numel:
         raise BlobFormatError(f"nnz {nnz} exceeds the element count {numel} of shape {list(shape)}")
     if dtype == ValueDType.INT8:

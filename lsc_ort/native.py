@@ -127,18 +127,21 @@ def layout_stats(blob: bytes | bytearray | memoryview, k_is_row: bool = True) ->
 
 def native_decode(blob: bytes | bytearray | memoryview) -> bytes:
     """Decode ``blob`` with the native reader into raw little-endian element bytes (C order)."""
-    from lsc_ort.format import parse_blob
+    from lsc_ort.format import memory_budget, parse_blob
 
     native_validate(blob)
     header = parse_blob(blob).header
     lib = load_library()
     buffer, size = _blob_buffer(blob)
+    nbytes = header.numel * header.dtype.itemsize
+    if nbytes > memory_budget():
+        raise ValueError(f"decoding shape {list(header.shape)} needs {-(-nbytes >> 20)} MiB, more than the memory "
+                         f"budget of {memory_budget() >> 20} MiB")
     try:
-        out = ctypes.create_string_buffer(max(1, header.numel * header.dtype.itemsize))
+        out = ctypes.create_string_buffer(max(1, nbytes))
     except (MemoryError, OverflowError):
         raise ValueError(f"cannot allocate the decoded tensor of shape {list(header.shape)}") from None
     err = ctypes.create_string_buffer(512)
-    nbytes = header.numel * header.dtype.itemsize
     if lib.lsc_blob_decode(buffer, ctypes.c_size_t(size), out, ctypes.c_size_t(nbytes), err,
                            ctypes.c_size_t(512)):
         raise ValueError(err.value.decode())

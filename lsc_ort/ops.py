@@ -19,10 +19,21 @@ Both ops live in :data:`DOMAIN`, opset version 1, and are implemented by the nat
     ``+ Z`` when the optional residual ``Z`` (exactly ``Y``'s shape and type) is given, then the
     activation. Attributes as ``Conv``: ``auto_pad``, ``dilations``, ``group``,
     ``kernel_shape``, ``pads``, ``strides``; and ``activation`` (string, default ``""``):
-    ``"Relu"`` applies ``max(y, 0)`` last (a NaN stays NaN, as in ONNX ``Relu``).
+    ``"Relu"`` applies ``max(y, 0)`` last (a NaN stays NaN, as in ONNX ``Relu``). Kernel dims must
+    be >= 1, ``pads`` cannot be combined with ``auto_pad``, and an output dimension that would be
+    empty is an error, as in onnxruntime's ``Conv``.
 
-Both ops treat the weight's zeros as structural: a NaN or infinity in an activation reaches only
-the outputs whose stored (non-zero) weights read it, never those for which its weight is zero.
+Non-finite values (both ops, every implementation): **structural-zero semantics**, as in
+scipy.sparse and torch.sparse. A weight the blob does not store (an all-zero bit pattern) is
+absent: a NaN or Inf in ``A`` or ``X`` reaches only the outputs it meets through a stored weight.
+Stored weights, ``-0.0`` included, propagate per IEEE (a stored Inf times a zero activation is
+NaN), and ``LSCConv``'s padding counts as zeros. Dense ``MatMul`` / ``Conv`` give NaN wherever a
+NaN meets any weight, zero or not; outputs of finite inputs are the same.
+
+Hostile input: a blob whose declared shape has no data behind it (more output columns, or
+convolution taps, than 16 per blob byte beyond 2^20), absurd attributes, or a run whose output or
+scratch exceeds the memory budget (``LSC_ORT_MEMORY_BUDGET_MB``, default half of the machine's
+memory) fail with an error naming the op, the node and the problem (``docs/kernels.md``).
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <exception>
 
+#include "common/checked.h"
 #include "common/export.h"
 #include "encode/f2f_encoder.h"
 #include "format/blob.h"
@@ -57,8 +58,12 @@ LSC_EXPORT int lsc_blob_decode(const uint8_t* data, size_t size, uint8_t* out, s
   try {
     lsc::Blob blob;
     lsc::Status status = lsc::ParseBlob(data, size, &blob);
-    if (status.ok() && out_size != static_cast<uint64_t>(blob.numel()) * blob.itemsize()) {
-      status = lsc::Fail("output buffer has ", out_size, " bytes, the tensor needs ", blob.numel() * blob.itemsize());
+    int64_t needed = 0;
+    if (status.ok()) {
+      status = lsc::CheckedMul(blob.numel(), static_cast<int64_t>(blob.itemsize()), &needed, "the decoded tensor");
+    }
+    if (status.ok() && static_cast<uint64_t>(out_size) != static_cast<uint64_t>(needed)) {
+      status = lsc::Fail("output buffer has ", out_size, " bytes, the tensor needs ", needed);
     }
     if (status.ok()) {
       std::memset(out, 0, out_size);

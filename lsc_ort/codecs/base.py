@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import abc
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
-from lsc_ort.format import BlobFormatError, BlobView, ValueDType, bit_patterns, matrix_shape
+from lsc_ort.format import BlobFormatError, BlobView, ValueDType, bit_patterns, matrix_shape, memory_budget
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,28 @@ class Codec(abc.ABC):
                 f"{self.name}: {name} section has {array.size} elements, expected {count}"
             )
         return array
+
+    def check_memory(self, view: BlobView, nbytes: int) -> None:
+        """Raise :class:`~lsc_ort.format.BlobFormatError` when decoding needs ``nbytes`` at once,
+        more than the memory budget (:func:`~lsc_ort.format.memory_budget`)."""
+        if nbytes > memory_budget():
+            raise BlobFormatError(
+                f"{self.name}: decoding shape {list(view.header.shape)} needs {-(-nbytes >> 20)} MiB, more than "
+                f"the memory budget of {memory_budget() >> 20} MiB; is the blob's shape corrupted?")
+
+    def zeros(self, view: BlobView, shape: int | tuple[int, ...] | None = None) -> np.ndarray:
+        """Zeroed bit patterns to decode into: ``numel`` of them, or an array of ``shape`` (such
+        as a padded block grid), within the memory budget (:meth:`check_memory`)."""
+        dtype = view.header.dtype.bits_dtype
+        shape = view.header.numel if shape is None else shape
+        nbytes = math.prod((shape,) if isinstance(shape, int) else shape) * dtype.itemsize
+        self.check_memory(view, nbytes)
+        try:
+            return np.zeros(shape, dtype=dtype)
+        except (MemoryError, ValueError):
+            raise BlobFormatError(
+                f"{self.name}: cannot allocate {nbytes >> 20} MiB to decode shape {list(view.header.shape)}"
+            ) from None
 
     def values(self, view: BlobView, count: int | None = None) -> np.ndarray:
         return self.section(view, "values", view.header.dtype.bits_dtype, count)

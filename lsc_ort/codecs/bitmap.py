@@ -30,6 +30,6 @@ class BitmapCodec(Codec):
         self.check_layout(view)
         mask = unpack_mask(self.section(view, "mask"), view.header.numel, f"{self.name}: mask")
         values = self.values(view, int(np.count_nonzero(mask)))
-        out = np.zeros(view.header.numel, dtype=view.header.dtype.bits_dtype)
+        out = self.zeros(view)
         out[mask] = values
         return out

@@ -50,14 +50,13 @@ class BsrCodec(Codec):
 
     def decode(self, view: BlobView) -> np.ndarray:
         self.check_layout(view)
-        header = view.header
         rows, cols, br, bc = read_block(self, view)
         nbr, nbc = block_grid(rows, cols, (br, bc))
         indptr = self.section(view, "indptr", np.int32, nbr + 1)
         indices = self.section(view, "indices", np.int32)
         check_sorted_unique_rows(indptr, indices, nbc, f"{self.name}: indices")
         values = self.values(view, indices.size * br * bc)
-        grid = np.zeros((nbr, nbc, br, bc), dtype=header.dtype.bits_dtype)
+        grid = self.zeros(view, (nbr, nbc, br, bc))
         block_row = np.repeat(np.arange(nbr), indptr[1:] - indptr[:-1])
         grid[block_row, indices] = values.reshape(-1, br, bc)
         out = unblock(grid, rows, cols)

@@ -42,6 +42,6 @@ class CsrCodec(Codec):
         values = self.values(view, indices.size)
         check_sorted_unique_rows(indptr, indices, cols, f"{self.name}: indices")
         row_of = np.repeat(np.arange(rows, dtype=np.int64), indptr[1:] - indptr[:-1])
-        out = np.zeros(view.header.numel, dtype=view.header.dtype.bits_dtype)
+        out = self.zeros(view)
         out[row_of * cols + indices] = values
         return out

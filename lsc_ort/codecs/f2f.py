@@ -335,6 +335,7 @@ class F2fCodec(Codec):
     def decode(self, view: BlobView) -> np.ndarray:
         self.check_layout(view)
         header = view.header
+        out = self.zeros(view)  # the memory budget first
         layer = decode_layer(self, view)
         if layer.whole_blocks and layer.block != (1, 1):
             raise BlobFormatError(f"{self.name}: without a coding layer (code_bits 0) the block must be 1x1, "
@@ -391,7 +392,6 @@ class F2fCodec(Codec):
                     f"{int(plane[bad])}, which is not a coded plane")
         np.bitwise_xor.at(values, layer.chunk_slots[chunk] + position // bits,
                           np.uint64(1) << plane.astype(np.uint64))
-        out = np.zeros(header.numel, dtype=header.dtype.bits_dtype)
         out[flat] = values.astype(out.dtype)
         return out
 

@@ -421,11 +421,13 @@ def decode_layer(codec: Codec, view: BlobView) -> DecodedLayer:
     cbr = codec.param(view, "chunk_block_rows", 1, max(nbr, 1))
     nchunks = -(-nbr // cbr)
     bsize = br * bc
+    # The chunk table first: its size bounds the number of chunks, and so the work below (a matrix
+    # without columns declares chunks without any mask bits to pay for them).
+    table = read_chunk_table(codec, view, "chunks", nchunks, "chunk")
     kept = unpack_mask(codec.section(view, "block_mask"), nbr * nbc, f"{codec.name}: block_mask")
     kept_ids = np.flatnonzero(kept)
-    chunk_blocks = np.bincount(kept_ids // nbc // cbr, minlength=nchunks)
+    chunk_blocks = np.bincount(kept_ids // max(nbc, 1) // cbr, minlength=nchunks)
     chunk_first_block = np.concatenate([[0], np.cumsum(chunk_blocks)]).astype(np.int64)
-    table = read_chunk_table(codec, view, "chunks", nchunks, "chunk")
     ncodes = int(table[-1, 0])
     codes_data = codec.section(view, "codes")
 
@@ -440,7 +442,8 @@ def decode_layer(codec: Codec, view: BlobView) -> DecodedLayer:
             raise BlobFormatError(
                 f"{codec.name}: chunk value offsets {table[:, 1].tolist()[:8]} do not match the "
                 f"kept blocks (expected {expected.tolist()[:8]})")
-        offset = np.arange(bsize, dtype=np.int64)
+        codec.check_memory(view, 24 * kept_ids.size * bsize)  # the row, column and offset of every slot
+        offset = np.arange(bsize if kept_ids.size else 0, dtype=np.int64)
         row = ((kept_ids // nbc) * br)[:, None] + (offset // bc)[None, :]
         col = ((kept_ids % nbc) * bc)[:, None] + (offset % bc)[None, :]
         return layer(row.reshape(-1), col.reshape(-1))
@@ -483,10 +486,9 @@ class LscCodec(Codec):
 
     def decode(self, view: BlobView) -> np.ndarray:
         self.check_layout(view)
-        header = view.header
+        out = self.zeros(view)  # the memory budget first
         layer = decode_layer(self, view)
         values = self.values(view, layer.slots)
-        out = np.zeros(header.numel, dtype=header.dtype.bits_dtype)
         inside = (layer.row < layer.rows) & (layer.col < layer.cols)
         if not inside.all():  # kept edge blocks stored whole hold their padding, which must be zero
             if values[~inside].any():

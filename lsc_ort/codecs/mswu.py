@@ -130,6 +130,8 @@ def _unified_pairs(weight: WeightTensor, magnitude: np.ndarray) -> tuple[int, in
 def _valid(block_ids: np.ndarray, rows: int, cols: int, block: tuple[int, int], nbc: int) -> np.ndarray:
     """bool ``[len(block_ids), bsize]``: the positions of each block that lie inside the matrix."""
     br, bc = block
+    if block_ids.size == 0:  # no data: nothing the size of a block (which may be huge) to build
+        return np.zeros((0, br * bc), dtype=bool)
     row_limit = np.minimum(br, rows - block_ids // nbc * br)
     col_limit = np.minimum(bc, cols - block_ids % nbc * bc)
     offsets = np.arange(br * bc)
@@ -139,6 +141,8 @@ def _valid(block_ids: np.ndarray, rows: int, cols: int, block: tuple[int, int], 
 def _positions(block_ids: np.ndarray, cols: int, block: tuple[int, int], nbc: int) -> np.ndarray:
     """Flat C-order index of every position of each block (outside the matrix: garbage)."""
     br, bc = block
+    if block_ids.size == 0:
+        return np.zeros((0, br * bc), dtype=np.int64)
     offsets = np.arange(br * bc)
     r = (block_ids // nbc * br)[:, None] + offsets // bc
     c = (block_ids % nbc * bc)[:, None] + offsets % bc
@@ -251,6 +255,7 @@ class MswuCodec(Codec):
 
     def decode(self, view: BlobView) -> np.ndarray:
         layout = self._read(view)
+        out = self.zeros(view)  # the memory budget first: every array below follows the data
         rows, cols, block, nbc = layout["rows"], layout["cols"], layout["block"], layout["nbc"]
         unified_ids, free_ids = layout["unified_ids"], layout["free_ids"]
         dtype = view.header.dtype
@@ -264,7 +269,6 @@ class MswuCodec(Codec):
         valid = _valid(unified_ids, rows, cols, block, nbc)
         if (signs & ~valid).any():
             raise BlobFormatError(f"{self.name}: signs has a bit set outside the matrix (edge block padding)")
-        out = np.zeros(view.header.numel, dtype=dtype.bits_dtype)
         mags = magnitudes[:, None]
         if dtype == ValueDType.INT8:
             negative = (-magnitudes.view(np.int8)).view(np.uint8)[:, None]

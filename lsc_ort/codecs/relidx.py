@@ -67,6 +67,6 @@ class RelidxCodec(Codec):
             raise BlobFormatError(
                 f"{self.name}: entry position {int(positions[-1])} is out of range [0, {numel})"
             )
-        out = np.zeros(numel, dtype=view.header.dtype.bits_dtype)
+        out = self.zeros(view)
         out[positions] = values
         return out

@@ -1,6 +1,6 @@
-// Guarding allocations whose size comes from a blob header: a blob can declare a tensor far
-// larger than the machine, and touching that much memory would get the process killed instead
-// of failing cleanly.
+// Limits on the memory a weight or a run may take, for sizes that come from an untrusted model:
+// a blob can declare a tensor far larger than the machine (or than its own data), and touching
+// that much memory would get the process killed, or stall it, instead of failing cleanly.
 #pragma once
 
 #include <cstdint>
@@ -9,10 +9,21 @@
 
 namespace lsc {
 
-// Half of the physical memory: the most one execution layout may take.
+// The most one execution layout, or the scratch and output of one run, may take: half of the
+// physical memory (or of the cgroup's memory limit, when lower). The environment variable
+// LSC_ORT_MEMORY_BUDGET_MB overrides it (read once).
 uint64_t MemoryBudget();
 
 // Fails with a message naming `what` when `bytes` exceeds MemoryBudget().
 Status CheckAllocation(uint64_t bytes, const char* what);
+
+// Declared dimensions that cost memory or work without data behind them (the output columns of
+// a weight: 8 bytes each in its column index; the taps of a convolution: a row of every im2col
+// tile) may exceed kFreeExtent only in proportion to the blob's size: at most
+// kExtentPerBlobByte per byte. A pruned layer of any real size passes; a few hundred bytes
+// declaring billions of columns do not.
+constexpr int64_t kFreeExtent = int64_t{1} << 20;
+constexpr int64_t kExtentPerBlobByte = 16;
+Status CheckDeclaredExtent(int64_t extent, uint64_t blob_bytes, const char* what);
 
 }  // namespace lsc

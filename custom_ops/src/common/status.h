@@ -2,9 +2,11 @@
 // onnxruntime C boundary.
 #pragma once
 
+#include <cstdint>
 #include <sstream>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace lsc {
 
@@ -31,6 +33,13 @@ std::string StrCat(Args&&... args) {
 template <typename... Args>
 Status Fail(Args&&... args) {
   return Status::Error(StrCat(std::forward<Args>(args)...));
+}
+
+// "[2, 3]" style rendering of a shape for messages.
+inline std::string ShapeString(const std::vector<int64_t>& shape) {
+  std::string out = "[";
+  for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
+  return out + "]";
 }
 
 }  // namespace lsc

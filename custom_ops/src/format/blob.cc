@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "common/checked.h"
 #include "format/crc32.h"
 
 namespace lsc {
@@ -32,25 +33,6 @@ bool LittleEndianHost() {
 }
 
 }  // namespace
-
-int64_t Blob::numel() const {
-  int64_t n = 1;
-  for (int64_t d : shape) n *= d;
-  return n;
-}
-
-int64_t Blob::rows() const {
-  if (shape.size() < 2) return 1;
-  return shape[0];
-}
-
-int64_t Blob::cols() const {
-  if (shape.empty()) return 1;
-  if (shape.size() == 1) return shape[0];
-  int64_t n = 1;
-  for (size_t i = 1; i < shape.size(); ++i) n *= shape[i];
-  return n;
-}
 
 const char* CodecName(CodecId codec) {
   switch (codec) {
@@ -105,19 +87,26 @@ Status ParseBlob(const uint8_t* data, size_t size, Blob* blob) {
   out.total_size = total;
   out.nnz = nnz;
   out.scale = scale;
-  uint64_t numel = 1;
-  bool overflow = false;
+  // The product of the non-zero dims, in bytes, must be below 2^62: then the element count and
+  // both sides of the matrix view are, whatever dim is 0 (and numpy can hold the shape).
+  int64_t nonzero_bytes = static_cast<int64_t>(out.itemsize());
   for (int i = 0; i < ndim; ++i) {
     const uint64_t d = Load<uint64_t>(data + kFixedHeader + 8 * i);
-    if (d >= (1ull << 62)) overflow = true;
-    if (d != 0 && numel > ((1ull << 62) - 1) / d) overflow = true;
-    if (!overflow) numel *= d;
+    if (d >= static_cast<uint64_t>(kMaxExtent) ||
+        (d != 0 && !MulExtent(nonzero_bytes, static_cast<int64_t>(d), &nonzero_bytes))) {
+      return Fail("shape has too many elements: its non-zero dims times the item size must be below 2^62");
+    }
     out.shape.push_back(static_cast<int64_t>(d));
   }
-  if (overflow) return Fail("shape has too many elements");
-  // A zero dimension makes numel 0 even after an overflowing product of the others.
-  for (int64_t d : out.shape) if (d == 0) numel = 0;
-  if (nnz > numel) return Fail("nnz ", nnz, " exceeds the element count ", numel);
+  int64_t numel = 1, cols = 1;
+  for (size_t i = 0; i < out.shape.size(); ++i) {
+    numel *= out.shape[i];
+    if (i > 0 || out.shape.size() == 1) cols *= out.shape[i];
+  }
+  out.numel_ = numel;
+  out.rows_ = out.shape.size() < 2 ? 1 : out.shape[0];
+  out.cols_ = cols;
+  if (nnz > static_cast<uint64_t>(numel)) return Fail("nnz ", nnz, " exceeds the element count ", numel);
   for (int i = 0; i < nparams; ++i) {
     out.params.push_back(Load<int64_t>(data + kFixedHeader + 8ull * ndim + 8ull * i));
   }

@@ -29,11 +29,15 @@ struct Blob {
   float scale = 1.0f;
   uint64_t total_size = 0;
 
-  int64_t numel() const;
-  // The 2-D matrix view [shape[0], prod(shape[1:])] ([1, n] for 1-D, [1, 1] for 0-D).
-  int64_t rows() const;
-  int64_t cols() const;
+  // Element count and the 2-D matrix view [shape[0], prod(shape[1:])] ([1, n] for 1-D, [1, 1]
+  // for 0-D), set by ParseBlob. All three are below 2^62: ParseBlob rejects a shape whose
+  // non-zero dims multiply to 2^62 or more, even when another dim is 0.
+  int64_t numel() const { return numel_; }
+  int64_t rows() const { return rows_; }
+  int64_t cols() const { return cols_; }
   size_t itemsize() const { return dtype == ValueType::kFloat32 ? 4 : dtype == ValueType::kFloat16 ? 2 : 1; }
+
+  int64_t numel_ = 1, rows_ = 1, cols_ = 1;
 };
 
 const char* CodecName(CodecId codec);

@@ -7,11 +7,13 @@
 // accepts exactly the same blobs.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <memory>
 #include <vector>
 
+#include "common/checked.h"
 #include "common/status.h"
 #include "format/blob.h"
 
@@ -74,6 +76,10 @@ Status DecodeAll(const MatrixDecoder& decoder, Sink&& sink) {
     entries.clear();
     LSC_RETURN_IF_ERROR(decoder.DecodeChunk(c, &entries));
     nnz += entries.size();
+    if (nnz > decoder.blob().nnz) {  // fail before the sink sees more than the header declares
+      return Fail(CodecName(decoder.blob().codec), ": decoded more than the ", decoder.blob().nnz,
+                  " non-zeros the header declares");
+    }
     sink(entries);
   }
   if (nnz != decoder.blob().nnz) {
@@ -129,9 +135,12 @@ bool PaddingBitsZero(const Section& section, uint64_t count);
 // Number of set bits in [begin, end) of a packed bit mask.
 uint64_t PopCount(const uint8_t* bits, uint64_t begin, uint64_t end);
 
-// Rows of the matrix view per chunk for codecs that chunk by rows: about 64 Ki elements.
+// Rows of the matrix view per chunk for codecs that chunk by rows: about 64 Ki elements. A matrix
+// without columns is one chunk however many rows it declares (rows are below 2^62, so
+// `rows + RowsPerChunk(cols) - 1` does not overflow).
 inline int64_t RowsPerChunk(int64_t cols) {
-  const int64_t per = cols > 0 ? (int64_t{1} << 16) / cols : 1;
+  if (cols <= 0) return kMaxExtent;
+  const int64_t per = (int64_t{1} << 16) / cols;
   return per > 0 ? per : 1;
 }
 

@@ -91,7 +91,7 @@ LSC_AVX2 void TiledColumns8(const TiledView& w, int64_t n_begin, int64_t n_end, 
         }
         const TiledEntry* p = w.entry + start[i];
         const TiledEntry* const end = w.entry + start[i + 1];
-        for (; p + 2 <= end; p += 2) {
+        for (; end - p >= 2; p += 2) {  // (p + 2 could step past the end, or off a null entry array)
           const float* r0 = Row(base, p[0].offset);
           const float* r1 = Row(base, p[1].offset);
           const __m256 w0 = _mm256_set1_ps(p[0].value), w1 = _mm256_set1_ps(p[1].value);

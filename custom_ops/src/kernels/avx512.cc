@@ -235,7 +235,7 @@ LSC_AVX512 void TiledColumns(const TiledView& w, int64_t n_begin, int64_t n_end,
         }
         const TiledEntry* p = w.entry + start[i];
         const TiledEntry* const end = w.entry + start[i + 1];
-        for (; p + U <= end; p += U) {
+        for (; end - p >= U; p += U) {  // (p + U could step past the end, or off a null entry array)
           for (int u = 0; u < U; ++u) {
             const float* row = Row(base, p[u].offset);
             const __m512 value = _mm512_set1_ps(p[u].value);

@@ -1,5 +1,6 @@
 #include "kernels/layouts.h"
 
+#include "common/checked.h"
 #include "common/memory.h"
 
 #include <algorithm>
@@ -54,31 +55,48 @@ Status BuildColumnLists(const MatrixDecoder& decoder, bool k_is_row, ColumnLists
   lists.stored = blob.dtype;
   lists.scale = blob.scale;
   if (lists.K > 0xFFFFFFFFll) return Fail("weight has ", lists.K, " rows; at most 2^32 - 1 are supported");
-  if (lists.N >= (int64_t{1} << 40)) return Fail("weight has ", lists.N, " columns; at most 2^40 are supported");
-  const uint64_t nnz_bound = std::min(blob.nnz, blob.total_size);
-  LSC_RETURN_IF_ERROR(CheckAllocation(8 * static_cast<uint64_t>(lists.N + 1) + 8 * nnz_bound,
-                                      "the column index of this weight"));
-  // Pass 1: count the non-zeros of every column (and validate every chunk).
-  std::vector<uint64_t> counts(static_cast<size_t>(lists.N) + 1, 0);
-  LSC_RETURN_IF_ERROR(DecodeAll(decoder, [&](const std::vector<Entry>& entries) {
-    for (const Entry& e : entries) ++counts[static_cast<size_t>(k_is_row ? e.col : e.row) + 1];
-  }));
-  std::partial_sum(counts.begin(), counts.end(), counts.begin());
-  lists.ptr = counts;
-  lists.row.resize(counts.back());
-  lists.value.resize(counts.back());
-  // Pass 2: fill.
+  // The column index costs 8 bytes per column whether or not the column holds data.
+  LSC_RETURN_IF_ERROR(CheckDeclaredExtent(lists.N, blob.total_size, "the weight's number of output columns"));
+  // Alive at the peak: the column index, the (row, value) arrays of the header's nnz (checked
+  // against the decoded count, which cannot exceed it), and one chunk of decoded entries.
+  const uint64_t index_bytes = 8 * static_cast<uint64_t>(lists.N + 1);
+  const uint64_t nnz = blob.nnz;  // <= numel < 2^62
+  LSC_RETURN_IF_ERROR(CheckAllocation(index_bytes + 8 * nnz, "the column lists of this weight"));
+  // Pass 1: count the non-zeros of every column in ptr[n + 1] (and validate every chunk).
+  lists.ptr.assign(static_cast<size_t>(lists.N) + 1, 0);
   std::vector<Entry> entries;
+  for (size_t c = 0; c < decoder.num_chunks(); ++c) {
+    entries.clear();
+    LSC_RETURN_IF_ERROR(decoder.DecodeChunk(c, &entries));
+    if (entries.size() > nnz - lists.ptr[0]) {
+      return Fail(CodecName(blob.codec), ": decoded more than the ", nnz, " non-zeros the header declares");
+    }
+    lists.ptr[0] += entries.size();  // running total, reset below
+    for (const Entry& e : entries) ++lists.ptr[static_cast<size_t>(k_is_row ? e.col : e.row) + 1];
+  }
+  if (lists.ptr[0] != nnz) {
+    return Fail(CodecName(blob.codec), ": decoded ", lists.ptr[0], " non-zeros, header declares ", nnz);
+  }
+  const uint64_t peak = index_bytes + 8 * nnz + sizeof(Entry) * static_cast<uint64_t>(entries.capacity());
+  LSC_RETURN_IF_ERROR(CheckAllocation(peak, "the column lists of this weight"));
+  lists.ptr[0] = 0;
+  std::partial_sum(lists.ptr.begin(), lists.ptr.end(), lists.ptr.begin());
+  lists.row.resize(nnz);
+  lists.value.resize(nnz);
+  // Pass 2: fill, with ptr[n] as the cursor of column n; afterwards ptr[n] is the end of column
+  // n, and shifting by one restores the starts.
   for (size_t c = 0; c < decoder.num_chunks(); ++c) {
     entries.clear();
     LSC_RETURN_IF_ERROR(decoder.DecodeChunk(c, &entries));
     for (const Entry& e : entries) {
       const int64_t n = k_is_row ? e.col : e.row, k = k_is_row ? e.row : e.col;
-      const uint64_t at = counts[static_cast<size_t>(n)]++;
+      const uint64_t at = lists.ptr[static_cast<size_t>(n)]++;
       lists.row[at] = static_cast<uint32_t>(k);
       lists.value[at] = ValueToFloat(blob.dtype, e.bits, blob.scale);
     }
   }
+  std::move_backward(lists.ptr.begin(), lists.ptr.end() - 1, lists.ptr.end());
+  lists.ptr[0] = 0;
   // Chunks arrive in row order, so columns are sorted unless a codec emits out of order.
   for (int64_t n = 0; n < lists.N; ++n) {
     const uint64_t lo = lists.ptr[n], hi = lists.ptr[n + 1];
@@ -105,11 +123,17 @@ void StageWindowedRow(const WindowedLayout& layout, const float* row, float* sta
 }
 
 bool WindowedLayoutWorthwhile(const ColumnLists& columns, int lanes, int window) {
-  // One round count per (group, window): fine for any plausibly sparse weight, not for a huge
-  // nearly empty one.
-  const uint64_t cells = static_cast<uint64_t>((columns.N + lanes - 1) / lanes) *
-                         static_cast<uint64_t>((columns.K + window - 2) / (window - 1));
-  return cells <= 64 * (columns.nnz() + static_cast<uint64_t>(columns.N)) + (1u << 20);
+  // One round count per (group, window), and a pass over every cell to build and to run it:
+  // worthwhile when the cells are in proportion to the non-zeros, never for a huge, nearly
+  // empty weight, whose declared shape alone would set the cost. A window holds window - 1 rows.
+  int64_t cells = 0;
+  if (lanes <= 0 || window <= 1 ||
+      !MulExtent((columns.N + lanes - 1) / lanes, (columns.K + window - 2) / (window - 1), &cells)) {
+    return false;
+  }
+  // At worst one lane of a round carries work: 5 * lanes bytes per non-zero, within the budget.
+  const uint64_t worst_bytes = 5 * static_cast<uint64_t>(lanes) * columns.nnz() + static_cast<uint64_t>(cells);
+  return static_cast<uint64_t>(cells) <= 64 * columns.nnz() + (uint64_t{1} << 20) && worst_bytes <= MemoryBudget();
 }
 
 void BuildWindowedLayout(const ColumnLists& columns, int lanes, int window, WindowedLayout* out) {

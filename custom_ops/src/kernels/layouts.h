@@ -54,7 +54,8 @@ struct WindowedLayout {
 int64_t WindowedStride(const WindowedLayout& layout);
 void StageWindowedRow(const WindowedLayout& layout, const float* row, float* staged);
 
-// Whether the windowed layout is of a size in proportion to the weight's non-zeros.
+// Whether the windowed layout's size and build time are in proportion to the weight's non-zeros
+// (never to its declared shape alone) and its worst case fits the memory budget.
 bool WindowedLayoutWorthwhile(const ColumnLists& columns, int lanes, int window);
 void BuildWindowedLayout(const ColumnLists& columns, int lanes, int window, WindowedLayout* out);
 

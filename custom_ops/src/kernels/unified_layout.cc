@@ -66,8 +66,13 @@ Status BuildMswuLayout(const MswuDecoder& decoder, bool k_is_row, ColumnLists* p
   layout->N = k_is_row ? geo.cols : geo.rows;
   if (layout->K > 0xFFFFFFFFll) return Fail("weight has ", layout->K, " rows; at most 2^32 - 1 are supported");
   if (layout->N >= (int64_t{1} << 40)) return Fail("weight has ", layout->N, " columns; at most 2^40 are supported");
-  // Every free non-zero and every group is a decoded non-zero (nnz, checked by DecodeAll).
-  LSC_RETURN_IF_ERROR(CheckAllocation(16 * static_cast<uint64_t>(layout->N + 1) + 40 * blob.nnz,
+  // The column indices cost 8 bytes per column whether or not the column holds data.
+  LSC_RETURN_IF_ERROR(CheckDeclaredExtent(layout->N, blob.total_size, "the weight's number of output columns"));
+  // Every free non-zero and every group is a decoded non-zero (nnz, checked by DecodeAll). Alive
+  // at the peak: four index arrays (the two column lists and their cursors), 32 bytes per free
+  // entry (decoded and laid out), and 56 per group (the group, its entry, its signed sum).
+  LSC_RETURN_IF_ERROR(CheckAllocation(32 * static_cast<uint64_t>(layout->N + 1) +
+                                          (sizeof(Group) + 24) * static_cast<uint64_t>(blob.nnz),
                                       "the execution layout of this weight"));
   std::vector<Entry> free, chunk_free;
   std::vector<UnifiedBlock> blocks;

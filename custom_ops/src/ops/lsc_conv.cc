@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "common/checked.h"
 #include "common/memory.h"
 #include "ops/op_util.h"
 #include "ops/unified_ops.h"
@@ -32,6 +33,12 @@ struct PhasePlanes {
   std::vector<int64_t> shift_copy;  // column shift -> its copy, -1 if no tap uses it
   bool in_place = false;    // X itself is the single plane (1x1, stride 1, no padding, aligned)
   bool aligned = false;
+  // Whether the planes take at most kMaxPlaneFloats per input channel. Checked before anything
+  // is sized by them: attributes may be huge (the extents of ComputeConvGeometry stay below
+  // 2^62, so the sums below fit; the products are checked).
+  bool fits = true;
+  int64_t channel = 0;      // floats per input channel: shifts * stride_h * stride_w * plane
+  static constexpr int64_t kMaxPlaneFloats = int64_t{1} << 29;
 
   explicit PhasePlanes(const ConvGeometry& g) {
     const int64_t H = g.height, W = g.width;
@@ -42,14 +49,21 @@ struct PhasePlanes {
       hq = H;
       wq = W;
       plane = H * W;
+      channel = plane;
       aligned = true;
       shift_copy = {0};
       return;
     }
     hq = std::max(g.out_height + (g.kernel_h - 1) * g.dilation_h / g.stride_h,
-                  (H + g.pad_top + g.stride_h - 1) / g.stride_h);
+                  (H + g.pad_top) / g.stride_h + ((H + g.pad_top) % g.stride_h != 0));
     wq = std::max(g.out_width + (g.kernel_w - 1) * g.dilation_w / g.stride_w,
-                  (W + g.pad_left + g.stride_w - 1) / g.stride_w);
+                  (W + g.pad_left) / g.stride_w + ((W + g.pad_left) % g.stride_w != 0));
+    int64_t phases_count = 0;
+    if (!MulExtent(hq, wq, &plane) || plane > kMaxPlaneFloats ||
+        !MulExtent(g.stride_h, g.stride_w, &phases_count) || phases_count > kMaxPlaneFloats) {
+      fits = false;  // plane > 2^29 also bounds the shift copies' index below
+      return;
+    }
     const int64_t wq16 = (wq + 15) / 16 * 16;
     // Rows of a tap are Wq apart only when the kernel spans rows; a wider Wq costs positions.
     aligned = g.kernel_h == 1 || wq16 == wq;
@@ -60,16 +74,18 @@ struct PhasePlanes {
     if (!aligned) {
       shift_copy[0] = 0;
       shifts = 1;
-      return;
+    } else {
+      shifts = 0;
+      for (int64_t j = 0; j < g.kernel_w; ++j) {
+        int64_t& copy = shift_copy[static_cast<size_t>(j * g.dilation_w / g.stride_w)];
+        if (copy < 0) copy = shifts++;
+      }
     }
-    shifts = 0;
-    for (int64_t j = 0; j < g.kernel_w; ++j) {
-      int64_t& copy = shift_copy[static_cast<size_t>(j * g.dilation_w / g.stride_w)];
-      if (copy < 0) copy = shifts++;
-    }
+    fits = MulExtent(shifts, phases_count, &channel) && MulExtent(channel, plane, &channel) &&
+           channel <= kMaxPlaneFloats;
   }
   int64_t phases(const ConvGeometry& g) const { return g.stride_h * g.stride_w; }
-  int64_t channel_size(const ConvGeometry& g) const { return shifts * phases(g) * plane; }
+  int64_t channel_size(const ConvGeometry&) const { return channel; }
 
   // Whether some tap reads phase plane (ph, pw): only those are filled.
   static bool PhaseUsed(const ConvGeometry& g, int64_t ph, int64_t pw) {
@@ -161,21 +177,17 @@ void ApplyEpilogue(const float* residual, bool relu, float* y, int64_t count) {
 LscConvKernel::LscConvKernel(const OrtKernelInfo* info) {
   Ort::ConstKernelInfo kernel_info(info);
   node_ = NodeName(kernel_info);
-  auto_pad_ = AttributeOr(kernel_info, "auto_pad", std::string("NOTSET"));
-  kernel_shape_ = AttributeOr(kernel_info, "kernel_shape", std::vector<int64_t>{});
-  strides_ = AttributeOr(kernel_info, "strides", std::vector<int64_t>{});
-  dilations_ = AttributeOr(kernel_info, "dilations", std::vector<int64_t>{});
-  pads_ = AttributeOr(kernel_info, "pads", std::vector<int64_t>{});
-  group_ = AttributeOr(kernel_info, "group", int64_t{1});
+  attributes_.auto_pad = AttributeOr(kernel_info, "auto_pad", std::string("NOTSET"));
+  attributes_.kernel_shape = AttributeOr(kernel_info, "kernel_shape", std::vector<int64_t>{});
+  attributes_.strides = AttributeOr(kernel_info, "strides", std::vector<int64_t>{});
+  attributes_.dilations = AttributeOr(kernel_info, "dilations", std::vector<int64_t>{});
+  attributes_.pads = AttributeOr(kernel_info, "pads", std::vector<int64_t>{});
+  attributes_.group = AttributeOr(kernel_info, "group", int64_t{1});
   activation_ = AttributeOr(kernel_info, "activation", std::string());
   kernels_ = &SelectKernels();
 }
 
 Status LscConvKernel::Init(const OrtKernelInfo* info) {
-  if (auto_pad_ != "NOTSET" && auto_pad_ != "VALID" && auto_pad_ != "SAME_UPPER" && auto_pad_ != "SAME_LOWER") {
-    return Fail("unsupported auto_pad '", auto_pad_, "'");
-  }
-  if (group_ < 1) return Fail("group must be >= 1, got ", group_);
   if (!activation_.empty() && activation_ != "Relu") {
     return Fail("unsupported activation '", activation_, "' (supported: \"\" and \"Relu\")");
   }
@@ -185,90 +197,13 @@ Status LscConvKernel::Init(const OrtKernelInfo* info) {
 }
 
 Status LscConvKernel::PrepareWeight(PackedWeight& weight) const {
-  LSC_RETURN_IF_ERROR(CheckWeight(weight));
-  const int64_t rows = weight.K() * group_;
+  LSC_RETURN_IF_ERROR(CheckConvAttributes(attributes_, weight.shape()));
+  int64_t rows = 0;
+  LSC_RETURN_IF_ERROR(CheckedMul(weight.K(), attributes_.group, &rows, "C * kH * kW"));
   if (rows > 0xFFFFFFFFll) return Fail("C * kH * kW = ", rows, " is too large (at most 2^32 - 1)");
-  weight.EmbedGroups(group_);
-  return Status();
-}
-
-Status LscConvKernel::CheckWeight(const PackedWeight& weight) const {
-  const std::vector<int64_t>& shape = weight.shape();
-  if (shape.size() != 3 && shape.size() != 4) {
-    return Fail("the weight blob holds a tensor of shape ", ShapeString(shape),
-                "; LSCConv supports 1-D and 2-D convolutions (weights of rank 3 or 4)");
-  }
-  const size_t spatial = shape.size() - 2;
-  if (!kernel_shape_.empty() && !std::equal(kernel_shape_.begin(), kernel_shape_.end(), shape.begin() + 2,
-                                            shape.end())) {
-    return Fail("kernel_shape ", ShapeString(kernel_shape_), " does not match the weight shape ", ShapeString(shape));
-  }
-  if (!kernel_shape_.empty() && kernel_shape_.size() != spatial) {
-    return Fail("kernel_shape ", ShapeString(kernel_shape_), " does not match the weight shape ", ShapeString(shape));
-  }
-  for (const auto* attr : {&strides_, &dilations_}) {
-    if (!attr->empty() && attr->size() != spatial) return Fail("strides and dilations need ", spatial, " values");
-    for (int64_t v : *attr) if (v < 1) return Fail("strides and dilations must be >= 1, got ", ShapeString(*attr));
-  }
-  if (!pads_.empty() && pads_.size() != 2 * spatial) return Fail("pads needs ", 2 * spatial, " values");
-  for (int64_t v : pads_) if (v < 0) return Fail("pads must be >= 0, got ", ShapeString(pads_));
-  if (shape[0] % group_ != 0) return Fail("the weight has ", shape[0], " output channels, not divisible by group ", group_);
-  return Status();
-}
-
-Status LscConvKernel::Geometry(const std::vector<int64_t>& x_shape, const PackedWeight& weight,
-                               ConvGeometry* out) const {
-  const std::vector<int64_t>& w = weight.shape();
-  if (x_shape.size() != w.size()) {
-    return Fail("X has shape ", ShapeString(x_shape), " but the weight ", ShapeString(w), " needs X of rank ", w.size());
-  }
-  const bool one_d = w.size() == 3;
-  ConvGeometry g;
-  g.group = group_;
-  g.batch = x_shape[0];
-  g.channels = x_shape[1];
-  g.height = one_d ? 1 : x_shape[2];
-  g.width = x_shape.back();
-  g.out_channels = w[0];
-  if (g.channels != w[1] * group_) {
-    return Fail("X has ", g.channels, " channels but the weight ", ShapeString(w), " with group ", group_,
-                " needs ", w[1] * group_);
-  }
-  g.kernel_h = one_d ? 1 : w[2];
-  g.kernel_w = w.back();
-  const size_t s = one_d ? 1 : 2;
-  auto at = [&](const std::vector<int64_t>& v, size_t i, int64_t fallback) { return v.empty() ? fallback : v[i]; };
-  g.stride_h = one_d ? 1 : at(strides_, 0, 1);
-  g.stride_w = at(strides_, s - 1, 1);
-  g.dilation_h = one_d ? 1 : at(dilations_, 0, 1);
-  g.dilation_w = at(dilations_, s - 1, 1);
-  int64_t pad[4] = {0, 0, 0, 0};  // top, left, bottom, right
-  if (!one_d) {
-    pad[0] = at(pads_, 0, 0), pad[1] = at(pads_, 1, 0), pad[2] = at(pads_, 2, 0), pad[3] = at(pads_, 3, 0);
-  } else {
-    pad[1] = at(pads_, 0, 0), pad[3] = at(pads_, 1, 0);
-  }
-  const int64_t in[2] = {g.height, g.width}, kernel[2] = {g.kernel_h, g.kernel_w};
-  const int64_t stride[2] = {g.stride_h, g.stride_w}, dilation[2] = {g.dilation_h, g.dilation_w};
-  int64_t out_dims[2];
-  for (int d = 0; d < 2; ++d) {
-    const int64_t extent = (kernel[d] - 1) * dilation[d] + 1;
-    if (auto_pad_ == "SAME_UPPER" || auto_pad_ == "SAME_LOWER") {
-      out_dims[d] = (in[d] + stride[d] - 1) / stride[d];
-      const int64_t total = std::max<int64_t>(0, (out_dims[d] - 1) * stride[d] + extent - in[d]);
-      pad[d] = auto_pad_ == "SAME_UPPER" ? total / 2 : total - total / 2;
-      pad[d + 2] = total - pad[d];
-    } else {
-      if (auto_pad_ == "VALID") pad[d] = pad[d + 2] = 0;
-      const int64_t span = in[d] + pad[d] + pad[d + 2] - extent;
-      out_dims[d] = span < 0 ? 0 : span / stride[d] + 1;
-    }
-  }
-  g.pad_top = pad[0];
-  g.pad_left = pad[1];
-  g.out_height = out_dims[0];
-  g.out_width = out_dims[1];
-  *out = g;
+  // Every tap has an offset and a row of the tiled layout, data or not.
+  LSC_RETURN_IF_ERROR(CheckDeclaredExtent(rows, weight.blob_size(), "the convolution's taps C * kH * kW"));
+  weight.EmbedGroups(attributes_.group);
   return Status();
 }
 
@@ -299,6 +234,12 @@ Status LscConvKernel::Plan(const ConvGeometry& g, const PackedWeight& weight, bo
   auto plan = std::make_shared<ConvPlan>();
   plan->g = g;
   const PhasePlanes planes(g);
+  if (!planes.fits) {
+    return Fail("the padded input planes of X [", g.batch, ", ", g.channels, ", ", g.height, ", ", g.width,
+                "] would take more than 2^29 floats per channel (pads ", g.pad_top, ", ", g.pad_left, ", strides ",
+                g.stride_h, ", ", g.stride_w, ", dilations ", g.dilation_h, ", ", g.dilation_w,
+                "); LSCConv computes on them");
+  }
   plan->hq = planes.hq;
   plan->wq = planes.wq;
   plan->in_place = planes.in_place;
@@ -342,7 +283,7 @@ Status LscConvKernel::Compute(OrtKernelContext* raw_context) {
   Ort::ConstValue x_value = context.GetInput(0);
   const auto x_info = x_value.GetTensorTypeAndShapeInfo();
   ConvGeometry g;
-  LSC_RETURN_IF_ERROR(Geometry(x_info.GetShape(), *weight, &g));
+  LSC_RETURN_IF_ERROR(ComputeConvGeometry(attributes_, x_info.GetShape(), weight->shape(), &g));
   const float* bias = nullptr;
   std::vector<float> bias_buffer;
   LSC_RETURN_IF_ERROR(ReadBias(context, 2, g.out_channels, "B", &bias_buffer, &bias));
@@ -350,9 +291,10 @@ Status LscConvKernel::Compute(OrtKernelContext* raw_context) {
   std::vector<int64_t> y_shape = {g.batch, g.out_channels};
   if (!one_d) y_shape.push_back(g.out_height);
   y_shape.push_back(g.out_width);
+  LSC_RETURN_IF_ERROR(CheckAllocation(static_cast<uint64_t>(g.output_elements) * sizeof(float), "the output Y"));
   Ort::UnownedValue y_value = context.GetOutput(0, y_shape);
   const int64_t pixels = g.out_height * g.out_width, image = g.channels * g.height * g.width;
-  const int64_t y_size = g.batch * g.out_channels * pixels;
+  const int64_t y_size = g.output_elements;
   if (y_size == 0) return Status();
 
   const bool half = x_info.GetElementType() == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16;

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "common/checked.h"
+#include "common/memory.h"
 #include "ops/op_util.h"
 #include "ops/unified_ops.h"
 
@@ -59,10 +61,12 @@ Status LscMatMulKernel::Compute(OrtKernelContext* raw_context) {
   std::vector<float> bias_buffer;
   LSC_RETURN_IF_ERROR(ReadBias(context, 2, N, "bias", &bias_buffer, &bias));
   std::vector<int64_t> y_shape(a_shape.begin(), a_shape.end() - 1);
+  int64_t M = 0, y_elements = 0;
+  LSC_RETURN_IF_ERROR(CheckedProduct(y_shape, &M, "the batch of A"));
+  LSC_RETURN_IF_ERROR(CheckedMul(M, N, &y_elements, "the output Y"));
+  LSC_RETURN_IF_ERROR(CheckAllocation(static_cast<uint64_t>(y_elements) * sizeof(float), "the output Y"));
   y_shape.push_back(N);
   Ort::UnownedValue y_value = context.GetOutput(0, y_shape);
-  int64_t M = 1;
-  for (size_t i = 0; i + 1 < a_shape.size(); ++i) M *= a_shape[i];
   if (M == 0 || N == 0) return Status();
 
   const bool half = a_info.GetElementType() == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16;

@@ -2,8 +2,16 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <new>
+#include <stdexcept>
 #include <thread>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/mman.h>
+#endif
+
+#include "common/memory.h"
 
 namespace lsc {
 
@@ -101,22 +109,86 @@ size_t ParallelBatches(size_t total) {
   return std::min(total, 2 * cores);
 }
 
+namespace {
+
+// One thread's scratch buffers. Large ones are mapped pages, so releasing them returns the
+// memory to the system at once.
+struct ScratchBuffer {
+  void* data = nullptr;
+  size_t size = 0;
+  int depth = 0;  // the innermost ScratchScope that used it
+};
+
+void FreeBuffer(ScratchBuffer& buffer) {
+  if (buffer.data == nullptr) return;
+#if defined(__unix__) || defined(__APPLE__)
+  if (buffer.size > kKeepScratchBytes) {
+    munmap(buffer.data, buffer.size);
+  } else {
+    std::free(buffer.data);
+  }
+#else
+  std::free(buffer.data);
+#endif
+  buffer.data = nullptr;
+  buffer.size = 0;
+}
+
+void* AllocateBuffer(size_t size) {
+#if defined(__unix__) || defined(__APPLE__)
+  if (size > kKeepScratchBytes) {
+    void* memory = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return memory == MAP_FAILED ? nullptr : memory;
+  }
+#endif
+  return std::aligned_alloc(64, size);
+}
+
+struct ThreadScratchState {
+  std::vector<ScratchBuffer> buffers;
+  int depth = 0;
+  ~ThreadScratchState() {
+    for (ScratchBuffer& buffer : buffers) FreeBuffer(buffer);
+  }
+};
+
+ThreadScratchState& Scratch() {
+  thread_local ThreadScratchState state;
+  return state;
+}
+
+}  // namespace
+
+ScratchScope::ScratchScope() { ++Scratch().depth; }
+
+ScratchScope::~ScratchScope() {
+  ThreadScratchState& state = Scratch();
+  for (ScratchBuffer& buffer : state.buffers) {
+    if (buffer.size > kKeepScratchBytes && buffer.depth >= state.depth) FreeBuffer(buffer);
+  }
+  --state.depth;
+}
+
 void* ThreadScratchBytes(size_t slot, size_t bytes) {
-  struct Buffer {
-    std::unique_ptr<unsigned char, void (*)(void*)> data{nullptr, std::free};
-    size_t size = 0;
-  };
-  thread_local std::vector<Buffer> buffers;
-  if (buffers.size() <= slot) buffers.resize(slot + 1);
-  Buffer& buffer = buffers[slot];
+  if (bytes > MemoryBudget()) {
+    throw std::length_error(StrCat("a scratch buffer of ", (bytes + (1 << 20) - 1) >> 20, " MiB exceeds the memory budget of ",
+                                   MemoryBudget() >> 20, " MiB"));
+  }
+  ThreadScratchState& state = Scratch();
+  if (state.buffers.size() <= slot) state.buffers.resize(slot + 1);
+  ScratchBuffer& buffer = state.buffers[slot];
+  buffer.depth = state.depth;
   if (buffer.size < bytes) {
+    FreeBuffer(buffer);
     const size_t size = (bytes + 63) / 64 * 64;
-    void* memory = std::aligned_alloc(64, size);
-    if (memory == nullptr) throw std::bad_alloc();
-    buffer.data.reset(static_cast<unsigned char*>(memory));
+    void* memory = AllocateBuffer(size);
+    if (memory == nullptr) {
+      throw std::length_error(StrCat("cannot allocate a scratch buffer of ", bytes >> 20, " MiB"));
+    }
+    buffer.data = memory;
     buffer.size = size;
   }
-  return buffer.data.get();
+  return buffer.data;
 }
 
 Status ReadBias(Ort::KernelContext& context, size_t index, int64_t length, const char* name,
@@ -145,16 +217,6 @@ void HalfToFloat(const Ort::Float16_t* in, float* out, size_t count) {
 
 void FloatToHalf(const float* in, Ort::Float16_t* out, size_t count) {
   for (size_t i = 0; i < count; ++i) out[i] = Ort::Float16_t(in[i]);
-}
-
-}  // namespace lsc
-
-namespace lsc {
-
-std::string ShapeString(const std::vector<int64_t>& shape) {
-  std::string out = "[";
-  for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
-  return out + "]";
 }
 
 }  // namespace lsc

@@ -4,6 +4,8 @@
 
 #include <atomic>
 #include <cstdint>
+#include <stdexcept>
+#include <type_traits>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -19,9 +21,6 @@ namespace lsc {
 OrtStatusPtr MakeStatus(const std::string& op, const std::string& node, const std::string& message);
 
 std::string NodeName(const Ort::ConstKernelInfo& info);
-
-// "[2, 3]" style rendering of a shape for messages.
-std::string ShapeString(const std::vector<int64_t>& shape);
 
 // Attributes with their ONNX defaults when absent.
 float AttributeOr(const Ort::ConstKernelInfo& info, const char* name, float fallback);
@@ -40,8 +39,33 @@ Status LoadWeight(const Ort::ConstValue& value, bool k_is_row, std::shared_ptr<P
 // balance, few enough to keep the pool's per-task overhead small.
 size_t ParallelBatches(size_t total);
 
+// Per-thread scratch buffers (ThreadScratch below) are kept for reuse up to this size; larger
+// ones are released when the scope that used them ends: the Compute call (GuardedCompute) or
+// the ParallelFor batch. A large batch or image leaves no memory behind.
+constexpr size_t kKeepScratchBytes = size_t{16} << 20;
+
+// Marks the scratch a thread uses from its construction on; its destructor releases the buffers
+// above kKeepScratchBytes used in the scope (and in scopes nested in it).
+class ScratchScope {
+ public:
+  ScratchScope();
+  ~ScratchScope();
+  ScratchScope(const ScratchScope&) = delete;
+  ScratchScope& operator=(const ScratchScope&) = delete;
+};
+
+// A 64-byte-aligned buffer per thread and slot (contents undefined), reused across calls. Throws
+// std::length_error naming the size when it exceeds the memory budget (common/memory.h).
+void* ThreadScratchBytes(size_t slot, size_t bytes);
+template <typename T = float>
+T* ThreadScratch(size_t slot, size_t count) {
+  if (count > SIZE_MAX / sizeof(T)) throw std::length_error("scratch buffer size overflows");
+  return static_cast<T*>(ThreadScratchBytes(slot, count * sizeof(T)));
+}
+
 // Runs fn(i) for i in [0, total) on onnxruntime's intra-op pool, whose size is the session's
-// intra_op_num_threads. fn must not throw.
+// intra_op_num_threads, in ParallelBatches(total) contiguous batches. An exception thrown by fn
+// stops its batch and becomes the returned Status.
 template <typename Fn>
 Status ParallelFor(OrtKernelContext* context, size_t total, Fn&& fn) {
   if (total == 0) return Status();
@@ -49,22 +73,37 @@ Status ParallelFor(OrtKernelContext* context, size_t total, Fn&& fn) {
     fn(size_t{0});
     return Status();
   }
-  auto trampoline = [](void* data, size_t i) { (*static_cast<Fn*>(data))(i); };
+  struct Shared {
+    Shared(std::remove_reference_t<Fn>* f, size_t n, size_t b) : fn(f), total(n), batches(b) {}
+    std::remove_reference_t<Fn>* fn;
+    size_t total, batches;
+    std::atomic<bool> failed{false};
+    std::mutex mutex;
+    std::string error;
+  } shared(&fn, total, ParallelBatches(total));
+  auto trampoline = [](void* data, size_t batch) {
+    Shared& s = *static_cast<Shared*>(data);
+    const size_t begin = batch * s.total / s.batches, end = (batch + 1) * s.total / s.batches;
+    ScratchScope scope;
+    try {
+      for (size_t i = begin; i < end && !s.failed.load(std::memory_order_relaxed); ++i) (*s.fn)(i);
+    } catch (const std::exception& e) {
+      std::lock_guard<std::mutex> lock(s.mutex);
+      if (!s.failed.exchange(true)) s.error = e.what();
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(s.mutex);
+      if (!s.failed.exchange(true)) s.error = "unknown exception";
+    }
+  };
   OrtStatus* status =
-      Ort::GetApi().KernelContext_ParallelFor(context, trampoline, total, ParallelBatches(total), &fn);
+      Ort::GetApi().KernelContext_ParallelFor(context, trampoline, shared.batches, shared.batches, &shared);
   if (status != nullptr) {
     std::string message = Ort::GetApi().GetErrorMessage(status);
     Ort::GetApi().ReleaseStatus(status);
     return Fail("thread pool: ", message);
   }
+  if (shared.failed) return Fail(shared.error);
   return Status();
-}
-
-// A grow-only, 64-byte-aligned buffer per thread and slot, reused across runs.
-void* ThreadScratchBytes(size_t slot, size_t bytes);
-template <typename T = float>
-T* ThreadScratch(size_t slot, size_t count) {
-  return static_cast<T*>(ThreadScratchBytes(slot, count * sizeof(T)));
 }
 
 // Reads optional input `index` (a bias of `length` floats, float32 or float16); `*bias` stays null
@@ -77,6 +116,7 @@ Status ReadBias(Ort::KernelContext& context, size_t index, int64_t length, const
 template <typename Kernel>
 OrtStatusPtr GuardedCompute(Kernel& kernel, OrtKernelContext* context) {
   try {
+    ScratchScope scope;
     Status status = kernel.Compute(context);
     return status.ok() ? nullptr : MakeStatus(Kernel::kOpName, kernel.node(), status.message());
   } catch (const std::exception& e) {

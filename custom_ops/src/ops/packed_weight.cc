@@ -13,6 +13,7 @@ Status PackedWeight::Create(const uint8_t* blob, size_t size, bool k_is_row, std
   LSC_RETURN_IF_ERROR(CreateDecoder(parsed, &decoder));
   auto weight = std::make_shared<PackedWeight>();
   weight->shape_ = parsed.shape;
+  weight->blob_size_ = parsed.total_size;
   if (parsed.codec == CodecId::kMswu) {
     std::unique_ptr<UnifiedLayout> unified;
     LSC_RETURN_IF_ERROR(BuildMswuLayout(static_cast<const MswuDecoder&>(*decoder), k_is_row, &weight->columns_,

@@ -23,6 +23,8 @@ class PackedWeight {
   static Status Create(const uint8_t* blob, size_t size, bool k_is_row, std::shared_ptr<PackedWeight>* out);
 
   const std::vector<int64_t>& shape() const { return shape_; }
+  // Size in bytes of the blob it was decoded from.
+  uint64_t blob_size() const { return blob_size_; }
   int64_t K() const { return columns_.K; }
   int64_t N() const { return columns_.N; }
   const ColumnLists& columns() const { return columns_; }
@@ -41,6 +43,7 @@ class PackedWeight {
 
  private:
   std::vector<int64_t> shape_;
+  uint64_t blob_size_ = 0;
   ColumnLists columns_;
   std::shared_ptr<UnifiedLayout> unified_;
   mutable std::once_flag windowed_once_;

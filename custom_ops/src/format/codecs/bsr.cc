@@ -62,11 +62,10 @@ Status CreateBsrDecoder(const Blob& blob, std::unique_ptr<MatrixDecoder>* decode
   LSC_RETURN_IF_ERROR(ExpectCount(blob, 0, 4, nbr + 1, "indptr"));
   LSC_RETURN_IF_ERROR(SectionCount(blob, 1, 4, "indices", &nindices));
   LSC_RETURN_IF_ERROR(CheckIndptr(blob, blob.sections[0], nbr, nindices, "indices"));
-  uint64_t nvalues = 0;
-  if (__builtin_mul_overflow(nindices, static_cast<uint64_t>(br * bc), &nvalues)) {
-    return Fail("bsr: ", nindices, " blocks of ", br, "x", bc, " overflow the value count");
-  }
-  LSC_RETURN_IF_ERROR(ExpectCount(blob, 2, blob.itemsize(), nvalues, "values"));
+  int64_t block_size = 0, nvalues = 0;
+  LSC_RETURN_IF_ERROR(CheckedMul(br, bc, &block_size, "bsr: the block size"));
+  LSC_RETURN_IF_ERROR(CheckedMul(static_cast<int64_t>(nindices), block_size, &nvalues, "bsr: the value count"));
+  LSC_RETURN_IF_ERROR(ExpectCount(blob, 2, blob.itemsize(), static_cast<uint64_t>(nvalues), "values"));
   decoder->reset(new BsrDecoder(blob, br, bc));
   return Status();
 }

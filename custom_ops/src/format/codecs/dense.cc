@@ -15,6 +15,7 @@ class DenseDecoder : public MatrixDecoder {
 
   Status DecodeChunk(size_t chunk, std::vector<Entry>* out) const override {
     const int64_t cols = blob_.cols();
+    if (cols == 0) return Status();  // no elements, however many rows
     const int64_t begin = static_cast<int64_t>(chunk) * rows_per_chunk_;
     const int64_t end = std::min(blob_.rows(), begin + rows_per_chunk_);
     for (int64_t r = begin; r < end; ++r) {

@@ -159,12 +159,13 @@ Status CreateF2fDecoder(const Blob& blob, std::unique_ptr<MatrixDecoder>* decode
   p.patch_split = static_cast<uint64_t>(v);
 
   // inputs: nblocks * P * n_in bits (nblocks < 2^62, P * n_in <= 2^10: checked, not assumed).
-  uint64_t input_bits = 0;
-  if (__builtin_mul_overflow(p.nblocks, static_cast<uint64_t>(p.plane_count * p.n_in), &input_bits) ||
-      input_bits > blob.sections[3].size * 8) {
+  int64_t input_bits_signed = 0;  // common/checked.h
+  if (!MulExtent(static_cast<int64_t>(p.nblocks), static_cast<int64_t>(p.plane_count) * p.n_in, &input_bits_signed) ||
+      static_cast<uint64_t>(input_bits_signed) > blob.sections[3].size * 8) {
     return Fail("f2f: inputs has ", blob.sections[3].size, " bytes, too few for ", p.nblocks, " blocks of ",
                 p.plane_count, " planes x ", p.n_in, " bits");
   }
+  const uint64_t input_bits = static_cast<uint64_t>(input_bits_signed);
   if (blob.sections[3].size != (input_bits + 7) / 8) {
     return Fail("f2f: inputs has ", blob.sections[3].size, " bytes, expected ", (input_bits + 7) / 8);
   }

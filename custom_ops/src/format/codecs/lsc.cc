@@ -38,27 +38,38 @@ Status LscLayer::Create(const Blob& blob, LscLayer* out) {
   p.nbc_ = (cols + p.bc_ - 1) / p.bc_;
   LSC_RETURN_IF_ERROR(Param(blob, 4, 1, std::max<int64_t>(p.nbr_, 1), "chunk_block_rows", &p.cbr_));
   const uint64_t nchunks = static_cast<uint64_t>((p.nbr_ + p.cbr_ - 1) / p.cbr_);
-  const uint64_t nblocks = static_cast<uint64_t>(p.nbr_ * p.nbc_);
+  // br <= max(rows, 1) and bc <= max(cols, 1), so these counts are at most numel (< 2^62) or,
+  // for an empty matrix, 0; checked all the same.
+  int64_t nblocks_signed = 0, per_chunk_signed = 0, bsize_signed = 0;
+  LSC_RETURN_IF_ERROR(CheckedMul(p.nbr_, p.nbc_, &nblocks_signed, "lsc: the block count"));
+  LSC_RETURN_IF_ERROR(CheckedMul(p.cbr_, p.nbc_, &per_chunk_signed, "lsc: the blocks per chunk"));
+  LSC_RETURN_IF_ERROR(CheckedMul(p.br_, p.bc_, &bsize_signed, "lsc: the block size"));
+  const uint64_t nblocks = static_cast<uint64_t>(nblocks_signed);
 
+  // The chunk table first: its size bounds the number of chunks, and so the work below (a
+  // matrix without columns declares chunks without any mask bits to pay for them).
+  LSC_RETURN_IF_ERROR(CheckChunkTable(blob, 1, nchunks, "chunks", "chunk"));
   const Section& mask = blob.sections[0];
   if (mask.size != (nblocks + 7) / 8) {
     return Fail("lsc: block_mask has ", mask.size, " bytes, expected ", (nblocks + 7) / 8, " for ", nblocks, " bits");
   }
   if (!PaddingBitsZero(mask, nblocks)) return Fail("lsc: block_mask has non-zero padding bits");
   p.chunk_first_block_.assign(1, 0);
-  const uint64_t per_chunk = static_cast<uint64_t>(p.cbr_ * p.nbc_);
+  p.chunk_first_block_.reserve(nchunks + 1);
+  const uint64_t per_chunk = static_cast<uint64_t>(per_chunk_signed);
   for (uint64_t k = 0; k < nchunks; ++k) {
     const uint64_t first = k * per_chunk, last = std::min(first + per_chunk, nblocks);
     p.chunk_first_block_.push_back(p.chunk_first_block_.back() + PopCount(mask.data, first, last));
   }
-
-  LSC_RETURN_IF_ERROR(CheckChunkTable(blob, 1, nchunks, "chunks", "chunk"));
   p.table_ = blob.sections[1].data;
   const uint64_t ncodes = LoadU64(p.table_ + 16 * nchunks);
   const Section& codes = blob.sections[2];
   if (p.width_ == 0) {
     if (ncodes != 0 || codes.size != 0) return Fail("lsc: codes present without a coding layer");
-    const uint64_t bsize = static_cast<uint64_t>(p.br_ * p.bc_);
+    const uint64_t bsize = static_cast<uint64_t>(bsize_signed);
+    int64_t stored = 0;  // the values of the kept blocks, stored whole
+    LSC_RETURN_IF_ERROR(CheckedMul(static_cast<int64_t>(p.chunk_first_block_.back()), bsize_signed, &stored,
+                                   "lsc: the stored element count"));
     for (uint64_t k = 0; k <= nchunks; ++k) {
       if (LoadU64(p.table_ + 16 * k + 8) != p.chunk_first_block_[k] * bsize) {
         return Fail("lsc: chunk ", k, " value offset does not match the kept blocks");

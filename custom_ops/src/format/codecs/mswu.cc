@@ -18,7 +18,16 @@ enum Start { kKept, kUnified, kFree, kFreeValue, kStarts };
 constexpr uint64_t kChunkElements = uint64_t{1} << 16;
 constexpr uint64_t kMinChunkBlocks = 64;
 
-bool Mul(uint64_t a, uint64_t b, uint64_t* out) { return !__builtin_mul_overflow(a, b, out); }
+// The checked product of two counts (common/checked.h): false at 2^62 or more.
+bool Mul(uint64_t a, uint64_t b, uint64_t* out) {
+  int64_t product = 0;
+  if (a >= static_cast<uint64_t>(kMaxExtent) || b >= static_cast<uint64_t>(kMaxExtent) ||
+      !MulExtent(static_cast<int64_t>(a), static_cast<int64_t>(b), &product)) {
+    return false;
+  }
+  *out = static_cast<uint64_t>(product);
+  return true;
+}
 
 // Bytes of a packed stream of `bits` bits, without overflow.
 uint64_t PackedBytes(uint64_t bits) { return bits / 8 + (bits % 8 != 0); }
