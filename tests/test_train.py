@@ -108,6 +108,9 @@ def ddp_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
         arrays = {f"labels/{name}": labels for name, labels in structure.items()}
         arrays.update({f"weight/{name}": p.detach().numpy() for name, p in model.state_dict().items()})
         np.savez(Path(out_dir) / f"rank{rank}.npz", **arrays)
+        # Both ranks reach teardown together: gloo can abort a process whose peer is already
+        # tearing down its connections ("terminate called without an active exception").
+        torch.distributed.barrier()
     finally:
         torch.distributed.destroy_process_group()
 
