@@ -11,7 +11,6 @@ onnxruntime's dynamic int8 quantization of the pruned model.
 
 from __future__ import annotations
 
-import gzip
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,46 +26,8 @@ from benchmarks.report import MISSING, Table, fmt_bytes, fmt_percent
 from benchmarks.sizes import cell, codecs, int8_values
 from lsc_ort.entropy import entropy_bound_bytes
 
-DATASET = Path("/usr/share/datasets/fashion-mnist")
 KEPT = {layer.name: layer.kept for layer in profile("lenet-5").layers}
 """Deep Compression's LeNet-5 densities, by layer name (conv1, conv2, ip1, ip2)."""
-
-
-class DatasetUnavailable(RuntimeError):
-    pass
-
-
-def read_idx(path: Path) -> np.ndarray:
-    """An IDX file (gzip or plain): the magic's type byte must be 0x08 (uint8)."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        data = handle.read()
-    if len(data) < 4 or data[:2] != b"\0\0" or data[2] != 0x08:
-        raise DatasetUnavailable(f"{path}: not a uint8 IDX file")
-    rank = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(rank)]
-    count = int(np.prod(dims))
-    start = 4 + 4 * rank
-    if len(data) - start != count:
-        raise DatasetUnavailable(f"{path}: {len(data) - start} data bytes, header declares {count}")
-    return np.frombuffer(data, np.uint8, count, start).reshape(dims)
-
-
-def load_fashion(folder: Path = DATASET) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(train images, train labels, test images, test labels); images float32 in [0, 1], N×1×28×28."""
-    names = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-             "t10k-labels-idx1-ubyte")
-    arrays = []
-    for name in names:
-        path = next((p for p in (folder / f"{name}.gz", folder / name) if p.exists()), None)
-        if path is None:
-            raise DatasetUnavailable(f"Fashion-MNIST is not installed ({folder}/{name}[.gz] missing; "
-                                     "apt-get install dataset-fashion-mnist)")
-        arrays.append(read_idx(path))
-    train_x, train_y, test_x, test_y = arrays
-    scale = np.float32(1 / 255)
-    return ((train_x[:, None] * scale).astype(np.float32), train_y.astype(np.int64),
-            (test_x[:, None] * scale).astype(np.float32), test_y.astype(np.int64))
 
 
 def lenet5_onnx(weights: dict[str, np.ndarray]) -> onnx.ModelProto:
@@ -163,12 +124,12 @@ def fashion_table(quick: bool, workdir: Path, progress: Callable[[str], None] = 
                   "(ratio vs dense fp32, bits per weight)",
                   ["model", "values", "test accuracy", "file", "entropy bound", *names, "auto"])
     try:
-        import torch  # noqa: F401
+        from lsc_ort.train.data import DatasetUnavailable, load_fashion_mnist  # needs PyTorch
     except ImportError:
         table.notes.append("skipped: PyTorch is not installed (pip install -e .[train])")
         return table
     try:
-        data = load_fashion()
+        data = load_fashion_mnist()
     except DatasetUnavailable as error:
         table.notes.append(f"skipped: {error}")
         return table

@@ -12,22 +12,18 @@ feeds of one batch.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
 import lsc_ort
-from lsc_ort.model_wheels import ModelUnavailable, model_path
+from lsc_ort.model_wheels import model_path
 from lsc_ort.pruning import prune_file
 from lsc_ort.report import totals
 from lsc_ort.rewriter import compress_file
 from lsc_ort.verify import random_inputs
-
-LIGHT_MODELS = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 
 MODEL_KEYS = ("minilm", "resnet50", "magika")
 NAMES = {"minilm": "MiniLM-L3", "resnet50": "ResNet-50", "magika": "magika"}
@@ -42,75 +38,14 @@ SEQUENCE = 128
 """Tokens per MiniLM input in the end-to-end timings."""
 
 
-def light_model(name: str, seed: int = 0) -> onnx.ModelProto:
-    """onnx's ``light_<name>.onnx`` with its placeholder weights replaced by seeded random ones.
-
-    The light models keep only the graph: weights are ``ConstantOfShape`` nodes and constant
-    BatchNorm tensors. Convolution and Gemm weights become He-initialized initializers, BatchNorm
-    scale ≈ 1, bias ≈ 0, mean ≈ 0, variance ≈ 1; initializers are dropped from the graph inputs,
-    so every weight is a constant the rewriter can encode.
-    """
-    path = LIGHT_MODELS / f"light_{name}.onnx"
-    if not path.is_file():
-        raise ModelUnavailable(f"onnx ships no {path.name} (looked in {LIGHT_MODELS})")
-    model = onnx.load(str(path))
-    rng = np.random.default_rng(seed)
-    graph = model.graph
-    initializers = {t.name: t for t in graph.initializer}
-
-    def values(name: str, shape: tuple[int, ...]) -> np.ndarray:
-        suffix = re.sub(r".*_([a-z]+)_0$", r"\1", name)
-        if suffix == "w":
-            fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else int(shape[0])
-            return (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
-        if suffix == "s":
-            return (1.0 + 0.1 * rng.standard_normal(shape)).astype(np.float32)
-        if suffix == "riv":
-            return (1.0 + 0.1 * rng.random(shape)).astype(np.float32)
-        return (0.01 * rng.standard_normal(shape)).astype(np.float32)
-
-    kept_nodes, new_initializers = [], []
-    for node in graph.node:
-        if node.op_type == "ConstantOfShape" and node.input[0] in initializers:
-            shape = tuple(int(d) for d in numpy_helper.to_array(initializers[node.input[0]]))
-            new_initializers.append(numpy_helper.from_array(values(node.output[0], shape), node.output[0]))
-        else:
-            kept_nodes.append(node)
-    for tensor in graph.initializer:
-        if tensor.name.endswith("__SHAPE"):
-            continue
-        if tensor.data_type != onnx.TensorProto.FLOAT:
-            new_initializers.append(tensor)
-            continue
-        array = numpy_helper.to_array(tensor)
-        new_initializers.append(numpy_helper.from_array(values(tensor.name, array.shape), tensor.name))
-    used = {name for node in kept_nodes for name in node.input}
-    new_initializers = [t for t in new_initializers if t.name in used]
-    names = {t.name for t in new_initializers}
-    inputs = [v for v in graph.input if v.name not in names and v.name not in initializers]
-    del graph.node[:]
-    graph.node.extend(kept_nodes)
-    del graph.initializer[:]
-    graph.initializer.extend(new_initializers)
-    del graph.input[:]
-    graph.input.extend(inputs)
-    model.ir_version = max(model.ir_version, 7)
-    onnx.checker.check_model(model)
-    return model
-
-
 def source_model(key: str, workdir: Path) -> Path:
     """The unpruned model file of ``key`` (raises :class:`ModelUnavailable` when it cannot be had)."""
     if key == "resnet50":
         path = workdir / "resnet50.onnx"
         if not path.exists():
-            try:  # the builder the kernel benchmarks use, where present
-                from benchmarks.resnet50 import resnet50  # type: ignore[import-not-found]
+            from benchmarks.resnet50 import resnet50  # the builder the kernel benchmarks use
 
-                model = resnet50()
-            except ImportError:
-                model = light_model("resnet50")
-            onnx.save(model, str(path))
+            onnx.save(resnet50(), str(path))
         return path
     return model_path(key)
 

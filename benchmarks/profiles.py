@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 
@@ -92,9 +91,9 @@ def resnet50_shapes() -> tuple[tuple[str, tuple[int, ...]], ...]:
     import onnx
     from onnx import numpy_helper
 
-    from benchmarks.models import LIGHT_MODELS
+    from benchmarks.resnet50 import LIGHT_RESNET50
 
-    model = onnx.load(str(Path(LIGHT_MODELS) / "light_resnet50.onnx"))
+    model = onnx.load(str(LIGHT_RESNET50))
     shapes = {t.name: tuple(int(d) for d in numpy_helper.to_array(t)) for t in model.graph.initializer
               if t.name.endswith("__SHAPE")}
     producer = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "ConstantOfShape"}

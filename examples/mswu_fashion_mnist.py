@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import gzip
 import sys
 import tempfile
 import time
@@ -36,33 +35,15 @@ from torch import nn
 import lsc_ort
 from lsc_ort.rewriter import compress_file
 from lsc_ort.train import AdmmSchedule, MswuTarget, export_onnx, train_mswu
+from lsc_ort.train.data import FASHION_MNIST, load_fashion_mnist
 
-DATA = Path("/usr/share/datasets/fashion-mnist")
-
-
-def read_idx(path: Path) -> np.ndarray:
-    """An IDX file (gzip or not) as a numpy array."""
-    raw = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
-    ndim = raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    if raw[2] != 0x08:
-        raise ValueError(f"{path}: only unsigned-byte IDX files are supported")
-    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+DATA = FASHION_MNIST
 
 
-def load_fashion_mnist(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(train images, train labels, test images, test labels)``; images float32 [N, 1, 28, 28]."""
-    def find(stem: str) -> Path:
-        for name in (f"{stem}.gz", stem):
-            if (root / name).exists():
-                return root / name
-        raise FileNotFoundError(f"{root / stem}(.gz) not found: install dataset-fashion-mnist or pass --data")
-
-    def images(stem: str) -> np.ndarray:
-        return (read_idx(find(stem)).astype(np.float32) / 255.0 - 0.2860) / 0.3530
-
-    return (images("train-images-idx3-ubyte")[:, None], read_idx(find("train-labels-idx1-ubyte")).astype(np.int64),
-            images("t10k-images-idx3-ubyte")[:, None], read_idx(find("t10k-labels-idx1-ubyte")).astype(np.int64))
+def load_normalized(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Fashion-MNIST with images standardized by the training set's mean and deviation."""
+    train_x, train_y, test_x, test_y = load_fashion_mnist(root)
+    return (train_x - 0.2860) / 0.3530, train_y, (test_x - 0.2860) / 0.3530, test_y
 
 
 class LeNet5(nn.Sequential):
@@ -211,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
     console = Console()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="lsc-ort-mswu-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    x_train, y_train, x_test, y_test = load_fashion_mnist(args.data)
+    x_train, y_train, x_test, y_test = load_normalized(args.data)
     x_train, y_train = x_train[:args.train_samples], y_train[:args.train_samples]
     test = (x_test[:args.test_samples], y_test[:args.test_samples])
     data = batches(x_train, y_train, args.batch, args.seed)

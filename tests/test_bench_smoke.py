@@ -262,7 +262,8 @@ def test_cli_bench_without_a_checkout_says_what_to_do(monkeypatch: pytest.Monkey
 def test_read_idx_and_its_errors(tmp_path: Path) -> None:
     import gzip
 
-    from benchmarks.fashion import DatasetUnavailable, read_idx
+    pytest.importorskip("torch")
+    from lsc_ort.train.data import DatasetUnavailable, read_idx
 
     images = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
     header = b"\0\0\x08\x03" + b"".join(d.to_bytes(4, "big") for d in images.shape)
