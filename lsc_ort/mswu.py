@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from lsc_ort.codecs.blocks import block_grid, fit_block
+from lsc_ort.codecs.blocks import block_grid, check_block, fit_block
 from lsc_ort.format import matrix_shape
 
 KERNEL = "kernel"
@@ -60,13 +60,7 @@ def parse_block(spec: BlockSpec) -> tuple[int, int] | str:
         if not match:
             raise ValueError(f"block must look like 1x4, 4x1, 2x2 or be 'kernel', got {spec!r}")
         spec = (int(match.group(1)), int(match.group(2)))
-    try:
-        rows, cols = (int(v) for v in spec)
-    except (TypeError, ValueError):
-        raise ValueError(f"block must be a pair of positive ints, 'RxC' or 'kernel', got {spec!r}") from None
-    if rows < 1 or cols < 1 or (rows, cols) != tuple(spec):
-        raise ValueError(f"block must be a pair of positive ints, 'RxC' or 'kernel', got {spec!r}")
-    return rows, cols
+    return check_block(spec, "mswu", "'RxC' or 'kernel'")
 
 
 def resolve_block(spec: BlockSpec, shape: tuple[int, ...]) -> tuple[int, int]:

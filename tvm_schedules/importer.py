@@ -16,7 +16,7 @@ import math
 import os
 import sys
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ from onnx import helper, numpy_helper
 
 import lsc_ort
 from lsc_ort.ops import CONV_ACTIVATIONS, CONV_OP, DOMAIN, MATMUL_OP
+from lsc_ort.rewriter.model_io import iter_graphs
 from tvm_schedules import _tvm
 from tvm_schedules.kernels import ConvKernel, MatMulKernel
 from tvm_schedules.layouts import LscImportError, conv_layout, matmul_layout, node_error
@@ -47,17 +48,6 @@ def _label(node: onnx.NodeProto) -> str:
     return node.name or (node.output[0] if node.output else node.op_type)
 
 
-def _graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
-    yield graph
-    for node in graph.node:
-        for attribute in node.attribute:
-            if attribute.type == onnx.AttributeProto.GRAPH:
-                yield from _graphs(attribute.g)
-            elif attribute.type == onnx.AttributeProto.GRAPHS:
-                for sub in attribute.graphs:
-                    yield from _graphs(sub)
-
-
 @dataclass(frozen=True)
 class LscNode:
     """What the converter of an LSC node needs from the ONNX graph: its label for messages and
@@ -75,7 +65,7 @@ def check_lsc_nodes(model: onnx.ModelProto) -> list[LscNode]:
         LscImportError: naming the op, the node and the problem.
     """
     found = []
-    for graph in _graphs(model.graph):
+    for graph in iter_graphs(model.graph):
         for node in graph.node:
             if node.op_type not in (MATMUL_OP, CONV_OP):
                 continue

@@ -10,14 +10,16 @@ from lsc_ort.codecs.base import Codec, WeightTensor
 from lsc_ort.format import BlobView
 
 
-def check_block(block: Any, codec: str) -> tuple[int, int]:
-    """Validate a user-given block shape ``(rows, cols)``."""
+def check_block(block: Any, codec: str, alternatives: str = "'auto'") -> tuple[int, int]:
+    """Validate a user-given block shape ``(rows, cols)``; ``alternatives`` names the other
+    accepted spellings for the message."""
+    message = f"{codec} block must be a pair of positive ints or {alternatives}, got {block!r}"
     try:
         br, bc = (int(v) for v in block)
     except (TypeError, ValueError):
-        raise ValueError(f"{codec} block must be a pair of positive ints or 'auto', got {block!r}") from None
+        raise ValueError(message) from None
     if br < 1 or bc < 1 or (br, bc) != tuple(block):
-        raise ValueError(f"{codec} block must be a pair of positive ints or 'auto', got {block!r}")
+        raise ValueError(message)
     return br, bc
 
 
