@@ -96,6 +96,18 @@ void TestTiled(const KernelSet& set, const ColumnLists& w, const std::vector<flo
         set.transpose(yt.data(), T, N, rows, y.data() + m0 * N, N);
       }
       Expect("spmm_tiled residual", set, K, N, M, y, WithEpilogue(with_residual, relu));
+      // K-block by K-block (TiledLayout::blocks_view): the first adds to nothing, the last alone
+      // applies the epilogue; the same offsets read from one shared At.
+      for (int64_t m0 = 0; m0 < M; m0 += T) {
+        const int64_t rows = std::min(T, M - m0);
+        set.transpose(a.data() + m0 * K, K, rows, K, at.data(), T);
+        const int64_t blocks = layout.blocks;
+        for (int64_t b = 0; b < blocks; ++b) {
+          set.spmm_tiled(layout.blocks_view(b, b + 1, b > 0, b + 1 < blocks), 0, N, at.data(), rows, e, yt.data(), T);
+        }
+        set.transpose(yt.data(), T, N, rows, y.data() + m0 * N, N);
+      }
+      Expect(relu ? "spmm_tiled by blocks relu" : "spmm_tiled by blocks", set, K, N, M, y, WithEpilogue(expected, relu));
     }
   }
 }

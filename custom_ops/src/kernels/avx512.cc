@@ -223,7 +223,7 @@ LSC_AVX512 void TiledColumns(const TiledView& w, int64_t n_begin, int64_t n_end,
     for (int64_t b = 0; b < w.blocks; ++b) {
       const uint64_t* start = w.start + b * w.N;
       const int32_t* order = w.column + b * w.N;
-      const bool first = b == 0, last = b == w.blocks - 1;
+      const bool first = b == 0 && !w.accumulate, last = b == w.blocks - 1 && !w.partial;
       for (int64_t i = c0; i < c1; ++i) {
         const int64_t n = order[i];
         float* out = yt + n * ldy;

@@ -43,7 +43,7 @@ void SpmmTiledNeon(const TiledView& w, int64_t n_begin, int64_t n_end, const flo
     for (int64_t b = 0; b < w.blocks; ++b) {
       const uint64_t* start = w.start + b * w.N;
       const int32_t* order = w.column + b * w.N;
-      const bool first = b == 0, last = b == w.blocks - 1;
+      const bool first = b == 0 && !w.accumulate, last = b == w.blocks - 1 && !w.partial;
       for (int64_t i0 = c0; i0 < c1; ++i0) {
         const int64_t n = order[i0];
         float* out = yt + n * ldy;

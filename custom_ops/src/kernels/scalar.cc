@@ -71,7 +71,7 @@ void SpmmTiledScalar(const TiledView& w, int64_t n_begin, int64_t n_end, const f
     for (int64_t b = 0; b < w.blocks; ++b) {
       const uint64_t* start = w.start + b * w.N;
       const int32_t* order = w.column + b * w.N;
-      const bool first = b == 0, last = b == w.blocks - 1;
+      const bool first = b == 0 && !w.accumulate, last = b == w.blocks - 1 && !w.partial;
       for (int64_t i0 = c0; i0 < c1; ++i0) {
         const int64_t n = order[i0];
         float acc[64];

@@ -27,6 +27,7 @@ Status BuildTiledLayout(const ColumnLists& columns, const int64_t* offsets, cons
   layout.N = N;
   layout.blocks = blocks;
   layout.chunk = std::max<int64_t>(1, chunk);
+  layout.block_begin = block_begin;
   for (int64_t n = 0; n < N; n += layout.chunk) layout.chunk_work.push_back(columns.ptr[n]);
   layout.chunk_work.push_back(columns.nnz());
   // Entries per (block, column).

@@ -24,7 +24,13 @@ struct TiledLayout {
   std::vector<uint64_t> start;       // blocks * N + 1
   std::vector<int32_t> column;       // blocks * N
   std::vector<TiledEntry> entry;     // nnz: block-major, then in processing order, then by row
+  std::vector<int64_t> block_begin;  // blocks + 1: the rows of each K-block, 0, ..., K
   TiledView view() const { return TiledView{N, blocks, chunk, start.data(), column.data(), entry.data()}; }
+  // The K-blocks [b_begin, b_end) (see TiledView for the flags).
+  TiledView blocks_view(int64_t b_begin, int64_t b_end, bool accumulate, bool partial) const {
+    return TiledView{N, b_end - b_begin, chunk, start.data() + b_begin * N, column.data() + b_begin * N,
+                     entry.data(), accumulate, partial};
+  }
   uint64_t bytes() const {
     return start.size() * sizeof(uint64_t) + column.size() * 4 + entry.size() * sizeof(TiledEntry);
   }
@@ -38,6 +44,7 @@ struct TiledLayout {
 // would not fit in memory.
 Status BuildTiledLayout(const ColumnLists& columns, const int64_t* offsets, const std::vector<int64_t>& block_begin,
                         int64_t chunk, TiledLayout* out);
+
 
 // Columns per chunk so that a chunk's output tile of `lanes` floats per column takes about 16 KiB.
 inline int64_t TiledChunk(int64_t lanes) { return std::max<int64_t>(1, 16384 / (4 * std::max<int64_t>(1, lanes))); }

@@ -40,12 +40,18 @@ inline const float* Row(const float* base, int32_t offset_bytes) {
 // one chunk before the next, so the chunk's output tile stays in L1 while each K-block's
 // activation rows are read from L2 once per chunk. Within a chunk and K-block, columns are
 // processed by decreasing number of entries, so the inner loop's trip counts repeat.
+//
+// A view may also hold some of a layout's K-blocks (TiledLayout::blocks_view): `accumulate`
+// then adds its first block to the partial sums already in yt, and `partial` leaves its last
+// block's sums in yt without the epilogue, so a caller can run the K-blocks one by one.
 struct TiledView {
   int64_t N, blocks, chunk;
   const uint64_t* start;   // blocks * N + 1: first entry of the i-th column processed in block b
                            // at start[b * N + i]
   const int32_t* column;   // blocks * N: that column
   const TiledEntry* entry;
+  bool accumulate = false;  // the first block adds to yt (else starts from zero)
+  bool partial = false;     // the last block stores plain sums (else applies the epilogue)
 };
 
 // What a kernel applies when it writes an output: y = alpha * sum + bias[n] (+ the residual at

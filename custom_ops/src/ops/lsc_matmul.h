@@ -23,7 +23,7 @@ class LscMatMulKernel {
   const std::string& node() const { return node_; }
 
  private:
-  enum Scratch { kScratchRow, kScratchAt, kScratchYt, kScratchHalfIn, kScratchHalfOut, kScratchOffsets };
+  enum Scratch { kScratchRow, kScratchAt, kScratchAtBlock, kScratchYt, kScratchHalfIn, kScratchHalfOut, kScratchOffsets };
   Status CheckWeight(const PackedWeight& weight) const;
   Status FewRows(OrtKernelContext* context, const PackedWeight& weight, const float* a, int64_t M, const float* bias,
                  float* y) const;

@@ -35,9 +35,10 @@ class PackedWeight {
   const WindowedLayout& windowed(const KernelSet& kernels) const;
   // mswu blobs: the unified blocks, one multiply each (kernels/unified_layout.h); null otherwise.
   const UnifiedLayout* unified() const { return unified_.get(); }
-  // The tiled layout of a MatMul weight for activation tiles whose rows are `stride` floats apart
-  // (row k at offset k * stride), and the sliced layout; built on first use, thread-safe; they
-  // fail only when they would not fit in memory.
+  // The tiled layout of a MatMul weight for blocks of transposed activations whose rows are
+  // `stride` floats apart (row k of K-block b at offset (k - block_begin[b]) * stride), and the
+  // sliced layout; built on first use, thread-safe; they fail only when they would not fit in
+  // memory.
   Status tiled(int64_t stride, const TiledLayout** layout) const;
   Status sliced(const SlicedLayout** layout) const;
 
