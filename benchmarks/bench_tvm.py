@@ -32,6 +32,11 @@ SHAPES = [(768, 3072), (3072, 768), (768, 768)]
 BATCHES = [1, 128]
 SPARSITY = 0.9
 DENSE_TILES = {1: [(1, 64, 4), (1, 128, 4), (1, 256, 8)], 128: [(4, 64, 4), (8, 32, 4), (4, 32, 4), (2, 128, 4)]}
+
+
+def dense_tiles(m: int, k: int, n: int) -> list[tuple[int, int, int]]:
+    """The DENSE_TILES (rows, columns, k unroll) for ``m`` rows that divide an m x k x n product."""
+    return [tile for tile in DENSE_TILES.get(m, []) if m % tile[0] == 0 and n % tile[1] == 0 and k % tile[2] == 0]
 """(row tile, column tile, k unroll) candidates of the scheduled dense GEMM."""
 
 
@@ -167,7 +172,7 @@ def main() -> None:
             expected = a_np.astype(np.float64) @ weight
             lsc_out = vm["main"](a).numpy()
             assert np.allclose(lsc_out, expected, rtol=1e-4, atol=1e-3), "lsc tvm is wrong"
-            dense_calls = [scheduled_dense(tvm, weight, m, tile) for tile in DENSE_TILES[m]]
+            dense_calls = [scheduled_dense(tvm, weight, m, tile) for tile in dense_tiles(m, k, n)]
             timers = {f"dense{i}": _timer(lambda c=c, a=a: c(a), args.budget) for i, c in enumerate(dense_calls)}
             timers["lsc tvm"] = _timer(lambda f=vm["main"], a=a: f(a), args.budget)
             if native:

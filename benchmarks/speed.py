@@ -330,7 +330,7 @@ def tvm_table(options: SpeedOptions, progress: Callable[[str], None] = print) ->
             feed = {"A": rng.standard_normal((batch, k)).astype(np.float32)}
             try:
                 lsc_exe = compile_model(onnx.load_from_string(lsc_model), "cpu")
-                tiles = getattr(bench_tvm, "DENSE_TILES", {}).get(batch) if bench_tvm else None
+                tiles = bench_tvm.dense_tiles(batch, k, n) if bench_tvm else None
                 if tiles:
                     import tvm
 
