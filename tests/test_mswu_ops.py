@@ -60,6 +60,23 @@ def test_matmul_matches_numpy(shape: tuple[int, int], block: tuple[int, int], tr
         assert_close(sess.run(None, {"A": a})[0], reference(a, weight, bias, 0.5))
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_batches_run_the_unified_blocks_as_plain_nonzeros(threads: int) -> None:
+    """From 5 rows on, an mswu weight computes exactly as the same weight stored as lsc (every
+    non-zero on the batch kernels); up to 4 rows its unified blocks take one multiply each."""
+    rng = np.random.default_rng(11)
+    w = unified((256, 96), (8, 1), 0.5, 0.4, seed=3)
+    bias = rng.standard_normal(96).astype(np.float32)
+    mswu = session(matmul_model(lsc_ort.encode(w, "mswu", block=(8, 1)), bias), threads)
+    plain = session(matmul_model(lsc_ort.encode(w, "lsc"), bias), threads)
+    for m in (1, 4, 5, 12, 13, 64, 200):
+        a = rng.standard_normal((m, 256)).astype(np.float32)
+        got, expected = mswu.run(None, {"A": a})[0], plain.run(None, {"A": a})[0]
+        if m > 4:
+            np.testing.assert_array_equal(got, expected)
+        assert_close(got, reference(a, w, bias))
+
+
 def test_matmul_matches_onnxruntime_gemm_and_broadcasts() -> None:
     rng = np.random.default_rng(6)
     w = unified((40, 96), (1, 4), 0.6, 0.3)  # PyTorch Linear [out, in], 1x4 blocks along the inputs

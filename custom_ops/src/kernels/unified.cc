@@ -8,17 +8,14 @@
 namespace lsc {
 
 const std::vector<UnifiedKernelSet>& AllUnifiedKernelSets() {
-  // name, isa, signed sums of activation rows, of transposed tiles, accumulating column dot
-  // products (few rows), accumulating broadcast tile (many rows)
+  // name, isa, signed sums of activation rows, accumulating column dot products (few rows),
+  // accumulating broadcast tile (convolutions)
   static const std::vector<UnifiedKernelSet> sets = {
 #if defined(__x86_64__) || defined(_M_X64)
-      {"f32-unified/sums-avx512", "avx512", SignedSumsRowsAvx512, SignedSumsColumnsAvx512, SpmvAccumulateAvx512,
-       AccumulateTileAvx512},
-      {"f32-unified/sums-avx2", "avx2", SignedSumsRowsAvx2, SignedSumsColumnsAvx2, SpmvAccumulateAvx2,
-       AccumulateTileAvx2},
+      {"f32-unified/sums-avx512", "avx512", SignedSumsRowsAvx512, SpmvAccumulateAvx512, AccumulateTileAvx512},
+      {"f32-unified/sums-avx2", "avx2", SignedSumsRowsAvx2, SpmvAccumulateAvx2, AccumulateTileAvx2},
 #endif
-      {"f32-unified/sums-scalar", "scalar", SignedSumsRowsScalar, SignedSumsColumnsScalar, SpmvAccumulateScalar,
-       AccumulateTileScalar},
+      {"f32-unified/sums-scalar", "scalar", SignedSumsRowsScalar, SpmvAccumulateScalar, AccumulateTileScalar},
   };
   return sets;
 }

@@ -13,7 +13,6 @@ struct UnifiedKernelSet {
   const char* name;  // e.g. "f32-signed-sums/unified-avx512"
   const char* isa;   // as KernelSet::isa
   SignedSumsRowsFn signed_sums_rows;
-  SignedSumsColumnsFn signed_sums_columns;
   SpmvAccumulateFn spmv_accumulate;
   AccumulateTileFn accumulate_tile;
 };

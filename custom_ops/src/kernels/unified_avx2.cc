@@ -56,26 +56,6 @@ LSC_AVX2 void SignedSumsRowsAvx2(const SignedSumView& s, int64_t e_begin, int64_
 namespace {
 
 template <int NV>
-LSC_AVX2 void SumsColumns(const SignedSumView& s, int64_t e_begin, int64_t e_end, const float* at, int64_t ldat,
-                          int64_t lanes, float* tt, int64_t ldtt) {
-  const __m256i full = _mm256_set1_epi32(-1), tail = TailMask8(lanes - 8 * (NV - 1));
-  for (int64_t e = e_begin; e < e_end; ++e) {
-    __m256 acc[NV];
-    for (int v = 0; v < NV; ++v) acc[v] = _mm256_setzero_ps();
-    const uint64_t signs = s.signs[e];
-    for (uint32_t i = 0; i < s.length[e]; ++i) {
-      const float* row = at + static_cast<int64_t>(s.first[e] + i) * ldat;
-      const __m256 flip = _mm256_castsi256_ps(_mm256_set1_epi32(static_cast<int>(((signs >> i) & 1) << 31)));
-      for (int v = 0; v < NV; ++v) {
-        acc[v] = _mm256_add_ps(acc[v], _mm256_xor_ps(_mm256_maskload_ps(row + 8 * v, v == NV - 1 ? tail : full), flip));
-      }
-    }
-    float* out = tt + (e - e_begin) * ldtt;
-    for (int v = 0; v < NV; ++v) _mm256_maskstore_ps(out + 8 * v, v == NV - 1 ? tail : full, acc[v]);
-  }
-}
-
-template <int NV>
 LSC_AVX2 void Accumulate(const ColumnView& w, int64_t n_begin, int64_t n_end, uint64_t* cursor, uint32_t row_end,
                          const float* t, int64_t ldt, uint32_t row_base, int64_t batch, float alpha, float* yt,
                          int64_t ldy) {
@@ -145,21 +125,6 @@ LSC_AVX2 void SpmvAccumulateAvx2(const ColumnView& w, int64_t n_begin, int64_t n
       case 3: SpmvRows<3>(w, n_begin, n_end, tr, ldt, alpha, yr, ldy); break;
       default: SpmvRows<4>(w, n_begin, n_end, tr, ldt, alpha, yr, ldy); break;
     }
-  }
-}
-
-LSC_AVX2 void SignedSumsColumnsAvx2(const SignedSumView& s, int64_t e_begin, int64_t e_end, const float* at,
-                                    int64_t ldat, int64_t lanes, float* tt, int64_t ldtt) {
-  switch ((lanes + 7) / 8) {
-    case 1: return SumsColumns<1>(s, e_begin, e_end, at, ldat, lanes, tt, ldtt);
-    case 2: return SumsColumns<2>(s, e_begin, e_end, at, ldat, lanes, tt, ldtt);
-    case 3: return SumsColumns<3>(s, e_begin, e_end, at, ldat, lanes, tt, ldtt);
-    case 4: return SumsColumns<4>(s, e_begin, e_end, at, ldat, lanes, tt, ldtt);
-    case 5: return SumsColumns<5>(s, e_begin, e_end, at, ldat, lanes, tt, ldtt);
-    case 6: return SumsColumns<6>(s, e_begin, e_end, at, ldat, lanes, tt, ldtt);
-    case 7: return SumsColumns<7>(s, e_begin, e_end, at, ldat, lanes, tt, ldtt);
-    case 8: return SumsColumns<8>(s, e_begin, e_end, at, ldat, lanes, tt, ldtt);
-    default: return;
   }
 }
 

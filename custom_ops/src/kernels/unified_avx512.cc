@@ -50,30 +50,6 @@ LSC_AVX512 void SignedSumsRowsAvx512(const SignedSumView& s, int64_t e_begin, in
 
 namespace {
 
-// Signs are applied by flipping the sign bit (no branch on random signs).
-template <int NV>
-LSC_AVX512 void SumsColumns(const SignedSumView& s, int64_t e_begin, int64_t e_end, const float* at, int64_t ldat,
-                            int64_t lanes, float* tt, int64_t ldtt) {
-  const __mmask16 tail = TailMask(lanes - 16 * (NV - 1));
-  for (int64_t e = e_begin; e < e_end; ++e) {
-    __m512 acc[NV];
-    for (int v = 0; v < NV; ++v) acc[v] = _mm512_setzero_ps();
-    const uint64_t signs = s.signs[e];
-    for (uint32_t i = 0; i < s.length[e]; ++i) {
-      const float* row = at + static_cast<int64_t>(s.first[e] + i) * ldat;
-      const __m512 flip = _mm512_castsi512_ps(_mm512_set1_epi32(static_cast<int>(((signs >> i) & 1) << 31)));
-      for (int v = 0; v < NV; ++v) {
-        const __mmask16 m = v == NV - 1 ? tail : static_cast<__mmask16>(0xFFFF);
-        acc[v] = _mm512_add_ps(acc[v], _mm512_xor_ps(_mm512_maskz_loadu_ps(m, row + 16 * v), flip));
-      }
-    }
-    float* out = tt + (e - e_begin) * ldtt;
-    for (int v = 0; v < NV; ++v) {
-      _mm512_mask_storeu_ps(out + 16 * v, v == NV - 1 ? tail : static_cast<__mmask16>(0xFFFF), acc[v]);
-    }
-  }
-}
-
 // One output column: NV vectors of 16 batch lanes, accumulated in U independent sets.
 template <int NV, int U>
 LSC_AVX512 inline void AccumulateColumn(const ColumnView& w, uint64_t begin, uint64_t end, const float* t, int64_t ldt,
@@ -164,17 +140,6 @@ LSC_AVX512 void SpmvAccumulateAvx512(const ColumnView& w, int64_t n_begin, int64
       case 3: SpmvRows<3>(w, n_begin, n_end, tr, ldt, alpha, yr, ldy); break;
       default: SpmvRows<4>(w, n_begin, n_end, tr, ldt, alpha, yr, ldy); break;
     }
-  }
-}
-
-LSC_AVX512 void SignedSumsColumnsAvx512(const SignedSumView& s, int64_t e_begin, int64_t e_end, const float* at,
-                                        int64_t ldat, int64_t lanes, float* tt, int64_t ldtt) {
-  switch ((lanes + 15) / 16) {
-    case 1: return SumsColumns<1>(s, e_begin, e_end, at, ldat, lanes, tt, ldtt);
-    case 2: return SumsColumns<2>(s, e_begin, e_end, at, ldat, lanes, tt, ldtt);
-    case 3: return SumsColumns<3>(s, e_begin, e_end, at, ldat, lanes, tt, ldtt);
-    case 4: return SumsColumns<4>(s, e_begin, e_end, at, ldat, lanes, tt, ldtt);
-    default: return;
   }
 }
 

@@ -152,6 +152,40 @@ Status BuildMswuLayout(const MswuDecoder& decoder, bool k_is_row, ColumnLists* p
   return Status();
 }
 
+Status ExpandUnified(const ColumnLists& free, const UnifiedLayout& unified, ColumnLists* out) {
+  const ColumnLists& sums = unified.columns;
+  uint64_t total = free.nnz();
+  for (uint64_t i = 0; i < sums.nnz(); ++i) total += unified.length[sums.row[i]];
+  LSC_RETURN_IF_ERROR(CheckAllocation(8 * static_cast<uint64_t>(free.N + 1) + 16 * total,
+                                      "the plain column lists of this mswu weight"));
+  ColumnLists lists;
+  lists.K = free.K;
+  lists.N = free.N;
+  lists.ptr.assign(static_cast<size_t>(lists.N) + 1, 0);
+  lists.row.reserve(total);
+  lists.value.reserve(total);
+  std::vector<std::pair<uint32_t, float>> column;
+  for (int64_t n = 0; n < lists.N; ++n) {
+    column.clear();
+    for (uint64_t i = free.ptr[n]; i < free.ptr[n + 1]; ++i) column.emplace_back(free.row[i], free.value[i]);
+    for (uint64_t i = sums.ptr[n]; i < sums.ptr[n + 1]; ++i) {
+      const uint32_t s = sums.row[i];
+      const float value = sums.value[i];
+      for (uint32_t j = 0; j < unified.length[s]; ++j) {
+        column.emplace_back(unified.first[s] + j, (unified.signs[s] >> j & 1) ? -value : value);
+      }
+    }
+    std::sort(column.begin(), column.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (const auto& [row, value] : column) {
+      lists.row.push_back(row);
+      lists.value.push_back(value);
+    }
+    lists.ptr[static_cast<size_t>(n) + 1] = lists.row.size();
+  }
+  *out = std::move(lists);
+  return Status();
+}
+
 void EmbedUnifiedGroups(int64_t groups, UnifiedLayout* unified) {
   if (groups <= 1 || unified->N == 0) return;
   const int64_t per_group = unified->N / groups;

@@ -36,6 +36,11 @@ struct UnifiedLayout {
 Status BuildMswuLayout(const MswuDecoder& decoder, bool k_is_row, ColumnLists* plain,
                        std::unique_ptr<UnifiedLayout>* unified);
 
+// Every non-zero of the weight as an ordinary column list: the free non-zeros of `free` and each
+// unified block's weights, value * (-1 if its sign bit is set), merged and sorted by row. The
+// values are the stored weights, bit for bit.
+Status ExpandUnified(const ColumnLists& free, const UnifiedLayout& unified, ColumnLists* out);
+
 // Grouped convolution: output column n belongs to group n / (N / groups) and reads input rows
 // g * K + k (as PackedWeight::EmbedGroups does for the column lists).
 void EmbedUnifiedGroups(int64_t groups, UnifiedLayout* unified);

@@ -18,22 +18,6 @@ void SignedSumsRowsScalar(const SignedSumView& s, int64_t e_begin, int64_t e_end
   }
 }
 
-void SignedSumsColumnsScalar(const SignedSumView& s, int64_t e_begin, int64_t e_end, const float* at, int64_t ldat,
-                             int64_t lanes, float* tt, int64_t ldtt) {
-  for (int64_t e = e_begin; e < e_end; ++e) {
-    float* out = tt + (e - e_begin) * ldtt;
-    for (int64_t b = 0; b < lanes; ++b) out[b] = 0.0f;
-    for (uint32_t i = 0; i < s.length[e]; ++i) {
-      const float* row = at + static_cast<int64_t>(s.first[e] + i) * ldat;
-      if ((s.signs[e] >> i) & 1) {
-        for (int64_t b = 0; b < lanes; ++b) out[b] -= row[b];
-      } else {
-        for (int64_t b = 0; b < lanes; ++b) out[b] += row[b];
-      }
-    }
-  }
-}
-
 void SpmvAccumulateScalar(const ColumnView& w, int64_t n_begin, int64_t n_end, const float* t, int64_t ldt,
                           int64_t rows, float alpha, float* y, int64_t ldy) {
   for (int64_t r = 0; r < rows; ++r) {

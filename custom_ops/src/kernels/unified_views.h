@@ -27,11 +27,6 @@ struct SignedSumView {
 using SignedSumsRowsFn = void (*)(const SignedSumView& s, int64_t e_begin, int64_t e_end, const float* a,
                                   int64_t lda, int64_t rows, float* t, int64_t ldt);
 
-// tt[(e - e_begin) * ldtt + b] = sum_i (-1)^(signs[e] >> i & 1) * at[(first[e] + i) * ldat + b]
-// for b < lanes (at most 64): the signed sums of a transposed activation tile.
-using SignedSumsColumnsFn = void (*)(const SignedSumView& s, int64_t e_begin, int64_t e_end, const float* at,
-                                     int64_t ldat, int64_t lanes, float* tt, int64_t ldtt);
-
 // yt[n * ldy + b] += alpha * sum_i value[i] * t[(row[i] - row_base) * ldt + b] for b < batch (at most 64)
 // and n in [n_begin, n_end), over the entries i of column n from cursor[n] up to the first whose
 // row is >= row_end; cursor[n] is left there. Columns are sorted by row.
@@ -51,11 +46,6 @@ void SpmvAccumulateAvx2(const ColumnView&, int64_t, int64_t, const float*, int64
 void SignedSumsRowsScalar(const SignedSumView&, int64_t, int64_t, const float*, int64_t, int64_t, float*, int64_t);
 void SignedSumsRowsAvx512(const SignedSumView&, int64_t, int64_t, const float*, int64_t, int64_t, float*, int64_t);
 void SignedSumsRowsAvx2(const SignedSumView&, int64_t, int64_t, const float*, int64_t, int64_t, float*, int64_t);
-void SignedSumsColumnsScalar(const SignedSumView&, int64_t, int64_t, const float*, int64_t, int64_t, float*,
-                             int64_t);
-void SignedSumsColumnsAvx512(const SignedSumView&, int64_t, int64_t, const float*, int64_t, int64_t, float*,
-                             int64_t);
-void SignedSumsColumnsAvx2(const SignedSumView&, int64_t, int64_t, const float*, int64_t, int64_t, float*, int64_t);
 void AccumulateTileScalar(const ColumnView&, int64_t, int64_t, uint64_t*, uint32_t, const float*, int64_t, uint32_t,
                           int64_t, float, float*, int64_t);
 void AccumulateTileAvx512(const ColumnView&, int64_t, int64_t, uint64_t*, uint32_t, const float*, int64_t, uint32_t,

@@ -88,19 +88,22 @@ Status LscMatMulKernel::Compute(OrtKernelContext* raw_context) {
     a = a_value.GetTensorData<float>();
     y = y_value.GetTensorMutableData<float>();
   }
+  // mswu weights: a few rows add their unified blocks with one multiply each after the free
+  // non-zeros' product; more rows run every non-zero on the batch kernels (kUnifiedMatMulRows).
+  const PackedWeight* product = weight.get();
+  if (M > kUnifiedMatMulRows && K != 0) LSC_RETURN_IF_ERROR(weight->plain(&product));
   if (K == 0) {
     for (int64_t m = 0; m < M; ++m) {
       for (int64_t n = 0; n < N; ++n) y[m * N + n] = bias ? bias[n] : 0.0f;
     }
   } else if (M <= kSlicedRows) {
-    LSC_RETURN_IF_ERROR(FewRows(raw_context, *weight, a, M, bias, y));
-  } else if (M <= kWindowedBatch && UseWindowed(*weight)) {
-    LSC_RETURN_IF_ERROR(SmallBatch(raw_context, *weight, a, M, bias, y));
+    LSC_RETURN_IF_ERROR(FewRows(raw_context, *product, a, M, bias, y));
+  } else if (M <= kWindowedBatch && UseWindowed(*product)) {
+    LSC_RETURN_IF_ERROR(SmallBatch(raw_context, *product, a, M, bias, y));
   } else {
-    LSC_RETURN_IF_ERROR(LargeBatch(raw_context, *weight, a, M, bias, y));
+    LSC_RETURN_IF_ERROR(LargeBatch(raw_context, *product, a, M, bias, y));
   }
-  // mswu: the unified blocks, one multiply each, added to the free non-zeros' product.
-  if (K != 0) LSC_RETURN_IF_ERROR(AddUnifiedMatMul(raw_context, *weight, *kernels_, a, M, alpha_, y));
+  if (K != 0) LSC_RETURN_IF_ERROR(AddUnifiedMatMul(raw_context, *product, a, M, alpha_, y));
   if (half) FloatToHalf(y, y_value.GetTensorMutableData<Ort::Float16_t>(), static_cast<size_t>(M * N));
   return Status();
 }

@@ -63,6 +63,22 @@ Status PackedWeight::tiled(int64_t stride, const TiledLayout** layout) const {
   return tiled_.back()->status;
 }
 
+Status PackedWeight::plain(const PackedWeight** out) const {
+  if (!unified_) {
+    *out = this;
+    return Status();
+  }
+  std::call_once(plain_once_, [&] {
+    auto weight = std::make_unique<PackedWeight>();
+    weight->shape_ = shape_;
+    weight->blob_size_ = blob_size_;
+    plain_status_ = ExpandUnified(columns_, *unified_, &weight->columns_);
+    if (plain_status_.ok()) plain_ = std::move(weight);
+  });
+  *out = plain_.get();
+  return plain_status_;
+}
+
 Status PackedWeight::sliced(const SlicedLayout** layout) const {
   std::call_once(sliced_once_, [&] { sliced_status_ = BuildSlicedLayout(columns_, &sliced_); });
   *layout = &sliced_;

@@ -35,6 +35,10 @@ class PackedWeight {
   const WindowedLayout& windowed(const KernelSet& kernels) const;
   // mswu blobs: the unified blocks, one multiply each (kernels/unified_layout.h); null otherwise.
   const UnifiedLayout* unified() const { return unified_.get(); }
+  // mswu blobs: the same weight with its unified blocks as plain non-zeros (no unified part),
+  // for batches, where the tiled and windowed kernels run them faster than the unified kernels
+  // (benchmarks/bench_mswu.py); built on first use, thread-safe.
+  Status plain(const PackedWeight** out) const;
   // The tiled layout of a MatMul weight for blocks of transposed activations whose rows are
   // `stride` floats apart (row k of K-block b at offset (k - block_begin[b]) * stride), and the
   // sliced layout; built on first use, thread-safe; they fail only when they would not fit in
@@ -59,6 +63,9 @@ class PackedWeight {
   mutable std::once_flag sliced_once_;
   mutable SlicedLayout sliced_;
   mutable Status sliced_status_;
+  mutable std::once_flag plain_once_;
+  mutable std::unique_ptr<PackedWeight> plain_;
+  mutable Status plain_status_;
 };
 
 }  // namespace lsc

@@ -10,7 +10,7 @@ namespace lsc {
 namespace {
 
 // Thread scratch slots of these passes (the ops use slots below 16).
-enum Scratch { kScratchSums = 16, kScratchCursor, kScratchAt, kScratchYt };
+enum Scratch { kScratchSums = 16, kScratchCursor };
 
 // Output pixels per tile of the convolution pass, and the most floats of signed sums per tile.
 constexpr int64_t kPixelTile = 64;
@@ -69,12 +69,7 @@ void ConvSignedSums(const SignedSumView& s, int64_t e_begin, int64_t e_end, cons
 
 namespace {
 
-// Up to this many rows, the unified entries gather their signed sums row by row; more rows share
-// each multiply-add across a transposed tile.
-constexpr int64_t kRowSumsBatch = 4;
 constexpr int64_t kColumnBlock = 32;
-// Floats of transposed signed sums per chunk (256 KB: they stay in L2 while the entries read them).
-constexpr int64_t kChunkFloats = int64_t{1} << 16;
 constexpr int64_t kSumsPerTask = 256;
 
 // y += alpha * (unified part) for a row or two: their signed sums (small, in L1), then the
@@ -99,55 +94,17 @@ Status UnifiedRows(OrtKernelContext* context, const UnifiedLayout& u, const Unif
   });
 }
 
-// yt [N, L] += alpha * (unified part) of one transposed tile at [K, L] of `rows` rows: the signed
-// sums of the tile, chunk by chunk, and the entries' accumulating broadcast kernel.
-Status UnifiedTile(OrtKernelContext* context, const UnifiedLayout& u, const UnifiedKernelSet& unified_kernels,
-                   const float* at, int64_t L, int64_t rows, float alpha, float* yt) {
-  const int64_t N = u.N, E = u.count();
-  const int64_t chunk = std::max<int64_t>(1, std::min(E, kChunkFloats / L));
-  float* tt = ThreadScratch(kScratchSums, static_cast<size_t>(chunk * L));
-  uint64_t* cursor = ThreadScratch<uint64_t>(kScratchCursor, static_cast<size_t>(N));
-  const ColumnView entries = u.columns.view();
-  const SignedSumView sums = u.sums();
-  std::copy(entries.ptr, entries.ptr + N, cursor);
-  const int64_t blocks = (N + kColumnBlock - 1) / kColumnBlock;
-  for (int64_t e0 = 0; e0 < E; e0 += chunk) {
-    const int64_t e1 = std::min(E, e0 + chunk);
-    LSC_RETURN_IF_ERROR(ParallelFor(context, static_cast<size_t>((e1 - e0 + kSumsPerTask - 1) / kSumsPerTask),
-                                    [&](size_t t) {
-      const int64_t lo = e0 + static_cast<int64_t>(t) * kSumsPerTask, hi = std::min(e1, lo + kSumsPerTask);
-      unified_kernels.signed_sums_columns(sums, lo, hi, at, L, rows, tt + (lo - e0) * L, L);
-    }));
-    LSC_RETURN_IF_ERROR(ParallelFor(context, static_cast<size_t>(blocks), [&](size_t block) {
-      const int64_t n0 = static_cast<int64_t>(block) * kColumnBlock;
-      unified_kernels.accumulate_tile(entries, n0, std::min(N, n0 + kColumnBlock), cursor, static_cast<uint32_t>(e1),
-                                      tt, L, static_cast<uint32_t>(e0), rows, alpha, yt, L);
-    }));
-  }
-  return Status();
-}
-
 }  // namespace
 
-Status AddUnifiedMatMul(OrtKernelContext* context, const PackedWeight& weight, const KernelSet& kernels,
-                        const float* a, int64_t M, float alpha, float* y) {
+Status AddUnifiedMatMul(OrtKernelContext* context, const PackedWeight& weight, const float* a, int64_t M, float alpha,
+                        float* y) {
   const UnifiedLayout* unified = weight.unified();
   if (unified == nullptr || unified->count() == 0) return Status();
   const UnifiedKernelSet& unified_kernels = SelectUnifiedKernels();
-  if (M <= kRowSumsBatch) return UnifiedRows(context, *unified, unified_kernels, a, M, alpha, y);
-  // Tiles of up to batch_tile rows: At = A_tile^T [K, L], Yt [N, L] = the unified part, y += Yt^T.
-  const int64_t K = weight.K(), N = weight.N(), T = kernels.batch_tile;
-  for (int64_t m0 = 0; m0 < M; m0 += T) {
-    const int64_t rows = std::min(T, M - m0), L = (rows + 15) / 16 * 16;
-    float* at = ThreadScratch(kScratchAt, static_cast<size_t>(K * L));
-    float* yt = ThreadScratch(kScratchYt, static_cast<size_t>(N * L));
-    kernels.transpose(a + m0 * K, K, rows, K, at, L);
-    std::fill(yt, yt + N * L, 0.0f);
-    LSC_RETURN_IF_ERROR(UnifiedTile(context, *unified, unified_kernels, at, L, rows, alpha, yt));
-    for (int64_t m = 0; m < rows; ++m) {
-      float* row = y + (m0 + m) * N;
-      for (int64_t n = 0; n < N; ++n) row[n] += yt[n * L + m];
-    }
+  const int64_t K = weight.K(), N = weight.N();
+  for (int64_t m0 = 0; m0 < M; m0 += kUnifiedMatMulRows) {
+    const int64_t rows = std::min(kUnifiedMatMulRows, M - m0);
+    LSC_RETURN_IF_ERROR(UnifiedRows(context, *unified, unified_kernels, a + m0 * K, rows, alpha, y + m0 * N));
   }
   return Status();
 }

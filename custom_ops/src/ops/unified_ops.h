@@ -11,11 +11,16 @@
 
 namespace lsc {
 
+// LSCMatMul runs the unified blocks with one multiply each for up to this many rows of A; more
+// rows run every non-zero of the weight on the batch kernels (PackedWeight::plain), which
+// measured faster from 4-6 rows on (benchmarks/bench_mswu.py).
+constexpr int64_t kUnifiedMatMulRows = 4;
+
 // LSCMatMul: adds alpha * (a [M, K] @ W_unified) to y [M, N] (the free non-zeros and the bias are
-// already in it), from the signed sums of the rows (few rows) or of transposed tiles (many rows).
-// Nothing for other weights.
-Status AddUnifiedMatMul(OrtKernelContext* context, const PackedWeight& weight, const KernelSet& kernels,
-                        const float* a, int64_t M, float alpha, float* y);
+// already in it), from the signed sums of kUnifiedMatMulRows rows at a time. Nothing for other
+// weights.
+Status AddUnifiedMatMul(OrtKernelContext* context, const PackedWeight& weight, const float* a, int64_t M, float alpha,
+                        float* y);
 
 // LSCConv: adds the unified blocks' share to y [N, M, pixels] (the other weights are already in
 // it), from x [N, C, H, W] and the convolution's geometry. Nothing for other weights.
