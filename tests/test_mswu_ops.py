@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import struct
-import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +16,7 @@ from onnx import helper, numpy_helper
 import lsc_ort
 from lsc_ort import native
 from lsc_ort.mswu import classify_blocks, project
+from tests.hostile import corrupt_randomly, refresh_crc
 from tests.op_models import assert_close, conv_model, dense_session, matmul_model, reference_conv, session
 from tests.test_ops_conv import CASES, ids
 
@@ -218,11 +218,6 @@ def test_one_multiply_per_unified_block() -> None:
     assert stats["unified_entries"] == 2 * int(np.count_nonzero(labels == 1))
 
 
-def refresh_crc(blob: bytearray) -> bytes:
-    blob[16:20] = struct.pack("<I", zlib.crc32(bytes(blob[20:])))
-    return bytes(blob)
-
-
 def test_corrupted_mswu_blob_fails_with_the_node_name() -> None:
     blob = bytearray(lsc_ort.encode(unified((40, 30), (1, 4)), "mswu"))
     params = 40 + 16
@@ -243,10 +238,7 @@ def test_random_structural_corruptions_never_crash() -> None:
         big = np.random.default_rng(1).standard_normal((70, 24)).astype(np.float32)
         rng = np.random.default_rng(5 + trans_b)
         for _ in range(60):
-            corrupted = bytearray(blob)
-            for position in rng.integers(20, len(blob), size=2):
-                corrupted[position] = rng.integers(0, 256)
-            candidate = refresh_crc(corrupted)
+            candidate = corrupt_randomly(blob, rng, 2)
             try:
                 decoded = lsc_ort.decode(candidate)
             except ValueError:
