@@ -3,9 +3,7 @@ unified block computed with one multiply, free weights on the ordinary path."""
 
 from __future__ import annotations
 
-import os
 import struct
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -172,13 +170,6 @@ def test_conv_matches_onnxruntime_conv() -> None:
                           [numpy_helper.from_array(w, "W")], "X")
     y = session(conv_model(lsc_ort.encode(w, "mswu"), pads=[1, 1, 1, 1]), 2).run(None, {"X": x})[0]
     assert_close(y, dense.run(None, {"X": x})[0].astype(np.float64))
-
-
-@pytest.fixture(params=["avx512", "avx2", "scalar"])
-def isa(request: pytest.FixtureRequest) -> Iterator[str]:
-    os.environ["LSC_ORT_ISA"] = request.param
-    yield request.param
-    del os.environ["LSC_ORT_ISA"]
 
 
 def test_every_kernel_variant(isa: str) -> None:
