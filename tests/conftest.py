@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -39,3 +40,15 @@ def sparse_array(shape: tuple[int, ...], sparsity: float, dtype: type = np.float
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(params=["avx512", "avx2", "scalar"])
+def isa(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Every kernel variant this CPU has: LSC_ORT_ISA caps the instruction set kernels are chosen
+    for (a variant the CPU lacks is skipped)."""
+    from lsc_ort import native
+
+    monkeypatch.setenv("LSC_ORT_ISA", request.param)
+    if not native.kernel_name().endswith(request.param):
+        pytest.skip(f"this CPU has no {request.param}")
+    yield request.param

@@ -30,6 +30,15 @@ def refresh_crc(blob: bytes | bytearray) -> bytes:
     return bytes(out)
 
 
+def corrupt_randomly(blob: bytes, rng: np.random.Generator, count: int) -> bytes:
+    """``blob`` with ``count`` random positions after its CRC field set to random bytes, then
+    made CRC-valid again: what a crafted blob looks like to the decoders."""
+    corrupted = bytearray(blob)
+    for position in rng.integers(20, len(blob), size=count):
+        corrupted[position] = rng.integers(0, 256)
+    return refresh_crc(corrupted)
+
+
 def with_shape(blob: bytes, shape: Sequence[int]) -> bytes:
     """``blob`` declaring ``shape`` instead of its own (of the same rank), CRC refreshed."""
     ndim = blob[20]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ from hypothesis.extra import numpy as hnp
 
 import lsc_ort
 from tests.conftest import sparse_array
+from tests.hostile import corrupt_randomly, refresh_crc
 
 CODECS = lsc_ort.available_codecs()
 
@@ -122,11 +122,6 @@ def test_corrupted_byte_fails_the_checksum(codec: str) -> None:
             lsc_ort.decode(bytes(corrupted))
 
 
-def refresh_crc(blob: bytearray) -> bytes:
-    blob[16:20] = struct.pack("<I", zlib.crc32(bytes(blob[20:])))
-    return bytes(blob)
-
-
 @pytest.mark.parametrize("codec", CODECS)
 def test_header_fields_are_validated(codec: str) -> None:
     blob = bytearray(lsc_ort.encode(sparse_array((20, 30), 0.8), codec))
@@ -155,14 +150,12 @@ def test_structural_corruption_with_valid_checksum_never_crashes(codec: str) -> 
     blob = bytearray(lsc_ort.encode(array, codec))
     rng = np.random.default_rng(7)
     for _ in range(300):
-        corrupted = bytearray(blob)
-        for position in rng.integers(20, len(blob), size=rng.integers(1, 4)):
-            corrupted[position] = rng.integers(0, 256)
+        corrupted = corrupt_randomly(bytes(blob), rng, rng.integers(1, 4))
         try:
-            decoded = lsc_ort.decode(refresh_crc(corrupted))
+            decoded = lsc_ort.decode(corrupted)
         except ValueError:
             continue
-        assert decoded.size == np.prod(struct.unpack_from("<2Q", bytes(corrupted), 40))
+        assert decoded.size == np.prod(struct.unpack_from("<2Q", corrupted, 40))
 
 
 @pytest.mark.parametrize("codec", CODECS)

@@ -4,7 +4,6 @@ round trips in both readers, automatic block shapes, sizes, inspect facts, hosti
 from __future__ import annotations
 
 import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ from lsc_ort import native
 from lsc_ort.codecs import get_codec
 from lsc_ort.format import parse_blob
 from lsc_ort.mswu import project
+from tests.hostile import corrupt_randomly, refresh_crc
 
 NATIVE = native.library_available()
 requires_native = pytest.mark.skipif(not NATIVE, reason="native library not built")
@@ -23,11 +23,6 @@ def unified(shape: tuple[int, ...], block: object, sparsity: float = 0.5, unify:
             dtype: type = np.float32) -> np.ndarray:
     weight = np.random.default_rng(seed).standard_normal(shape).astype(dtype)
     return project(weight, block, sparsity, unify).weight  # type: ignore[arg-type]
-
-
-def refresh_crc(blob: bytearray) -> bytes:
-    blob[16:20] = struct.pack("<I", zlib.crc32(bytes(blob[20:])))
-    return bytes(blob)
 
 
 def special_blocks() -> np.ndarray:
@@ -175,10 +170,7 @@ def test_native_and_python_agree_on_corrupted_unified_blobs() -> None:
     disagreements = []
     for _, blob, _ in blobs()[:8]:
         for _ in range(150):
-            corrupted = bytearray(blob)
-            for position in rng.integers(20, len(blob), size=rng.integers(1, 3)):
-                corrupted[position] = rng.integers(0, 256)
-            candidate = refresh_crc(corrupted)
+            candidate = corrupt_randomly(blob, rng, rng.integers(1, 3))
             try:
                 expected: bytes | ValueError = lsc_ort.decode(candidate).tobytes()
             except ValueError as error:

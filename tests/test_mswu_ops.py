@@ -3,10 +3,7 @@ unified block computed with one multiply, free weights on the ordinary path."""
 
 from __future__ import annotations
 
-import os
 import struct
-import zlib
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -17,6 +14,7 @@ from onnx import helper, numpy_helper
 import lsc_ort
 from lsc_ort import native
 from lsc_ort.mswu import classify_blocks, project
+from tests.hostile import corrupt_randomly, refresh_crc
 from tests.op_models import assert_close, conv_model, dense_session, matmul_model, reference_conv, session
 from tests.test_ops_conv import CASES, ids
 
@@ -174,13 +172,6 @@ def test_conv_matches_onnxruntime_conv() -> None:
     assert_close(y, dense.run(None, {"X": x})[0].astype(np.float64))
 
 
-@pytest.fixture(params=["avx512", "avx2", "scalar"])
-def isa(request: pytest.FixtureRequest) -> Iterator[str]:
-    os.environ["LSC_ORT_ISA"] = request.param
-    yield request.param
-    del os.environ["LSC_ORT_ISA"]
-
-
 def test_every_kernel_variant(isa: str) -> None:
     rng = np.random.default_rng(10)
     for shape, block, trans_b in [((100, 37), (4, 1), 0), ((64, 300), (1, 4), 1), ((20, 50), (1, 50), 1)]:
@@ -218,11 +209,6 @@ def test_one_multiply_per_unified_block() -> None:
     assert stats["unified_entries"] == 2 * int(np.count_nonzero(labels == 1))
 
 
-def refresh_crc(blob: bytearray) -> bytes:
-    blob[16:20] = struct.pack("<I", zlib.crc32(bytes(blob[20:])))
-    return bytes(blob)
-
-
 def test_corrupted_mswu_blob_fails_with_the_node_name() -> None:
     blob = bytearray(lsc_ort.encode(unified((40, 30), (1, 4)), "mswu"))
     params = 40 + 16
@@ -243,10 +229,7 @@ def test_random_structural_corruptions_never_crash() -> None:
         big = np.random.default_rng(1).standard_normal((70, 24)).astype(np.float32)
         rng = np.random.default_rng(5 + trans_b)
         for _ in range(60):
-            corrupted = bytearray(blob)
-            for position in rng.integers(20, len(blob), size=2):
-                corrupted[position] = rng.integers(0, 256)
-            candidate = refresh_crc(corrupted)
+            candidate = corrupt_randomly(blob, rng, 2)
             try:
                 decoded = lsc_ort.decode(candidate)
             except ValueError:

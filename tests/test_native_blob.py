@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ import pytest
 import lsc_ort
 from lsc_ort import native
 from tests.conftest import sparse_array
+from tests.hostile import corrupt_randomly, refresh_crc
 
 pytestmark = pytest.mark.skipif(not native.library_available(), reason="native library not built")
 
@@ -65,11 +65,6 @@ def declared_numel(blob: bytes) -> int:
     return int(np.prod(struct.unpack_from(f"<{ndim}Q", blob, 40), dtype=object)) if ndim <= 8 else 0
 
 
-def refresh_crc(blob: bytearray) -> bytes:
-    blob[16:20] = struct.pack("<I", zlib.crc32(bytes(blob[20:])))
-    return bytes(blob)
-
-
 @pytest.mark.parametrize("codec", CODECS)
 def test_native_and_python_agree_on_corrupted_blobs(codec: str) -> None:
     """Random byte changes with a recomputed CRC: both readers accept or both reject, and
@@ -78,10 +73,7 @@ def test_native_and_python_agree_on_corrupted_blobs(codec: str) -> None:
     disagreements = []
     for blob in blobs_for(codec)[3:8]:
         for _ in range(150):
-            corrupted = bytearray(blob)
-            for position in rng.integers(20, len(blob), size=rng.integers(1, 3)):
-                corrupted[position] = rng.integers(0, 256)
-            candidate = refresh_crc(corrupted)
+            candidate = corrupt_randomly(blob, rng, rng.integers(1, 3))
             if declared_numel(candidate) > 1 << 22:
                 continue  # a corrupted shape: decoding it densely only tests the allocator
             try:

@@ -12,7 +12,6 @@ unified blocks; float32 and float16 activations.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -28,14 +27,6 @@ pytestmark = pytest.mark.skipif(not native.library_available(), reason="native l
 # Batch sizes covering the sliced layout (1-2 rows), the windowed one (up to 12 rows on AVX-512)
 # and the tiled one (a partial tile, a full one and more).
 BATCHES = [1, 2, 3, 5, 12, 13, 40, 70]
-
-
-@pytest.fixture(params=["avx512", "avx2", "scalar"])
-def isa(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    monkeypatch.setenv("LSC_ORT_ISA", request.param)
-    if not native.kernel_name().endswith(request.param):
-        pytest.skip(f"this CPU has no {request.param}")
-    yield request.param
 
 
 def assert_same(actual: np.ndarray, expected: np.ndarray, tolerance: float = 1e-4) -> None:

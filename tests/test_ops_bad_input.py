@@ -4,7 +4,6 @@ naming the op, the node and the problem: never a crash or a wrong answer."""
 from __future__ import annotations
 
 import struct
-import zlib
 
 import numpy as np
 import onnxruntime as ort
@@ -13,17 +12,13 @@ import pytest
 import lsc_ort
 from lsc_ort import native
 from tests.conftest import sparse_array
+from tests.hostile import corrupt_randomly, refresh_crc
 from tests.op_models import conv_model, matmul_model, session
 
 pytestmark = pytest.mark.skipif(not native.library_available(), reason="native library not built")
 
 ERRORS = (ort.capi.onnxruntime_pybind11_state.Fail, ort.capi.onnxruntime_pybind11_state.InvalidArgument,
           ort.capi.onnxruntime_pybind11_state.RuntimeException, ort.capi.onnxruntime_pybind11_state.InvalidGraph)
-
-
-def refresh_crc(blob: bytearray) -> bytes:
-    blob[16:20] = struct.pack("<I", zlib.crc32(bytes(blob[20:])))
-    return bytes(blob)
 
 
 def good_blob(codec: str = "lsc") -> bytes:
@@ -75,10 +70,7 @@ def test_random_structural_corruptions_never_crash() -> None:
     for codec in lsc_ort.available_codecs():
         blob = lsc_ort.encode(weight, codec)
         for _ in range(40):
-            corrupted = bytearray(blob)
-            for position in rng.integers(20, len(blob), size=2):
-                corrupted[position] = rng.integers(0, 256)
-            candidate = refresh_crc(corrupted)
+            candidate = corrupt_randomly(blob, rng, 2)
             try:
                 decoded = lsc_ort.decode(candidate)
             except ValueError:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 from onnx import helper, numpy_helper
@@ -128,14 +125,6 @@ def test_weight_blob_as_runtime_input() -> None:
     a = np.random.default_rng(1).standard_normal((5, 30)).astype(np.float32)
     y = sess.run(None, {"A": a, "W": np.frombuffer(lsc_ort.encode(w, "lsc"), np.uint8)})[0]
     assert_close(y, reference(a, w))
-
-
-@pytest.fixture(params=["avx512", "avx2", "scalar"])
-def isa(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Every kernel variant: LSC_ORT_ISA caps the instruction set kernels are chosen for."""
-    os.environ["LSC_ORT_ISA"] = request.param
-    yield request.param
-    del os.environ["LSC_ORT_ISA"]
 
 
 def test_every_kernel_variant(isa: str) -> None:

@@ -98,16 +98,20 @@ Status BuildColumnLists(const MatrixDecoder& decoder, bool k_is_row, ColumnLists
   std::move_backward(lists.ptr.begin(), lists.ptr.end() - 1, lists.ptr.end());
   lists.ptr[0] = 0;
   // Chunks arrive in row order, so columns are sorted unless a codec emits out of order.
-  for (int64_t n = 0; n < lists.N; ++n) {
-    const uint64_t lo = lists.ptr[n], hi = lists.ptr[n + 1];
-    if (std::is_sorted(lists.row.begin() + lo, lists.row.begin() + hi)) continue;
-    std::vector<std::pair<uint32_t, float>> column(hi - lo);
-    for (uint64_t i = lo; i < hi; ++i) column[i - lo] = {lists.row[i], lists.value[i]};
-    std::sort(column.begin(), column.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-    for (uint64_t i = lo; i < hi; ++i) std::tie(lists.row[i], lists.value[i]) = column[i - lo];
-  }
+  SortColumnsByRow(&lists);
   *out = std::move(lists);
   return Status();
+}
+
+void SortColumnsByRow(ColumnLists* lists) {
+  for (int64_t n = 0; n < lists->N; ++n) {
+    const uint64_t lo = lists->ptr[n], hi = lists->ptr[n + 1];
+    if (std::is_sorted(lists->row.begin() + lo, lists->row.begin() + hi)) continue;
+    std::vector<std::pair<uint32_t, float>> column(hi - lo);
+    for (uint64_t i = lo; i < hi; ++i) column[i - lo] = {lists->row[i], lists->value[i]};
+    std::sort(column.begin(), column.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (uint64_t i = lo; i < hi; ++i) std::tie(lists->row[i], lists->value[i]) = column[i - lo];
+  }
 }
 
 int64_t WindowedStride(const WindowedLayout& layout) { return (layout.windows + 1) * layout.window; }

@@ -36,6 +36,10 @@ struct ColumnLists {
 // validates) the blob; fails on anything malformed.
 Status BuildColumnLists(const MatrixDecoder& decoder, bool k_is_row, ColumnLists* out);
 
+// Sorts the entries of every column of `lists` by row (columns already sorted are left as they
+// are, so lists filled in row order cost one pass).
+void SortColumnsByRow(ColumnLists* lists);
+
 struct WindowedLayout {
   int lanes = 16, window = 32;
   int64_t K = 0, N = 0, groups = 0, windows = 0;

@@ -137,14 +137,7 @@ Status BuildMswuLayout(const MswuDecoder& decoder, bool k_is_row, ColumnLists* p
     lists.value[i] = ValueToFloat(blob.dtype, e.bits, blob.scale);
   }
   // Unified blocks taken element by element were appended after their chunk's free blocks.
-  for (int64_t n = 0; n < lists.N; ++n) {
-    const uint64_t lo = lists.ptr[n], hi = lists.ptr[n + 1];
-    if (std::is_sorted(lists.row.begin() + lo, lists.row.begin() + hi)) continue;
-    std::vector<std::pair<uint32_t, float>> column(hi - lo);
-    for (uint64_t i = lo; i < hi; ++i) column[i - lo] = {lists.row[i], lists.value[i]};
-    std::sort(column.begin(), column.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-    for (uint64_t i = lo; i < hi; ++i) std::tie(lists.row[i], lists.value[i]) = column[i - lo];
-  }
+  SortColumnsByRow(&lists);
   if (groups.size() >= 0xFFFFFFFFull) return Fail("weight has ", groups.size(), " unified groups; at most 2^32 - 2 are supported");
   Number(&groups, layout.get());
   *plain = std::move(lists);
@@ -154,34 +147,37 @@ Status BuildMswuLayout(const MswuDecoder& decoder, bool k_is_row, ColumnLists* p
 
 Status ExpandUnified(const ColumnLists& free, const UnifiedLayout& unified, ColumnLists* out) {
   const ColumnLists& sums = unified.columns;
-  uint64_t total = free.nnz();
-  for (uint64_t i = 0; i < sums.nnz(); ++i) total += unified.length[sums.row[i]];
-  LSC_RETURN_IF_ERROR(CheckAllocation(8 * static_cast<uint64_t>(free.N + 1) + 16 * total,
-                                      "the plain column lists of this mswu weight"));
   ColumnLists lists;
   lists.K = free.K;
   lists.N = free.N;
-  lists.ptr.assign(static_cast<size_t>(lists.N) + 1, 0);
-  lists.row.reserve(total);
-  lists.value.reserve(total);
-  std::vector<std::pair<uint32_t, float>> column;
+  lists.stored = free.stored;
+  lists.scale = free.scale;
+  lists.ptr.assign(static_cast<size_t>(lists.N) + 1, 0);  // as large as free.ptr, which exists already
   for (int64_t n = 0; n < lists.N; ++n) {
-    column.clear();
-    for (uint64_t i = free.ptr[n]; i < free.ptr[n + 1]; ++i) column.emplace_back(free.row[i], free.value[i]);
+    uint64_t count = free.ptr[n + 1] - free.ptr[n];
+    for (uint64_t i = sums.ptr[n]; i < sums.ptr[n + 1]; ++i) count += unified.length[sums.row[i]];
+    lists.ptr[static_cast<size_t>(n) + 1] = lists.ptr[static_cast<size_t>(n)] + count;
+  }
+  const uint64_t total = lists.ptr.back();
+  LSC_RETURN_IF_ERROR(CheckAllocation(8 * static_cast<uint64_t>(lists.N + 1) + 16 * total,
+                                      "the plain column lists of this mswu weight"));
+  lists.row.resize(total);
+  lists.value.resize(total);
+  for (int64_t n = 0; n < lists.N; ++n) {
+    uint64_t at = lists.ptr[n];
+    for (uint64_t i = free.ptr[n]; i < free.ptr[n + 1]; ++i, ++at) {
+      lists.row[at] = free.row[i];
+      lists.value[at] = free.value[i];
+    }
     for (uint64_t i = sums.ptr[n]; i < sums.ptr[n + 1]; ++i) {
       const uint32_t s = sums.row[i];
-      const float value = sums.value[i];
-      for (uint32_t j = 0; j < unified.length[s]; ++j) {
-        column.emplace_back(unified.first[s] + j, (unified.signs[s] >> j & 1) ? -value : value);
+      for (uint32_t j = 0; j < unified.length[s]; ++j, ++at) {
+        lists.row[at] = unified.first[s] + j;
+        lists.value[at] = (unified.signs[s] >> j & 1) ? -sums.value[i] : sums.value[i];
       }
     }
-    std::sort(column.begin(), column.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-    for (const auto& [row, value] : column) {
-      lists.row.push_back(row);
-      lists.value.push_back(value);
-    }
-    lists.ptr[static_cast<size_t>(n) + 1] = lists.row.size();
   }
+  SortColumnsByRow(&lists);
   *out = std::move(lists);
   return Status();
 }
