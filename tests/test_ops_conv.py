@@ -50,7 +50,18 @@ CASES: list[tuple[tuple[int, ...], tuple[int, ...], dict[str, Any]]] = [
     ((1, 3, 40, 40), (16, 3, 7, 7), {"strides": [2, 2], "pads": [3, 3, 3, 3]}),
     ((1, 4, 100), (6, 4, 5), {"strides": [3], "pads": [2, 2], "dilations": [2]}),
     ((1, 6, 20, 131), (10, 6, 3, 3), {"pads": [1, 1, 1, 1]}),
+    # Gathered tiles: two tiles of pixels, several K-blocks and two spans of output channels.
+    ((1, 40, 11, 12), (520, 40, 3, 3), {"pads": [1, 1, 1, 1]}),
 ]
+
+
+@pytest.fixture(params=["by-geometry", "gathered", "virtual"])
+def conv_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both of LSCConv's products, gathered tiles and virtual positions (forced through
+    LSC_ORT_CONV_PATH), and the choice between them by geometry."""
+    if request.param != "by-geometry":
+        monkeypatch.setenv("LSC_ORT_CONV_PATH", request.param)
+    return str(request.param)
 
 
 def ids(case: tuple[Any, ...]) -> str:
@@ -59,7 +70,7 @@ def ids(case: tuple[Any, ...]) -> str:
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("case", CASES, ids=[ids(c) for c in CASES])
-def test_conv_matches_reference(case: tuple[Any, ...], threads: int) -> None:
+def test_conv_matches_reference(case: tuple[Any, ...], threads: int, conv_path: str) -> None:
     x_shape, w_shape, attributes = case
     rng = np.random.default_rng(len(ids(case)))
     x = rng.standard_normal(x_shape).astype(np.float32)
@@ -91,7 +102,7 @@ def test_conv_matches_onnxruntime_conv() -> None:
     assert_close(y, dense.run(None, {"X": x})[0].astype(np.float64))
 
 
-def test_conv_float16() -> None:
+def test_conv_float16(conv_path: str) -> None:
     rng = np.random.default_rng(12)
     x = rng.standard_normal((1, 4, 8, 8)).astype(np.float16)
     w = sparse_array((6, 4, 3, 3), 0.6)
@@ -101,7 +112,7 @@ def test_conv_float16() -> None:
 
 
 @pytest.mark.parametrize("isa", ["avx512", "avx2", "scalar"])
-def test_conv_every_kernel_variant(isa: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_conv_every_kernel_variant(isa: str, monkeypatch: pytest.MonkeyPatch, conv_path: str) -> None:
     monkeypatch.setenv("LSC_ORT_ISA", isa)
     assert native.kernel_name().endswith(isa)
     rng = np.random.default_rng(13)
@@ -113,8 +124,9 @@ def test_conv_every_kernel_variant(isa: str, monkeypatch: pytest.MonkeyPatch) ->
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("case", CASES[::3] + CASES[19:22], ids=[ids(c) for c in CASES[::3] + CASES[19:22]])
-def test_conv_residual_and_relu(case: tuple[Any, ...], threads: int) -> None:
+@pytest.mark.parametrize("case", CASES[::3] + CASES[19:22] + CASES[-1:],
+                         ids=[ids(c) for c in CASES[::3] + CASES[19:22] + CASES[-1:]])
+def test_conv_residual_and_relu(case: tuple[Any, ...], threads: int, conv_path: str) -> None:
     """Y = relu(conv(X) + B + Z), on direct and staged output tiles."""
     x_shape, w_shape, attributes = case
     rng = np.random.default_rng(len(ids(case)) + 1)
@@ -131,7 +143,7 @@ def test_conv_residual_and_relu(case: tuple[Any, ...], threads: int) -> None:
     assert_close(y, np.maximum(expected, 0.0))
 
 
-def test_conv_residual_float16_and_shape_check() -> None:
+def test_conv_residual_float16_and_shape_check(conv_path: str) -> None:
     rng = np.random.default_rng(14)
     x = rng.standard_normal((1, 4, 8, 8)).astype(np.float16)
     w = sparse_array((6, 4, 3, 3), 0.6)

@@ -23,6 +23,7 @@ struct KernelSet {
   SpmmTiledFn spmm_tiled;        // batches and convolutions on the tiled layout
   int tiled_tile;                // lanes of spmm_tiled (<= 128)
   SpmvSlicedFn spmv_sliced;      // one or two rows on the sliced layout
+  GatherFn gather;               // a convolution tile's activation rows, for spmm_tiled
 };
 
 // Every variant compiled in, best first.

@@ -40,6 +40,14 @@ void SpmvColumnsScalar(const ColumnView& w, int64_t n_begin, int64_t n_end, cons
   }
 }
 
+void GatherScalar(const float* src, const int64_t* row_offset, int64_t rows, const GatherView& view, float* dst,
+                  int64_t ldd) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = src + row_offset[r];
+    for (int64_t q = 0; q < view.lanes; ++q) dst[r * ldd + q] = row[view.lane_offset[q]];
+  }
+}
+
 void TransposeScalar(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst, int64_t ldd) {
   constexpr int64_t kTile = 16;
   for (int64_t r0 = 0; r0 < rows; r0 += kTile) {

@@ -116,7 +116,28 @@ using SpmvColumnsFn = void (*)(const ColumnView& w, int64_t n_begin, int64_t n_e
 // dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols.
 using TransposeFn = void (*)(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst, int64_t ldd);
 
+// The input reads of a gathered convolution tile (lsc_conv.cc, gathered tiles): lane q < lanes
+// reads lane_offset[q] from a row's start; the same offsets as runs of consecutive lanes,
+// lane_offset[run.lane + t] = run.offset + stride * t for t < run.count.
+struct GatherRun {
+  int32_t lane, count, offset;
+};
+struct GatherView {
+  int64_t lanes;
+  const int32_t* lane_offset;
+  const GatherRun* runs;
+  int64_t run_count, stride;
+};
+
+// Gathers the activation rows of one K-block of a convolution tile:
+//   dst[r * ldd + q] = src[row_offset[r] + lane_offset[q]]   for r < rows, q < lanes
+// (lanes beyond are left as they are).
+using GatherFn = void (*)(const float* src, const int64_t* row_offset, int64_t rows, const GatherView& view,
+                          float* dst, int64_t ldd);
+
 // Per-ISA kernels (kernels/<isa>.cc).
+void GatherScalar(const float*, const int64_t*, int64_t, const GatherView&, float*, int64_t);
+void GatherAvx512(const float*, const int64_t*, int64_t, const GatherView&, float*, int64_t);
 void SpmmTiledScalar(const TiledView&, int64_t, int64_t, const float*, int64_t, const Epilogue&, float*, int64_t);
 void SpmvSlicedScalar(const SlicedView&, int64_t, int64_t, const float*, int64_t, int64_t, const Epilogue&, float*,
                       int64_t);

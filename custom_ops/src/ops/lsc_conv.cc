@@ -1,13 +1,18 @@
 // LSCConv(X, W_blob[, B]) -> Y: ONNX Conv computed on the encoded weight, as a direct
-// convolution for every shape (no im2col). The input is laid out as zero-padded stride-phase
-// planes of width Wq (or used in place), and output pixel (oh, ow) is "virtual position"
-// v = oh * Wq + ow: tap (c, i, j) of a tile of consecutive virtual positions then reads one
-// contiguous run of a plane, so a tile of tiled_tile positions spans several output rows on
-// narrow feature maps. Positions with ow >= OW are computed and dropped. The tiled kernel applies
-// bias and activation; the output tile is NCHW directly when Wq == OW.
+// convolution for every shape (no im2col matrix), by one of two products (PreferGathered):
+// - Virtual positions: the input is laid out as zero-padded stride-phase planes of width Wq (or
+//   used in place), and output pixel (oh, ow) is "virtual position" v = oh * Wq + ow: tap
+//   (c, i, j) of a tile of consecutive virtual positions then reads one contiguous run of a
+//   plane, so a tile of tiled_tile positions spans several output rows on narrow feature maps.
+//   Positions with ow >= OW are computed and dropped; the output tile is NCHW directly when
+//   Wq == OW.
+// - Gathered tiles (GatheredPlan): tiles of output pixels whose input rows are gathered, K-block
+//   by K-block, into an L1 buffer of aligned rows.
+// The tiled kernel applies bias, residual and activation.
 #include "ops/lsc_conv.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 #include "common/checked.h"
@@ -17,6 +22,9 @@
 
 namespace lsc {
 namespace {
+
+// Partial sums of one task's span of output channels (see Compute): an L2's share.
+constexpr int64_t kConvSpanBytes = 262144;
 
 // The input of one image laid out for direct convolution: zero-padded and split into
 // stride_h x stride_w phase planes of width Wq, so that tap (c, i, j) of virtual position
@@ -96,7 +104,8 @@ struct PhasePlanes {
   }
 
   // Fills the planes of channel c of an image (`x` points at that channel's H x W plane).
-  void Fill(const float* x, const ConvGeometry& g, float* out) const {
+  // Rows of stride 2 are copied by `gather` (kernels.gather).
+  void Fill(const float* x, const ConvGeometry& g, GatherFn gather, float* out) const {
     for (int64_t ph = 0; ph < g.stride_h; ++ph) {
       for (int64_t pw = 0; pw < g.stride_w; ++pw) {
         if (!PhaseUsed(g, ph, pw)) continue;
@@ -116,7 +125,13 @@ struct PhasePlanes {
           if (g.stride_w == 1) {
             std::memcpy(row + first, in + first, static_cast<size_t>(last - first) * sizeof(float));
           } else {
-            for (int64_t b = first; b < last; ++b) row[b] = in[b * g.stride_w];
+            if (g.stride_w == 2 && gather != GatherScalar) {  // (the scalar variant reads lane offsets)
+              const int64_t zero = 0, count = last - first;
+              const GatherRun run{0, static_cast<int32_t>(count), static_cast<int32_t>(first * 2)};
+              gather(in, &zero, 1, GatherView{count, nullptr, &run, 1, 2}, row + first, 0);
+            } else {
+              for (int64_t b = first; b < last; ++b) row[b] = in[b * g.stride_w];
+            }
           }
           std::fill(row + last, row + wq, 0.0f);
         }
@@ -215,7 +230,126 @@ struct ConvPlan {
   int64_t positions = 0;                 // virtual positions per image: (OH - 1) * Wq + OW
   TiledLayout layout;
   std::vector<int64_t> bounds;           // tasks' runs of whole layout parts (processing positions)
+  // Gathered tiles (GatheredPlan), used instead of the above when `gathered`.
+  bool gathered = false;
+  // What the gathers read: X itself, a zero-padded copy [C, hp, wp], or the phase planes of
+  // PhasePlanes (then every read has stride 1).
+  enum class Source { kInput, kPadded, kPhases } source = Source::kInput;
+  int64_t hp = 0, wp = 0;                // extents of X or of its padded copy
+  int64_t source_channel = 0;            // floats per input channel in the source
+  int64_t gather_stride = 1;             // between the reads of consecutive lanes of a run
+  int64_t per_tile = 0, tiles_per_image = 0, lanes = 0;  // pixels per tile; its rows' stride
+  std::vector<int64_t> row_offset;       // weight row k = tap (c, i, j): c * hp * wp + i * dh * wp + j * dw
+  std::vector<int32_t> lane_offset;      // tile t's lane q reads lane_offset[t * per_tile + q]
+  std::vector<GatherRun> runs;           // the same as runs: tile t's are [run_begin[t], run_begin[t + 1])
+  std::vector<int64_t> run_begin;
+  GatherView gather_view(int64_t tile, int64_t lanes_used) const {
+    return GatherView{lanes_used, lane_offset.data() + tile * per_tile, runs.data() + run_begin[tile],
+                      run_begin[tile + 1] - run_begin[tile], gather_stride};
+  }
+  const TiledLayout* tiled = nullptr;    // the weight's layout for `lanes` (owned by the weight)
 };
+
+namespace {
+
+// Gathered tiles: each tile is up to `max_lanes` consecutive output pixels of one image (NCHW
+// order), so the output is written in place and no lane is wasted on a padding column. For each
+// K-block of taps the task gathers the tile's input rows into an L1 buffer of aligned rows
+// (kernels.gather: copies for stride 1, one permute per 16 floats for stride 2), then the tiled
+// kernel sweeps every output channel of its span over that block, as LSCMatMul does with its
+// transposed activations. Pays where the virtual positions do not: maps whose padded width is
+// not a multiple of 16 (unaligned taps), narrow maps (many dropped positions) and strided
+// convolutions, once enough output channels share each gathered row.
+Status GatheredPlan(const ConvGeometry& g, const PackedWeight& weight, int64_t max_lanes, int64_t wanted_tasks,
+                    ConvPlan* plan) {
+  const int64_t OH = g.out_height, OW = g.out_width, pixels = OH * OW, taps = g.kernel_h * g.kernel_w;
+  plan->tiles_per_image = (pixels + max_lanes - 1) / max_lanes;
+  plan->per_tile = std::min(pixels, max_lanes);
+  plan->lanes = (plan->per_tile + 15) / 16 * 16;
+  plan->row_offset.resize(static_cast<size_t>(g.channels * taps));
+  int64_t lane_row = 0, lane_column = 0;  // offset of output pixel (oh, ow): oh * lane_row + ow * lane_column
+  // Phase planes for a strided stem-like convolution (few channels, a wide kernel: 1.1x on
+  // ResNet-50's 7 x 7 stem); strided reads of a padded copy for the rest (1.2x faster there).
+  if (taps > 1 && (g.stride_h > 1 || g.stride_w > 1) && g.channels * taps < 256) {
+    const PhasePlanes planes(g);
+    if (!planes.fits || static_cast<double>(g.channels) * static_cast<double>(planes.channel) > 536870911.0) {
+      return Fail("the padded input planes of X [", g.batch, ", ", g.channels, ", ", g.height, ", ", g.width,
+                  "] would take more than 2^29 floats per channel; LSCConv computes on them");
+    }
+    plan->source = ConvPlan::Source::kPhases;
+    plan->source_channel = planes.channel;
+    planes.RowOffsets(g, g.channels, plan->row_offset.data());
+    lane_row = planes.wq;
+    lane_column = 1;
+  } else {
+    int64_t hp = std::max(g.height + g.pad_top, (OH - 1) * g.stride_h + (g.kernel_h - 1) * g.dilation_h + 1);
+    int64_t wp = std::max(g.width + g.pad_left, (OW - 1) * g.stride_w + (g.kernel_w - 1) * g.dilation_w + 1);
+    const bool padded = g.pad_top > 0 || g.pad_left > 0 || hp > g.height || wp > g.width;
+    if (!padded) {
+      hp = g.height;
+      wp = g.width;
+    }
+    int64_t plane = 0;
+    if (!MulExtent(hp, wp, &plane) || plane > (int64_t{1} << 29) ||
+        static_cast<double>(g.channels) * static_cast<double>(plane) > 536870911.0) {
+      return Fail("the padded input planes of X [", g.batch, ", ", g.channels, ", ", g.height, ", ", g.width,
+                  "] would take more than 2^29 floats per channel; LSCConv computes on them");
+    }
+    plan->source = padded ? ConvPlan::Source::kPadded : ConvPlan::Source::kInput;
+    plan->hp = hp;
+    plan->wp = wp;
+    plan->source_channel = plane;
+    int64_t* row = plan->row_offset.data();
+    for (int64_t c = 0; c < g.channels; ++c) {
+      for (int64_t i = 0; i < g.kernel_h; ++i) {
+        for (int64_t j = 0; j < g.kernel_w; ++j) *row++ = c * plane + i * g.dilation_h * wp + j * g.dilation_w;
+      }
+    }
+    lane_row = g.stride_h * wp;
+    lane_column = g.stride_w;
+  }
+  plan->gather_stride = lane_column;
+  plan->run_begin.push_back(0);
+  for (int64_t t = 0; t < plan->tiles_per_image; ++t) {
+    const int64_t p0 = t * plan->per_tile, p1 = std::min(pixels, p0 + plan->per_tile);
+    for (int64_t p = p0; p < p1;) {
+      const int64_t oh = p / OW, ow = p % OW, count = std::min(p1, (oh + 1) * OW) - p;
+      const int64_t offset = oh * lane_row + ow * lane_column;  // < an input channel's floats
+      for (int64_t q = 0; q < count; ++q) plan->lane_offset.push_back(static_cast<int32_t>(offset + q * lane_column));
+      GatherRun* last = plan->runs.size() > static_cast<size_t>(plan->run_begin.back()) ? &plan->runs.back() : nullptr;
+      if (last != nullptr && lane_column == 1 && last->offset + last->count == offset) {
+        last->count += static_cast<int32_t>(count);  // the next output row continues the input row
+      } else {
+        plan->runs.push_back(GatherRun{static_cast<int32_t>(p - p0), static_cast<int32_t>(count),
+                                       static_cast<int32_t>(offset)});
+      }
+      p += count;
+    }
+    plan->run_begin.push_back(static_cast<int64_t>(plan->runs.size()));
+  }
+  LSC_RETURN_IF_ERROR(weight.tiled(plan->lanes, &plan->tiled));
+  const int64_t tiles = g.batch * plan->tiles_per_image;
+  plan->bounds = plan->tiled->TaskBounds((wanted_tasks + tiles - 1) / tiles);
+  plan->gathered = true;
+  return Status();
+}
+
+// Whether the gathered tiles beat the virtual positions for `g`, as measured on ResNet-50's
+// convolutions (1.1-1.35x on strided ones, 7 x 7 maps, the stem and 1 x 1 ones not computed in
+// place with more inputs than outputs; 0.7-0.95x on aligned or few-channel maps). The
+// environment variable LSC_ORT_CONV_PATH = "gathered" or "virtual" overrides it (for tests).
+bool PreferGathered(const ConvGeometry& g) {
+  const char* path = std::getenv("LSC_ORT_CONV_PATH");
+  if (path != nullptr && std::strcmp(path, "gathered") == 0) return true;
+  if (path != nullptr && std::strcmp(path, "virtual") == 0) return false;
+  const int64_t pixels = g.out_height * g.out_width, taps = g.kernel_h * g.kernel_w;
+  if (g.stride_h > 1 || g.stride_w > 1 || pixels <= 64) return true;
+  const PhasePlanes planes(g);
+  if (taps == 1) return !planes.in_place && g.channels >= g.out_channels;
+  return g.channels * taps < 256 || (!planes.aligned && g.out_channels >= 128);
+}
+
+}  // namespace
 
 Status LscConvKernel::Plan(const ConvGeometry& g, const PackedWeight& weight, bool cache,
                            std::shared_ptr<const ConvPlan>* out) {
@@ -233,6 +367,27 @@ Status LscConvKernel::Plan(const ConvGeometry& g, const PackedWeight& weight, bo
   }
   auto plan = std::make_shared<ConvPlan>();
   plan->g = g;
+  const int64_t wanted = static_cast<int64_t>(ParallelBatches(1 << 20)) * 2;
+  // (mswu weights add their unified blocks on the virtual positions; a geometry whose padded
+  // copy would be too large for the gathered tiles gets the virtual plan's verdict.)
+  const int64_t cores = static_cast<int64_t>(ParallelBatches(1 << 20)) / 2;
+  if (weight.unified() != nullptr || !PreferGathered(g) ||
+      !GatheredPlan(g, weight, kernels_->tiled_tile, cores, plan.get()).ok()) {
+    *plan = ConvPlan();
+    plan->g = g;
+    LSC_RETURN_IF_ERROR(VirtualPlan(g, weight, wanted, plan.get()));
+  }
+  if (cache) {
+    std::lock_guard<std::mutex> lock(plans_mutex_);
+    if (plans_.size() >= 4) plans_.erase(plans_.begin());
+    plans_.push_back(plan);
+  }
+  *out = plan;
+  return Status();
+}
+
+Status LscConvKernel::VirtualPlan(const ConvGeometry& g, const PackedWeight& weight, int64_t wanted,
+                                  ConvPlan* plan) const {
   const PhasePlanes planes(g);
   if (!planes.fits) {
     return Fail("the padded input planes of X [", g.batch, ", ", g.channels, ", ", g.height, ", ", g.width,
@@ -263,14 +418,7 @@ Status LscConvKernel::Plan(const ConvGeometry& g, const PackedWeight& weight, bo
                                        UnitBlocks(rows, taps, channels_per_block * taps), TiledChunk(lanes),
                                        &plan->layout));
   const int64_t tiles = g.batch * ((plan->positions + lanes - 1) / lanes);
-  const int64_t wanted = static_cast<int64_t>(ParallelBatches(1 << 20)) * 2;
   plan->bounds = plan->layout.TaskBounds((wanted + tiles - 1) / tiles);
-  if (cache) {
-    std::lock_guard<std::mutex> lock(plans_mutex_);
-    if (plans_.size() >= 4) plans_.erase(plans_.begin());
-    plans_.push_back(plan);
-  }
-  *out = plan;
   return Status();
 }
 
@@ -334,6 +482,11 @@ Status LscConvKernel::Compute(OrtKernelContext* raw_context) {
 
   std::shared_ptr<const ConvPlan> plan;
   LSC_RETURN_IF_ERROR(Plan(g, *weight, weight == weight_, &plan));
+  if (plan->gathered) {
+    LSC_RETURN_IF_ERROR(GatheredProduct(raw_context, *plan, x, bias, residual, y));
+    if (half) FloatToHalf(y, y_value.GetTensorMutableData<Ort::Float16_t>(), static_cast<size_t>(y_size));
+    return Status();
+  }
   const KernelSet& kernels = *kernels_;
   const PhasePlanes planes(g);
   const float* input = x;
@@ -344,7 +497,7 @@ Status LscConvKernel::Compute(OrtKernelContext* raw_context) {
                                         "the padded input planes"));
     float* padded = ThreadScratch(kScratchPlanes, static_cast<size_t>(g.batch * g.channels * plan->channel));
     LSC_RETURN_IF_ERROR(ParallelFor(raw_context, static_cast<size_t>(g.batch * g.channels), [&](size_t item) {
-      planes.Fill(x + static_cast<int64_t>(item) * g.height * g.width, g,
+      planes.Fill(x + static_cast<int64_t>(item) * g.height * g.width, g, kernels.gather,
                   padded + static_cast<int64_t>(item) * plan->channel);
     }));
     input = padded;
@@ -355,7 +508,9 @@ Status LscConvKernel::Compute(OrtKernelContext* raw_context) {
   const int64_t T = kernels.tiled_tile, M = g.out_channels;
   const int64_t per_image = (plan->positions + T - 1) / T, tiles = g.batch * per_image;
   const int64_t parts = static_cast<int64_t>(plan->bounds.size()) - 1;
-  const TiledView view = plan->layout.view();
+  const TiledLayout& layout = plan->layout;
+  const TiledView view = layout.view();
+  const int64_t span = std::max<int64_t>(1, kConvSpanBytes / (4 * T * layout.chunk)) * layout.chunk;
   // mswu weights add their unified blocks after this product, so their residual and activation
   // are applied last, by ApplyEpilogue; every other weight fuses them into the product.
   const bool fused = weight->unified() == nullptr;
@@ -369,15 +524,26 @@ Status LscConvKernel::Compute(OrtKernelContext* raw_context) {
     const int64_t n0 = plan->bounds[p], n1 = plan->bounds[p + 1];
     const float* base = input + b * g.channels * plan->channel + v0;
     float* out = y + b * M * pixels;
+    // K-block by K-block over a span of output channels, so that a block's activations stay in
+    // L1 while every column of the span uses them (the partial sums wait in the output tile).
+    auto product = [&](const Epilogue& e, float* tile_out, int64_t ldy) {
+      for (int64_t s0 = n0; s0 < n1; s0 += span) {
+        const int64_t s1 = std::min(n1, s0 + span);
+        for (int64_t k = 0; k < layout.blocks; ++k) {
+          kernels.spmm_tiled(layout.blocks_view(k, k + 1, k > 0, k + 1 < layout.blocks), s0, s1, base, count, e,
+                             tile_out, ldy);
+        }
+      }
+    };
     if (plan->direct_out) {
       Epilogue e = direct;
       if (residual != nullptr) e.residual = residual + b * M * pixels + v0;
-      kernels.spmm_tiled(view, n0, n1, base, count, e, out + v0, pixels);
+      product(e, out + v0, pixels);
       return;
     }
     float* yt = ThreadScratch(kScratchCols, static_cast<size_t>(M * T));
     const bool plain = residual == nullptr && !relu;
-    kernels.spmm_tiled(view, n0, n1, base, count, plain ? direct : staged, yt, T);
+    product(plain ? direct : staged, yt, T);
     // Keep the positions that are real output pixels (ow < OW), row run by row run.
     for (int64_t v = v0; v < v0 + count;) {
       const int64_t oh = v / plan->wq, ow = v % plan->wq;
@@ -408,6 +574,83 @@ Status LscConvKernel::Compute(OrtKernelContext* raw_context) {
   }
   if (half) FloatToHalf(y, y_value.GetTensorMutableData<Ort::Float16_t>(), static_cast<size_t>(y_size));
   return Status();
+}
+
+Status LscConvKernel::GatheredProduct(OrtKernelContext* context, const ConvPlan& plan, const float* x,
+                                      const float* bias, const float* residual, float* y) const {
+  const ConvGeometry& g = plan.g;
+  const KernelSet& kernels = *kernels_;
+  const int64_t pixels = g.out_height * g.out_width, M = g.out_channels, channel = plan.source_channel;
+  const float* input = x;
+  if (plan.source != ConvPlan::Source::kInput) {
+    const double floats = static_cast<double>(g.batch) * static_cast<double>(g.channels) * static_cast<double>(channel);
+    LSC_RETURN_IF_ERROR(CheckAllocation(floats > 1e18 ? ~uint64_t{0} : static_cast<uint64_t>(4 * floats),
+                                        "the padded input planes"));
+    float* padded = ThreadScratch(kScratchPlanes, static_cast<size_t>(g.batch * g.channels * channel));
+    const PhasePlanes planes(g);
+    LSC_RETURN_IF_ERROR(ParallelFor(context, static_cast<size_t>(g.batch * g.channels), [&](size_t item) {
+      const float* in = x + static_cast<int64_t>(item) * g.height * g.width;
+      float* out = padded + static_cast<int64_t>(item) * channel;
+      if (plan.source == ConvPlan::Source::kPhases) return planes.Fill(in, g, kernels.gather, out);
+      std::fill(out, out + g.pad_top * plan.wp, 0.0f);
+      for (int64_t r = 0; r < g.height; ++r) {
+        float* row = out + (g.pad_top + r) * plan.wp;
+        std::fill(row, row + g.pad_left, 0.0f);
+        std::memcpy(row + g.pad_left, in + r * g.width, static_cast<size_t>(g.width) * sizeof(float));
+        std::fill(row + g.pad_left + g.width, row + plan.wp, 0.0f);
+      }
+      std::fill(out + (g.pad_top + g.height) * plan.wp, out + channel, 0.0f);
+    }));
+    input = padded;
+  }
+  const TiledLayout& layout = *plan.tiled;
+  const int64_t K = static_cast<int64_t>(plan.row_offset.size()), L = plan.lanes;
+  const int64_t tiles = g.batch * plan.tiles_per_image, parts = static_cast<int64_t>(plan.bounds.size()) - 1;
+  auto image_input = [&](int64_t tile) { return input + tile / plan.tiles_per_image * g.channels * channel; };
+  auto lanes_in = [&](int64_t tile) {
+    return std::min(plan.per_tile, pixels - tile % plan.tiles_per_image * plan.per_tile);
+  };
+  // One task per tile gathers each K-block into L1 just before it uses it; when tiles split into
+  // several tasks (fewer tiles than cores), the tiles' rows are gathered once, in parallel, and shared.
+  float* shared = nullptr;  // tiles x K x L
+  if (parts > 1) {
+    LSC_RETURN_IF_ERROR(CheckAllocation(4 * static_cast<uint64_t>(tiles) * static_cast<uint64_t>(K * L),
+                                        "the gathered input rows"));
+    shared = ThreadScratch(kScratchGathered, static_cast<size_t>(tiles * K * L));
+    LSC_RETURN_IF_ERROR(ParallelFor(context, static_cast<size_t>(tiles * layout.blocks), [&](size_t item) {
+      const int64_t tile = static_cast<int64_t>(item) / layout.blocks, k = static_cast<int64_t>(item) % layout.blocks;
+      const int64_t k0 = layout.block_begin[k], k1 = layout.block_begin[k + 1];
+      kernels.gather(image_input(tile), plan.row_offset.data() + k0, k1 - k0,
+                     plan.gather_view(tile % plan.tiles_per_image, lanes_in(tile)), shared + (tile * K + k0) * L, L);
+    }));
+  }
+  int64_t block_rows = 0;
+  for (int64_t k = 0; k < layout.blocks; ++k) {
+    block_rows = std::max(block_rows, layout.block_begin[k + 1] - layout.block_begin[k]);
+  }
+  const int64_t span = std::max<int64_t>(1, kConvSpanBytes / (4 * L * layout.chunk)) * layout.chunk;
+  const bool relu = activation_ == "Relu";
+  return ParallelFor(context, static_cast<size_t>(tiles * parts), [&](size_t item) {
+    const int64_t p = static_cast<int64_t>(item) % parts, tile = static_cast<int64_t>(item) / parts;
+    const int64_t b = tile / plan.tiles_per_image, t = tile % plan.tiles_per_image;
+    const int64_t n0 = plan.bounds[p], n1 = plan.bounds[p + 1];
+    if (n0 == n1) return;
+    const int64_t p0 = t * plan.per_tile, count = lanes_in(tile);
+    const GatherView view = plan.gather_view(t, count);
+    float* own = shared ? nullptr : ThreadScratch(kScratchGatheredBlock, static_cast<size_t>(block_rows * L));
+    Epilogue e{1.0f, bias, relu, residual ? residual + b * M * pixels + p0 : nullptr};
+    float* out = y + b * M * pixels + p0;
+    for (int64_t s0 = n0; s0 < n1; s0 += span) {
+      const int64_t s1 = std::min(n1, s0 + span);
+      for (int64_t k = 0; k < layout.blocks; ++k) {
+        const int64_t k0 = layout.block_begin[k], k1 = layout.block_begin[k + 1];
+        const float* rows = shared ? shared + (tile * K + k0) * L : own;
+        if (own) kernels.gather(image_input(tile), plan.row_offset.data() + k0, k1 - k0, view, own, L);
+        kernels.spmm_tiled(layout.blocks_view(k, k + 1, k > 0, k + 1 < layout.blocks), s0, s1, rows, count, e, out,
+                           pixels);
+      }
+    }
+  });
 }
 
 }  // namespace lsc

@@ -30,10 +30,16 @@ class LscConvKernel {
   const std::string& node() const { return node_; }
 
  private:
-  enum Scratch { kScratchCols = 8, kScratchHalfIn, kScratchHalfOut, kScratchPlanes, kScratchOffsets, kScratchHalfZ };
+  enum Scratch { kScratchCols = 8, kScratchHalfIn, kScratchHalfOut, kScratchPlanes, kScratchOffsets, kScratchHalfZ,
+                 kScratchGathered, kScratchGatheredBlock };
   Status PrepareWeight(PackedWeight& weight) const;
   // The plan for geometry `g` (cached per input height and width when the weight is a constant).
   Status Plan(const ConvGeometry& g, const PackedWeight& weight, bool cache, std::shared_ptr<const ConvPlan>* plan);
+  // The virtual-position plan (phase planes) for `g`, its work split for about `wanted` tasks.
+  Status VirtualPlan(const ConvGeometry& g, const PackedWeight& weight, int64_t wanted, ConvPlan* plan) const;
+  // The gathered-tile product of one run (see GatheredPlan in lsc_conv.cc).
+  Status GatheredProduct(OrtKernelContext* context, const ConvPlan& plan, const float* x, const float* bias,
+                         const float* residual, float* y) const;
 
   std::string node_;
   ConvAttributes attributes_;
