@@ -196,13 +196,35 @@ LSC_AVX512 void TransposeAvx512(const float* src, int64_t lds, int64_t rows, int
   }
 }
 
-// Runs of 16 lanes or more: masked copies (stride 1), or two loads and a vpermt2ps that keeps
-// the even floats (stride 2); shorter runs: one vgatherdps per 16 lanes. Every load is masked
-// to the floats the lanes read.
+// Runs cut into pieces of at most 16 lanes, their masks computed once per call: masked copies
+// (stride 1), or two loads and a vpermt2ps that keeps the even floats (stride 2). When runs are
+// short (more pieces than 1.5 per vector), or for other strides: one vgatherdps per 16 lanes.
+// Every load is masked to the floats the lanes read.
 LSC_AVX512 void GatherAvx512(const float* src, const int64_t* row_offset, int64_t rows, const GatherView& view,
                              float* dst, int64_t ldd) {
+  struct Piece {
+    int32_t lane, offset;
+    __mmask16 store, lo, hi;
+  };
+  constexpr int64_t kMaxPieces = 16;  // (up to 128 lanes, at most 2 pieces per vector)
   const int64_t vectors = (view.lanes + 15) / 16;
-  if ((view.stride != 1 && view.stride != 2) || view.run_count > vectors + vectors / 2) {
+  Piece pieces[kMaxPieces];
+  int64_t count = 0;
+  bool runs = view.stride == 1 || view.stride == 2;
+  for (int64_t i = 0; runs && i < view.run_count; ++i) {
+    const GatherRun& run = view.runs[i];
+    for (int64_t t = 0; t < run.count; t += 16) {
+      if (count == kMaxPieces || count >= 2 * vectors) {
+        runs = false;
+        break;
+      }
+      const int64_t n = run.count - t < 16 ? run.count - t : 16;
+      const int64_t floats = view.stride * (n - 1) + 1;  // the floats the piece's lanes span
+      pieces[count++] = Piece{static_cast<int32_t>(run.lane + t), static_cast<int32_t>(run.offset + view.stride * t),
+                              TailMask(n), TailMask(floats), TailMask(floats > 16 ? floats - 16 : 0)};
+    }
+  }
+  if (!runs) {
     __m512i index[8];
     __mmask16 mask[8];
     for (int64_t v = 0; v < vectors && v < 8; ++v) {
@@ -218,27 +240,26 @@ LSC_AVX512 void GatherAvx512(const float* src, const int64_t* row_offset, int64_
     }
     return;
   }
+  if (view.stride == 1) {
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* row = src + row_offset[r];
+      float* out = dst + r * ldd;
+      for (int64_t i = 0; i < count; ++i) {
+        const Piece& p = pieces[i];
+        _mm512_mask_storeu_ps(out + p.lane, p.store, _mm512_maskz_loadu_ps(p.store, row + p.offset));
+      }
+    }
+    return;
+  }
   const __m512i evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   for (int64_t r = 0; r < rows; ++r) {
     const float* row = src + row_offset[r];
     float* out = dst + r * ldd;
-    for (int64_t i = 0; i < view.run_count; ++i) {
-      const GatherRun& run = view.runs[i];
-      const float* in = row + run.offset;
-      for (int64_t t = 0; t < run.count; t += 16) {
-        const int64_t n = run.count - t < 16 ? run.count - t : 16;
-        const __mmask16 m = TailMask(n);
-        __m512 v;
-        if (view.stride == 1) {
-          v = _mm512_maskz_loadu_ps(m, in + t);
-        } else {  // floats 2 t' for t' < n: the first 2 n - 1 of 32
-          const float* p = in + 2 * t;
-          const __m512 lo = _mm512_maskz_loadu_ps(TailMask(2 * n - 1), p);
-          const __m512 hi = _mm512_maskz_loadu_ps(TailMask(2 * n - 1 > 16 ? 2 * n - 17 : 0), p + 16);
-          v = _mm512_permutex2var_ps(lo, evens, hi);
-        }
-        _mm512_mask_storeu_ps(out + run.lane + t, m, v);
-      }
+    for (int64_t i = 0; i < count; ++i) {
+      const Piece& p = pieces[i];
+      const __m512 lo = _mm512_maskz_loadu_ps(p.lo, row + p.offset);
+      const __m512 hi = _mm512_maskz_loadu_ps(p.hi, row + p.offset + 16);
+      _mm512_mask_storeu_ps(out + p.lane, p.store, _mm512_permutex2var_ps(lo, evens, hi));
     }
   }
 }
