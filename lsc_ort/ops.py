@@ -5,13 +5,16 @@ Both ops live in :data:`DOMAIN`, opset version 1, and are implemented by the nat
 :mod:`lsc_ort.reference`.
 
 ``LSCMatMul(A, W_blob[, bias]) -> Y``
-    ``Y = alpha * (A @ W) + bias``. ``W_blob`` is a 1-D uint8 tensor holding a blob
+    ``Y = activation(alpha * (A @ W) + bias)``. ``W_blob`` is a 1-D uint8 tensor holding a blob
     (:mod:`lsc_ort.format`) that encodes ``W`` of shape ``[K, N]`` (or ``[N, K]`` when
     ``transB = 1``, in which case ``W`` is the transpose of the decoded matrix). ``A`` has rank
     >= 1 and its last dim is ``K``; leading dims broadcast as in ONNX ``MatMul`` (``A`` of rank 1
     gives ``Y`` of shape ``[N]``). ``bias`` is optional, shape ``[N]``. ``A``, ``bias`` and ``Y``
     are float32 (float16 accepted, accumulated in float32).
-    Attributes: ``alpha`` (float, default 1.0), ``transB`` (int, default 0).
+    Attributes: ``alpha`` (float, default 1.0), ``transB`` (int, default 0), ``activation``
+    (string, default ``""``): ``"Relu"`` (``max(y, 0)``, a NaN stays NaN) or ``"Gelu"`` (ONNX
+    ``Gelu`` with ``approximate="none"``: ``y / 2 * (1 + erf(y / sqrt(2)))``, relative error below
+    1e-6 but for the far negative tail).
 
 ``LSCConv(X, W_blob[, B[, Z]]) -> Y``
     ONNX ``Conv`` (opset 11+ semantics) for 1-D and 2-D convolutions in NCHW layout, with the
@@ -45,3 +48,5 @@ MATMUL_OP = "LSCMatMul"
 CONV_OP = "LSCConv"
 CONV_ACTIVATIONS = ("", "Relu")
 """Values of ``LSCConv``'s ``activation`` attribute."""
+MATMUL_ACTIVATIONS = ("", "Relu", "Gelu")
+"""Values of ``LSCMatMul``'s ``activation`` attribute."""

@@ -20,6 +20,7 @@ convolutional model failed in the ``Squeeze`` that follows it.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -30,7 +31,7 @@ from onnx.reference.op_run import OpRun
 
 from lsc_ort.api import decode, inspect
 from lsc_ort.model_file import check_model_proto, read_model_file
-from lsc_ort.ops import CONV_ACTIVATIONS, DOMAIN
+from lsc_ort.ops import CONV_ACTIVATIONS, DOMAIN, MATMUL_ACTIVATIONS
 
 _FLOAT_INPUTS = (np.dtype(np.float32), np.dtype(np.float16))
 
@@ -101,7 +102,8 @@ def _check_float(name: str, op: str, value: np.ndarray) -> None:
 
 
 class LSCMatMul(OpRun):
-    """``Y = alpha * (A @ W) + bias``, computed in float32; ``Y`` has ``A``'s dtype."""
+    """``Y = activation(alpha * (A @ W) + bias)``, computed in float32 (Gelu in float64);
+    ``Y`` has ``A``'s dtype."""
 
     op_domain = DOMAIN
 
@@ -112,8 +114,12 @@ class LSCMatMul(OpRun):
         bias: np.ndarray | None = None,
         alpha: float | None = None,
         transB: int | None = None,
+        activation: str | None = None,
     ) -> tuple[np.ndarray]:
         _check_float("A", "LSCMatMul", A)
+        act = "" if activation is None else activation
+        if act not in MATMUL_ACTIVATIONS:
+            raise ValueError(f"LSCMatMul: unknown activation {act!r}; supported: {MATMUL_ACTIVATIONS}")
         alpha = 1.0 if alpha is None else float(alpha)
         trans_b = 0 if transB is None else int(transB)
         if trans_b not in (0, 1):
@@ -140,7 +146,22 @@ class LSCMatMul(OpRun):
                     f"LSCMatMul: bias has shape {list(bias.shape)}, expected [{weight.shape[1]}]"
                 )
             y = y + bias.astype(np.float32, copy=False)
-        return (np.asarray(y, dtype=np.float32).astype(A.dtype, copy=False),)
+        y = np.asarray(y, dtype=np.float32)
+        if act == "Relu":
+            y = np.where(y < 0, np.float32(0), y)
+        elif act == "Gelu":
+            y = gelu(y)
+        return (y.astype(A.dtype, copy=False),)
+
+
+def gelu(y: np.ndarray) -> np.ndarray:
+    """ONNX ``Gelu`` (approximate ``"none"``), ``x / 2 * erfc(-x / sqrt(2))``, in float64 (erfc
+    keeps the negative tail exact), returned as float32; Gelu(-inf) is NaN, as ``x / 2 * (1 +
+    erf(x / sqrt(2)))`` gives."""
+    x = y.astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        g = 0.5 * x * np.vectorize(math.erfc, otypes=[np.float64])(-x / math.sqrt(2.0))
+    return np.where(np.isneginf(x), np.nan, g).astype(np.float32)
 
 
 def _conv_pads(

@@ -156,3 +156,45 @@ def test_non_finite_activation_reaches_only_stored_weights(m: int) -> None:
     assert np.all(np.isinf(y[-1, inf_columns]))
     finite = np.isfinite(expected) & ~np.isinf(y)
     assert_close(np.where(finite, y, 0), np.where(finite, expected, 0))
+
+
+def _activated(y: np.ndarray, activation: str) -> np.ndarray:
+    from lsc_ort.reference import gelu
+
+    return np.maximum(y, 0.0) if activation == "Relu" else gelu(y).astype(np.float64)
+
+
+@pytest.mark.parametrize("activation", ["Relu", "Gelu"])
+def test_activation_on_every_path_and_variant(activation: str, isa: str) -> None:
+    """activation(alpha * A W + bias) on the sliced, windowed and tiled paths, with values far
+    into both tails of Gelu (|y| up to about 30)."""
+    rng = np.random.default_rng(21)
+    w = sparse_array((96, 70), 0.8, seed=3) * 3
+    bias = rng.standard_normal(70).astype(np.float32)
+    sess = session(matmul_model(lsc_ort.encode(w, "lsc"), bias, alpha=0.5, activation=activation), 2)
+    for m in (1, 2, 5, 64, 130):
+        a = rng.standard_normal((m, 96)).astype(np.float32)
+        assert_close(run(sess, a), _activated(reference(a, w, bias, 0.5), activation), tolerance=2e-6)
+
+
+def test_gelu_of_non_finite_and_extreme_values() -> None:
+    """Gelu(NaN) is NaN, Gelu(inf) inf, Gelu(-inf) NaN (0.5 x (1 + erf) gives -inf * 0), and far
+    tails are x and -0."""
+    from lsc_ort.reference import gelu
+
+    values = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-30, -1e-30, 3.0, -3.0, 7.5, -7.5, 10.0, -10.0,
+                       10.5, -10.5, 40.0, -40.0, 3e38, -3e38], np.float32)
+    w = np.eye(len(values), dtype=np.float32)
+    sess = session(matmul_model(lsc_ort.encode(w, "lsc"), activation="Gelu"))
+    y = run(sess, np.diag(values).astype(np.float32))
+    expected = gelu(values)
+    got = np.diag(y)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    finite = ~np.isnan(expected)
+    np.testing.assert_allclose(got[finite], expected[finite], rtol=2e-6, atol=1e-30)
+
+
+def test_unknown_activation_is_rejected() -> None:
+    w = sparse_array((8, 4), 0.5)
+    with pytest.raises(Exception, match=r"LSCMatMul.*lsc_mm.*unsupported activation 'Tanh'"):
+        session(matmul_model(lsc_ort.encode(w, "lsc"), activation="Tanh"))

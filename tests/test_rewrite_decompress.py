@@ -68,6 +68,27 @@ def test_decompress_restores_bit_exact_weights() -> None:
         assert_close(got, want)
 
 
+@pytest.mark.parametrize("activation", ["Relu", "Gelu"])
+def test_decompress_expands_the_matmul_activation(activation: str) -> None:
+    gelu = "d = Div(h, s2) e = Erf(d) p = Add(e, one) m = Mul(h, p) y = Mul(m, half)"
+    body = "y = Relu(h)" if activation == "Relu" else gelu
+    model = parse(
+        f'<ir_version: 8, opset_import: ["" : 17]> g (float[3,32] a) => (float[3,24] y) '
+        f"{{ mm = MatMul(a, W) h = Add(mm, b) {body} }}",
+        W=sparse((32, 24), 0.8), b=np.linspace(-1, 1, 24).astype(np.float32), s2=np.array(np.sqrt(2), np.float32),
+        one=np.array(1, np.float32), half=np.array(0.5, np.float32),
+    )
+    compressed = rewrite(model)
+    assert ops_of(compressed) == ["LSCMatMul"]
+    restored = decompress(compressed)
+    assert all(node.domain == "" for node in restored.graph.node)
+    assert activation in ops_of(restored) or "Erf" in ops_of(restored)
+    onnx.checker.check_model(restored)
+    feeds = random_feeds(model)
+    for got, want in zip(run_original(restored, feeds), run_original(model, feeds), strict=True):
+        assert_close(got, want)
+
+
 @pytest.mark.parametrize("codec", lsc_ort.available_codecs())
 def test_round_trip_every_codec(codec: str) -> None:
     model = mixed_model()

@@ -87,6 +87,58 @@ def test_matmul_double_weight_does_not_fire() -> None:
     assert "double" in result.declined[0][1]
 
 
+GELU_FORMS = {
+    # what exporters write (torch, HF): (y * (1 + erf(y / sqrt(2)))) * 0.5
+    "erf-div": "d = Div(h, s2) e = Erf(d) p = Add(e, one) m = Mul(h, p) y = Mul(m, half)",
+    "erf-mul-first": "d = Mul(h, is2) e = Erf(d) p = Add(one, e) m = Mul(half, h) y = Mul(p, m)",
+    "onnx-gelu": "y = Gelu(h)",
+}
+
+
+@pytest.mark.parametrize("form", sorted(GELU_FORMS))
+def test_matmul_bias_gelu_becomes_one_op(form: str) -> None:
+    opset = 20 if form == "onnx-gelu" else 17
+    body = GELU_FORMS[form]
+    model = parse(
+        f'<ir_version: 9, opset_import: ["" : {opset}]> g (float[3,32] a) => (float[3,24] y) '
+        f"{{ mm = MatMul(a, W) h = Add(mm, b) {body} }}",
+        W=sparse((32, 24), 0.8), b=np.linspace(-1, 1, 24).astype(np.float32),
+        s2=np.array(np.sqrt(2), np.float32), is2=np.array(1 / np.sqrt(2), np.float32),
+        one=np.array(1, np.float32), half=np.array(0.5, np.float32),
+    )
+    result = rewrite_model(model)
+    assert ops_of(result.model) == ["LSCMatMul"]
+    node = result.model.graph.node[0]
+    assert list(node.input)[2:] == ["b"] and list(node.output) == ["y"]
+    assert {a.name: helper.get_attribute_value(a) for a in node.attribute} == {"activation": b"Gelu"}
+    assert_same_outputs(model, result.model, random_feeds(model))
+
+
+@pytest.mark.parametrize("body,why", [
+    ("d = Div(h, two) e = Erf(d) p = Add(e, one) m = Mul(h, p) y = Mul(m, half)", "not sqrt(2)"),
+    ("d = Div(h, s2) e = Erf(d) p = Add(e, one) m = Mul(h, p) y = Mul(m, one)", "not 0.5"),
+    ("d = Div(h, s2) e = Erf(d) p = Add(e, half) m = Mul(h, p) y = Mul(m, half)", "not 1 + erf"),
+    ("d = Div(h, s2) e = Erf(d) p = Add(e, one) m = Mul(d, p) y = Mul(m, half)", "not y * (1 + erf)"),
+])
+def test_near_gelu_patterns_stay(body: str, why: str) -> None:
+    model = parse(
+        f"{HEADER} g (float[3,32] a) => (float[3,24] y) {{ mm = MatMul(a, W) h = Add(mm, b) {body} }}",
+        W=sparse((32, 24), 0.8), b=np.zeros(24, np.float32), s2=np.array(np.sqrt(2), np.float32),
+        two=np.array(2, np.float32), one=np.array(1, np.float32), half=np.array(0.5, np.float32),
+    )
+    result = rewrite_model(model)
+    assert ops_of(result.model)[0] == "LSCMatMul" and "Erf" in ops_of(result.model), why
+    assert_same_outputs(model, result.model, random_feeds(model))
+
+
+def test_matmul_relu_is_absorbed() -> None:
+    model = parse(f"{HEADER} g (float[3,32] a) => (float[3,24] y) {{ mm = MatMul(a, W) y = Relu(mm) }}",
+                  W=sparse((32, 24), 0.8))
+    result = rewrite_model(model)
+    assert ops_of(result.model) == ["LSCMatMul"]
+    assert_same_outputs(model, result.model, random_feeds(model))
+
+
 def test_float16_weights() -> None:
     model = parse(
         f"{HEADER} g (float16[4,64] a) => (float16[4,48] y) {{ y = MatMul(a, W) }}",
@@ -386,7 +438,7 @@ def test_everything_else_is_untouched() -> None:
         """<ir_version: 8, opset_import: ["" : 17, "com.example" : 1], producer_name: "me",
                      doc_string: "a model"> g (float[2,32] a) => (float[2,24] z) {
         y = MatMul(a, W)
-        z = Relu(y)
+        z = Sigmoid(y)
     }""",
         W=sparse((32, 24)),
     )

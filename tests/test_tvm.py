@@ -89,6 +89,19 @@ def test_matmul_alpha_bias_and_transposed_weight(transposed: int) -> None:
         assert_close(run(model, {"A": a}), reference(a, w, bias, 0.25))
 
 
+@pytest.mark.parametrize("activation", ["Relu", "Gelu"])
+def test_matmul_activation(activation: str) -> None:
+    from lsc_ort.reference import gelu
+
+    rng = np.random.default_rng(6)
+    w = sparse_array((48, 30), 0.85) * 3
+    bias = rng.standard_normal(30).astype(np.float32)
+    model = with_input_shape(matmul_model(lsc_ort.encode(w, "lsc"), bias, activation=activation), "A", ["B", 48])
+    a = rng.standard_normal((7, 48)).astype(np.float32)
+    y = reference(a, w, bias)
+    assert_close(run(model, {"A": a}), np.maximum(y, 0) if activation == "Relu" else gelu(y).astype(np.float64))
+
+
 @pytest.mark.parametrize("dtype", [np.float16, np.int8])
 def test_matmul_stored_value_types(dtype: type) -> None:
     rng = np.random.default_rng(8)

@@ -25,7 +25,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 import lsc_ort
-from lsc_ort.ops import CONV_ACTIVATIONS, CONV_OP, DOMAIN, MATMUL_OP
+from lsc_ort.ops import CONV_ACTIVATIONS, CONV_OP, DOMAIN, MATMUL_ACTIVATIONS, MATMUL_OP
 from lsc_ort.rewriter.model_io import iter_graphs
 from tvm_schedules import _tvm
 from tvm_schedules.kernels import ConvKernel, MatMulKernel
@@ -36,7 +36,7 @@ from tvm import relax, tirx  # noqa: E402
 
 from tvm_schedules.schedules import cpu  # noqa: E402
 
-MATMUL_ATTRIBUTES = frozenset({"alpha", "transB"})
+MATMUL_ATTRIBUTES = frozenset({"activation", "alpha", "transB"})
 CONV_ATTRIBUTES = frozenset({"activation", "auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"})
 AUTO_PADS = ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")
 MAX_GEOMETRY = 1 << 10
@@ -245,6 +245,11 @@ def _convert_matmul(bb: Any, inputs: Sequence[Any], attrs: dict[str, Any], node:
         raise node_error(op, node, f"attribute transB must be 0 or 1, got {trans_b}")
     if not math.isfinite(alpha):
         raise node_error(op, node, f"attribute alpha must be finite, got {alpha}")
+    activation = attrs.get("activation", "")
+    activation = activation.decode() if isinstance(activation, bytes) else str(activation)
+    if activation not in MATMUL_ACTIVATIONS:
+        raise node_error(op, node, f"unsupported activation '{activation}'; expected one of "
+                         f"{sorted(MATMUL_ACTIVATIONS)}")
     a = inputs[0]
     dtype = _float_input(a, "A", op, node)
     layout = matmul_layout(_blob(inputs[1], op, node), bool(trans_b), node)
@@ -267,6 +272,10 @@ def _convert_matmul(bb: Any, inputs: Sequence[Any], attrs: dict[str, Any], node:
         a2 = bb.emit(relax.op.reshape(a2, [rows, k]))
     args = [a2, *(relax.const(array) for array in layout.arrays()), bias]
     y = bb.emit(relax.call_tir(gvar, args, relax.TensorType([rows, n], "float32")))
+    if activation == "Relu":
+        y = bb.emit(relax.op.nn.relu(y))
+    elif activation == "Gelu":
+        y = bb.emit(relax.op.nn.gelu(y))
     if len(shape) != 2:
         y = bb.emit(relax.op.reshape(y, [*lead, n]))
     return y if dtype == "float32" else relax.op.astype(y, dtype)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ from onnx import helper
 
 from lsc_ort.api import inspect
 from lsc_ort.model_file import check_model_proto
-from lsc_ort.ops import CONV_OP, DOMAIN, MATMUL_OP
+from lsc_ort.ops import CONV_OP, DOMAIN, MATMUL_ACTIVATIONS, MATMUL_OP
 from lsc_ort.reference import weight_values
 from lsc_ort.report import DENSE, LayerRow
 from lsc_ort.rewriter.choose import weight_statistics
@@ -95,6 +96,26 @@ class _Decoder:
         return self.result.weights[blob_name], self._dtypes[blob_name]
 
 
+def _activation_nodes(
+    activation: str, x: str, y: str, label: str, dtype: np.dtype, ctx: GraphContext
+) -> list[onnx.NodeProto]:
+    """Standard nodes computing ``y = activation(x)``: ``Relu``, or Gelu in the erf form
+    ``x * (1 + erf(x / sqrt(2))) * 0.5`` (every opset; ONNX ``Gelu`` needs opset 20)."""
+    if activation == "Relu":
+        return [helper.make_node("Relu", [x], [y], name=ctx.fresh_name(f"{label}/relu"))]
+    sqrt2 = ctx.add_initializer(f"{label}_sqrt2", np.array(math.sqrt(2.0), dtype=dtype))
+    one = ctx.add_initializer(f"{label}_one", np.array(1.0, dtype=dtype))
+    half = ctx.add_initializer(f"{label}_half", np.array(0.5, dtype=dtype))
+    names = [ctx.fresh_name(f"{y}_{step}") for step in ("scaled", "erf", "shifted", "product")]
+    steps = [("Div", [x, sqrt2]), ("Erf", [names[0]]), ("Add", [names[1], one]), ("Mul", [x, names[2]]),
+             ("Mul", [names[3], half])]
+    outputs = [*names, y]
+    return [
+        helper.make_node(op, inputs, [out], name=ctx.fresh_name(f"{label}/gelu_{op.lower()}"))
+        for (op, inputs), out in zip(steps, outputs, strict=True)
+    ]
+
+
 def _matmul(
     node: onnx.NodeProto, decoder: _Decoder, ctx: GraphContext, ranks: dict[str, int]
 ) -> list[onnx.NodeProto]:
@@ -102,9 +123,19 @@ def _matmul(
     alpha = float(attrs.get("alpha", 1.0))
     trans_b = int(attrs.get("transB", 0)) != 0
     bias = node.input[2] if len(node.input) > 2 else ""
+    activation = attrs.get("activation", b"")
+    activation = activation.decode() if isinstance(activation, bytes) else str(activation)
+    if activation not in MATMUL_ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}")
     w, dtype = decoder.weight(node.input[1])
     a, y = node.input[0], node.output[0]
     label = node.name or y
+    if activation:
+        product = helper.make_node(MATMUL_OP, node.input, [ctx.fresh_name(f"{y}_product")], name=node.name or None,
+                                   domain=DOMAIN)
+        product.attribute.extend(a for a in node.attribute if a.name != "activation")
+        nodes = _matmul(product, decoder, ctx, ranks)
+        return nodes + _activation_nodes(activation, product.output[0], y, label, dtype, ctx)
     if not trans_b and alpha == 1.0 and not bias:
         return [replacement(node, "MatMul", [a, w], [y], "")]
     gemm_ok = ctx.opset() >= 11 or (bias and ctx.opset() >= 7)

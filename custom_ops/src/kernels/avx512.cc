@@ -196,13 +196,35 @@ LSC_AVX512 void TransposeAvx512(const float* src, int64_t lds, int64_t rows, int
   }
 }
 
-// Runs of 16 lanes or more: masked copies (stride 1), or two loads and a vpermt2ps that keeps
-// the even floats (stride 2); shorter runs: one vgatherdps per 16 lanes. Every load is masked
-// to the floats the lanes read.
+// Runs cut into pieces of at most 16 lanes, their masks computed once per call: masked copies
+// (stride 1), or two loads and a vpermt2ps that keeps the even floats (stride 2). When runs are
+// short (more pieces than 1.5 per vector), or for other strides: one vgatherdps per 16 lanes.
+// Every load is masked to the floats the lanes read.
 LSC_AVX512 void GatherAvx512(const float* src, const int64_t* row_offset, int64_t rows, const GatherView& view,
                              float* dst, int64_t ldd) {
+  struct Piece {
+    int32_t lane, offset;
+    __mmask16 store, lo, hi;
+  };
+  constexpr int64_t kMaxPieces = 16;  // (up to 128 lanes, at most 2 pieces per vector)
   const int64_t vectors = (view.lanes + 15) / 16;
-  if ((view.stride != 1 && view.stride != 2) || view.run_count > vectors + vectors / 2) {
+  Piece pieces[kMaxPieces];
+  int64_t count = 0;
+  bool runs = view.stride == 1 || view.stride == 2;
+  for (int64_t i = 0; runs && i < view.run_count; ++i) {
+    const GatherRun& run = view.runs[i];
+    for (int64_t t = 0; t < run.count; t += 16) {
+      if (count == kMaxPieces || count >= 2 * vectors) {
+        runs = false;
+        break;
+      }
+      const int64_t n = run.count - t < 16 ? run.count - t : 16;
+      const int64_t floats = view.stride * (n - 1) + 1;  // the floats the piece's lanes span
+      pieces[count++] = Piece{static_cast<int32_t>(run.lane + t), static_cast<int32_t>(run.offset + view.stride * t),
+                              TailMask(n), TailMask(floats), TailMask(floats > 16 ? floats - 16 : 0)};
+    }
+  }
+  if (!runs) {
     __m512i index[8];
     __mmask16 mask[8];
     for (int64_t v = 0; v < vectors && v < 8; ++v) {
@@ -218,28 +240,75 @@ LSC_AVX512 void GatherAvx512(const float* src, const int64_t* row_offset, int64_
     }
     return;
   }
+  if (view.stride == 1) {
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* row = src + row_offset[r];
+      float* out = dst + r * ldd;
+      for (int64_t i = 0; i < count; ++i) {
+        const Piece& p = pieces[i];
+        _mm512_mask_storeu_ps(out + p.lane, p.store, _mm512_maskz_loadu_ps(p.store, row + p.offset));
+      }
+    }
+    return;
+  }
   const __m512i evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   for (int64_t r = 0; r < rows; ++r) {
     const float* row = src + row_offset[r];
     float* out = dst + r * ldd;
-    for (int64_t i = 0; i < view.run_count; ++i) {
-      const GatherRun& run = view.runs[i];
-      const float* in = row + run.offset;
-      for (int64_t t = 0; t < run.count; t += 16) {
-        const int64_t n = run.count - t < 16 ? run.count - t : 16;
-        const __mmask16 m = TailMask(n);
-        __m512 v;
-        if (view.stride == 1) {
-          v = _mm512_maskz_loadu_ps(m, in + t);
-        } else {  // floats 2 t' for t' < n: the first 2 n - 1 of 32
-          const float* p = in + 2 * t;
-          const __m512 lo = _mm512_maskz_loadu_ps(TailMask(2 * n - 1), p);
-          const __m512 hi = _mm512_maskz_loadu_ps(TailMask(2 * n - 1 > 16 ? 2 * n - 17 : 0), p + 16);
-          v = _mm512_permutex2var_ps(lo, evens, hi);
-        }
-        _mm512_mask_storeu_ps(out + run.lane + t, m, v);
-      }
+    for (int64_t i = 0; i < count; ++i) {
+      const Piece& p = pieces[i];
+      const __m512 lo = _mm512_maskz_loadu_ps(p.lo, row + p.offset);
+      const __m512 hi = _mm512_maskz_loadu_ps(p.hi, row + p.offset + 16);
+      _mm512_mask_storeu_ps(out + p.lane, p.store, _mm512_permutex2var_ps(lo, evens, hi));
     }
+  }
+}
+
+namespace {
+
+// e^x for x in [-88, 0]: 2^n * e^r with |r| <= ln 2 / 2, e^r by its degree-6 Taylor polynomial
+// (relative error below 2e-7), 2^n by vscalefps.
+LSC_AVX512 inline __m512 ExpNonPositive(__m512 x) {
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);  // ln 2, high and low parts
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), r);
+  __m512 p = _mm512_set1_ps(1.0f / 720);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, n);
+}
+
+}  // namespace
+
+// erfc(|z|) for z = x / sqrt(2) by the Chebyshev fit of Numerical Recipes' erfcc (relative
+// error below 1.2e-7): erfc(z) = t exp(-z^2 + P(t)), t = 1 / (1 + z / 2). Then Gelu(x) =
+// x / 2 * erfc(|z|) for x < 0, without cancellation, and x / 2 * (2 - erfc(|z|)) otherwise;
+// beyond |z| > 9 (|x| > 12.7, erfc < 5e-37) Gelu is x, or x * 0 (-0, or NaN for -inf).
+LSC_AVX512 void GeluAvx512(float* y, int64_t count) {
+  static constexpr float kP[] = {0.17087277f, -0.82215223f, 1.48851587f, -1.13520398f, 0.27886807f,
+                                 -0.18628806f, 0.09678418f,  0.37409196f, 1.00002368f,  -1.26551223f};
+  for (int64_t i = 0; i < count; i += 16) {
+    const __mmask16 m = TailMask(count - i);
+    const __m512 x = _mm512_maskz_loadu_ps(m, y + i);
+    const __m512 z = _mm512_mul_ps(_mm512_abs_ps(x), _mm512_set1_ps(0.70710678118654752f));
+    const __m512 zc = _mm512_min_ps(z, _mm512_set1_ps(9.0f));  // (a NaN becomes 9 here, and stays NaN in x)
+    const __m512 d = _mm512_fmadd_ps(zc, _mm512_set1_ps(0.5f), _mm512_set1_ps(1.0f));
+    const __m512 r = _mm512_rcp14_ps(d);  // 1 / d to 2^-14, then one Newton step (a division is 3x slower)
+    const __m512 t = _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.0f)));
+    __m512 p = _mm512_set1_ps(kP[0]);
+    for (int j = 1; j < 10; ++j) p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(kP[j]));
+    const __m512 erfc = _mm512_mul_ps(t, ExpNonPositive(_mm512_fnmadd_ps(zc, zc, p)));
+    const __mmask16 negative = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
+    const __m512 factor = _mm512_mask_blend_ps(negative, _mm512_sub_ps(_mm512_set1_ps(2.0f), erfc), erfc);
+    __m512 g = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), x), factor);
+    const __mmask16 far = _mm512_cmp_ps_mask(z, _mm512_set1_ps(9.0f), _CMP_GT_OQ);
+    g = _mm512_mask_blend_ps(far, g, _mm512_mask_blend_ps(negative, x, _mm512_mul_ps(x, _mm512_setzero_ps())));
+    _mm512_mask_storeu_ps(y + i, m, g);  // (NaN: every comparison false, and NaN arithmetic gives NaN)
   }
 }
 

@@ -24,6 +24,7 @@ struct KernelSet {
   int tiled_tile;                // lanes of spmm_tiled (<= 128)
   SpmvSlicedFn spmv_sliced;      // one or two rows on the sliced layout
   GatherFn gather;               // a convolution tile's activation rows, for spmm_tiled
+  GeluFn gelu;                   // LSCMatMul's activation="Gelu"
 };
 
 // Every variant compiled in, best first.

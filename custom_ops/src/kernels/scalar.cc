@@ -1,5 +1,6 @@
 // Portable kernels: the fallback on every CPU and the reference for the SIMD variants.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "kernels/kernels.h"
@@ -46,6 +47,11 @@ void GatherScalar(const float* src, const int64_t* row_offset, int64_t rows, con
     const float* row = src + row_offset[r];
     for (int64_t q = 0; q < view.lanes; ++q) dst[r * ldd + q] = row[view.lane_offset[q]];
   }
+}
+
+void GeluScalar(float* y, int64_t count) {
+  // (erfc keeps the negative tail exact; erfc(+inf) = 0 makes Gelu(-inf) = -inf * 0 = NaN)
+  for (int64_t i = 0; i < count; ++i) y[i] = 0.5f * y[i] * std::erfc(-y[i] * 0.70710678118654752f);
 }
 
 void TransposeScalar(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst, int64_t ldd) {

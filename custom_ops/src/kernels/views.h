@@ -135,7 +135,13 @@ struct GatherView {
 using GatherFn = void (*)(const float* src, const int64_t* row_offset, int64_t rows, const GatherView& view,
                           float* dst, int64_t ldd);
 
+// y[i] = Gelu(y[i]) = y[i] / 2 * (1 + erf(y[i] / sqrt(2))) for i < count (ONNX Gelu, approximate
+// "none"; NaN stays NaN, Gelu(-inf) is NaN as 0.5 * x * (1 + erf) gives).
+using GeluFn = void (*)(float* y, int64_t count);
+
 // Per-ISA kernels (kernels/<isa>.cc).
+void GeluScalar(float*, int64_t);
+void GeluAvx512(float*, int64_t);
 void GatherScalar(const float*, const int64_t*, int64_t, const GatherView&, float*, int64_t);
 void GatherAvx512(const float*, const int64_t*, int64_t, const GatherView&, float*, int64_t);
 void SpmmTiledScalar(const TiledView&, int64_t, int64_t, const float*, int64_t, const Epilogue&, float*, int64_t);

@@ -31,11 +31,15 @@ LscMatMulKernel::LscMatMulKernel(const OrtKernelInfo* info) {
   node_ = NodeName(kernel_info);
   alpha_ = AttributeOr(kernel_info, "alpha", 1.0f);
   trans_b_ = AttributeOr(kernel_info, "transB", int64_t{0});
+  activation_ = AttributeOr(kernel_info, "activation", std::string());
   kernels_ = &SelectKernels();
 }
 
 Status LscMatMulKernel::Init(const OrtKernelInfo* info) {
   if (trans_b_ != 0 && trans_b_ != 1) return Fail("attribute transB must be 0 or 1, got ", trans_b_);
+  if (!activation_.empty() && activation_ != "Relu" && activation_ != "Gelu") {
+    return Fail("unsupported activation '", activation_, "' (supported: \"\", \"Relu\" and \"Gelu\")");
+  }
   LSC_RETURN_IF_ERROR(LoadConstantWeight(Ort::ConstKernelInfo(info), 1, trans_b_ == 0, &weight_));
   if (weight_) LSC_RETURN_IF_ERROR(CheckWeight(*weight_));
   return Status();
@@ -104,8 +108,23 @@ Status LscMatMulKernel::Compute(OrtKernelContext* raw_context) {
     LSC_RETURN_IF_ERROR(LargeBatch(raw_context, *product, a, M, bias, y));
   }
   if (K != 0) LSC_RETURN_IF_ERROR(AddUnifiedMatMul(raw_context, *product, a, M, alpha_, y));
+  LSC_RETURN_IF_ERROR(ApplyActivation(raw_context, y, M * N));
   if (half) FloatToHalf(y, y_value.GetTensorMutableData<Ort::Float16_t>(), static_cast<size_t>(M * N));
   return Status();
+}
+
+// The activation over Y, in L2-sized pieces (Y of a batch usually is still there): a pass of its
+// own, so that every product path and mswu's unified blocks come before it.
+Status LscMatMulKernel::ApplyActivation(OrtKernelContext* context, float* y, int64_t count) const {
+  if (activation_.empty()) return Status();
+  constexpr int64_t kPiece = 16384;
+  const bool gelu = activation_ == "Gelu";
+  return ParallelFor(context, static_cast<size_t>((count + kPiece - 1) / kPiece), [&](size_t piece) {
+    float* begin = y + static_cast<int64_t>(piece) * kPiece;
+    const int64_t n = std::min(kPiece, count - static_cast<int64_t>(piece) * kPiece);
+    if (gelu) return kernels_->gelu(begin, n);
+    for (int64_t i = 0; i < n; ++i) begin[i] = begin[i] < 0.0f ? 0.0f : begin[i];  // NaN stays NaN
+  });
 }
 
 // One or two rows: the sliced layout, which streams the weight at close to memory speed. Tasks

@@ -1,4 +1,4 @@
-// LSCMatMul: Y = alpha * (A @ W) + bias with W decoded from an lsc-ort blob (lsc_ort/ops.py).
+// LSCMatMul: Y = activation(alpha * (A @ W) + bias) with W decoded from an lsc-ort blob (lsc_ort/ops.py).
 #pragma once
 
 #include <memory>
@@ -32,10 +32,12 @@ class LscMatMulKernel {
   bool UseWindowed(const PackedWeight& weight) const;
   Status LargeBatch(OrtKernelContext* context, const PackedWeight& weight, const float* a, int64_t M,
                     const float* bias, float* y) const;
+  Status ApplyActivation(OrtKernelContext* context, float* y, int64_t count) const;
 
   std::string node_;
   float alpha_ = 1.0f;
   int64_t trans_b_ = 0;
+  std::string activation_;  // "", "Relu" or "Gelu", applied last
   const KernelSet* kernels_ = nullptr;
   std::shared_ptr<PackedWeight> weight_;  // null when the blob is not a constant
 };

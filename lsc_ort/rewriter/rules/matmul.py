@@ -1,13 +1,32 @@
-"""``MatMul(A, W)`` with a constant 2-D weight ``W [K, N]`` → ``LSCMatMul(A, W_blob)``; an ``Add``
-of a constant ``[N]`` bias that is the MatMul output's only consumer becomes the op's bias."""
+"""``MatMul(A, W)`` with a constant 2-D weight ``W [K, N]`` → ``LSCMatMul(A, W_blob)``.
+
+What follows the MatMul as the only consumer of its output is absorbed:
+
+* an ``Add`` of a constant ``[N]`` bias → the op's bias;
+* then a ``Relu`` → ``activation="Relu"``, or a Gelu → ``activation="Gelu"``: ONNX ``Gelu``
+  (approximate ``"none"``), or the erf form exporters write, ``y * (1 + erf(y / sqrt(2))) * 0.5``
+  (``Div`` by sqrt(2) or ``Mul`` by its inverse, ``Erf``, ``Add`` of 1, and two ``Mul``, one of
+  them by 0.5, in either order).
+"""
 
 from __future__ import annotations
+
+import math
 
 import onnx
 
 from lsc_ort.ops import DOMAIN, MATMUL_OP
 from lsc_ort.rewriter.graph import GraphContext
-from lsc_ort.rewriter.rules.base import Decline, Match, RewriteRule, constant_weight, replacement, sole_consumer
+from lsc_ort.rewriter.rules.base import (
+    Decline,
+    Match,
+    RewriteRule,
+    attributes,
+    constant_weight,
+    is_standard,
+    replacement,
+    sole_consumer,
+)
 
 
 class MatMulRule(RewriteRule):
@@ -23,18 +42,101 @@ class MatMulRule(RewriteRule):
         weight = constant_weight(node, 1, ctx, (2,), "the weight")
         if isinstance(weight, Decline):
             return weight
+        facts: dict[str, str] = {}
+        absorbs: tuple[onnx.NodeProto, ...] = ()
+        last = node
         add = sole_consumer(node, ctx, "Add")
         if add is not None and len(add.input) == 2 and add.input[0] != add.input[1]:
             bias_name = add.input[1] if add.input[0] == node.output[0] else add.input[0]
             bias = ctx.constant(bias_name)
             if bias is not None and bias.dtype == weight.dtype and bias.shape == (weight.shape[1],):
-                return Match(weight, {"bias": bias_name}, absorbs=(add,))
-        return Match(weight)
+                facts["bias"] = bias_name
+                absorbs, last = (add,), add
+        relu = sole_consumer(last, ctx, "Relu")
+        gelu = None if relu is not None else gelu_after(last, ctx)
+        if relu is not None:
+            facts["activation"] = "Relu"
+            absorbs += (relu,)
+        elif gelu is not None:
+            facts["activation"] = "Gelu"
+            absorbs += gelu
+        return Match(weight, facts, absorbs=absorbs)
 
     def rewrite(
         self, node: onnx.NodeProto, match: Match, blob: str, ctx: GraphContext
     ) -> list[onnx.NodeProto]:
-        if match.absorbs:
-            inputs = [node.input[0], blob, match.facts["bias"]]
-            return [replacement(node, MATMUL_OP, inputs, [match.absorbs[0].output[0]], DOMAIN)]
-        return [replacement(node, MATMUL_OP, [node.input[0], blob], [node.output[0]], DOMAIN)]
+        inputs = [node.input[0], blob]
+        if "bias" in match.facts:
+            inputs.append(match.facts["bias"])
+        output = match.absorbs[-1].output[0] if match.absorbs else node.output[0]
+        return [replacement(node, MATMUL_OP, inputs, [output], DOMAIN, activation=match.facts.get("activation"))]
+
+
+def _scalar(ctx: GraphContext, name: str) -> float | None:
+    """The value of a constant scalar (or one-element tensor), else None."""
+    constant = ctx.constant(name)
+    if constant is None or math.prod(constant.shape) != 1:
+        return None
+    return float(ctx.read(constant).reshape(-1)[0])
+
+
+def _other(node: onnx.NodeProto, name: str) -> str | None:
+    """The input of a two-input ``node`` that is not ``name`` (None unless exactly one is)."""
+    if len(node.input) != 2 or (node.input[0] == name) == (node.input[1] == name):
+        return None
+    return node.input[1] if node.input[0] == name else node.input[0]
+
+
+def _is(value: float | None, expected: float) -> bool:
+    return value is not None and math.isclose(value, expected, rel_tol=1e-6)
+
+
+def gelu_after(node: onnx.NodeProto, ctx: GraphContext) -> tuple[onnx.NodeProto, ...] | None:
+    """The nodes computing Gelu of ``node``'s single output ``y`` and nothing else (the last
+    gives Gelu(y)), or None: an ONNX ``Gelu`` with ``approximate="none"``, or the erf form."""
+    gelu = sole_consumer(node, ctx, "Gelu")
+    if gelu is not None:
+        approximate = attributes(gelu).get("approximate", b"none")
+        approximate = approximate.decode() if isinstance(approximate, bytes) else str(approximate)
+        return (gelu,) if approximate == "none" else None
+    if len(node.output) != 1 or ctx.is_graph_output(node.output[0]):
+        return None
+    y = node.output[0]
+
+    def only_user(name: str, op_type: str) -> onnx.NodeProto | None:
+        users = ctx.consumers(name)
+        if len(users) != 1 or ctx.is_graph_output(name) or id(users[0]) in ctx.claimed:
+            return None
+        user = users[0]
+        return user if user.op_type == op_type and is_standard(user) and len(user.output) == 1 else None
+
+    users = ctx.consumers(y)
+    if len(users) != 2 or any(id(u) in ctx.claimed or not is_standard(u) for u in users):
+        return None
+
+    def scales(u: onnx.NodeProto) -> bool:  # y / sqrt(2) or y * (1 / sqrt(2))
+        factor = _scalar(ctx, _other(u, y) or "")
+        if u.op_type == "Div":
+            return u.input[0] == y and _is(factor, math.sqrt(2))
+        return u.op_type == "Mul" and _is(factor, 1 / math.sqrt(2))
+
+    scale = next((u for u in users if scales(u)), None)
+    if scale is None:
+        return None
+    erf = only_user(scale.output[0], "Erf")
+    one = only_user(erf.output[0], "Add") if erf is not None else None
+    if one is None or not _is(_scalar(ctx, _other(one, erf.output[0]) or ""), 1.0):
+        return None
+    first = next((u for u in users if u is not scale), None)
+    if first is None or first.op_type != "Mul" or len(first.output) != 1:
+        return None
+    second = only_user(first.output[0], "Mul")
+    if second is None:
+        return None
+    half, tail = _other(first, y), _other(second, first.output[0])
+    if half == one.output[0] and _is(_scalar(ctx, tail or ""), 0.5) and only_user(half, "Mul") is first:
+        # (y * (1 + erf)) * 0.5
+        return (scale, erf, one, first, second)
+    if _is(_scalar(ctx, half or ""), 0.5) and tail == one.output[0] and only_user(one.output[0], "Mul") is second:
+        return (scale, erf, one, first, second)  # (y * 0.5) * (1 + erf)
+    return None
