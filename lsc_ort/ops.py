@@ -4,8 +4,9 @@ Both ops live in :data:`DOMAIN`, opset version 1, and are implemented by the nat
 (``custom_ops/``, see :func:`lsc_ort.get_library_path`) and, as a slow numpy oracle, by
 :mod:`lsc_ort.reference`.
 
-``LSCMatMul(A, W_blob[, bias]) -> Y``
-    ``Y = activation(alpha * (A @ W) + bias)``. ``W_blob`` is a 1-D uint8 tensor holding a blob
+``LSCMatMul(A, W_blob[, bias[, Z]]) -> Y``
+    ``Y = activation(alpha * (A @ W) + bias + Z)``, ``Z`` an optional residual of exactly ``Y``'s
+    shape and type. ``W_blob`` is a 1-D uint8 tensor holding a blob
     (:mod:`lsc_ort.format`) that encodes ``W`` of shape ``[K, N]`` (or ``[N, K]`` when
     ``transB = 1``, in which case ``W`` is the transpose of the decoded matrix). ``A`` has rank
     >= 1 and its last dim is ``K``; leading dims broadcast as in ONNX ``MatMul`` (``A`` of rank 1

@@ -102,7 +102,7 @@ def _check_float(name: str, op: str, value: np.ndarray) -> None:
 
 
 class LSCMatMul(OpRun):
-    """``Y = activation(alpha * (A @ W) + bias)``, computed in float32 (Gelu in float64);
+    """``Y = activation(alpha * (A @ W) + bias + Z)``, computed in float32 (Gelu in float64);
     ``Y`` has ``A``'s dtype."""
 
     op_domain = DOMAIN
@@ -112,12 +112,15 @@ class LSCMatMul(OpRun):
         A: np.ndarray,
         W_blob: np.ndarray,
         bias: np.ndarray | None = None,
+        Z: np.ndarray | None = None,
         alpha: float | None = None,
         transB: int | None = None,
         activation: str | None = None,
     ) -> tuple[np.ndarray]:
         _check_float("A", "LSCMatMul", A)
         act = "" if activation is None else activation
+        if isinstance(act, bytes):
+            act = act.decode()
         if act not in MATMUL_ACTIVATIONS:
             raise ValueError(f"LSCMatMul: unknown activation {act!r}; supported: {MATMUL_ACTIVATIONS}")
         alpha = 1.0 if alpha is None else float(alpha)
@@ -147,6 +150,11 @@ class LSCMatMul(OpRun):
                 )
             y = y + bias.astype(np.float32, copy=False)
         y = np.asarray(y, dtype=np.float32)
+        if Z is not None:
+            _check_float("Z", "LSCMatMul", Z)
+            if Z.shape != y.shape:
+                raise ValueError(f"LSCMatMul: Z has shape {list(Z.shape)} but Y has shape {list(y.shape)}")
+            y = y + Z.astype(np.float32, copy=False)
         if act == "Relu":
             y = np.where(y < 0, np.float32(0), y)
         elif act == "Gelu":

@@ -25,7 +25,8 @@ def blob_initializer(blob: bytes, name: str = "W") -> Any:
 
 
 def matmul_model(blob: bytes, bias: np.ndarray | None = None, dtype: Any = np.float32,
-                 blob_as_input: bool = False, **attributes: Any) -> bytes:
+                 blob_as_input: bool = False, residual: bool = False, **attributes: Any) -> bytes:
+    """One LSCMatMul node; with ``residual``, a graph input ``Z`` is its fourth input."""
     elem = FLOAT[np.dtype(dtype)]
     inputs = [helper.make_tensor_value_info("A", elem, None)]
     initializers = []
@@ -36,7 +37,10 @@ def matmul_model(blob: bytes, bias: np.ndarray | None = None, dtype: Any = np.fl
     names = ["A", "W"]
     if bias is not None:
         initializers.append(numpy_helper.from_array(bias.astype(dtype), "bias"))
-        names.append("bias")
+    names.append("bias" if bias is not None else "")
+    if residual:
+        inputs.append(helper.make_tensor_value_info("Z", elem, None))
+        names.append("Z")
     node = helper.make_node("LSCMatMul", names, ["Y"], domain=lsc_ort.DOMAIN, name="lsc_mm", **attributes)
     return _model(node, inputs, initializers, elem)
 

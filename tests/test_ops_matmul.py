@@ -198,3 +198,26 @@ def test_unknown_activation_is_rejected() -> None:
     w = sparse_array((8, 4), 0.5)
     with pytest.raises(Exception, match=r"LSCMatMul.*lsc_mm.*unsupported activation 'Tanh'"):
         session(matmul_model(lsc_ort.encode(w, "lsc"), activation="Tanh"))
+
+
+@pytest.mark.parametrize("activation", ["", "Gelu"])
+def test_residual_before_the_activation(activation: str) -> None:
+    """Y = activation(A W + bias + Z) on every path, float32 and float16."""
+    rng = np.random.default_rng(22)
+    w = sparse_array((64, 40), 0.8, seed=5)
+    bias = rng.standard_normal(40).astype(np.float32)
+    for dtype, tolerance in ((np.float32, 2e-6), (np.float16, 2e-3)):
+        sess = session(matmul_model(lsc_ort.encode(w, "lsc"), bias, dtype, residual=True, activation=activation), 2)
+        for m in (1, 2, 7, 130):
+            a = rng.standard_normal((2, m, 64)).astype(dtype)
+            z = rng.standard_normal((2, m, 40)).astype(dtype)
+            y = reference(a.astype(np.float32), w, bias) + z
+            expected = _activated(y, activation) if activation else y
+            assert_close(sess.run(None, {"A": a, "Z": z})[0], expected, tolerance)
+
+
+def test_residual_of_another_shape_is_rejected() -> None:
+    w = sparse_array((8, 4), 0.5)
+    sess = session(matmul_model(lsc_ort.encode(w, "lsc"), residual=True))
+    with pytest.raises(Exception, match=r"LSCMatMul.*lsc_mm.*Z has shape \[3, 1, 4\] but Y has shape \[3, 4\]"):
+        sess.run(None, {"A": np.ones((3, 8), np.float32), "Z": np.ones((3, 1, 4), np.float32)})

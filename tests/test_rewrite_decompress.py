@@ -73,8 +73,8 @@ def test_decompress_expands_the_matmul_activation(activation: str) -> None:
     gelu = "d = Div(h, s2) e = Erf(d) p = Add(e, one) m = Mul(h, p) y = Mul(m, half)"
     body = "y = Relu(h)" if activation == "Relu" else gelu
     model = parse(
-        f'<ir_version: 8, opset_import: ["" : 17]> g (float[3,32] a) => (float[3,24] y) '
-        f"{{ mm = MatMul(a, W) h = Add(mm, b) {body} }}",
+        f'<ir_version: 8, opset_import: ["" : 17]> g (float[3,32] a, float[3,24] r) => (float[3,24] y) '
+        f"{{ mm = MatMul(a, W) h1 = Add(mm, b) h = Add(h1, r) {body} }}",
         W=sparse((32, 24), 0.8), b=np.linspace(-1, 1, 24).astype(np.float32), s2=np.array(np.sqrt(2), np.float32),
         one=np.array(1, np.float32), half=np.array(0.5, np.float32),
     )

@@ -131,6 +131,31 @@ def test_near_gelu_patterns_stay(body: str, why: str) -> None:
     assert_same_outputs(model, result.model, random_feeds(model))
 
 
+def test_matmul_bias_residual_and_gelu_become_one_op() -> None:
+    model = parse(
+        f"{HEADER} g (float[3,32] a, float[3,24] r) => (float[3,24] y) "
+        "{ mm = MatMul(a, W) h0 = Add(b, mm) h = Add(r, h0) "
+        "d = Div(h, s2) e = Erf(d) p = Add(e, one) m = Mul(h, p) y = Mul(m, half) }",
+        W=sparse((32, 24), 0.8), b=np.linspace(-1, 1, 24).astype(np.float32), s2=np.array(np.sqrt(2), np.float32),
+        one=np.array(1, np.float32), half=np.array(0.5, np.float32),
+    )
+    result = rewrite_model(model)
+    assert ops_of(result.model) == ["LSCMatMul"]
+    assert list(result.model.graph.node[0].input)[2:] == ["b", "r"]
+    assert_same_outputs(model, result.model, random_feeds(model))
+
+
+def test_matmul_residual_without_bias_and_broadcast_add_stays() -> None:
+    residual = parse(f"{HEADER} g (float[3,32] a, float[3,24] r) => (float[3,24] y) {{ mm = MatMul(a, W) y = Add(mm, r) }}",
+                     W=sparse((32, 24), 0.8))
+    result = rewrite_model(residual)
+    assert ops_of(result.model) == ["LSCMatMul"] and list(result.model.graph.node[0].input)[2:] == ["", "r"]
+    assert_same_outputs(residual, result.model, random_feeds(residual))
+    broadcast = parse(f"{HEADER} g (float[3,32] a, float[1,24] r) => (float[3,24] y) {{ mm = MatMul(a, W) y = Add(mm, r) }}",
+                      W=sparse((32, 24), 0.8))
+    assert ops_of(rewrite_model(broadcast).model) == ["LSCMatMul", "Add"]
+
+
 def test_matmul_relu_is_absorbed() -> None:
     model = parse(f"{HEADER} g (float[3,32] a) => (float[3,24] y) {{ mm = MatMul(a, W) y = Relu(mm) }}",
                   W=sparse((32, 24), 0.8))

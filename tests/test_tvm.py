@@ -31,8 +31,9 @@ def reference(a: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None, alph
 def with_input_shape(model: bytes, name: str, shape: list[Any]) -> bytes:
     """``model`` with input ``name`` declared of ``shape`` (ints, or names for symbolic dims)."""
     proto = onnx.load_from_string(model)
-    elem = proto.graph.input[0].type.tensor_type.elem_type
-    proto.graph.input[0].CopyFrom(helper.make_tensor_value_info(name, elem, shape))
+    index = next((i for i, v in enumerate(proto.graph.input) if v.name == name), 0)
+    elem = proto.graph.input[index].type.tensor_type.elem_type
+    proto.graph.input[index].CopyFrom(helper.make_tensor_value_info(name, elem, shape))
     return proto.SerializeToString()
 
 
@@ -96,10 +97,14 @@ def test_matmul_activation(activation: str) -> None:
     rng = np.random.default_rng(6)
     w = sparse_array((48, 30), 0.85) * 3
     bias = rng.standard_normal(30).astype(np.float32)
-    model = with_input_shape(matmul_model(lsc_ort.encode(w, "lsc"), bias, activation=activation), "A", ["B", 48])
+    model = with_input_shape(matmul_model(lsc_ort.encode(w, "lsc"), bias, residual=True, activation=activation),
+                             "A", ["B", 48])
+    model = with_input_shape(model, "Z", ["B", 30])
     a = rng.standard_normal((7, 48)).astype(np.float32)
-    y = reference(a, w, bias)
-    assert_close(run(model, {"A": a}), np.maximum(y, 0) if activation == "Relu" else gelu(y).astype(np.float64))
+    z = rng.standard_normal((7, 30)).astype(np.float32)
+    y = reference(a, w, bias) + z
+    assert_close(run(model, {"A": a, "Z": z}),
+                 np.maximum(y, 0) if activation == "Relu" else gelu(y).astype(np.float64))
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.int8])

@@ -72,9 +72,8 @@ def check_lsc_nodes(model: onnx.ModelProto) -> list[LscNode]:
             op, label = node.op_type, _label(node)
             if node.domain != DOMAIN:
                 raise node_error(op, label, f"the op is in domain '{node.domain}', expected '{DOMAIN}'")
-            most = 3 if op == MATMUL_OP else 4
-            if not 2 <= len(node.input) <= most or len(node.output) != 1 or not node.input[1]:
-                expected = "(A, W_blob[, bias])" if op == MATMUL_OP else "(X, W_blob[, B[, Z]])"
+            if not 2 <= len(node.input) <= 4 or len(node.output) != 1 or not node.input[1]:
+                expected = "(A, W_blob[, bias[, Z]])" if op == MATMUL_OP else "(X, W_blob[, B[, Z]])"
                 raise node_error(op, label, f"needs inputs {expected} and one output, got "
                                  f"{len(node.input)} input(s) and {len(node.output)} output(s)")
             known = MATMUL_ATTRIBUTES if op == MATMUL_OP else CONV_ATTRIBUTES
@@ -272,12 +271,9 @@ def _convert_matmul(bb: Any, inputs: Sequence[Any], attrs: dict[str, Any], node:
         a2 = bb.emit(relax.op.reshape(a2, [rows, k]))
     args = [a2, *(relax.const(array) for array in layout.arrays()), bias]
     y = bb.emit(relax.call_tir(gvar, args, relax.TensorType([rows, n], "float32")))
-    if activation == "Relu":
-        y = bb.emit(relax.op.nn.relu(y))
-    elif activation == "Gelu":
-        y = bb.emit(relax.op.nn.gelu(y))
     if len(shape) != 2:
         y = bb.emit(relax.op.reshape(y, [*lead, n]))
+    y = _epilogue(bb, y, inputs[3] if len(inputs) > 3 else None, activation, dtype, op, node)
     return y if dtype == "float32" else relax.op.astype(y, dtype)
 
 
@@ -370,10 +366,17 @@ def _convert_conv(bb: Any, inputs: Sequence[Any], attrs: dict[str, Any], node: s
     y = bb.emit(relax.call_tir(gvar, args, relax.TensorType([shape[0], out_channels, *out], "float32")))
     if spatial == 1:
         y = bb.emit(relax.op.reshape(y, [shape[0], out_channels, out[1]]))
-    residual = inputs[3] if len(inputs) > 3 else None
+    y = _epilogue(bb, y, inputs[3] if len(inputs) > 3 else None, activation, dtype, op, node)
+    return y if dtype == "float32" else relax.op.astype(y, dtype)
+
+
+def _epilogue(bb: Any, y: Any, residual: Any, activation: str, dtype: str, op: str, node: str) -> Any:
+    """``y`` (float32) plus the residual ``Z`` when given (exactly ``Y``'s shape and the op's
+    type), then the activation, as the native ops apply them."""
     if residual is not None:
         if _float_input(residual, "Z", op, node) != dtype:
-            raise node_error(op, node, f"Z is {_dtype(residual)} but X is {dtype}; the residual must have Y's type")
+            raise node_error(op, node, f"Z is {_dtype(residual)} but the op computes {dtype}; the residual must "
+                             "have Y's type")
         z_shape, y_shape = _shape(residual, "Z", op, node), _shape(y, "Y", op, node)
         if len(z_shape) != len(y_shape) or any(
                 _static(a) is not None and _static(b) is not None and _static(a) != _static(b)
@@ -384,7 +387,9 @@ def _convert_conv(bb: Any, inputs: Sequence[Any], attrs: dict[str, Any], node: s
     if activation == "Relu":  # max(y, 0) with NaN kept, as the native kernels do
         zero = relax.const(np.float32(0.0))
         y = bb.emit(relax.op.where(relax.op.less(y, zero), zero, y))
-    return y if dtype == "float32" else relax.op.astype(y, dtype)
+    elif activation == "Gelu":
+        y = bb.emit(relax.op.nn.gelu(y))
+    return y
 
 
 def _shape_dict(shape_dict: Mapping[str, Sequence[int | str]] | None) -> dict[str, list[Any]] | None:

@@ -130,12 +130,18 @@ def _matmul(
     w, dtype = decoder.weight(node.input[1])
     a, y = node.input[0], node.output[0]
     label = node.name or y
-    if activation:
-        product = helper.make_node(MATMUL_OP, node.input, [ctx.fresh_name(f"{y}_product")], name=node.name or None,
-                                   domain=DOMAIN)
+    residual = node.input[3] if len(node.input) > 3 else ""
+    if activation or residual:  # the product, then Add of the residual Z, then the activation
+        product = helper.make_node(MATMUL_OP, node.input[:3], [ctx.fresh_name(f"{y}_product")],
+                                   name=node.name or None, domain=DOMAIN)
         product.attribute.extend(a for a in node.attribute if a.name != "activation")
         nodes = _matmul(product, decoder, ctx, ranks)
-        return nodes + _activation_nodes(activation, product.output[0], y, label, dtype, ctx)
+        out = product.output[0]
+        if residual:
+            summed = ctx.fresh_name(f"{y}_sum") if activation else y
+            nodes.append(helper.make_node("Add", [out, residual], [summed], name=ctx.fresh_name(f"{label}/residual")))
+            out = summed
+        return nodes + (_activation_nodes(activation, out, y, label, dtype, ctx) if activation else [])
     if not trans_b and alpha == 1.0 and not bias:
         return [replacement(node, "MatMul", [a, w], [y], "")]
     gemm_ok = ctx.opset() >= 11 or (bias and ctx.opset() >= 7)

@@ -462,23 +462,7 @@ Status LscConvKernel::Compute(OrtKernelContext* raw_context) {
   // Z: a residual of Y's shape and type, added before the activation.
   const float* residual = nullptr;
   const float* deferred_residual = nullptr;
-  if (context.GetInputCount() > 3) {
-    Ort::ConstValue z_value = context.GetInput(3);
-    if (z_value) {
-      const auto z_info = z_value.GetTensorTypeAndShapeInfo();
-      if (z_info.GetShape() != y_shape) {
-        return Fail("Z has shape ", ShapeString(z_info.GetShape()), " but Y has shape ", ShapeString(y_shape),
-                    "; the residual must have Y's shape");
-      }
-      if (half) {
-        float* z_float = ThreadScratch(kScratchHalfZ, static_cast<size_t>(y_size));
-        HalfToFloat(z_value.GetTensorData<Ort::Float16_t>(), z_float, static_cast<size_t>(y_size));
-        residual = z_float;
-      } else {
-        residual = z_value.GetTensorData<float>();
-      }
-    }
-  }
+  LSC_RETURN_IF_ERROR(ReadResidual(context, 3, y_shape, kScratchHalfZ, &residual));
 
   std::shared_ptr<const ConvPlan> plan;
   LSC_RETURN_IF_ERROR(Plan(g, *weight, weight == weight_, &plan));

@@ -77,6 +77,8 @@ Status LscMatMulKernel::Compute(OrtKernelContext* raw_context) {
   LSC_RETURN_IF_ERROR(CheckedMul(M, N, &y_elements, "the output Y"));
   LSC_RETURN_IF_ERROR(CheckAllocation(static_cast<uint64_t>(y_elements) * sizeof(float), "the output Y"));
   y_shape.push_back(N);
+  const float* residual = nullptr;
+  LSC_RETURN_IF_ERROR(ReadResidual(context, 3, y_shape, kScratchHalfZ, &residual));
   Ort::UnownedValue y_value = context.GetOutput(0, y_shape);
   if (M == 0 || N == 0) return Status();
 
@@ -108,22 +110,28 @@ Status LscMatMulKernel::Compute(OrtKernelContext* raw_context) {
     LSC_RETURN_IF_ERROR(LargeBatch(raw_context, *product, a, M, bias, y));
   }
   if (K != 0) LSC_RETURN_IF_ERROR(AddUnifiedMatMul(raw_context, *product, a, M, alpha_, y));
-  LSC_RETURN_IF_ERROR(ApplyActivation(raw_context, y, M * N));
+  LSC_RETURN_IF_ERROR(ApplyEpilogue(raw_context, residual, y, M * N));
   if (half) FloatToHalf(y, y_value.GetTensorMutableData<Ort::Float16_t>(), static_cast<size_t>(M * N));
   return Status();
 }
 
-// The activation over Y, in L2-sized pieces (Y of a batch usually is still there): a pass of its
-// own, so that every product path and mswu's unified blocks come before it.
-Status LscMatMulKernel::ApplyActivation(OrtKernelContext* context, float* y, int64_t count) const {
-  if (activation_.empty()) return Status();
+// The residual, then the activation, over Y in L2-sized pieces (Y of a batch usually is still
+// there): a pass of its own, so that every product path and mswu's unified blocks come before it.
+Status LscMatMulKernel::ApplyEpilogue(OrtKernelContext* context, const float* residual, float* y,
+                                      int64_t count) const {
+  if (activation_.empty() && residual == nullptr) return Status();
   constexpr int64_t kPiece = 16384;
-  const bool gelu = activation_ == "Gelu";
+  const bool gelu = activation_ == "Gelu", relu = activation_ == "Relu";
   return ParallelFor(context, static_cast<size_t>((count + kPiece - 1) / kPiece), [&](size_t piece) {
-    float* begin = y + static_cast<int64_t>(piece) * kPiece;
-    const int64_t n = std::min(kPiece, count - static_cast<int64_t>(piece) * kPiece);
-    if (gelu) return kernels_->gelu(begin, n);
-    for (int64_t i = 0; i < n; ++i) begin[i] = begin[i] < 0.0f ? 0.0f : begin[i];  // NaN stays NaN
+    const int64_t first = static_cast<int64_t>(piece) * kPiece, n = std::min(kPiece, count - first);
+    float* begin = y + first;
+    if (residual != nullptr) {
+      for (int64_t i = 0; i < n; ++i) begin[i] += residual[first + i];
+    }
+    if (gelu) kernels_->gelu(begin, n);
+    if (relu) {
+      for (int64_t i = 0; i < n; ++i) begin[i] = begin[i] < 0.0f ? 0.0f : begin[i];  // NaN stays NaN
+    }
   });
 }
 

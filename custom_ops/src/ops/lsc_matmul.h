@@ -1,4 +1,4 @@
-// LSCMatMul: Y = activation(alpha * (A @ W) + bias) with W decoded from an lsc-ort blob (lsc_ort/ops.py).
+// LSCMatMul: Y = activation(alpha * (A @ W) + bias + Z) with W decoded from an lsc-ort blob (lsc_ort/ops.py).
 #pragma once
 
 #include <memory>
@@ -15,7 +15,7 @@ namespace lsc {
 class LscMatMulKernel {
  public:
   static constexpr const char* kOpName = "LSCMatMul";
-  static constexpr size_t kInputCount = 3;  // A, W_blob, bias
+  static constexpr size_t kInputCount = 4;  // A, W_blob, bias, Z (residual added before the activation)
   explicit LscMatMulKernel(const OrtKernelInfo* info);
   Status Init(const OrtKernelInfo* info);
   Status Compute(OrtKernelContext* context);
@@ -23,7 +23,8 @@ class LscMatMulKernel {
   const std::string& node() const { return node_; }
 
  private:
-  enum Scratch { kScratchRow, kScratchAt, kScratchAtBlock, kScratchYt, kScratchHalfIn, kScratchHalfOut, kScratchOffsets };
+  enum Scratch { kScratchRow, kScratchAt, kScratchAtBlock, kScratchYt, kScratchHalfIn, kScratchHalfOut, kScratchOffsets,
+                 kScratchHalfZ };
   Status CheckWeight(const PackedWeight& weight) const;
   Status FewRows(OrtKernelContext* context, const PackedWeight& weight, const float* a, int64_t M, const float* bias,
                  float* y) const;
@@ -32,7 +33,7 @@ class LscMatMulKernel {
   bool UseWindowed(const PackedWeight& weight) const;
   Status LargeBatch(OrtKernelContext* context, const PackedWeight& weight, const float* a, int64_t M,
                     const float* bias, float* y) const;
-  Status ApplyActivation(OrtKernelContext* context, float* y, int64_t count) const;
+  Status ApplyEpilogue(OrtKernelContext* context, const float* residual, float* y, int64_t count) const;
 
   std::string node_;
   float alpha_ = 1.0f;

@@ -211,6 +211,28 @@ Status ReadBias(Ort::KernelContext& context, size_t index, int64_t length, const
   return Status();
 }
 
+Status ReadResidual(Ort::KernelContext& context, size_t index, const std::vector<int64_t>& y_shape, size_t scratch,
+                    const float** residual) {
+  *residual = nullptr;
+  if (context.GetInputCount() <= index) return Status();
+  Ort::ConstValue value = context.GetInput(index);
+  if (!value) return Status();
+  const auto info = value.GetTensorTypeAndShapeInfo();
+  if (info.GetShape() != y_shape) {
+    return Fail("Z has shape ", ShapeString(info.GetShape()), " but Y has shape ", ShapeString(y_shape),
+                "; the residual must have Y's shape");
+  }
+  if (info.GetElementType() == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16) {
+    const size_t count = info.GetElementCount();
+    float* widened = ThreadScratch(scratch, count);
+    HalfToFloat(value.GetTensorData<Ort::Float16_t>(), widened, count);
+    *residual = widened;
+  } else {
+    *residual = value.GetTensorData<float>();
+  }
+  return Status();
+}
+
 void HalfToFloat(const Ort::Float16_t* in, float* out, size_t count) {
   for (size_t i = 0; i < count; ++i) out[i] = in[i].ToFloat();
 }

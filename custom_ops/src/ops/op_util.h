@@ -111,6 +111,11 @@ Status ParallelFor(OrtKernelContext* context, size_t total, Fn&& fn) {
 Status ReadBias(Ort::KernelContext& context, size_t index, int64_t length, const char* name,
                 std::vector<float>* buffer, const float** bias);
 
+// The optional residual input `index` (Z): exactly Y's shape, float32 or float16 (widened into
+// the thread's scratch slot `scratch`); null when absent.
+Status ReadResidual(Ort::KernelContext& context, size_t index, const std::vector<int64_t>& y_shape, size_t scratch,
+                    const float** residual);
+
 // Runs a kernel's Compute, turning its Status or any exception into an onnxruntime status that
 // names the op and node.
 template <typename Kernel>

@@ -97,6 +97,20 @@ def sole_consumer(node: onnx.NodeProto, ctx: GraphContext, op_type: str) -> onnx
     return user if user.op_type == op_type and is_standard(user) and len(user.output) == 1 else None
 
 
+def residual_add(node: onnx.NodeProto, ctx: GraphContext) -> tuple[onnx.NodeProto, str] | None:
+    """The ``Add`` (or two-input ``Sum``) that is the only consumer of ``node``'s output ``y`` and
+    adds a tensor of ``y``'s own known shape (a residual connection), and that tensor; else None."""
+    y = node.output[0]
+    add = sole_consumer(node, ctx, "Add") or sole_consumer(node, ctx, "Sum")
+    if add is None or len(add.input) != 2 or add.input[0] == add.input[1]:
+        return None
+    z = add.input[1] if add.input[0] == y else add.input[0]
+    y_shape, z_shape = ctx.shape(y), ctx.shape(z)
+    if y_shape is None or y_shape != z_shape or ctx.shape(add.output[0]) != y_shape:
+        return None
+    return add, z
+
+
 def attributes(node: onnx.NodeProto) -> dict[str, Any]:
     """The attributes of ``node`` as Python values."""
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}

@@ -20,6 +20,7 @@ from lsc_ort.rewriter.rules.base import (
     attributes,
     constant_weight,
     replacement,
+    residual_add,
     sole_consumer,
 )
 
@@ -45,27 +46,13 @@ class ConvRule(RewriteRule):
         relu = sole_consumer(node, ctx, "Relu")
         if relu is not None:
             return Match(weight, {"relu": True}, absorbs=(relu,))
-        residual = self._residual(node, ctx)
+        residual = residual_add(node, ctx)
         if residual is not None:
             add, z = residual
             relu = sole_consumer(add, ctx, "Relu")
             absorbs = (add, relu) if relu is not None else (add,)
             return Match(weight, {"relu": relu is not None, "residual": z}, absorbs=absorbs)
         return Match(weight)
-
-    @staticmethod
-    def _residual(node: onnx.NodeProto, ctx: GraphContext) -> tuple[onnx.NodeProto, str] | None:
-        """The Add (or two-input Sum) adding a tensor of the Conv output's own shape, and that
-        tensor, if it is the output's only consumer."""
-        y = node.output[0]
-        add = sole_consumer(node, ctx, "Add") or sole_consumer(node, ctx, "Sum")
-        if add is None or len(add.input) != 2 or add.input[0] == add.input[1]:
-            return None
-        z = add.input[1] if add.input[0] == y else add.input[0]
-        y_shape, z_shape = ctx.shape(y), ctx.shape(z)
-        if y_shape is None or y_shape != z_shape or ctx.shape(add.output[0]) != y_shape:
-            return None
-        return add, z
 
     def rewrite(
         self, node: onnx.NodeProto, match: Match, blob: str, ctx: GraphContext

@@ -3,6 +3,8 @@
 What follows the MatMul as the only consumer of its output is absorbed:
 
 * an ``Add`` of a constant ``[N]`` bias → the op's bias;
+* then an ``Add`` (or two-input ``Sum``) of a ``Z`` whose shape is known to equal the output's (a
+  residual connection) → input ``Z``;
 * then a ``Relu`` → ``activation="Relu"``, or a Gelu → ``activation="Gelu"``: ONNX ``Gelu``
   (approximate ``"none"``), or the erf form exporters write, ``y * (1 + erf(y / sqrt(2))) * 0.5``
   (``Div`` by sqrt(2) or ``Mul`` by its inverse, ``Erf``, ``Add`` of 1, and two ``Mul``, one of
@@ -25,6 +27,7 @@ from lsc_ort.rewriter.rules.base import (
     constant_weight,
     is_standard,
     replacement,
+    residual_add,
     sole_consumer,
 )
 
@@ -52,6 +55,11 @@ class MatMulRule(RewriteRule):
             if bias is not None and bias.dtype == weight.dtype and bias.shape == (weight.shape[1],):
                 facts["bias"] = bias_name
                 absorbs, last = (add,), add
+        residual = residual_add(last, ctx)
+        if residual is not None:
+            facts["residual"] = residual[1]
+            absorbs += (residual[0],)
+            last = residual[0]
         relu = sole_consumer(last, ctx, "Relu")
         gelu = None if relu is not None else gelu_after(last, ctx)
         if relu is not None:
@@ -65,9 +73,11 @@ class MatMulRule(RewriteRule):
     def rewrite(
         self, node: onnx.NodeProto, match: Match, blob: str, ctx: GraphContext
     ) -> list[onnx.NodeProto]:
-        inputs = [node.input[0], blob]
-        if "bias" in match.facts:
-            inputs.append(match.facts["bias"])
+        inputs = [node.input[0], blob, match.facts.get("bias", "")]
+        if "residual" in match.facts:
+            inputs.append(match.facts["residual"])
+        elif not inputs[-1]:
+            inputs.pop()
         output = match.absorbs[-1].output[0] if match.absorbs else node.output[0]
         return [replacement(node, MATMUL_OP, inputs, [output], DOMAIN, activation=match.facts.get("activation"))]
 
