@@ -149,17 +149,20 @@ class LSCMatMul(OpRun):
                     f"LSCMatMul: bias has shape {list(bias.shape)}, expected [{weight.shape[1]}]"
                 )
             y = y + bias.astype(np.float32, copy=False)
-        y = np.asarray(y, dtype=np.float32)
-        if Z is not None:
-            _check_float("Z", "LSCMatMul", Z)
-            if Z.shape != y.shape:
-                raise ValueError(f"LSCMatMul: Z has shape {list(Z.shape)} but Y has shape {list(y.shape)}")
-            y = y + Z.astype(np.float32, copy=False)
-        if act == "Relu":
-            y = np.where(y < 0, np.float32(0), y)
-        elif act == "Gelu":
-            y = gelu(y)
-        return (y.astype(A.dtype, copy=False),)
+        return (_epilogue("LSCMatMul", y, Z, act).astype(A.dtype, copy=False),)
+
+
+def _epilogue(op: str, y: np.ndarray, z: np.ndarray | None, activation: str) -> np.ndarray:
+    """``activation(y + z)`` in float32, ``z`` the optional residual of ``y``'s shape."""
+    y = np.asarray(y, dtype=np.float32)
+    if z is not None:
+        _check_float("Z", op, z)
+        if z.shape != y.shape:
+            raise ValueError(f"{op}: Z has shape {list(z.shape)} but Y has shape {list(y.shape)}")
+        y = y + z.astype(np.float32, copy=False)
+    if activation == "Relu":
+        return np.where(y < 0, np.float32(0), y)  # NaN stays NaN
+    return gelu(y) if activation == "Gelu" else y
 
 
 def gelu(y: np.ndarray) -> np.ndarray:
@@ -293,15 +296,7 @@ class LSCConv(OpRun):
             if B.shape != (m,):
                 raise ValueError(f"LSCConv: B has shape {list(B.shape)}, expected [{m}]")
             y = y + B.astype(np.float32, copy=False).reshape(m, *([1] * rank))
-        y = np.asarray(y, dtype=np.float32)
-        if Z is not None:
-            _check_float("Z", "LSCConv", Z)
-            if Z.shape != y.shape:
-                raise ValueError(f"LSCConv: Z has shape {list(Z.shape)} but Y has shape {list(y.shape)}")
-            y = y + Z.astype(np.float32, copy=False)
-        if act == "Relu":
-            y = np.where(y < 0, np.float32(0), y)  # NaN stays NaN
-        return (y.astype(X.dtype, copy=False),)
+        return (_epilogue("LSCConv", y, Z, act).astype(X.dtype, copy=False),)
 
 
 NEW_OPS: tuple[type[OpRun], ...] = (LSCMatMul, LSCConv)
