@@ -104,7 +104,7 @@ struct PhasePlanes {
   }
 
   // Fills the planes of channel c of an image (`x` points at that channel's H x W plane).
-  // Rows of stride 2 are copied by `gather` (kernels.gather).
+  // Strided rows are copied by `gather` (kernels.gather).
   void Fill(const float* x, const ConvGeometry& g, GatherFn gather, float* out) const {
     for (int64_t ph = 0; ph < g.stride_h; ++ph) {
       for (int64_t pw = 0; pw < g.stride_w; ++pw) {
@@ -125,13 +125,10 @@ struct PhasePlanes {
           if (g.stride_w == 1) {
             std::memcpy(row + first, in + first, static_cast<size_t>(last - first) * sizeof(float));
           } else {
-            if (g.stride_w == 2 && gather != GatherScalar) {  // (the scalar variant reads lane offsets)
-              const int64_t zero = 0, count = last - first;
-              const GatherRun run{0, static_cast<int32_t>(count), static_cast<int32_t>(first * 2)};
-              gather(in, &zero, 1, GatherView{count, nullptr, &run, 1, 2}, row + first, 0);
-            } else {
-              for (int64_t b = first; b < last; ++b) row[b] = in[b * g.stride_w];
-            }
+            // (count < 2^29, the plane fits; the reads span less than the input row W)
+            const int64_t zero = 0, count = last - first;
+            const GatherRun run{0, static_cast<int32_t>(count), 0};
+            gather(in + first * g.stride_w, &zero, 1, GatherView{count, nullptr, &run, 1, g.stride_w}, row + first, 0);
           }
           std::fill(row + last, row + wq, 0.0f);
         }
