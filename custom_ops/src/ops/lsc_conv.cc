@@ -25,6 +25,8 @@ namespace {
 
 // Partial sums of one task's span of output channels (see Compute): an L2's share.
 constexpr int64_t kConvSpanBytes = 262144;
+// At most this many bytes of gathered input rows shared by the tasks of a run (GatheredPlan).
+constexpr double kMaxSharedBytes = 64.0 * (1 << 20);
 
 // The input of one image laid out for direct convolution: zero-padded and split into
 // stride_h x stride_w phase planes of width Wq, so that tap (c, i, j) of virtual position
@@ -260,6 +262,10 @@ namespace {
 Status GatheredPlan(const ConvGeometry& g, const PackedWeight& weight, int64_t max_lanes, int64_t wanted_tasks,
                     ConvPlan* plan) {
   const int64_t OH = g.out_height, OW = g.out_width, pixels = OH * OW, taps = g.kernel_h * g.kernel_w;
+  // Lane offsets and runs take up to 16 bytes per output pixel (an image's worth).
+  LSC_RETURN_IF_ERROR(CheckAllocation(16 * static_cast<uint64_t>(pixels) +
+                                          8 * static_cast<uint64_t>(g.channels * taps),
+                                      "the gathered tiles' plan"));
   plan->tiles_per_image = (pixels + max_lanes - 1) / max_lanes;
   plan->per_tile = std::min(pixels, max_lanes);
   plan->lanes = (plan->per_tile + 15) / 16 * 16;
@@ -326,7 +332,12 @@ Status GatheredPlan(const ConvGeometry& g, const PackedWeight& weight, int64_t m
   }
   LSC_RETURN_IF_ERROR(weight.tiled(plan->lanes, &plan->tiled));
   const int64_t tiles = g.batch * plan->tiles_per_image;
-  plan->bounds = plan->tiled->TaskBounds((wanted_tasks + tiles - 1) / tiles);
+  // Tiles split across tasks share their gathered rows (tiles x K x lanes floats): not beyond
+  // kMaxSharedBytes, where each task gathers its own blocks instead.
+  const double shared = 4.0 * static_cast<double>(tiles) * static_cast<double>(g.channels * taps) *
+                        static_cast<double>(plan->lanes);
+  plan->bounds = shared > kMaxSharedBytes ? std::vector<int64_t>{0, g.out_channels}
+                                          : plan->tiled->TaskBounds((wanted_tasks + tiles - 1) / tiles);
   plan->gathered = true;
   return Status();
 }
