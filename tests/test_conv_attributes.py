@@ -111,6 +111,9 @@ TOO_LARGE_PLANES: list[tuple[tuple[int, ...], tuple[int, ...], dict[str, Any]]] 
     ((1, 2, 5, 30), W2, {"pads": [2**40, 2**40, 2**40, 2**40], "strides": [2**39, 2**35]}),
     ((1, 2, 3, 20), W2, {"dilations": [10**9, 1], "pads": [10**9, 1, 10**9, 1]}),
     ((2, 2, 50), (4, 2, 3), {"strides": [2**62], "pads": [2**60, 2**60]}),
+    # A left pad of 2^33 at stride 2^24: 2^24 phase planes (the gathered tiles' padded copy would
+    # be 2^33 wide too).
+    ((1, 2, 2, 2000), (4, 2, 1, 3), {"pads": [0, 2**33, 0, 0], "strides": [1, 2**24]}),
 ]
 
 

@@ -50,6 +50,8 @@ CASES: list[tuple[tuple[int, ...], tuple[int, ...], dict[str, Any]]] = [
     ((1, 3, 40, 40), (16, 3, 7, 7), {"strides": [2, 2], "pads": [3, 3, 3, 3]}),
     ((1, 4, 100), (6, 4, 5), {"strides": [3], "pads": [2, 2], "dilations": [2]}),
     ((1, 6, 20, 131), (10, 6, 3, 3), {"pads": [1, 1, 1, 1]}),
+    # Stride-2 rows wider than 256 floats (the virtual path copies them with kernels.gather).
+    ((1, 3, 6, 701), (4, 3, 3, 3), {"strides": [2, 2], "pads": [1, 1, 1, 1]}),
     # Gathered tiles: two tiles of pixels, several K-blocks and two spans of output channels.
     ((1, 40, 11, 12), (520, 40, 3, 3), {"pads": [1, 1, 1, 1]}),
 ]

@@ -196,70 +196,87 @@ LSC_AVX512 void TransposeAvx512(const float* src, int64_t lds, int64_t rows, int
   }
 }
 
-// Runs cut into pieces of at most 16 lanes, their masks computed once per call: masked copies
-// (stride 1), or two loads and a vpermt2ps that keeps the even floats (stride 2). When runs are
-// short (more pieces than 1.5 per vector), or for other strides: one vgatherdps per 16 lanes.
-// Every load is masked to the floats the lanes read.
+namespace {
+
+// One piece of at most 16 lanes of a run: lanes [lane, lane + popcount(store)) read floats at
+// offset + stride * t; `lo` and `hi` mask the 32 floats a stride-2 piece spans.
+struct GatherPiece {
+  int32_t lane, offset;
+  __mmask16 store, lo, hi;
+};
+
+LSC_AVX512 inline GatherPiece PieceOf(const GatherRun& run, int64_t t, int64_t stride) {
+  const int64_t n = run.count - t < 16 ? run.count - t : 16;
+  const int64_t floats = stride * (n - 1) + 1;  // the floats the piece's lanes span
+  return GatherPiece{static_cast<int32_t>(run.lane + t), static_cast<int32_t>(run.offset + stride * t), TailMask(n),
+                     TailMask(floats), TailMask(floats > 16 ? floats - 16 : 0)};
+}
+
+// Stride 1: a masked copy; stride 2: two masked loads and a vpermt2ps keeping the even floats.
+LSC_AVX512 inline void CopyPiece(const GatherPiece& p, const float* row, int64_t stride, __m512i evens, float* out) {
+  __m512 v;
+  if (stride == 1) {
+    v = _mm512_maskz_loadu_ps(p.store, row + p.offset);
+  } else {
+    v = _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(p.lo, row + p.offset), evens,
+                               _mm512_maskz_loadu_ps(p.hi, row + p.offset + 16));
+  }
+  _mm512_mask_storeu_ps(out + p.lane, p.store, v);
+}
+
+}  // namespace
+
+// Strides 1 and 2 copy runs a piece of 16 lanes at a time, the pieces' masks computed once per
+// call when they are few; short runs (more than two pieces per vector of a tile of at most 128
+// lanes) and other strides take one vgatherdps per 16 lanes when lane offsets are given, else
+// (other strides) a scalar loop over the runs. Every load is masked to the floats a lane reads.
 LSC_AVX512 void GatherAvx512(const float* src, const int64_t* row_offset, int64_t rows, const GatherView& view,
                              float* dst, int64_t ldd) {
-  struct Piece {
-    int32_t lane, offset;
-    __mmask16 store, lo, hi;
-  };
-  constexpr int64_t kMaxPieces = 16;  // (up to 128 lanes, at most 2 pieces per vector)
+  constexpr int64_t kMaxPieces = 16;
   const int64_t vectors = (view.lanes + 15) / 16;
-  Piece pieces[kMaxPieces];
+  const bool copies = view.stride == 1 || view.stride == 2;
+  const __m512i evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  GatherPiece pieces[kMaxPieces];
   int64_t count = 0;
-  bool runs = view.stride == 1 || view.stride == 2;
-  for (int64_t i = 0; runs && i < view.run_count; ++i) {
-    const GatherRun& run = view.runs[i];
-    for (int64_t t = 0; t < run.count; t += 16) {
-      if (count == kMaxPieces || count >= 2 * vectors) {
-        runs = false;
-        break;
-      }
-      const int64_t n = run.count - t < 16 ? run.count - t : 16;
-      const int64_t floats = view.stride * (n - 1) + 1;  // the floats the piece's lanes span
-      pieces[count++] = Piece{static_cast<int32_t>(run.lane + t), static_cast<int32_t>(run.offset + view.stride * t),
-                              TailMask(n), TailMask(floats), TailMask(floats > 16 ? floats - 16 : 0)};
+  bool few = copies;
+  for (int64_t i = 0; few && i < view.run_count; ++i) {
+    for (int64_t t = 0; few && t < view.runs[i].count; t += 16) {
+      few = count < kMaxPieces && count < 2 * vectors;
+      if (few) pieces[count++] = PieceOf(view.runs[i], t, view.stride);
     }
   }
-  if (!runs) {
+  if (few) {
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t i = 0; i < count; ++i) CopyPiece(pieces[i], src + row_offset[r], view.stride, evens, dst + r * ldd);
+    }
+    return;
+  }
+  if (view.lane_offset != nullptr && vectors <= 8) {
     __m512i index[8];
     __mmask16 mask[8];
-    for (int64_t v = 0; v < vectors && v < 8; ++v) {
+    for (int64_t v = 0; v < vectors; ++v) {
       mask[v] = TailMask(view.lanes - 16 * v);
       index[v] = _mm512_maskz_loadu_epi32(mask[v], view.lane_offset + 16 * v);
     }
     for (int64_t r = 0; r < rows; ++r) {
       const float* row = src + row_offset[r];
-      for (int64_t v = 0; v < vectors && v < 8; ++v) {
+      for (int64_t v = 0; v < vectors; ++v) {
         _mm512_mask_storeu_ps(dst + r * ldd + 16 * v, mask[v],
                               _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mask[v], index[v], row, 4));
       }
     }
     return;
   }
-  if (view.stride == 1) {
-    for (int64_t r = 0; r < rows; ++r) {
-      const float* row = src + row_offset[r];
-      float* out = dst + r * ldd;
-      for (int64_t i = 0; i < count; ++i) {
-        const Piece& p = pieces[i];
-        _mm512_mask_storeu_ps(out + p.lane, p.store, _mm512_maskz_loadu_ps(p.store, row + p.offset));
-      }
-    }
-    return;
-  }
-  const __m512i evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  for (int64_t r = 0; r < rows; ++r) {
+  for (int64_t r = 0; r < rows; ++r) {  // many pieces (long rows), or another stride without offsets
     const float* row = src + row_offset[r];
     float* out = dst + r * ldd;
-    for (int64_t i = 0; i < count; ++i) {
-      const Piece& p = pieces[i];
-      const __m512 lo = _mm512_maskz_loadu_ps(p.lo, row + p.offset);
-      const __m512 hi = _mm512_maskz_loadu_ps(p.hi, row + p.offset + 16);
-      _mm512_mask_storeu_ps(out + p.lane, p.store, _mm512_permutex2var_ps(lo, evens, hi));
+    for (int64_t i = 0; i < view.run_count; ++i) {
+      const GatherRun& run = view.runs[i];
+      if (!copies) {
+        for (int64_t t = 0; t < run.count; ++t) out[run.lane + t] = row[run.offset + view.stride * t];
+        continue;
+      }
+      for (int64_t t = 0; t < run.count; t += 16) CopyPiece(PieceOf(run, t, view.stride), row, view.stride, evens, out);
     }
   }
 }

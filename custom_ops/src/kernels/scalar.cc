@@ -45,7 +45,15 @@ void GatherScalar(const float* src, const int64_t* row_offset, int64_t rows, con
                   int64_t ldd) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* row = src + row_offset[r];
-    for (int64_t q = 0; q < view.lanes; ++q) dst[r * ldd + q] = row[view.lane_offset[q]];
+    float* out = dst + r * ldd;
+    if (view.lane_offset != nullptr) {
+      for (int64_t q = 0; q < view.lanes; ++q) out[q] = row[view.lane_offset[q]];
+      continue;
+    }
+    for (int64_t i = 0; i < view.run_count; ++i) {
+      const GatherRun& run = view.runs[i];
+      for (int64_t t = 0; t < run.count; ++t) out[run.lane + t] = row[run.offset + view.stride * t];
+    }
   }
 }
 

@@ -118,7 +118,8 @@ using TransposeFn = void (*)(const float* src, int64_t lds, int64_t rows, int64_
 
 // The input reads of a gathered convolution tile (lsc_conv.cc, gathered tiles): lane q < lanes
 // reads lane_offset[q] from a row's start; the same offsets as runs of consecutive lanes,
-// lane_offset[run.lane + t] = run.offset + stride * t for t < run.count.
+// lane_offset[run.lane + t] = run.offset + stride * t for t < run.count. lane_offset may be null
+// (runs only, any number of lanes); given, it has lanes <= 128 entries.
 struct GatherRun {
   int32_t lane, count, offset;
 };

@@ -25,6 +25,8 @@ namespace {
 
 // Partial sums of one task's span of output channels (see Compute): an L2's share.
 constexpr int64_t kConvSpanBytes = 262144;
+// At most this many bytes of gathered input rows shared by the tasks of a run (GatheredPlan).
+constexpr double kMaxSharedBytes = 64.0 * (1 << 20);
 
 // The input of one image laid out for direct convolution: zero-padded and split into
 // stride_h x stride_w phase planes of width Wq, so that tap (c, i, j) of virtual position
@@ -104,7 +106,7 @@ struct PhasePlanes {
   }
 
   // Fills the planes of channel c of an image (`x` points at that channel's H x W plane).
-  // Rows of stride 2 are copied by `gather` (kernels.gather).
+  // Strided rows are copied by `gather` (kernels.gather).
   void Fill(const float* x, const ConvGeometry& g, GatherFn gather, float* out) const {
     for (int64_t ph = 0; ph < g.stride_h; ++ph) {
       for (int64_t pw = 0; pw < g.stride_w; ++pw) {
@@ -125,13 +127,10 @@ struct PhasePlanes {
           if (g.stride_w == 1) {
             std::memcpy(row + first, in + first, static_cast<size_t>(last - first) * sizeof(float));
           } else {
-            if (g.stride_w == 2 && gather != GatherScalar) {  // (the scalar variant reads lane offsets)
-              const int64_t zero = 0, count = last - first;
-              const GatherRun run{0, static_cast<int32_t>(count), static_cast<int32_t>(first * 2)};
-              gather(in, &zero, 1, GatherView{count, nullptr, &run, 1, 2}, row + first, 0);
-            } else {
-              for (int64_t b = first; b < last; ++b) row[b] = in[b * g.stride_w];
-            }
+            // (count < 2^29, the plane fits; the reads span less than the input row W)
+            const int64_t zero = 0, count = last - first;
+            const GatherRun run{0, static_cast<int32_t>(count), 0};
+            gather(in + first * g.stride_w, &zero, 1, GatherView{count, nullptr, &run, 1, g.stride_w}, row + first, 0);
           }
           std::fill(row + last, row + wq, 0.0f);
         }
@@ -263,6 +262,10 @@ namespace {
 Status GatheredPlan(const ConvGeometry& g, const PackedWeight& weight, int64_t max_lanes, int64_t wanted_tasks,
                     ConvPlan* plan) {
   const int64_t OH = g.out_height, OW = g.out_width, pixels = OH * OW, taps = g.kernel_h * g.kernel_w;
+  // Lane offsets and runs take up to 16 bytes per output pixel (an image's worth).
+  LSC_RETURN_IF_ERROR(CheckAllocation(16 * static_cast<uint64_t>(pixels) +
+                                          8 * static_cast<uint64_t>(g.channels * taps),
+                                      "the gathered tiles' plan"));
   plan->tiles_per_image = (pixels + max_lanes - 1) / max_lanes;
   plan->per_tile = std::min(pixels, max_lanes);
   plan->lanes = (plan->per_tile + 15) / 16 * 16;
@@ -329,7 +332,12 @@ Status GatheredPlan(const ConvGeometry& g, const PackedWeight& weight, int64_t m
   }
   LSC_RETURN_IF_ERROR(weight.tiled(plan->lanes, &plan->tiled));
   const int64_t tiles = g.batch * plan->tiles_per_image;
-  plan->bounds = plan->tiled->TaskBounds((wanted_tasks + tiles - 1) / tiles);
+  // Tiles split across tasks share their gathered rows (tiles x K x lanes floats): not beyond
+  // kMaxSharedBytes, where each task gathers its own blocks instead.
+  const double shared = 4.0 * static_cast<double>(tiles) * static_cast<double>(g.channels * taps) *
+                        static_cast<double>(plan->lanes);
+  plan->bounds = shared > kMaxSharedBytes ? std::vector<int64_t>{0, g.out_channels}
+                                          : plan->tiled->TaskBounds((wanted_tasks + tiles - 1) / tiles);
   plan->gathered = true;
   return Status();
 }
