@@ -104,6 +104,18 @@ def test_conv_matches_onnxruntime_conv() -> None:
     assert_close(y, dense.run(None, {"X": x})[0].astype(np.float64))
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_one_session_runs_every_batch_size(conv_path: str, threads: int) -> None:
+    """A node keeps a plan per input height and width: batches of other sizes reuse it."""
+    rng = np.random.default_rng(17)
+    for x_shape, w_shape, attributes in (CASES[1], CASES[13], CASES[15], CASES[-1]):
+        w = sparse_array(w_shape, 0.7, seed=w_shape[0])
+        sess = session(conv_model(lsc_ort.encode(w, "lsc"), **attributes), threads)
+        for batch in (1, 3, 1, 2):
+            x = rng.standard_normal((batch, *x_shape[1:])).astype(np.float32)
+            assert_close(sess.run(None, {"X": x})[0], reference_conv(x, w, None, **attributes))
+
+
 def test_conv_float16(conv_path: str) -> None:
     rng = np.random.default_rng(12)
     x = rng.standard_normal((1, 4, 8, 8)).astype(np.float16)

@@ -25,7 +25,8 @@ namespace {
 
 // Partial sums of one task's span of output channels (see Compute): an L2's share.
 constexpr int64_t kConvSpanBytes = 262144;
-// At most this many bytes of gathered input rows shared by the tasks of a run (GatheredPlan).
+// At most this many bytes of gathered input rows shared by the tasks of a run (GatheredProduct);
+// beyond, each task gathers its own K-blocks.
 constexpr double kMaxSharedBytes = 64.0 * (1 << 20);
 
 // The input of one image laid out for direct convolution: zero-padded and split into
@@ -240,7 +241,7 @@ struct ConvPlan {
   int64_t per_tile = 0, tiles_per_image = 0, lanes = 0;  // pixels per tile; its rows' stride
   std::vector<int64_t> row_offset;       // weight row k = tap (c, i, j): c * hp * wp + i * dh * wp + j * dw
   std::vector<int32_t> lane_offset;      // tile t's lane q reads lane_offset[t * per_tile + q]
-  std::vector<GatherRun> runs;           // the same as runs: tile t's are [run_begin[t], run_begin[t + 1])
+  std::vector<GatherRun> runs;           // the same offsets as runs: tile t's are [run_begin[t], run_begin[t + 1])
   std::vector<int64_t> run_begin;
   GatherView gather_view(int64_t tile, int64_t lanes_used) const {
     return GatherView{lanes_used, lane_offset.data() + tile * per_tile, runs.data() + run_begin[tile],
@@ -332,12 +333,7 @@ Status GatheredPlan(const ConvGeometry& g, const PackedWeight& weight, int64_t m
   }
   LSC_RETURN_IF_ERROR(weight.tiled(plan->lanes, &plan->tiled));
   const int64_t tiles = g.batch * plan->tiles_per_image;
-  // Tiles split across tasks share their gathered rows (tiles x K x lanes floats): not beyond
-  // kMaxSharedBytes, where each task gathers its own blocks instead.
-  const double shared = 4.0 * static_cast<double>(tiles) * static_cast<double>(g.channels * taps) *
-                        static_cast<double>(plan->lanes);
-  plan->bounds = shared > kMaxSharedBytes ? std::vector<int64_t>{0, g.out_channels}
-                                          : plan->tiled->TaskBounds((wanted_tasks + tiles - 1) / tiles);
+  plan->bounds = plan->tiled->TaskBounds((wanted_tasks + tiles - 1) / tiles);
   plan->gathered = true;
   return Status();
 }
@@ -475,7 +471,7 @@ Status LscConvKernel::Compute(OrtKernelContext* raw_context) {
   std::shared_ptr<const ConvPlan> plan;
   LSC_RETURN_IF_ERROR(Plan(g, *weight, weight == weight_, &plan));
   if (plan->gathered) {
-    LSC_RETURN_IF_ERROR(GatheredProduct(raw_context, *plan, x, bias, residual, y));
+    LSC_RETURN_IF_ERROR(GatheredProduct(raw_context, g, *plan, x, bias, residual, y));
     if (half) FloatToHalf(y, y_value.GetTensorMutableData<Ort::Float16_t>(), static_cast<size_t>(y_size));
     return Status();
   }
@@ -568,9 +564,9 @@ Status LscConvKernel::Compute(OrtKernelContext* raw_context) {
   return Status();
 }
 
-Status LscConvKernel::GatheredProduct(OrtKernelContext* context, const ConvPlan& plan, const float* x,
-                                      const float* bias, const float* residual, float* y) const {
-  const ConvGeometry& g = plan.g;
+// `g` is this run's geometry: the plan is shared by every batch size of one input height and width.
+Status LscConvKernel::GatheredProduct(OrtKernelContext* context, const ConvGeometry& g, const ConvPlan& plan,
+                                      const float* x, const float* bias, const float* residual, float* y) const {
   const KernelSet& kernels = *kernels_;
   const int64_t pixels = g.out_height * g.out_width, M = g.out_channels, channel = plan.source_channel;
   const float* input = x;
@@ -605,7 +601,7 @@ Status LscConvKernel::GatheredProduct(OrtKernelContext* context, const ConvPlan&
   // One task per tile gathers each K-block into L1 just before it uses it; when tiles split into
   // several tasks (fewer tiles than cores), the tiles' rows are gathered once, in parallel, and shared.
   float* shared = nullptr;  // tiles x K x L
-  if (parts > 1) {
+  if (parts > 1 && 4.0 * static_cast<double>(tiles) * static_cast<double>(K * L) <= kMaxSharedBytes) {
     LSC_RETURN_IF_ERROR(CheckAllocation(4 * static_cast<uint64_t>(tiles) * static_cast<uint64_t>(K * L),
                                         "the gathered input rows"));
     shared = ThreadScratch(kScratchGathered, static_cast<size_t>(tiles * K * L));

@@ -38,8 +38,8 @@ class LscConvKernel {
   // The virtual-position plan (phase planes) for `g`, its work split for about `wanted` tasks.
   Status VirtualPlan(const ConvGeometry& g, const PackedWeight& weight, int64_t wanted, ConvPlan* plan) const;
   // The gathered-tile product of one run (see GatheredPlan in lsc_conv.cc).
-  Status GatheredProduct(OrtKernelContext* context, const ConvPlan& plan, const float* x, const float* bias,
-                         const float* residual, float* y) const;
+  Status GatheredProduct(OrtKernelContext* context, const ConvGeometry& g, const ConvPlan& plan, const float* x,
+                         const float* bias, const float* residual, float* y) const;
 
   std::string node_;
   ConvAttributes attributes_;
