@@ -178,14 +178,6 @@ int64_t ChannelFootprint(const ConvGeometry& g, const PhasePlanes& planes, int64
   return 4 * std::max<int64_t>(1, phases) * planes.shifts * span;
 }
 
-// y += residual (when given), then ReLU (when asked; NaN stays NaN), over `count` floats.
-void ApplyEpilogue(const float* residual, bool relu, float* y, int64_t count) {
-  if (residual == nullptr && !relu) return;
-  for (int64_t i = 0; i < count; ++i) {
-    const float value = y[i] + (residual != nullptr ? residual[i] : 0.0f);
-    y[i] = relu && value < 0.0f ? 0.0f : value;
-  }
-}
 
 }  // namespace
 
@@ -500,7 +492,7 @@ Status LscConvKernel::Compute(OrtKernelContext* raw_context) {
   const TiledView view = layout.view();
   const int64_t span = std::max<int64_t>(1, kConvSpanBytes / (4 * T * layout.chunk)) * layout.chunk;
   // mswu weights add their unified blocks after this product, so their residual and activation
-  // are applied last, by ApplyEpilogue; every other weight fuses them into the product.
+  // are applied last, by AddResidualAndActivate; every other weight fuses them into the product.
   const bool fused = weight->unified() == nullptr;
   const bool relu = fused && activation_ == "Relu";
   if (!fused) std::swap(residual, deferred_residual);
@@ -558,7 +550,7 @@ Status LscConvKernel::Compute(OrtKernelContext* raw_context) {
   }));
   if (!fused) {
     LSC_RETURN_IF_ERROR(AddUnifiedConv(raw_context, *weight, g, x, y));  // mswu: unified blocks, one multiply each
-    ApplyEpilogue(deferred_residual, activation_ == "Relu", y, y_size);
+    AddResidualAndActivate(deferred_residual, activation_ == "Relu", nullptr, y, y_size);
   }
   if (half) FloatToHalf(y, y_value.GetTensorMutableData<Ort::Float16_t>(), static_cast<size_t>(y_size));
   return Status();

@@ -121,17 +121,11 @@ Status LscMatMulKernel::ApplyEpilogue(OrtKernelContext* context, const float* re
                                       int64_t count) const {
   if (activation_.empty() && residual == nullptr) return Status();
   constexpr int64_t kPiece = 16384;
-  const bool gelu = activation_ == "Gelu", relu = activation_ == "Relu";
+  const GeluFn gelu = activation_ == "Gelu" ? kernels_->gelu : nullptr;
   return ParallelFor(context, static_cast<size_t>((count + kPiece - 1) / kPiece), [&](size_t piece) {
-    const int64_t first = static_cast<int64_t>(piece) * kPiece, n = std::min(kPiece, count - first);
-    float* begin = y + first;
-    if (residual != nullptr) {
-      for (int64_t i = 0; i < n; ++i) begin[i] += residual[first + i];
-    }
-    if (gelu) kernels_->gelu(begin, n);
-    if (relu) {
-      for (int64_t i = 0; i < n; ++i) begin[i] = begin[i] < 0.0f ? 0.0f : begin[i];  // NaN stays NaN
-    }
+    const int64_t first = static_cast<int64_t>(piece) * kPiece;
+    AddResidualAndActivate(residual ? residual + first : nullptr, activation_ == "Relu", gelu, y + first,
+                           std::min(kPiece, count - first));
   });
 }
 

@@ -233,6 +233,16 @@ Status ReadResidual(Ort::KernelContext& context, size_t index, const std::vector
   return Status();
 }
 
+void AddResidualAndActivate(const float* residual, bool relu, GeluFn gelu, float* y, int64_t count) {
+  if (residual != nullptr || relu) {
+    for (int64_t i = 0; i < count; ++i) {
+      const float value = y[i] + (residual != nullptr ? residual[i] : 0.0f);
+      y[i] = relu && value < 0.0f ? 0.0f : value;
+    }
+  }
+  if (gelu != nullptr) gelu(y, count);
+}
+
 void HalfToFloat(const Ort::Float16_t* in, float* out, size_t count) {
   for (size_t i = 0; i < count; ++i) out[i] = in[i].ToFloat();
 }

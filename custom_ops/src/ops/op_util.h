@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "kernels/views.h"
 #include "onnxruntime_cxx_api.h"
 #include "ops/packed_weight.h"
 
@@ -115,6 +116,11 @@ Status ReadBias(Ort::KernelContext& context, size_t index, int64_t length, const
 // the thread's scratch slot `scratch`); null when absent.
 Status ReadResidual(Ort::KernelContext& context, size_t index, const std::vector<int64_t>& y_shape, size_t scratch,
                     const float** residual);
+
+// The ops' last pass when the product could not apply it: y[i] = activation(y[i] + residual[i])
+// for i < count, the residual optional, the activation ReLU (NaN stays NaN) or, when `gelu` is
+// given, Gelu.
+void AddResidualAndActivate(const float* residual, bool relu, GeluFn gelu, float* y, int64_t count);
 
 // Runs a kernel's Compute, turning its Status or any exception into an onnxruntime status that
 // names the op and node.
