@@ -146,13 +146,12 @@ def test_matmul_bias_residual_and_gelu_become_one_op() -> None:
 
 
 def test_matmul_residual_without_bias_and_broadcast_add_stays() -> None:
-    residual = parse(f"{HEADER} g (float[3,32] a, float[3,24] r) => (float[3,24] y) {{ mm = MatMul(a, W) y = Add(mm, r) }}",
-                     W=sparse((32, 24), 0.8))
+    body = "{ mm = MatMul(a, W) y = Add(mm, r) }"
+    residual = parse(f"{HEADER} g (float[3,32] a, float[3,24] r) => (float[3,24] y) {body}", W=sparse((32, 24), 0.8))
     result = rewrite_model(residual)
     assert ops_of(result.model) == ["LSCMatMul"] and list(result.model.graph.node[0].input)[2:] == ["", "r"]
     assert_same_outputs(residual, result.model, random_feeds(residual))
-    broadcast = parse(f"{HEADER} g (float[3,32] a, float[1,24] r) => (float[3,24] y) {{ mm = MatMul(a, W) y = Add(mm, r) }}",
-                      W=sparse((32, 24), 0.8))
+    broadcast = parse(f"{HEADER} g (float[3,32] a, float[1,24] r) => (float[3,24] y) {body}", W=sparse((32, 24), 0.8))
     assert ops_of(rewrite_model(broadcast).model) == ["LSCMatMul", "Add"]
 
 

@@ -116,6 +116,19 @@ def _activation_nodes(
     ]
 
 
+def _epilogue_nodes(
+    x: str, residual: str, activation: str, y: str, label: str, dtype: np.dtype, ctx: GraphContext
+) -> list[onnx.NodeProto]:
+    """Standard nodes computing ``y = activation(x + residual)`` of an op's product ``x`` (the
+    residual and the activation each optional; one of them given)."""
+    nodes = []
+    if residual:
+        summed = ctx.fresh_name(f"{y}_sum") if activation else y
+        nodes.append(helper.make_node("Add", [x, residual], [summed], name=ctx.fresh_name(f"{label}/residual")))
+        x = summed
+    return nodes + (_activation_nodes(activation, x, y, label, dtype, ctx) if activation else [])
+
+
 def _matmul(
     node: onnx.NodeProto, decoder: _Decoder, ctx: GraphContext, ranks: dict[str, int]
 ) -> list[onnx.NodeProto]:
@@ -135,13 +148,9 @@ def _matmul(
         product = helper.make_node(MATMUL_OP, node.input[:3], [ctx.fresh_name(f"{y}_product")],
                                    name=node.name or None, domain=DOMAIN)
         product.attribute.extend(a for a in node.attribute if a.name != "activation")
-        nodes = _matmul(product, decoder, ctx, ranks)
-        out = product.output[0]
-        if residual:
-            summed = ctx.fresh_name(f"{y}_sum") if activation else y
-            nodes.append(helper.make_node("Add", [out, residual], [summed], name=ctx.fresh_name(f"{label}/residual")))
-            out = summed
-        return nodes + (_activation_nodes(activation, out, y, label, dtype, ctx) if activation else [])
+        return _matmul(product, decoder, ctx, ranks) + _epilogue_nodes(
+            product.output[0], residual, activation, y, label, dtype, ctx
+        )
     if not trans_b and alpha == 1.0 and not bias:
         return [replacement(node, "MatMul", [a, w], [y], "")]
     gemm_ok = ctx.opset() >= 11 or (bias and ctx.opset() >= 7)
@@ -183,7 +192,7 @@ def _matmul(
 
 
 def _conv(node: onnx.NodeProto, decoder: _Decoder, ctx: GraphContext) -> list[onnx.NodeProto]:
-    w, _ = decoder.weight(node.input[1])
+    w, dtype = decoder.weight(node.input[1])
     activation = attributes(node).get("activation", b"")
     activation = activation.decode() if isinstance(activation, bytes) else str(activation)
     if activation not in ("", "Relu"):
@@ -195,14 +204,9 @@ def _conv(node: onnx.NodeProto, decoder: _Decoder, ctx: GraphContext) -> list[on
     bias = [i for i in node.input[2:3] if i]
     new = replacement(node, "Conv", [node.input[0], w, *bias], [out], "")
     new.attribute.extend(a for a in node.attribute if a.name != "activation")
-    nodes = [new]
-    if residual:
-        summed = ctx.fresh_name(f"{y}_sum") if activation else y
-        nodes.append(helper.make_node("Add", [out, residual], [summed], name=ctx.fresh_name(f"{label}/residual")))
-        out = summed
-    if activation:
-        nodes.append(helper.make_node("Relu", [out], [y], name=ctx.fresh_name(f"{label}/relu")))
-    return nodes
+    if not (activation or residual):
+        return [new]
+    return [new, *_epilogue_nodes(out, residual, activation, y, label, dtype, ctx)]
 
 
 def decompress_graph(

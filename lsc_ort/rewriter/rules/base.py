@@ -86,10 +86,13 @@ def constant_weight(
 def sole_consumer(node: onnx.NodeProto, ctx: GraphContext, op_type: str) -> onnx.NodeProto | None:
     """The only node reading ``node``'s single output, if it is a standard ``op_type`` node that
     no other rewrite absorbed and the output is not a graph output; else None."""
-    if len(node.output) != 1:
-        return None
-    users = ctx.consumers(node.output[0])
-    if len(users) != 1 or ctx.is_graph_output(node.output[0]):
+    return sole_user(node.output[0], ctx, op_type) if len(node.output) == 1 else None
+
+
+def sole_user(name: str, ctx: GraphContext, op_type: str) -> onnx.NodeProto | None:
+    """The only node reading tensor ``name``, as :func:`sole_consumer` does for a node's output."""
+    users = ctx.consumers(name)
+    if len(users) != 1 or ctx.is_graph_output(name):
         return None
     user = users[0]
     if id(user) in ctx.claimed:

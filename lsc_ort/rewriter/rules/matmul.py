@@ -29,6 +29,7 @@ from lsc_ort.rewriter.rules.base import (
     replacement,
     residual_add,
     sole_consumer,
+    sole_user,
 )
 
 
@@ -112,14 +113,6 @@ def gelu_after(node: onnx.NodeProto, ctx: GraphContext) -> tuple[onnx.NodeProto,
     if len(node.output) != 1 or ctx.is_graph_output(node.output[0]):
         return None
     y = node.output[0]
-
-    def only_user(name: str, op_type: str) -> onnx.NodeProto | None:
-        users = ctx.consumers(name)
-        if len(users) != 1 or ctx.is_graph_output(name) or id(users[0]) in ctx.claimed:
-            return None
-        user = users[0]
-        return user if user.op_type == op_type and is_standard(user) and len(user.output) == 1 else None
-
     users = ctx.consumers(y)
     if len(users) != 2 or any(id(u) in ctx.claimed or not is_standard(u) for u in users):
         return None
@@ -133,20 +126,22 @@ def gelu_after(node: onnx.NodeProto, ctx: GraphContext) -> tuple[onnx.NodeProto,
     scale = next((u for u in users if scales(u)), None)
     if scale is None:
         return None
-    erf = only_user(scale.output[0], "Erf")
-    one = only_user(erf.output[0], "Add") if erf is not None else None
+    erf = sole_user(scale.output[0], ctx, "Erf")
+    if erf is None:
+        return None
+    one = sole_user(erf.output[0], ctx, "Add")
     if one is None or not _is(_scalar(ctx, _other(one, erf.output[0]) or ""), 1.0):
         return None
     first = next((u for u in users if u is not scale), None)
     if first is None or first.op_type != "Mul" or len(first.output) != 1:
         return None
-    second = only_user(first.output[0], "Mul")
+    second = sole_user(first.output[0], ctx, "Mul")
     if second is None:
         return None
     half, tail = _other(first, y), _other(second, first.output[0])
-    if half == one.output[0] and _is(_scalar(ctx, tail or ""), 0.5) and only_user(half, "Mul") is first:
+    if half == one.output[0] and _is(_scalar(ctx, tail or ""), 0.5) and sole_user(one.output[0], ctx, "Mul") is first:
         # (y * (1 + erf)) * 0.5
         return (scale, erf, one, first, second)
-    if _is(_scalar(ctx, half or ""), 0.5) and tail == one.output[0] and only_user(one.output[0], "Mul") is second:
+    if _is(_scalar(ctx, half or ""), 0.5) and tail == one.output[0] and sole_user(one.output[0], ctx, "Mul") is second:
         return (scale, erf, one, first, second)  # (y * 0.5) * (1 + erf)
     return None
