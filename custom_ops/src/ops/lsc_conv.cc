@@ -29,6 +29,35 @@ constexpr int64_t kConvSpanBytes = 262144;
 // beyond, each task gathers its own K-blocks.
 constexpr double kMaxSharedBytes = 64.0 * (1 << 20);
 
+// out[a * cols + b] = x[(a * step_h - top) * width + b * step_w - left] for a < rows, b < cols,
+// zero where that is outside the height x width channel `x` (top, left > -step): a zero-padded,
+// subsampled copy of a channel. Strided rows are copied by `gather` (kernels.gather).
+void FillPadded(const float* x, int64_t height, int64_t width, int64_t top, int64_t left, int64_t step_h,
+                int64_t step_w, int64_t rows, int64_t cols, GatherFn gather, float* out) {
+  // Column b reads input column b * step_w - left: those in [first, last) exist.
+  const int64_t first = std::max<int64_t>(0, (left + step_w - 1) / step_w);
+  const int64_t last = std::min<int64_t>(cols, (width + left + step_w - 1) / step_w);
+  for (int64_t a = 0; a < rows; ++a) {
+    float* row = out + a * cols;
+    const int64_t r = a * step_h - top;
+    if (r < 0 || r >= height || first >= last) {
+      std::fill(row, row + cols, 0.0f);
+      continue;
+    }
+    std::fill(row, row + first, 0.0f);
+    const float* in = x + r * width - left;
+    if (step_w == 1) {
+      std::memcpy(row + first, in + first, static_cast<size_t>(last - first) * sizeof(float));
+    } else {
+      // (count < 2^29, the plane fits; the reads span less than the input row)
+      const int64_t zero = 0, count = last - first;
+      const GatherRun run{0, static_cast<int32_t>(count), 0};
+      gather(in + first * step_w, &zero, 1, GatherView{count, nullptr, &run, 1, step_w}, row + first, 0);
+    }
+    std::fill(row + last, row + cols, 0.0f);
+  }
+}
+
 // The input of one image laid out for direct convolution: zero-padded and split into
 // stride_h x stride_w phase planes of width Wq, so that tap (c, i, j) of virtual position
 // v = oh * Wq + ow reads plane(c, phase(i, j)) + (i * dh / sh) * Wq + (j * dw) / sw + v.
@@ -113,28 +142,7 @@ struct PhasePlanes {
       for (int64_t pw = 0; pw < g.stride_w; ++pw) {
         if (!PhaseUsed(g, ph, pw)) continue;
         float* base = out + (ph * g.stride_w + pw) * plane;
-        // Column b of this phase reads input column b * sw + pw - pad_left.
-        const int64_t first = std::max<int64_t>(0, (g.pad_left - pw + g.stride_w - 1) / g.stride_w);
-        const int64_t last = std::min<int64_t>(wq, (g.width + g.pad_left - pw + g.stride_w - 1) / g.stride_w);
-        for (int64_t a = 0; a < hq; ++a) {
-          float* row = base + a * wq;
-          const int64_t r = a * g.stride_h + ph - g.pad_top;
-          if (r < 0 || r >= g.height || first >= last) {
-            std::fill(row, row + wq, 0.0f);
-            continue;
-          }
-          std::fill(row, row + first, 0.0f);
-          const float* in = x + r * g.width - g.pad_left + pw;
-          if (g.stride_w == 1) {
-            std::memcpy(row + first, in + first, static_cast<size_t>(last - first) * sizeof(float));
-          } else {
-            // (count < 2^29, the plane fits; the reads span less than the input row W)
-            const int64_t zero = 0, count = last - first;
-            const GatherRun run{0, static_cast<int32_t>(count), 0};
-            gather(in + first * g.stride_w, &zero, 1, GatherView{count, nullptr, &run, 1, g.stride_w}, row + first, 0);
-          }
-          std::fill(row + last, row + wq, 0.0f);
-        }
+        FillPadded(x, g.height, g.width, g.pad_top - ph, g.pad_left - pw, g.stride_h, g.stride_w, hq, wq, gather, base);
         std::fill(base + hq * wq, base + plane, 0.0f);
         // The shifted copies: copy(s)[p] = plane[p + s].
         const int64_t size = hq * wq;
@@ -572,14 +580,7 @@ Status LscConvKernel::GatheredProduct(OrtKernelContext* context, const ConvGeome
       const float* in = x + static_cast<int64_t>(item) * g.height * g.width;
       float* out = padded + static_cast<int64_t>(item) * channel;
       if (plan.source == ConvPlan::Source::kPhases) return planes.Fill(in, g, kernels.gather, out);
-      std::fill(out, out + g.pad_top * plan.wp, 0.0f);
-      for (int64_t r = 0; r < g.height; ++r) {
-        float* row = out + (g.pad_top + r) * plan.wp;
-        std::fill(row, row + g.pad_left, 0.0f);
-        std::memcpy(row + g.pad_left, in + r * g.width, static_cast<size_t>(g.width) * sizeof(float));
-        std::fill(row + g.pad_left + g.width, row + plan.wp, 0.0f);
-      }
-      std::fill(out + (g.pad_top + g.height) * plan.wp, out + channel, 0.0f);
+      FillPadded(in, g.height, g.width, g.pad_top, g.pad_left, 1, 1, plan.hp, plan.wp, kernels.gather, out);
     }));
     input = padded;
   }
