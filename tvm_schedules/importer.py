@@ -236,6 +236,15 @@ class _Converter:
         return impl
 
 
+def _activation(attrs: Mapping[str, Any], supported: Sequence[str], op: str, node: str) -> str:
+    """The op's ``activation`` attribute, one of ``supported``."""
+    activation = attrs.get("activation", "")
+    activation = activation.decode() if isinstance(activation, bytes) else str(activation)
+    if activation not in supported:
+        raise node_error(op, node, f"unsupported activation '{activation}'; expected one of {sorted(supported)}")
+    return activation
+
+
 def _convert_matmul(bb: Any, inputs: Sequence[Any], attrs: dict[str, Any], node: str) -> Any:
     op = MATMUL_OP
     alpha = float(attrs.get("alpha", 1.0))
@@ -244,11 +253,7 @@ def _convert_matmul(bb: Any, inputs: Sequence[Any], attrs: dict[str, Any], node:
         raise node_error(op, node, f"attribute transB must be 0 or 1, got {trans_b}")
     if not math.isfinite(alpha):
         raise node_error(op, node, f"attribute alpha must be finite, got {alpha}")
-    activation = attrs.get("activation", "")
-    activation = activation.decode() if isinstance(activation, bytes) else str(activation)
-    if activation not in MATMUL_ACTIVATIONS:
-        raise node_error(op, node, f"unsupported activation '{activation}'; expected one of "
-                         f"{sorted(MATMUL_ACTIVATIONS)}")
+    activation = _activation(attrs, MATMUL_ACTIVATIONS, op, node)
     a = inputs[0]
     dtype = _float_input(a, "A", op, node)
     layout = matmul_layout(_blob(inputs[1], op, node), bool(trans_b), node)
@@ -302,11 +307,7 @@ def _convert_conv(bb: Any, inputs: Sequence[Any], attrs: dict[str, Any], node: s
         raise node_error(op, node, f"group must be >= 1, got {group}")
     if out_channels % group:
         raise node_error(op, node, f"the weight has {out_channels} output channels, not divisible by group {group}")
-    activation = attrs.get("activation", "")
-    activation = activation.decode() if isinstance(activation, bytes) else str(activation)
-    if activation not in CONV_ACTIVATIONS:
-        raise node_error(op, node, f"unsupported activation '{activation}'; expected one of "
-                         f"{sorted(CONV_ACTIVATIONS)}")
+    activation = _activation(attrs, CONV_ACTIVATIONS, op, node)
     auto_pad = attrs.get("auto_pad", "NOTSET")
     auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad)
     if auto_pad not in AUTO_PADS:

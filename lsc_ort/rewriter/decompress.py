@@ -13,7 +13,7 @@ from onnx import helper
 
 from lsc_ort.api import inspect
 from lsc_ort.model_file import check_model_proto
-from lsc_ort.ops import CONV_OP, DOMAIN, MATMUL_ACTIVATIONS, MATMUL_OP
+from lsc_ort.ops import CONV_ACTIVATIONS, CONV_OP, DOMAIN, MATMUL_ACTIVATIONS, MATMUL_OP
 from lsc_ort.reference import weight_values
 from lsc_ort.report import DENSE, LayerRow
 from lsc_ort.rewriter.choose import weight_statistics
@@ -96,6 +96,15 @@ class _Decoder:
         return self.result.weights[blob_name], self._dtypes[blob_name]
 
 
+def _activation(node: onnx.NodeProto, supported: tuple[str, ...]) -> str:
+    """The ``activation`` attribute of a custom-op node, one of ``supported``."""
+    activation = attributes(node).get("activation", b"")
+    activation = activation.decode() if isinstance(activation, bytes) else str(activation)
+    if activation not in supported:
+        raise ValueError(f"unknown activation {activation!r}")
+    return activation
+
+
 def _activation_nodes(
     activation: str, x: str, y: str, label: str, dtype: np.dtype, ctx: GraphContext
 ) -> list[onnx.NodeProto]:
@@ -136,10 +145,7 @@ def _matmul(
     alpha = float(attrs.get("alpha", 1.0))
     trans_b = int(attrs.get("transB", 0)) != 0
     bias = node.input[2] if len(node.input) > 2 else ""
-    activation = attrs.get("activation", b"")
-    activation = activation.decode() if isinstance(activation, bytes) else str(activation)
-    if activation not in MATMUL_ACTIVATIONS:
-        raise ValueError(f"unknown activation {activation!r}")
+    activation = _activation(node, MATMUL_ACTIVATIONS)
     w, dtype = decoder.weight(node.input[1])
     a, y = node.input[0], node.output[0]
     label = node.name or y
@@ -193,10 +199,7 @@ def _matmul(
 
 def _conv(node: onnx.NodeProto, decoder: _Decoder, ctx: GraphContext) -> list[onnx.NodeProto]:
     w, dtype = decoder.weight(node.input[1])
-    activation = attributes(node).get("activation", b"")
-    activation = activation.decode() if isinstance(activation, bytes) else str(activation)
-    if activation not in ("", "Relu"):
-        raise ValueError(f"unknown activation {activation!r}")
+    activation = _activation(node, CONV_ACTIVATIONS)
     residual = node.input[3] if len(node.input) > 3 else ""
     y = node.output[0]
     label = node.name or y
