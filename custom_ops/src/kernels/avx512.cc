@@ -346,6 +346,15 @@ LSC_AVX512 inline __m512 Load(__mmask16 m, const float* p) {
   return FULL ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(m, p);
 }
 
+// The tiled entries stream from L3 (or DRAM) once per tile: each column asks for the three lines
+// kEntryPrefetchBytes past its own end, which the next columns read (1.03x on ResNet-50). The
+// address is formed as an integer: `end` may be null (a weight with no non-zeros).
+constexpr uintptr_t kEntryPrefetchBytes = 1024;
+LSC_AVX512 inline void PrefetchEntriesAfter(const TiledEntry* end) {
+  const uintptr_t at = reinterpret_cast<uintptr_t>(end) + kEntryPrefetchBytes;
+  for (uintptr_t line = 0; line < 3; ++line) _mm_prefetch(reinterpret_cast<const char*>(at + 64 * line), _MM_HINT_T0);
+}
+
 template <int NV, int U, bool FULL>
 LSC_AVX512 void TiledColumns(const TiledView& w, int64_t n_begin, int64_t n_end, const float* base, int64_t batch,
                              const Epilogue& e, float* yt, int64_t ldy) {
@@ -368,6 +377,7 @@ LSC_AVX512 void TiledColumns(const TiledView& w, int64_t n_begin, int64_t n_end,
         }
         const TiledEntry* p = w.entry + start[i];
         const TiledEntry* const end = w.entry + start[i + 1];
+        PrefetchEntriesAfter(end);
         for (; end - p >= U; p += U) {  // (p + U could step past the end, or off a null entry array)
           for (int u = 0; u < U; ++u) {
             const float* row = Row(base, p[u].offset);
