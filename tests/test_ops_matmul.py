@@ -93,6 +93,18 @@ def test_matches_onnxruntime_matmul_on_large_layer() -> None:
         assert_close(run(lsc, a), dense.run(None, {"A": a})[0].astype(np.float64))
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_batched_product_over_several_spans(threads: int) -> None:
+    """N wider than one span of partial sums: each tile's transposed activations serve every span."""
+    rng = np.random.default_rng(17)
+    w = sparse_array((200, 2100), 0.9)
+    bias = rng.standard_normal(2100).astype(np.float32)
+    sess = session(matmul_model(lsc_ort.encode(w, "lsc"), bias), threads)
+    for m in (13, 40, 128, 150):
+        a = rng.standard_normal((m, 200)).astype(np.float32)
+        assert_close(run(sess, a), reference(a, w, bias.astype(np.float64)))
+
+
 @pytest.mark.parametrize("dtype", [np.float16, np.int8])
 def test_stored_value_types(dtype: type) -> None:
     rng = np.random.default_rng(8)
