@@ -110,6 +110,8 @@ def _activation_shapes(model: onnx.ModelProto) -> dict[str, tuple[int | str, ...
                 nodes.append(node)
                 continue
             tensor = blobs.get(node.input[1]) or constants.get(node.input[1])
+            if tensor is None:  # a weight given at run time: its shape is not known here
+                raise KeyError(node.input[1])
             shape = list(lsc_ort.inspect(numpy_helper.to_array(tensor))["shape"])
             stub = f"{node.input[1]}::lsc_weight"
             attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
@@ -337,20 +339,21 @@ def _convert_conv(bb: Any, inputs: Sequence[Any], attrs: dict[str, Any], node: s
     for d in range(2):
         extent = (kernel[d] - 1) * dilations[d] + 1
         size = sizes[d]
+        static = _static(size)
         if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-            if _static(size) is None:
+            if static is None:
                 raise node_error(op, node, f"auto_pad {auto_pad} needs static spatial dimensions, X has shape "
                                  f"{_show(shape)}")
-            count = -(-_static(size) // strides[d])
-            total = max(0, (count - 1) * strides[d] + extent - _static(size))
+            count = -(-static // strides[d])
+            total = max(0, (count - 1) * strides[d] + extent - static)
             begin[d] = total // 2 if auto_pad == "SAME_UPPER" else total - total // 2
             end[d] = total - begin[d]
         elif auto_pad == "NOTSET":
             begin[d], end[d] = pads[d], pads[d + 2]
-        if _static(size) is None:
+        if static is None:
             out.append(tirx.floordiv(size + (begin[d] + end[d] - extent), strides[d]) + 1)
             continue
-        span = _static(size) + begin[d] + end[d] - extent
+        span = static + begin[d] + end[d] - extent
         if span < 0:
             raise node_error(op, node, f"X has shape {_show(shape)}, smaller than the dilated kernel "
                              f"({extent}) with its padding in dimension {d + len(wshape) - 2} of X")

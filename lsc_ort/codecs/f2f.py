@@ -382,16 +382,16 @@ class F2fCodec(Codec):
         limits = np.diff(layer.chunk_slots) * bits
         position, chunk = sri.decode_streams(codes, table, width, split, limits, f"{self.name}: patches",
                                              "patches")
-        plane = position % bits
+        patch_plane = position % bits
         if position.size:
-            stray = ((np.uint64(p["planes"]) >> plane.astype(np.uint64)) & np.uint64(1)) == 0
+            stray = ((np.uint64(p["planes"]) >> patch_plane.astype(np.uint64)) & np.uint64(1)) == 0
             if stray.any():
                 bad = int(np.flatnonzero(stray)[0])
                 raise BlobFormatError(
                     f"{self.name}: patch {int(position[bad])} in chunk {int(chunk[bad])} flips bit "
-                    f"{int(plane[bad])}, which is not a coded plane")
+                    f"{int(patch_plane[bad])}, which is not a coded plane")
         np.bitwise_xor.at(values, layer.chunk_slots[chunk] + position // bits,
-                          np.uint64(1) << plane.astype(np.uint64))
+                          np.uint64(1) << patch_plane.astype(np.uint64))
         out[flat] = values.astype(out.dtype)
         return out
 

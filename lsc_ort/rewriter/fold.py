@@ -287,9 +287,10 @@ class _AffineFolder:
             return False
         bias = np.zeros(channels, np.float32) if bias_const is None else self.ctx.read(bias_const)
         if bias_const is not None:
-            bias = _channel_vector(bias, channels, 2 if node.op_type == "Gemm" else 1, -1)
-            if bias is None:
+            vector = _channel_vector(bias, channels, 2 if node.op_type == "Gemm" else 1, -1)
+            if vector is None:
                 return False
+            bias = vector
         scale, shift = self._affine(nxt, node.output[0], channels, rank, channel_axis, weight.dtype)
         if scale is None or shift is None:
             return False
