@@ -229,7 +229,7 @@ LSC_AVX512 inline void CopyPiece(const GatherPiece& p, const float* row, int64_t
 // Strides 1 and 2 copy runs a piece of 16 lanes at a time, the pieces' masks computed once per
 // call when they are few; short runs (more than two pieces per vector of a tile of at most 128
 // lanes) and other strides take one vgatherdps per 16 lanes when lane offsets are given, else
-// (other strides) a scalar loop over the runs. Every load is masked to the floats a lane reads.
+// (other strides) the scalar kernel. Every load is masked to the floats a lane reads.
 LSC_AVX512 void GatherAvx512(const float* src, const int64_t* row_offset, int64_t rows, const GatherView& view,
                              float* dst, int64_t ldd) {
   constexpr int64_t kMaxPieces = 16;
@@ -267,15 +267,12 @@ LSC_AVX512 void GatherAvx512(const float* src, const int64_t* row_offset, int64_
     }
     return;
   }
-  for (int64_t r = 0; r < rows; ++r) {  // many pieces (long rows), or another stride without offsets
+  if (!copies) return GatherScalar(src, row_offset, rows, view, dst, ldd);  // another stride, runs only
+  for (int64_t r = 0; r < rows; ++r) {  // many pieces (long rows)
     const float* row = src + row_offset[r];
     float* out = dst + r * ldd;
     for (int64_t i = 0; i < view.run_count; ++i) {
       const GatherRun& run = view.runs[i];
-      if (!copies) {
-        for (int64_t t = 0; t < run.count; ++t) out[run.lane + t] = row[run.offset + view.stride * t];
-        continue;
-      }
       for (int64_t t = 0; t < run.count; t += 16) CopyPiece(PieceOf(run, t, view.stride), row, view.stride, evens, out);
     }
   }

@@ -540,8 +540,7 @@ Status LscConvKernel::Compute(OrtKernelContext* raw_context) {
       return;
     }
     float* yt = ThreadScratch(kScratchCols, static_cast<size_t>(M * T));
-    const bool plain = residual == nullptr && !relu;
-    product(plain ? direct : staged, yt, T);
+    product(staged, yt, T);
     // Keep the positions that are real output pixels (ow < OW), row run by row run.
     for (int64_t v = v0; v < v0 + count;) {
       const int64_t oh = v / plan->wq, ow = v % plan->wq;
@@ -551,16 +550,8 @@ Status LscConvKernel::Compute(OrtKernelContext* raw_context) {
         for (int64_t i = n0; i < n1; ++i) {
           const int64_t n = view.column[i];  // the chunk's columns, in any block's order
           const int64_t at = n * pixels + oh * g.out_width + ow;
-          const float* from = yt + n * T + (v - v0);
-          if (plain) {
-            std::memcpy(out + at, from, sizeof(float) * keep);
-            continue;
-          }
-          const float* z = residual ? residual + b * M * pixels + at : nullptr;
-          for (int64_t q = 0; q < keep; ++q) {
-            const float value = from[q] + (z ? z[q] : 0.0f);
-            out[at + q] = relu && value < 0.0f ? 0.0f : value;  // NaN stays NaN
-          }
+          StoreResidualAndRelu(yt + n * T + (v - v0), residual ? residual + b * M * pixels + at : nullptr, relu,
+                               out + at, keep);
         }
       }
       v += run;
@@ -639,7 +630,8 @@ Status LscConvKernel::GatheredProduct(OrtKernelContext* context, const ConvGeome
     float* out = y + b * M * pixels + p0;
     float* sums = private_sums ? ThreadScratch(kScratchCols, static_cast<size_t>(M * L)) : out;
     const int64_t lds = private_sums ? L : pixels;
-    const Epilogue e = private_sums ? Epilogue{1.0f, bias, relu && z == nullptr, nullptr} : Epilogue{1.0f, bias, relu, z};
+    // (private sums: the residual and the activation at the copy to Y)
+    const Epilogue e = private_sums ? Epilogue{1.0f, bias, false, nullptr} : Epilogue{1.0f, bias, relu, z};
     for (int64_t s0 = n0; s0 < n1; s0 += span) {
       const int64_t s1 = std::min(n1, s0 + span);
       for (int64_t k = 0; k < layout.blocks; ++k) {
@@ -652,8 +644,7 @@ Status LscConvKernel::GatheredProduct(OrtKernelContext* context, const ConvGeome
       if (!private_sums) continue;
       for (int64_t i = s0; i < s1; ++i) {  // the span's columns, in any block's order
         const int64_t n = layout.column[static_cast<size_t>(i)];
-        std::memcpy(out + n * pixels, sums + n * L, sizeof(float) * count);
-        if (z != nullptr) AddResidualAndActivate(z + n * pixels, relu, nullptr, out + n * pixels, count);
+        StoreResidualAndRelu(sums + n * L, z ? z + n * pixels : nullptr, relu, out + n * pixels, count);
       }
     }
   });

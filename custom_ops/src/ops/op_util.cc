@@ -233,13 +233,19 @@ Status ReadResidual(Ort::KernelContext& context, size_t index, const std::vector
   return Status();
 }
 
-void AddResidualAndActivate(const float* residual, bool relu, GeluFn gelu, float* y, int64_t count) {
-  if (residual != nullptr || relu) {
-    for (int64_t i = 0; i < count; ++i) {
-      const float value = y[i] + (residual != nullptr ? residual[i] : 0.0f);
-      y[i] = relu && value < 0.0f ? 0.0f : value;
-    }
+void StoreResidualAndRelu(const float* from, const float* residual, bool relu, float* out, int64_t count) {
+  if (residual == nullptr && !relu) {
+    if (out != from) std::memcpy(out, from, static_cast<size_t>(count) * sizeof(float));
+    return;
   }
+  for (int64_t i = 0; i < count; ++i) {
+    const float value = from[i] + (residual != nullptr ? residual[i] : 0.0f);
+    out[i] = relu && value < 0.0f ? 0.0f : value;  // NaN stays NaN
+  }
+}
+
+void AddResidualAndActivate(const float* residual, bool relu, GeluFn gelu, float* y, int64_t count) {
+  StoreResidualAndRelu(y, residual, relu, y, count);
   if (gelu != nullptr) gelu(y, count);
 }
 

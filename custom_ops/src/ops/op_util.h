@@ -117,6 +117,10 @@ Status ReadBias(Ort::KernelContext& context, size_t index, int64_t length, const
 Status ReadResidual(Ort::KernelContext& context, size_t index, const std::vector<int64_t>& y_shape, size_t scratch,
                     const float** residual);
 
+// out[i] = relu(from[i] + residual[i]) for i < count, the residual and ReLU optional (NaN stays
+// NaN); a copy when there is neither. `out` may be `from`.
+void StoreResidualAndRelu(const float* from, const float* residual, bool relu, float* out, int64_t count);
+
 // The ops' last pass when the product could not apply it: y[i] = activation(y[i] + residual[i])
 // for i < count, the residual optional, the activation ReLU (NaN stays NaN) or, when `gelu` is
 // given, Gelu.
