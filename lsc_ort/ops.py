@@ -16,6 +16,20 @@ Both ops live in :data:`DOMAIN`, opset version 1, and are implemented by the nat
     (string, default ``""``): ``"Relu"`` (``max(y, 0)``, a NaN stays NaN) or ``"Gelu"`` (ONNX
     ``Gelu`` with ``approximate="none"``: ``y / 2 * (1 + erf(y / sqrt(2)))``, relative error below
     1e-6 but for the far negative tail).
+    Attention-head layouts, which let a rewritten model drop the ``Reshape`` + ``Transpose``
+    around multi-head attention: ``heads`` (int, default 0), ``input_layout`` and
+    ``output_layout`` (strings, default ``""``, the plain layouts above). ``heads`` = H >= 1 is
+    required by, and only allowed with, a layout.
+
+    * ``input_layout="BHSD"``: ``A`` is ``[B, H, S, K/H]``, read as the ``[B, S, K]`` matrix
+      ``Reshape(Transpose(A, [0, 2, 1, 3]), [B, S, K])`` (a product of heads, back to tokens).
+    * ``output_layout="BHSD"``: ``A`` (as read) is ``[B, S, K]``; ``Y`` is ``[B, H, S, N/H]``,
+      ``Transpose(Reshape(P, [B, S, H, N/H]), [0, 2, 1, 3])`` of the plain result ``P [B, S, N]``
+      (activation included). ``output_layout="BHDS"``: ``Y`` is ``[B, H, N/H, S]``, the
+      permutation ``[0, 2, 3, 1]`` (keys, transposed for ``Q @ K^T``).
+
+    ``H`` must divide the dimension it splits. A residual ``Z`` has the plain result's shape
+    ``[B, S, N]`` and cannot be combined with ``output_layout``.
 
 ``LSCConv(X, W_blob[, B[, Z]]) -> Y``
     ONNX ``Conv`` (opset 11+ semantics) for 1-D and 2-D convolutions in NCHW layout, with the
@@ -51,3 +65,7 @@ CONV_ACTIVATIONS = ("", "Relu")
 """Values of ``LSCConv``'s ``activation`` attribute."""
 MATMUL_ACTIVATIONS = ("", "Relu", "Gelu")
 """Values of ``LSCMatMul``'s ``activation`` attribute."""
+MATMUL_INPUT_LAYOUTS = ("", "BHSD")
+"""Values of ``LSCMatMul``'s ``input_layout`` attribute (``""``: ``A`` is ``[..., K]``)."""
+MATMUL_OUTPUT_LAYOUTS = ("", "BHSD", "BHDS")
+"""Values of ``LSCMatMul``'s ``output_layout`` attribute (``""``: ``Y`` is ``[..., N]``)."""
