@@ -124,13 +124,17 @@ class GraphContext:
 
     def shape(self, name: str) -> tuple[int | str, ...] | None:
         """The shape of tensor ``name`` as ONNX shape inference sees it (dims as ints, or as the
-        names of symbolic dims), None where it is unknown. Inferred once, when first asked."""
+        names of symbolic dims), None where it is unknown. Inferred once, when first asked, with
+        data propagation (which sees through computed ``Reshape`` shapes) where onnx manages it."""
         if self._shapes is None:
             shapes: dict[str, tuple[int | str, ...] | None] = {}
-            try:
-                inferred = onnx.shape_inference.infer_shapes(self.model).graph
-            except Exception:  # shape inference rejects some valid models: then nothing is known
-                inferred = None
+            inferred = None
+            for data_prop in (True, False):
+                try:
+                    inferred = onnx.shape_inference.infer_shapes(self.model, data_prop=data_prop).graph
+                    break
+                except Exception:  # shape inference rejects some valid models: then nothing is known
+                    continue
             if inferred is not None:
                 for value in (*inferred.input, *inferred.value_info, *inferred.output):
                     tensor = value.type.tensor_type

@@ -26,6 +26,15 @@ constexpr int64_t kSpanBytes = 262144;
 // At most this many bytes of a tile's transposed activations are kept for all its spans.
 constexpr int64_t kWholeAtBytes = 1 << 20;
 
+// "" -> kNone, a name of `allowed` -> its layout, else false.
+bool ParseHeadLayout(const std::string& name, bool allow_bhds, int* layout) {
+  if (name.empty()) *layout = 0;
+  else if (name == "BHSD") *layout = 1;
+  else if (name == "BHDS" && allow_bhds) *layout = 2;
+  else return false;
+  return true;
+}
+
 }  // namespace
 
 LscMatMulKernel::LscMatMulKernel(const OrtKernelInfo* info) {
@@ -34,6 +43,9 @@ LscMatMulKernel::LscMatMulKernel(const OrtKernelInfo* info) {
   alpha_ = AttributeOr(kernel_info, "alpha", 1.0f);
   trans_b_ = AttributeOr(kernel_info, "transB", int64_t{0});
   activation_ = AttributeOr(kernel_info, "activation", std::string());
+  heads_ = AttributeOr(kernel_info, "heads", int64_t{0});
+  input_layout_name_ = AttributeOr(kernel_info, "input_layout", std::string());
+  output_layout_name_ = AttributeOr(kernel_info, "output_layout", std::string());
   kernels_ = &SelectKernels();
 }
 
@@ -42,6 +54,18 @@ Status LscMatMulKernel::Init(const OrtKernelInfo* info) {
   if (!activation_.empty() && activation_ != "Relu" && activation_ != "Gelu") {
     return Fail("unsupported activation '", activation_, "' (supported: \"\", \"Relu\" and \"Gelu\")");
   }
+  int input = 0, output = 0;
+  if (!ParseHeadLayout(input_layout_name_, false, &input)) {
+    return Fail("unsupported input_layout '", input_layout_name_, "' (supported: \"\" and \"BHSD\")");
+  }
+  if (!ParseHeadLayout(output_layout_name_, true, &output)) {
+    return Fail("unsupported output_layout '", output_layout_name_, "' (supported: \"\", \"BHSD\" and \"BHDS\")");
+  }
+  input_layout_ = static_cast<HeadLayout>(input);
+  output_layout_ = static_cast<HeadLayout>(output);
+  const bool layouts = input != 0 || output != 0;
+  if (layouts && heads_ < 1) return Fail("attribute heads must be >= 1 with a head layout, got ", heads_);
+  if (!layouts && heads_ != 0) return Fail("attribute heads (", heads_, ") needs input_layout or output_layout");
   LSC_RETURN_IF_ERROR(LoadConstantWeight(Ort::ConstKernelInfo(info), 1, trans_b_ == 0, &weight_));
   if (weight_) LSC_RETURN_IF_ERROR(CheckWeight(*weight_));
   return Status();
@@ -50,6 +74,12 @@ Status LscMatMulKernel::Init(const OrtKernelInfo* info) {
 Status LscMatMulKernel::CheckWeight(const PackedWeight& weight) const {
   if (weight.shape().size() != 2) {
     return Fail("the weight blob holds a tensor of rank ", weight.shape().size(), "; LSCMatMul needs a 2-D matrix");
+  }
+  if (input_layout_ != HeadLayout::kNone && weight.K() % heads_ != 0) {
+    return Fail("input_layout needs heads (", heads_, ") to divide the weight's ", weight.K(), " rows");
+  }
+  if (output_layout_ != HeadLayout::kNone && weight.N() % heads_ != 0) {
+    return Fail("output_layout needs heads (", heads_, ") to divide the weight's ", weight.N(), " columns");
   }
   return Status();
 }
@@ -64,11 +94,22 @@ Status LscMatMulKernel::Compute(OrtKernelContext* raw_context) {
   const int64_t K = weight->K(), N = weight->N();
   Ort::ConstValue a_value = context.GetInput(0);
   const auto a_info = a_value.GetTensorTypeAndShapeInfo();
-  const std::vector<int64_t> a_shape = a_info.GetShape();
+  const std::vector<int64_t> given_shape = a_info.GetShape();
+  std::vector<int64_t> a_shape = given_shape;  // A as the product reads it: [..., K]
+  if (input_layout_ != HeadLayout::kNone) {
+    if (given_shape.size() != 4 || given_shape[1] != heads_ || given_shape[3] != K / heads_) {
+      return Fail("input_layout BHSD needs A of shape [B, ", heads_, ", S, ", K / heads_, "], got ",
+                  ShapeString(given_shape));
+    }
+    a_shape = {given_shape[0], given_shape[2], K};
+  }
   if (a_shape.empty()) return Fail("A must have rank >= 1, got a scalar");
   if (a_shape.back() != K) {
     return Fail("A has shape ", ShapeString(a_shape), " but the weight is ", K, "x", N, ": A's last dimension must be ",
                 K);
+  }
+  if (output_layout_ != HeadLayout::kNone && a_shape.size() != 3) {
+    return Fail("output_layout needs A of rank 3 [B, S, K], got ", ShapeString(a_shape));
   }
   const float* bias = nullptr;
   std::vector<float> bias_buffer;
@@ -81,40 +122,94 @@ Status LscMatMulKernel::Compute(OrtKernelContext* raw_context) {
   y_shape.push_back(N);
   const float* residual = nullptr;
   LSC_RETURN_IF_ERROR(ReadResidual(context, 3, y_shape, kScratchHalfZ, &residual));
-  Ort::UnownedValue y_value = context.GetOutput(0, y_shape);
+  if (residual != nullptr && output_layout_ != HeadLayout::kNone) {
+    return Fail("a residual input Z cannot be combined with output_layout");
+  }
+  std::vector<int64_t> out_shape = y_shape;
+  const int64_t B = a_shape.size() == 3 ? a_shape[0] : 0, S = a_shape.size() == 3 ? a_shape[1] : 0;
+  if (output_layout_ == HeadLayout::kBHSD) out_shape = {B, heads_, S, N / heads_};
+  if (output_layout_ == HeadLayout::kBHDS) out_shape = {B, heads_, N / heads_, S};
+  Ort::UnownedValue y_value = context.GetOutput(0, out_shape);
   if (M == 0 || N == 0) return Status();
 
   const bool half = a_info.GetElementType() == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16;
   const float* a = nullptr;
-  float* y = nullptr;
+  float* y = nullptr;      // where the product writes: Y in its layout, or the plain [M, N]
+  float* y_out = nullptr;  // Y in its layout, float32
   if (half) {
     float* a_float = ThreadScratch(kScratchHalfIn, static_cast<size_t>(M * K));
     HalfToFloat(a_value.GetTensorData<Ort::Float16_t>(), a_float, static_cast<size_t>(M * K));
     a = a_float;
-    y = ThreadScratch(kScratchHalfOut, static_cast<size_t>(M * N));
+    y_out = ThreadScratch(kScratchHalfOut, static_cast<size_t>(M * N));
   } else {
     a = a_value.GetTensorData<float>();
-    y = y_value.GetTensorMutableData<float>();
+    y_out = y_value.GetTensorMutableData<float>();
   }
   // mswu weights: a few rows add their unified blocks with one multiply each after the free
   // non-zeros' product; more rows run every non-zero on the batch kernels (kUnifiedMatMulRows).
   const PackedWeight* product = weight.get();
   if (M > kUnifiedMatMulRows && K != 0) LSC_RETURN_IF_ERROR(weight->plain(&product));
+  const bool few = M <= kSlicedRows, small = !few && M <= kWindowedBatch && UseWindowed(*product);
+  // The batched product reads A and writes Y in their head layouts itself; the other paths (and
+  // mswu's unified blocks) see tokens, [M, K] and [M, N], relaid around them.
+  const bool unified = product->unified() != nullptr && product->unified()->count() != 0;
+  const bool direct = K != 0 && !few && !small && !unified;
+  const HeadView heads{direct ? input_layout_ : HeadLayout::kNone, direct ? output_layout_ : HeadLayout::kNone,
+                       heads_, S};
+  if (input_layout_ != HeadLayout::kNone && K != 0 && !direct) {
+    float* tokens = ThreadScratch(kScratchTokensIn, static_cast<size_t>(M * K));
+    LSC_RETURN_IF_ERROR(HeadsToTokens(raw_context, a, B, S, K, tokens));
+    a = tokens;
+  }
+  const bool relayout_y = output_layout_ != HeadLayout::kNone && !direct;
+  y = relayout_y ? ThreadScratch(kScratchTokensOut, static_cast<size_t>(M * N)) : y_out;
   if (K == 0) {
     for (int64_t m = 0; m < M; ++m) {
       for (int64_t n = 0; n < N; ++n) y[m * N + n] = bias ? bias[n] : 0.0f;
     }
-  } else if (M <= kSlicedRows) {
+  } else if (few) {
     LSC_RETURN_IF_ERROR(FewRows(raw_context, *product, a, M, bias, y));
-  } else if (M <= kWindowedBatch && UseWindowed(*product)) {
+  } else if (small) {
     LSC_RETURN_IF_ERROR(SmallBatch(raw_context, *product, a, M, bias, y));
   } else {
-    LSC_RETURN_IF_ERROR(LargeBatch(raw_context, *product, a, M, bias, y));
+    LSC_RETURN_IF_ERROR(LargeBatch(raw_context, *product, a, M, bias, heads, y));
   }
   if (K != 0) LSC_RETURN_IF_ERROR(AddUnifiedMatMul(raw_context, *product, a, M, alpha_, y));
   LSC_RETURN_IF_ERROR(ApplyEpilogue(raw_context, residual, y, M * N));
-  if (half) FloatToHalf(y, y_value.GetTensorMutableData<Ort::Float16_t>(), static_cast<size_t>(M * N));
+  if (relayout_y) LSC_RETURN_IF_ERROR(TokensToHeads(raw_context, y, B, S, N, y_out));
+  if (half) FloatToHalf(y_out, y_value.GetTensorMutableData<Ort::Float16_t>(), static_cast<size_t>(M * N));
   return Status();
+}
+
+// input_layout BHSD: A [B, H, S, D] to tokens [B * S, K], head h in columns h * D .. h * D + D - 1.
+// (Called with K >= 1, so H <= K and B * H * S * D is A's size.)
+Status LscMatMulKernel::HeadsToTokens(OrtKernelContext* context, const float* a, int64_t B, int64_t S, int64_t K,
+                                      float* out) const {
+  const int64_t H = heads_, D = K / H;
+  return ParallelFor(context, static_cast<size_t>(B * H), [&](size_t item) {
+    const int64_t b = static_cast<int64_t>(item) / H, h = static_cast<int64_t>(item) % H;
+    const float* from = a + (b * H + h) * S * D;
+    float* to = out + b * S * K + h * D;
+    for (int64_t s = 0; s < S; ++s) std::memcpy(to + s * K, from + s * D, static_cast<size_t>(D) * sizeof(float));
+  });
+}
+
+// output_layout: the plain result [B * S, N] to [B, H, S, D] (BHSD) or [B, H, D, S] (BHDS).
+// (Called with N >= 1, so H <= N.)
+Status LscMatMulKernel::TokensToHeads(OrtKernelContext* context, const float* y, int64_t B, int64_t S, int64_t N,
+                                      float* out) const {
+  const int64_t H = heads_, D = N / H;
+  const bool keys = output_layout_ == HeadLayout::kBHDS;
+  return ParallelFor(context, static_cast<size_t>(B * H), [&](size_t item) {
+    const int64_t b = static_cast<int64_t>(item) / H, h = static_cast<int64_t>(item) % H;
+    const float* from = y + b * S * N + h * D;
+    float* to = out + (b * H + h) * S * D;
+    if (keys) {
+      kernels_->transpose(from, N, S, D, to, S);
+    } else {
+      for (int64_t s = 0; s < S; ++s) std::memcpy(to + s * D, from + s * N, static_cast<size_t>(D) * sizeof(float));
+    }
+  });
 }
 
 // The residual, then the activation, over Y in L2-sized pieces (Y of a batch usually is still
@@ -193,7 +288,7 @@ bool LscMatMulKernel::UseWindowed(const PackedWeight& weight) const {
 // weight at 128 rows that was a quarter of the time. When tiles split into several tasks (fewer
 // tiles than cores), the tiles' At are transposed first, in parallel, and shared.
 Status LscMatMulKernel::LargeBatch(OrtKernelContext* context, const PackedWeight& weight, const float* a, int64_t M,
-                                   const float* bias, float* y) const {
+                                   const float* bias, const HeadView& heads, float* y) const {
   const KernelSet& kernels = *kernels_;
   const int64_t K = weight.K(), N = weight.N(), T = std::min<int64_t>(kernels.tiled_tile, kMatMulTile);
   const int64_t tiles = (M + T - 1) / T;
@@ -212,7 +307,7 @@ Status LscMatMulKernel::LargeBatch(OrtKernelContext* context, const PackedWeight
     LSC_RETURN_IF_ERROR(ParallelFor(context, static_cast<size_t>(tiles * blocks), [&](size_t item) {
       const int64_t tile = static_cast<int64_t>(item) / blocks, b = static_cast<int64_t>(item) % blocks;
       const int64_t k0 = block_begin[b], k1 = block_begin[b + 1];
-      kernels.transpose(a + tile * T * K + k0, K, rows_in(tile), k1 - k0, shared_at + (tile * K + k0) * L, L);
+      TransposeA(a, heads, K, tile * T, rows_in(tile), k0, k1, shared_at + (tile * K + k0) * L, L);
     }));
   }
   int64_t block_rows = 0;
@@ -229,7 +324,7 @@ Status LscMatMulKernel::LargeBatch(OrtKernelContext* context, const PackedWeight
     const bool spans = n1 - n0 > span && K * L * 4 <= kWholeAtBytes;
     float* own_at = shared_at ? nullptr
                               : ThreadScratch(kScratchAtBlock, static_cast<size_t>((spans ? K : block_rows) * L));
-    if (own_at && spans) kernels.transpose(a + tile * T * K, K, rows, K, own_at, L);
+    if (own_at && spans) TransposeA(a, heads, K, tile * T, rows, 0, K, own_at, L);
     float* yt = ThreadScratch(kScratchYt, static_cast<size_t>(N * L));
     for (int64_t s0 = n0; s0 < n1; s0 += span) {
       const int64_t s1 = std::min(n1, s0 + span);
@@ -239,7 +334,7 @@ Status LscMatMulKernel::LargeBatch(OrtKernelContext* context, const PackedWeight
         if (own_at && spans) {
           atb = own_at + k0 * L;
         } else if (own_at) {
-          kernels.transpose(a + tile * T * K + k0, K, rows, k1 - k0, own_at, L);
+          TransposeA(a, heads, K, tile * T, rows, k0, k1, own_at, L);
         } else {
           atb = shared_at + (tile * K + k0) * L;
         }
@@ -247,9 +342,52 @@ Status LscMatMulKernel::LargeBatch(OrtKernelContext* context, const PackedWeight
                            yt, L);
       }
       // Positions [s0, s1) are whole chunks: the columns s0 .. s1 - 1, in some order.
-      kernels.transpose(yt + s0 * L, L, s1 - s0, rows, y + tile * T * N + s0, N);
+      StoreColumns(yt, L, heads, N, tile * T, rows, s0, s1, y);
     }
   });
+}
+
+}  // namespace lsc
+
+namespace lsc {
+
+// At[k - k0][r] = A[m0 + r][k] for r < rows, k0 <= k < k1: A plain [M, K], or [B, H, S, D] when
+// heads.input is BHSD (a row segment within one batch, a column range within one head at a time).
+void LscMatMulKernel::TransposeA(const float* a, const HeadView& heads, int64_t K, int64_t m0, int64_t rows, int64_t k0,
+                                 int64_t k1, float* at, int64_t L) const {
+  if (heads.input == HeadLayout::kNone) return kernels_->transpose(a + m0 * K + k0, K, rows, k1 - k0, at, L);
+  const int64_t H = heads.heads, D = K / H, S = heads.tokens;
+  for (int64_t r = 0; r < rows;) {
+    const int64_t m = m0 + r, b = m / S, s = m % S, count = std::min(rows - r, S - s);
+    for (int64_t h = k0 / D; h * D < k1; ++h) {
+      const int64_t c0 = std::max(k0, h * D), c1 = std::min(k1, h * D + D);
+      kernels_->transpose(a + ((b * H + h) * S + s) * D + (c0 - h * D), D, count, c1 - c0, at + (c0 - k0) * L + r, L);
+    }
+    r += count;
+  }
+}
+
+// Y[m0 + r][c] = Yt[c][r] for r < rows, c0 <= c < c1: Y plain [M, N], or in heads.output's layout
+// (BHSD: a transpose per head and batch; BHDS: Yt's rows are Y's, copied as they are).
+void LscMatMulKernel::StoreColumns(const float* yt, int64_t L, const HeadView& heads, int64_t N, int64_t m0,
+                                   int64_t rows, int64_t c0, int64_t c1, float* y) const {
+  if (heads.output == HeadLayout::kNone) return kernels_->transpose(yt + c0 * L, L, c1 - c0, rows, y + m0 * N + c0, N);
+  const int64_t H = heads.heads, D = N / H, S = heads.tokens;
+  for (int64_t r = 0; r < rows;) {
+    const int64_t m = m0 + r, b = m / S, s = m % S, count = std::min(rows - r, S - s);
+    for (int64_t h = c0 / D; h * D < c1; ++h) {
+      const int64_t first = std::max(c0, h * D), last = std::min(c1, h * D + D);
+      float* head = y + (b * H + h) * S * D;
+      if (heads.output == HeadLayout::kBHSD) {
+        kernels_->transpose(yt + first * L + r, L, last - first, count, head + s * D + (first - h * D), D);
+      } else {
+        for (int64_t c = first; c < last; ++c) {
+          std::memcpy(head + (c - h * D) * S + s, yt + c * L + r, static_cast<size_t>(count) * sizeof(float));
+        }
+      }
+    }
+    r += count;
+  }
 }
 
 }  // namespace lsc

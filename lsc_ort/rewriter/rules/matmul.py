@@ -9,16 +9,22 @@ What follows the MatMul as the only consumer of its output is absorbed:
   (approximate ``"none"``), or the erf form exporters write, ``y * (1 + erf(y / sqrt(2))) * 0.5``
   (``Div`` by sqrt(2) or ``Mul`` by its inverse, ``Erf``, ``Add`` of 1, and two ``Mul``, one of
   them by 0.5, in either order).
+
+and, around it, the attention-head ``Reshape`` + ``Transpose`` pairs
+(:mod:`lsc_ort.rewriter.rules.heads`): heads back to tokens before ``A`` → ``input_layout``,
+tokens to heads after the output (when there is no residual) → ``output_layout``.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import onnx
 
 from lsc_ort.ops import DOMAIN, MATMUL_OP
 from lsc_ort.rewriter.graph import GraphContext
+from lsc_ort.rewriter.rules.heads import input_heads, output_heads
 from lsc_ort.rewriter.rules.base import (
     Decline,
     Match,
@@ -46,7 +52,7 @@ class MatMulRule(RewriteRule):
         weight = constant_weight(node, 1, ctx, (2,), "the weight")
         if isinstance(weight, Decline):
             return weight
-        facts: dict[str, str] = {}
+        facts: dict[str, Any] = {}
         absorbs: tuple[onnx.NodeProto, ...] = ()
         last = node
         add = sole_consumer(node, ctx, "Add")
@@ -66,21 +72,43 @@ class MatMulRule(RewriteRule):
         if relu is not None:
             facts["activation"] = "Relu"
             absorbs += (relu,)
+            last = relu
         elif gelu is not None:
             facts["activation"] = "Gelu"
             absorbs += gelu
+            last = gelu[-1]
+        k, n = weight.shape
+        before = input_heads(node, k, ctx)
+        after = output_heads(last, n, ctx) if residual is None else None
+        heads = {layout.heads for layout in (before, after) if layout is not None}
+        if len(heads) == 1:  # (one H serves both layouts)
+            facts["heads"] = heads.pop()
+            if before is not None:
+                facts["input_layout"] = before.layout
+                absorbs = before.nodes + absorbs
+            if after is not None:
+                facts["output_layout"] = after.layout
+                absorbs += after.nodes
+                last = after.nodes[-1]
+        facts["output"] = last.output[0]
         return Match(weight, facts, absorbs=absorbs)
 
     def rewrite(
         self, node: onnx.NodeProto, match: Match, blob: str, ctx: GraphContext
     ) -> list[onnx.NodeProto]:
-        inputs = [node.input[0], blob, match.facts.get("bias", "")]
+        source = match.absorbs[0].input[0] if "input_layout" in match.facts else node.input[0]
+        inputs = [source, blob, match.facts.get("bias", "")]
         if "residual" in match.facts:
             inputs.append(match.facts["residual"])
         elif not inputs[-1]:
             inputs.pop()
-        output = match.absorbs[-1].output[0] if match.absorbs else node.output[0]
-        return [replacement(node, MATMUL_OP, inputs, [output], DOMAIN, activation=match.facts.get("activation"))]
+        output = match.facts["output"]
+        layouts = {key: match.facts.get(key) for key in ("heads", "input_layout", "output_layout")}
+        return [
+            replacement(
+                node, MATMUL_OP, inputs, [output], DOMAIN, activation=match.facts.get("activation"), **layouts
+            )
+        ]
 
 
 def _scalar(ctx: GraphContext, name: str) -> float | None:
