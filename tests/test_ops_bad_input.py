@@ -148,3 +148,51 @@ def test_wrong_weight_type_is_rejected() -> None:
                                                     helper.make_opsetid(lsc_ort.DOMAIN, 1)])
     with pytest.raises(ERRORS):
         session(model.SerializeToString())
+
+
+@pytest.mark.parametrize(
+    "attributes,message",
+    [
+        ({"heads": 4}, r"heads \(4\) needs input_layout or output_layout"),
+        ({"output_layout": "BHSD"}, "heads must be >= 1 with a head layout, got 0"),
+        ({"output_layout": "BHSD", "heads": -3}, "heads must be >= 1"),
+        ({"output_layout": "SBHD", "heads": 2}, "unsupported output_layout 'SBHD'"),
+        ({"input_layout": "BHDS", "heads": 2}, "unsupported input_layout 'BHDS'"),
+        ({"output_layout": "BHSD", "heads": 7}, r"heads \(7\) to divide the weight's 30 columns"),
+        ({"input_layout": "BHSD", "heads": 3}, r"heads \(3\) to divide the weight's 40 rows"),
+        ({"output_layout": "BHDS", "heads": 1 << 62}, "to divide the weight's 30 columns"),
+    ],
+)
+def test_bad_head_layout_attributes(attributes: dict, message: str) -> None:
+    with pytest.raises(ERRORS, match=rf"LSCMatMul\] node 'lsc_mm'.*{message}"):
+        session(matmul_model(good_blob(), **attributes))
+
+
+@pytest.mark.parametrize(
+    "attributes,shape,message",
+    [
+        ({"output_layout": "BHSD", "heads": 5}, (4, 40), r"output_layout needs A of rank 3 \[B, S, K\], got \[4, 40\]"),
+        ({"output_layout": "BHSD", "heads": 5}, (1, 2, 3, 40), "output_layout needs A of rank 3"),
+        ({"input_layout": "BHSD", "heads": 4}, (2, 3, 40), r"needs A of shape \[B, 4, S, 10\], got \[2, 3, 40\]"),
+        ({"input_layout": "BHSD", "heads": 4}, (2, 5, 3, 8), r"needs A of shape \[B, 4, S, 10\], got \[2, 5, 3, 8\]"),
+        ({"input_layout": "BHSD", "heads": 4}, (2, 4, 3, 11), r"got \[2, 4, 3, 11\]"),
+    ],
+)
+def test_head_layout_shape_mismatch(attributes: dict, shape: tuple[int, ...], message: str) -> None:
+    sess = session(matmul_model(good_blob(), **attributes))
+    with pytest.raises(ERRORS, match=rf"LSCMatMul\] node 'lsc_mm'.*{message}"):
+        sess.run(None, {"A": np.zeros(shape, np.float32)})
+
+
+def test_head_layout_with_a_residual_is_rejected() -> None:
+    sess = session(matmul_model(good_blob(), residual=True, heads=3, output_layout="BHSD"))
+    with pytest.raises(ERRORS, match="a residual input Z cannot be combined with output_layout"):
+        sess.run(None, {"A": np.zeros((1, 2, 40), np.float32), "Z": np.zeros((1, 2, 30), np.float32)})
+
+
+def test_head_layout_of_an_empty_weight_does_not_loop_over_heads() -> None:
+    """K = 0 admits any H dividing it: an input of 2^40 heads and no elements is not a loop."""
+    blob = lsc_ort.encode(np.zeros((0, 6), np.float32), "csr")
+    sess = session(matmul_model(blob, heads=1 << 40, input_layout="BHSD"))
+    y = sess.run(None, {"A": np.zeros((1, 1 << 40, 3, 0), np.float32)})[0]
+    assert y.shape == (1, 3, 6) and not y.any()

@@ -233,3 +233,59 @@ def test_residual_of_another_shape_is_rejected() -> None:
     sess = session(matmul_model(lsc_ort.encode(w, "lsc"), residual=True))
     with pytest.raises(Exception, match=r"LSCMatMul.*lsc_mm.*Z has shape \[3, 1, 4\] but Y has shape \[3, 4\]"):
         sess.run(None, {"A": np.ones((3, 8), np.float32), "Z": np.ones((3, 1, 4), np.float32)})
+
+
+def _to_heads(p: np.ndarray, heads: int, layout: str) -> np.ndarray:
+    """Transpose(Reshape(p [B, S, N], [B, S, H, N / H])) in ``layout`` (lsc_ort/ops.py)."""
+    b, s, n = p.shape
+    split = p.reshape(b, s, heads, n // heads)
+    return split.transpose(0, 2, 1, 3) if layout == "BHSD" else split.transpose(0, 2, 3, 1)
+
+
+@pytest.mark.parametrize("codec", ["lsc", "mswu"])
+@pytest.mark.parametrize("layout", ["BHSD", "BHDS"])
+def test_output_head_layouts_on_every_path(layout: str, codec: str, isa: str) -> None:
+    """Y in [B, H, S, D] / [B, H, D, S] on the sliced, windowed and batched paths (batch tiles
+    crossing batch boundaries), 1 and 2 threads, with the activation and mswu's unified blocks."""
+    rng = np.random.default_rng(30)
+    w = sparse_array((48, 96), 0.85, seed=4)
+    bias = rng.standard_normal(96).astype(np.float32)
+    for threads in (1, 2):
+        sess = session(matmul_model(lsc_ort.encode(w, codec), bias, heads=4, output_layout=layout,
+                                    activation="Gelu"), threads)
+        for b, s in ((1, 1), (2, 1), (1, 5), (2, 5), (3, 70), (1, 130)):
+            a = rng.standard_normal((b, s, 48)).astype(np.float32)
+            expected = _to_heads(_activated(reference(a, w, bias), "Gelu"), 4, layout)
+            assert_close(run(sess, a), expected, tolerance=2e-6)
+
+
+@pytest.mark.parametrize("output_layout", ["", "BHSD", "BHDS"])
+def test_input_head_layout(output_layout: str, isa: str) -> None:
+    """A in [B, H, S, D], read back as tokens [B, S, K], alone and with an output layout, on
+    every path; a weight of several spans (3072 columns) at 2 threads."""
+    rng = np.random.default_rng(31)
+    for k, n, heads in ((64, 40, 8), (96, 3072, 12)):
+        w = sparse_array((k, n), 0.9, seed=k)
+        bias = rng.standard_normal(n).astype(np.float32)
+        layouts = {"output_layout": output_layout} if output_layout else {}
+        sess = session(matmul_model(lsc_ort.encode(w, "lsc"), bias, heads=heads, input_layout="BHSD", **layouts), 2)
+        for b, s in ((1, 1), (2, 3), (2, 9), (2, 100)):
+            tokens = rng.standard_normal((b, s, k)).astype(np.float32)
+            a = tokens.reshape(b, s, heads, k // heads).transpose(0, 2, 1, 3).copy()
+            expected = reference(tokens, w, bias)
+            if output_layout:
+                expected = _to_heads(expected, heads, output_layout)
+            assert_close(run(sess, a), expected)
+
+
+def test_head_layouts_in_float16() -> None:
+    rng = np.random.default_rng(32)
+    w = sparse_array((32, 64), 0.8, seed=6)
+    sess = session(matmul_model(lsc_ort.encode(w, "lsc"), None, np.float16, heads=2, input_layout="BHSD",
+                                output_layout="BHDS"))
+    for s in (2, 40):
+        tokens = rng.standard_normal((2, s, 32)).astype(np.float16)
+        a = tokens.reshape(2, s, 2, 16).transpose(0, 2, 1, 3).copy()
+        y = sess.run(None, {"A": a})[0]
+        assert y.dtype == np.float16
+        assert_close(y, _to_heads(reference(tokens.astype(np.float32), w), 2, "BHDS"), 2e-3)
