@@ -31,9 +31,19 @@ from onnx.reference.op_run import OpRun
 
 from lsc_ort.api import decode, inspect
 from lsc_ort.model_file import check_model_proto, read_model_file
-from lsc_ort.ops import CONV_ACTIVATIONS, DOMAIN, MATMUL_ACTIVATIONS
+from lsc_ort.ops import (
+    CONV_ACTIVATIONS,
+    DOMAIN,
+    MATMUL_ACTIVATIONS,
+    MATMUL_INPUT_LAYOUTS,
+    MATMUL_OUTPUT_LAYOUTS,
+)
 
 _FLOAT_INPUTS = (np.dtype(np.float32), np.dtype(np.float16))
+OUTPUT_LAYOUT_PERMS = {"BHSD": (0, 2, 1, 3), "BHDS": (0, 2, 3, 1)}
+"""``LSCMatMul``'s ``Transpose`` of ``Reshape(P, [B, S, H, N/H])`` for each ``output_layout``."""
+INPUT_LAYOUT_PERM = (0, 2, 1, 3)
+"""``LSCMatMul``'s ``Transpose`` of ``A`` before ``Reshape(.., [B, S, K])`` for ``input_layout="BHSD"``."""
 
 
 def weight_values(blob: np.ndarray | bytes) -> np.ndarray:
@@ -101,9 +111,39 @@ def _check_float(name: str, op: str, value: np.ndarray) -> None:
         raise TypeError(f"{op}: input {name} must be float32 or float16, got {value.dtype}")
 
 
+def _text(value: str | bytes | None) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def matmul_head_layouts(
+    heads: int | None, input_layout: str | bytes | None, output_layout: str | bytes | None
+) -> tuple[int, str, str]:
+    """``LSCMatMul``'s attention-head attributes checked against the contract: ``(heads,
+    input_layout, output_layout)``, ``None`` read as the defaults (0, ``""``, ``""``).
+
+    Raises:
+        ValueError: an unknown layout, ``heads`` < 1 with a layout, or ``heads`` without one
+            (the message does not name the op).
+    """
+    h = 0 if heads is None else int(heads)
+    layout_in, layout_out = _text(input_layout), _text(output_layout)
+    if layout_in not in MATMUL_INPUT_LAYOUTS:
+        raise ValueError(f"unknown input_layout {layout_in!r}; supported: {MATMUL_INPUT_LAYOUTS}")
+    if layout_out not in MATMUL_OUTPUT_LAYOUTS:
+        raise ValueError(f"unknown output_layout {layout_out!r}; supported: {MATMUL_OUTPUT_LAYOUTS}")
+    if (layout_in or layout_out) and h < 1:
+        raise ValueError(f"attribute heads must be >= 1 with input_layout / output_layout, got {h}")
+    if not (layout_in or layout_out) and h != 0:
+        raise ValueError(f"attribute heads ({h}) is only allowed with input_layout or output_layout")
+    return h, layout_in, layout_out
+
+
 class LSCMatMul(OpRun):
     """``Y = activation(alpha * (A @ W) + bias + Z)``, computed in float32 (Gelu in float64);
-    ``Y`` has ``A``'s dtype."""
+    ``Y`` has ``A``'s dtype. ``input_layout`` / ``output_layout`` read ``A`` and write ``Y`` in
+    the attention-head layouts (:mod:`lsc_ort.ops`)."""
 
     op_domain = DOMAIN
 
@@ -116,6 +156,9 @@ class LSCMatMul(OpRun):
         alpha: float | None = None,
         transB: int | None = None,
         activation: str | None = None,
+        heads: int | None = None,
+        input_layout: str | None = None,
+        output_layout: str | None = None,
     ) -> tuple[np.ndarray]:
         _check_float("A", "LSCMatMul", A)
         act = "" if activation is None else activation
@@ -123,6 +166,10 @@ class LSCMatMul(OpRun):
             act = act.decode()
         if act not in MATMUL_ACTIVATIONS:
             raise ValueError(f"LSCMatMul: unknown activation {act!r}; supported: {MATMUL_ACTIVATIONS}")
+        try:
+            h, layout_in, layout_out = matmul_head_layouts(heads, input_layout, output_layout)
+        except ValueError as error:
+            raise ValueError(f"LSCMatMul: {error}") from None
         alpha = 1.0 if alpha is None else float(alpha)
         trans_b = 0 if transB is None else int(transB)
         if trans_b not in (0, 1):
@@ -134,12 +181,24 @@ class LSCMatMul(OpRun):
             )
         if trans_b:
             weight, stored = weight.T, stored.T
-        if A.ndim < 1 or A.shape[-1] != weight.shape[0]:
-            raise ValueError(
-                f"LSCMatMul: A has shape {list(A.shape)} but the weight is "
-                f"{weight.shape[0]}x{weight.shape[1]}"
-            )
-        y = sparse_matmul(A.astype(np.float32, copy=False), weight, stored)
+        k, n = weight.shape
+        a = A
+        if layout_in:
+            a = _read_heads(A, h, k)
+        if A.ndim < 1 or a.shape[-1] != k:
+            raise ValueError(f"LSCMatMul: A has shape {list(A.shape)} but the weight is {k}x{n}")
+        if layout_out:
+            if a.ndim != 3:
+                read = " as read (after input_layout)" if layout_in else ""
+                raise ValueError(
+                    f"LSCMatMul: output_layout {layout_out} needs A{read} of rank 3 [B, S, K], got shape "
+                    f"{list(a.shape)}"
+                )
+            if n % h:
+                raise ValueError(f"LSCMatMul: heads {h} does not divide N = {n} (output_layout {layout_out})")
+            if Z is not None:
+                raise ValueError(f"LSCMatMul: a residual Z cannot be combined with output_layout {layout_out}")
+        y = sparse_matmul(a.astype(np.float32, copy=False), weight, stored)
         if alpha != 1.0:
             y = np.float32(alpha) * y
         if bias is not None:
@@ -149,7 +208,28 @@ class LSCMatMul(OpRun):
                     f"LSCMatMul: bias has shape {list(bias.shape)}, expected [{weight.shape[1]}]"
                 )
             y = y + bias.astype(np.float32, copy=False)
-        return (_epilogue("LSCMatMul", y, Z, act).astype(A.dtype, copy=False),)
+        y = _epilogue("LSCMatMul", y, Z, act)
+        if layout_out:
+            b, s, _ = y.shape
+            y = np.ascontiguousarray(y.reshape(b, s, h, n // h).transpose(OUTPUT_LAYOUT_PERMS[layout_out]))
+        return (y.astype(A.dtype, copy=False),)
+
+
+def _read_heads(a: np.ndarray, heads: int, k: int) -> np.ndarray:
+    """``A [B, H, S, K/H]`` of ``input_layout="BHSD"`` as the ``[B, S, K]`` matrix it stands for."""
+    if a.ndim != 4:
+        raise ValueError(
+            f"LSCMatMul: input_layout BHSD needs A of rank 4 [B, H, S, K/H], got shape {list(a.shape)}"
+        )
+    if k % heads:
+        raise ValueError(f"LSCMatMul: heads {heads} does not divide K = {k} (input_layout BHSD)")
+    if a.shape[1] != heads or a.shape[3] * heads != k:
+        raise ValueError(
+            f"LSCMatMul: A has shape {list(a.shape)} but input_layout BHSD with heads {heads} and a weight "
+            f"of K = {k} needs A of shape [B, {heads}, S, {k // heads}]"
+        )
+    b, _, s, _ = a.shape
+    return a.transpose(INPUT_LAYOUT_PERM).reshape(b, s, k)
 
 
 def _epilogue(op: str, y: np.ndarray, z: np.ndarray | None, activation: str) -> np.ndarray:

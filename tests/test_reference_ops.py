@@ -98,6 +98,132 @@ def test_lsc_matmul_errors(message: str, kwargs: dict) -> None:
         reference_evaluator(model).run(None, {"A": a})
 
 
+# --- attention-head layouts: input_layout / output_layout against Transpose + Reshape + MatMul ---
+
+LAYOUTS = [("BHSD", ""), ("", "BHSD"), ("", "BHDS"), ("BHSD", "BHSD"), ("BHSD", "BHDS")]
+HEAD_VARIANTS = {
+    "plain": {},
+    "bias-alpha": {"bias": True, "alpha": -0.75},
+    "transB-relu": {"transB": 1, "activation": "Relu"},
+    "bias-gelu": {"bias": True, "activation": "Gelu"},
+    "float16-bias": {"bias": True, "dtype": np.float16},
+}
+HEADS, K, N = 3, 12, 15
+
+
+def head_layout_models(
+    layouts: tuple[str, str], variant: dict, batch: int, seq: int
+) -> tuple[onnx.ModelProto, onnx.ModelProto, np.ndarray]:
+    """One LSCMatMul with the layouts, the same product in standard ops (float32, opset 20) and
+    an input for both."""
+    variant = dict(variant)
+    dtype = np.dtype(variant.pop("dtype", np.float32))
+    layout_in, layout_out = layouts
+    w = sparse((K, N), 0.6, seed=7)
+    trans_b = variant.get("transB", 0)
+    bias = np.linspace(-1, 1, N, dtype=np.float32) if variant.pop("bias", False) else None
+    a_shape = (batch, HEADS, seq, K // HEADS) if layout_in else (batch, seq, K)
+    a = np.random.default_rng(batch * 31 + seq).standard_normal(a_shape).astype(dtype)
+    attrs = {**variant, "heads": HEADS}
+    if layout_in:
+        attrs["input_layout"] = layout_in
+    if layout_out:
+        attrs["output_layout"] = layout_out
+    extra = {"bias": bias.astype(dtype)} if bias is not None else {}
+    lsc = one_node("LSCMatMul", {"A": a}, lsc_ort.encode(w.T.copy() if trans_b else w, "csr"), extra, **attrs)
+    nodes, inits, x = [], [numpy_helper.from_array(w, "W")], "A"
+    if layout_in:
+        nodes += [helper.make_node("Transpose", ["A"], ["At"], perm=[0, 2, 1, 3]),
+                  helper.make_node("Reshape", ["At", "read"], ["Ar"])]
+        inits.append(numpy_helper.from_array(np.array([0, 0, K], np.int64), "read"))
+        x = "Ar"
+    nodes.append(helper.make_node("MatMul", [x, "W"], ["P"]))
+    x = "P"
+    if "alpha" in attrs:
+        nodes.append(helper.make_node("Mul", [x, "alpha"], ["Ps"]))
+        inits.append(numpy_helper.from_array(np.array(attrs["alpha"], np.float32), "alpha"))
+        x = "Ps"
+    if bias is not None:
+        nodes.append(helper.make_node("Add", [x, "bias"], ["Pb"]))
+        inits.append(numpy_helper.from_array(bias.astype(dtype).astype(np.float32), "bias"))
+        x = "Pb"
+    if "activation" in attrs:
+        nodes.append(helper.make_node(attrs["activation"], [x], ["Pa"]))
+        x = "Pa"
+    if layout_out:
+        perm = [0, 2, 1, 3] if layout_out == "BHSD" else [0, 2, 3, 1]
+        nodes += [helper.make_node("Reshape", [x, "split"], ["Ps4"]),
+                  helper.make_node("Transpose", ["Ps4"], ["Pt"], perm=perm)]
+        inits.append(numpy_helper.from_array(np.array([0, 0, HEADS, N // HEADS], np.int64), "split"))
+        x = "Pt"
+    nodes.append(helper.make_node("Identity", [x], ["Y"]))
+    float_type = onnx.TensorProto.FLOAT
+    dense = helper.make_model(
+        helper.make_graph(nodes, "dense", [helper.make_tensor_value_info("A", float_type, a_shape)],
+                          [helper.make_tensor_value_info("Y", float_type, None)], inits),
+        opset_imports=[helper.make_opsetid("", 20)],
+    )
+    return lsc, dense, a
+
+
+@pytest.mark.parametrize("layouts", LAYOUTS, ids=["-".join(x or "plain" for x in pair) for pair in LAYOUTS])
+@pytest.mark.parametrize("variant", HEAD_VARIANTS)
+@pytest.mark.parametrize("batch,seq", [(1, 1), (1, 5), (1, 17), (2, 1), (2, 5), (2, 17)])
+def test_lsc_matmul_head_layouts(layouts: tuple[str, str], variant: str, batch: int, seq: int) -> None:
+    lsc, dense, a = head_layout_models(layouts, HEAD_VARIANTS[variant], batch, seq)
+    (expected,) = ReferenceEvaluator(dense).run(None, {"A": a.astype(np.float32)})
+    (got,) = reference_evaluator(lsc).run(None, {"A": a})
+    assert got.dtype == a.dtype
+    assert_close(got, expected, 1e-2 if a.dtype == np.float16 else 1e-5)
+    if layouts[1]:
+        assert got.shape[:2] == (batch, HEADS) and got.flags.c_contiguous
+
+
+def test_lsc_matmul_head_layout_residual() -> None:
+    """Z has the plain result's shape [B, S, N] with input_layout."""
+    w = sparse((K, N), 0.5, seed=3)
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((2, HEADS, 5, K // HEADS)).astype(np.float32)
+    z = rng.standard_normal((2, 5, N)).astype(np.float32)
+    model = one_node("LSCMatMul", {"A": a}, lsc_ort.encode(w, "csr"), {"bias": np.zeros(N, np.float32), "Z": z},
+                     heads=HEADS, input_layout="BHSD", activation="Relu")
+    (got,) = reference_evaluator(model).run(None, {"A": a})
+    read = a.astype(np.float64).transpose(0, 2, 1, 3).reshape(2, 5, K)
+    assert_close(got, np.maximum(read @ w + z, 0))
+
+
+@pytest.mark.parametrize(
+    "message,a_shape,attrs,with_z",
+    [
+        (r"unknown input_layout 'BSHD'", (2, 5, 12), {"heads": 3, "input_layout": "BSHD"}, False),
+        (r"unknown output_layout 'bhsd'", (2, 5, 12), {"heads": 3, "output_layout": "bhsd"}, False),
+        (r"attribute heads must be >= 1 .* got 0", (2, 3, 5, 4), {"input_layout": "BHSD"}, False),
+        (r"attribute heads must be >= 1 .* got -3", (2, 5, 12), {"heads": -3, "output_layout": "BHDS"}, False),
+        (r"attribute heads \(3\) is only allowed with input_layout or output_layout", (2, 5, 12), {"heads": 3}, False),
+        (r"input_layout BHSD needs A of rank 4 .* got shape \[2, 5, 12\]", (2, 5, 12),
+         {"heads": 3, "input_layout": "BHSD"}, False),
+        (r"A has shape \[2, 4, 5, 3\] .* needs A of shape \[B, 3, S, 4\]", (2, 4, 5, 3),
+         {"heads": 3, "input_layout": "BHSD"}, False),
+        (r"A has shape \[2, 3, 5, 3\] .* needs A of shape \[B, 3, S, 4\]", (2, 3, 5, 3),
+         {"heads": 3, "input_layout": "BHSD"}, False),
+        (r"heads 5 does not divide K = 12", (2, 5, 5, 2), {"heads": 5, "input_layout": "BHSD"}, False),
+        (r"output_layout BHSD needs A of rank 3 .* got shape \[5, 12\]", (5, 12),
+         {"heads": 3, "output_layout": "BHSD"}, False),
+        (r"output_layout BHDS needs A of rank 3 .* got shape \[1, 2, 5, 12\]", (1, 2, 5, 12),
+         {"heads": 3, "output_layout": "BHDS"}, False),
+        (r"heads 2 does not divide N = 15", (2, 5, 12), {"heads": 2, "output_layout": "BHSD"}, False),
+        (r"a residual Z cannot be combined with output_layout BHSD", (2, 5, 12),
+         {"heads": 3, "output_layout": "BHSD"}, True),
+    ],
+)
+def test_lsc_matmul_head_layout_errors(message: str, a_shape: tuple[int, ...], attrs: dict, with_z: bool) -> None:
+    a = np.ones(a_shape, np.float32)
+    extra = {"bias": np.zeros(N, np.float32), "Z": np.zeros((2, 5, N), np.float32)} if with_z else None
+    model = one_node("LSCMatMul", {"A": a}, lsc_ort.encode(sparse((K, N), 0.5), "csr"), extra, **attrs)
+    with pytest.raises(Exception, match=f"LSCMatMul: {message}"):
+        reference_evaluator(model).run(None, {"A": a})
+
+
 CONVS = {
     "2d": ((1, 4, 9, 9), (6, 4, 3, 3), {"pads": [1, 1, 1, 1]}),
     "2d-stride-dilation": ((2, 4, 11, 10), (6, 4, 3, 2), {"strides": [2, 1], "dilations": [1, 2]}),

@@ -150,6 +150,84 @@ def test_decompress_lsc_matmul_forms(a_shape: str, attributes: dict) -> None:
         assert_close(got, want)
 
 
+HEAD_LAYOUTS = [("BHSD", ""), ("", "BHSD"), ("", "BHDS"), ("BHSD", "BHSD"), ("BHSD", "BHDS")]
+
+
+def head_layout_model(layout_in: str, layout_out: str, a_shape: list[int], residual: bool = False,
+                      **attributes: object) -> onnx.ModelProto:
+    """One LSCMatMul (K = 12, N = 6, bias) with 3 heads in the given layouts; A and Z are inputs,
+    Y declared of the layout's shape when A's shape fits the layouts."""
+    w = sparse((6, 12), 0.5) if attributes.get("transB") else sparse((12, 6), 0.5)
+    blob = np.frombuffer(lsc_ort.encode(w, "csr"), np.uint8)
+    inits = [onnx.numpy_helper.from_array(blob, "W_lsc_blob"),
+             onnx.numpy_helper.from_array(np.linspace(-1, 1, 6, dtype=np.float32), "b")]
+    inputs = [helper.make_tensor_value_info("a", onnx.TensorProto.FLOAT, a_shape)]
+    y_shape = None
+    if len(a_shape) == (4 if layout_in else 3):
+        batch, seq = (a_shape[0], a_shape[2]) if layout_in else (a_shape[0], a_shape[1])
+        y_shape = {"": [batch, seq, 6], "BHSD": [batch, 3, seq, 2], "BHDS": [batch, 3, 2, seq]}.get(layout_out)
+        if residual:
+            inputs.append(helper.make_tensor_value_info("z", onnx.TensorProto.FLOAT, [batch, seq, 6]))
+    layouts = {"input_layout": layout_in, "output_layout": layout_out}
+    node = helper.make_node("LSCMatMul", ["a", "W_lsc_blob", "b", *(["z"] if residual else [])], ["y"],
+                            domain=lsc_ort.DOMAIN, name="attn_q", heads=3,
+                            **{k: v for k, v in layouts.items() if v}, **attributes)
+    graph = helper.make_graph([node], "g", inputs, [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT,
+                                                                                   y_shape)], inits)
+    return helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(lsc_ort.DOMAIN, 1)]
+    )
+
+
+@pytest.mark.parametrize("layouts", HEAD_LAYOUTS, ids=["-".join(x or "plain" for x in p) for p in HEAD_LAYOUTS])
+@pytest.mark.parametrize(
+    "attributes", [{}, {"alpha": 0.5, "activation": "Gelu"}, {"transB": 1, "activation": "Relu"}]
+)
+@pytest.mark.parametrize("batch,seq", [(1, 1), (2, 5), (2, 17)])
+def test_decompress_head_layouts(layouts: tuple[str, str], attributes: dict, batch: int, seq: int) -> None:
+    layout_in, layout_out = layouts
+    a_shape = [batch, 3, seq, 4] if layout_in else [batch, seq, 12]
+    model = head_layout_model(layout_in, layout_out, a_shape, **attributes)
+    restored = decompress(model)
+    ops = ops_of(restored)
+    assert all(node.domain == "" for node in restored.graph.node)
+    if layout_in:
+        assert ops[:2] == ["Transpose", "Reshape"]
+    if layout_out:
+        assert ops[-2:] == ["Reshape", "Transpose"]
+    assert ops.count("Transpose") == bool(layout_in) + bool(layout_out) + bool(attributes.get("transB"))
+    onnx.checker.check_model(restored, full_check=True)  # strict shape inference agrees with y's declared shape
+    feeds = random_feeds(model)
+    for got, want in zip(run_original(restored, feeds), run_reference(model, feeds), strict=True):
+        assert got.shape == want.shape == tuple(d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim)
+        assert_close(got, want)
+
+
+def test_decompress_head_layout_with_residual() -> None:
+    model = head_layout_model("BHSD", "", [2, 3, 5, 4], residual=True, activation="Relu")
+    restored = decompress(model)
+    assert ops_of(restored)[:2] == ["Transpose", "Reshape"] and "Relu" in ops_of(restored)
+    feeds = random_feeds(model)
+    for got, want in zip(run_original(restored, feeds), run_reference(model, feeds), strict=True):
+        assert_close(got, want)
+
+
+@pytest.mark.parametrize(
+    "layouts,a_shape,residual,message",
+    [
+        (("", "BHSD"), [2, 5, 12], True, "a residual Z cannot be combined with output_layout BHSD"),
+        (("", "BHDS"), [5, 12], False, r"output_layout BHDS needs A of rank 3 \[B, S, K\], got rank 2"),
+        (("BHSD", ""), [2, 5, 12], False, r"input_layout BHSD needs A of rank 4 \[B, H, S, K/H\], got rank 3"),
+        (("BSHD", ""), [2, 3, 5, 4], False, "unknown input_layout 'BSHD'"),
+    ],
+)
+def test_decompress_head_layout_errors_name_the_node(layouts: tuple[str, str], a_shape: list[int], residual: bool,
+                                                     message: str) -> None:
+    model = head_layout_model(*layouts, a_shape, residual=residual)
+    with pytest.raises(RewriteError, match=rf"node 'attn_q' \(LSCMatMul\): {message}"):
+        decompress(model)
+
+
 def test_decompress_runtime_blob_names_the_node() -> None:
     model = lsc_matmul_model("2,6")
     model.graph.ClearField("initializer")

@@ -107,6 +107,83 @@ def test_matmul_activation(activation: str) -> None:
                  np.maximum(y, 0) if activation == "Relu" else gelu(y).astype(np.float64))
 
 
+HEAD_LAYOUTS = [("BHSD", ""), ("", "BHSD"), ("", "BHDS"), ("BHSD", "BHSD"), ("BHSD", "BHDS")]
+
+
+def head_model(layout_in: str, layout_out: str, heads: int = 3, k: int = 24, n: int = 18,
+               input_shape: list[Any] | None = None, **kwargs: Any) -> bytes:
+    """matmul_model with the head layouts, A of symbolic batch and sequence."""
+    attrs = {"heads": heads, **({"input_layout": layout_in} if layout_in else {}),
+             **({"output_layout": layout_out} if layout_out else {})}
+    w = kwargs.pop("w", None)
+    w = sparse_array((k, n), 0.7, seed=3) if w is None else w
+    default_shape = ["B", heads, "S", k // heads] if layout_in else ["B", "S", k]
+    return with_input_shape(matmul_model(lsc_ort.encode(w, "lsc"), **attrs, **kwargs), "A",
+                            input_shape or default_shape)
+
+
+def reference_run(model: bytes, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    from lsc_ort.reference import reference_evaluator
+
+    return reference_evaluator(onnx.load_from_string(model)).run(None, feeds)[0]
+
+
+@pytest.mark.parametrize("layouts", HEAD_LAYOUTS, ids=["-".join(x or "plain" for x in p) for p in HEAD_LAYOUTS])
+@pytest.mark.parametrize("variant", ["bias-alpha-gelu", "transB-relu"])
+def test_matmul_head_layouts(layouts: tuple[str, str], variant: str) -> None:
+    rng = np.random.default_rng(11)
+    w = sparse_array((24, 18), 0.7, seed=3)
+    if variant == "transB-relu":
+        model = head_model(*layouts, w=w.T.copy(), transB=1, activation="Relu")
+    else:
+        bias = rng.standard_normal(18).astype(np.float32)
+        model = head_model(*layouts, w=w, bias=bias, alpha=0.5, activation="Gelu")
+    for batch in (1, 2):
+        for seq in (1, 5, 17):
+            a = rng.standard_normal((batch, 3, seq, 8) if layouts[0] else (batch, seq, 24)).astype(np.float32)
+            y = run(model, {"A": a})
+            expected = reference_run(model, {"A": a})
+            assert y.shape == expected.shape
+            assert_close(y, expected.astype(np.float64))
+
+
+def test_matmul_head_layouts_float16_and_symbolic_heads() -> None:
+    """float16 in and out; A of symbolic heads and head size, checked at run time."""
+    rng = np.random.default_rng(12)
+    bias = rng.standard_normal(18).astype(np.float32)
+    model = head_model("BHSD", "BHDS", input_shape=["B", "H", "S", "D"], bias=bias, dtype=np.float16)
+    a = rng.standard_normal((2, 3, 5, 8)).astype(np.float16)
+    y = run(model, {"A": a})
+    assert y.dtype == np.float16 and y.shape == (2, 3, 6, 5)
+    assert_close(y, reference_run(model, {"A": a}).astype(np.float64), tolerance=2e-3)
+    with pytest.raises(RuntimeError, match=r"match_cast error,\s+shape\[1\] mismatch"):
+        run(model, {"A": rng.standard_normal((2, 4, 5, 6)).astype(np.float16)})
+
+
+def test_matmul_head_layout_chain_shapes() -> None:
+    """Q in BHSD out of one node, back to tokens by the next: the stand-in graph of onnx shape
+    inference gives the first node's output its layout's shape."""
+    from tvm_schedules.importer import check_lsc_nodes
+
+    rng = np.random.default_rng(13)
+    w1, w2 = sparse_array((24, 18), 0.7, seed=1), sparse_array((18, 12), 0.7, seed=2)
+    nodes = [helper.make_node("LSCMatMul", ["x", "w1"], ["q"], domain=lsc_ort.DOMAIN, name="q_proj", heads=3,
+                              output_layout="BHSD"),
+             helper.make_node("LSCMatMul", ["q", "w2"], ["y"], domain=lsc_ort.DOMAIN, name="o_proj", heads=3,
+                              input_layout="BHSD", output_layout="BHDS")]
+    inits = [numpy_helper.from_array(np.frombuffer(lsc_ort.encode(w, "lsc"), np.uint8), name)
+             for w, name in ((w1, "w1"), (w2, "w2"))]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", 7, 24])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid(lsc_ort.DOMAIN, 1)]
+    model = helper.make_model(graph, opset_imports=opsets)
+    assert [node.input_shape for node in check_lsc_nodes(model)] == [("B", 7, 24), ("B", 3, 7, 6)]
+    x = rng.standard_normal((2, 7, 24)).astype(np.float32)
+    y = run(model.SerializeToString(), {"x": x})
+    assert y.shape == (2, 3, 4, 7)
+    assert_close(y, reference_run(model.SerializeToString(), {"x": x}).astype(np.float64))
+
+
 @pytest.mark.parametrize("dtype", [np.float16, np.int8])
 def test_matmul_stored_value_types(dtype: type) -> None:
     rng = np.random.default_rng(8)
@@ -254,6 +331,27 @@ def test_bad_matmul_attributes_and_shapes() -> None:
     compile_fails(matmul_model(lsc_ort.encode(sparse_array((4, 5, 6), 0.5), "lsc")), "rank 3; LSCMatMul needs a 2-D")
     compile_fails(matmul_model(b"", blob_as_input=True), "must be a constant", {"A": [2, 40], "W": [10]})
     compile_fails(matmul_model(good_blob()), "needs a known rank", {})
+
+
+def test_bad_head_layouts() -> None:
+    def fails(match: str, shape: list[int], model: bytes | None = None, **kwargs: Any) -> None:
+        compile_fails(model or matmul_model(good_blob(), **kwargs), rf"\[LSCMatMul\] node 'lsc_mm': {match}",
+                      {"A": shape})
+
+    fails("unknown input_layout 'BSHD'", [2, 5, 40], heads=2, input_layout="BSHD")
+    fails("unknown output_layout 'BHSS'", [2, 5, 40], heads=2, output_layout="BHSS")
+    fails(r"attribute heads must be >= 1 .*, got 0", [2, 5, 40], output_layout="BHSD")
+    fails(r"attribute heads \(2\) is only allowed with input_layout or output_layout", [2, 40], heads=2)
+    fails(r"input_layout BHSD needs A of rank 4 \[B, H, S, K/H\], got shape \[2, 5, 40\]", [2, 5, 40], heads=2,
+          input_layout="BHSD")
+    fails(r"A has shape \[2, 4, 5, 10\] but input_layout BHSD with heads 2 .* \[B, 2, S, 20\]", [2, 4, 5, 10],
+          heads=2, input_layout="BHSD")
+    fails("heads 3 does not divide K = 40", [2, 3, 5, 13], heads=3, input_layout="BHSD")
+    fails("heads 4 does not divide N = 30", [2, 5, 40], heads=4, output_layout="BHDS")
+    fails(r"output_layout BHSD needs A of rank 3 \[B, S, K\], got shape \[5, 40\]", [5, 40], heads=2,
+          output_layout="BHSD")
+    fails("a residual Z cannot be combined with output_layout BHSD", [2, 5, 40],
+          matmul_model(good_blob(), residual=True, heads=2, output_layout="BHSD"))
 
 
 def test_wrong_domain_is_rejected() -> None:

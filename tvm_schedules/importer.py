@@ -26,6 +26,7 @@ from onnx import helper, numpy_helper
 
 import lsc_ort
 from lsc_ort.ops import CONV_ACTIVATIONS, CONV_OP, DOMAIN, MATMUL_ACTIVATIONS, MATMUL_OP
+from lsc_ort.reference import INPUT_LAYOUT_PERM, OUTPUT_LAYOUT_PERMS, matmul_head_layouts
 from lsc_ort.rewriter.model_io import iter_graphs
 from tvm_schedules import _tvm
 from tvm_schedules.kernels import ConvKernel, MatMulKernel
@@ -36,7 +37,7 @@ from tvm import relax, tirx  # noqa: E402
 
 from tvm_schedules.schedules import cpu  # noqa: E402
 
-MATMUL_ATTRIBUTES = frozenset({"activation", "alpha", "transB"})
+MATMUL_ATTRIBUTES = frozenset({"activation", "alpha", "transB", "heads", "input_layout", "output_layout"})
 CONV_ATTRIBUTES = frozenset({"activation", "auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"})
 AUTO_PADS = ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")
 MAX_GEOMETRY = 1 << 10
@@ -58,8 +59,8 @@ class LscNode:
 
 
 def check_lsc_nodes(model: onnx.ModelProto) -> list[LscNode]:
-    """Check every LSC node's domain, inputs and attribute names; return them in graph order,
-    labelled by name (or first output for unnamed nodes).
+    """Check every LSC node's domain, inputs and attribute names (and LSCMatMul's head layouts);
+    return them in graph order, labelled by name (or first output for unnamed nodes).
 
     Raises:
         LscImportError: naming the op, the node and the problem.
@@ -80,6 +81,8 @@ def check_lsc_nodes(model: onnx.ModelProto) -> list[LscNode]:
             unknown = sorted({a.name for a in node.attribute} - known)
             if unknown:
                 raise node_error(op, label, f"unknown attribute(s) {unknown}; {op} takes {sorted(known)}")
+            if op == MATMUL_OP:
+                _head_layouts({a.name: helper.get_attribute_value(a) for a in node.attribute}, label)
             found.append(node)
     shapes = _activation_shapes(model)
     return [LscNode(_label(node), shapes.get(node.input[0])) for node in found]
@@ -118,7 +121,7 @@ def _activation_shapes(model: onnx.ModelProto) -> dict[str, tuple[int | str, ...
             if node.op_type == MATMUL_OP:
                 if attrs.get("transB", 0):
                     shape = shape[::-1]
-                nodes.append(helper.make_node("MatMul", [node.input[0], stub], list(node.output)))
+                nodes += _matmul_stand_in(node, stub, shape[1], attrs, small)
             else:
                 attrs.pop("activation", None)  # neither it nor the residual changes the shape
                 nodes.append(helper.make_node("Conv", [node.input[0], stub], list(node.output), **attrs))
@@ -137,6 +140,26 @@ def _activation_shapes(model: onnx.ModelProto) -> dict[str, tuple[int | str, ...
             shapes[value.name] = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
                                        for d in tensor_type.shape.dim)
     return shapes
+
+
+def _matmul_stand_in(node: onnx.NodeProto, weight: str, n: int, attrs: dict[str, Any],
+                     constants: list[Any]) -> list[onnx.NodeProto]:
+    """Standard nodes of ``node``'s output shape: ``MatMul`` of the stand-in ``weight``, inside
+    the ``Transpose`` / ``Reshape`` pairs of its head layouts (their shapes added to ``constants``)."""
+    heads, layout_in, layout_out = _head_layouts(attrs, _label(node))
+    a, y = node.input[0], node.output[0]
+    nodes = []
+    if layout_in:
+        constants.append(numpy_helper.from_array(np.array([0, 0, -1], np.int64), f"{y}::lsc_read_shape"))
+        nodes += [helper.make_node("Transpose", [a], [f"{y}::lsc_tokens"], perm=list(INPUT_LAYOUT_PERM)),
+                  helper.make_node("Reshape", [f"{y}::lsc_tokens", f"{y}::lsc_read_shape"], [f"{y}::lsc_read"])]
+        a = f"{y}::lsc_read"
+    if not layout_out:
+        return [*nodes, helper.make_node("MatMul", [a, weight], [y])]
+    constants.append(numpy_helper.from_array(np.array([0, 0, heads, n // heads], np.int64), f"{y}::lsc_split_shape"))
+    return [*nodes, helper.make_node("MatMul", [a, weight], [f"{y}::lsc_plain"]),
+            helper.make_node("Reshape", [f"{y}::lsc_plain", f"{y}::lsc_split_shape"], [f"{y}::lsc_heads"]),
+            helper.make_node("Transpose", [f"{y}::lsc_heads"], [y], perm=list(OUTPUT_LAYOUT_PERMS[layout_out]))]
 
 
 # --- shapes --------------------------------------------------------------------------------------
@@ -247,6 +270,33 @@ def _activation(attrs: Mapping[str, Any], supported: Sequence[str], op: str, nod
     return activation
 
 
+def _head_layouts(attrs: Mapping[str, Any], node: str) -> tuple[int, str, str]:
+    """``LSCMatMul``'s ``(heads, input_layout, output_layout)``, checked as the contract says."""
+    try:
+        return matmul_head_layouts(attrs.get("heads"), attrs.get("input_layout"), attrs.get("output_layout"))
+    except ValueError as error:
+        raise node_error(MATMUL_OP, node, str(error)) from None
+
+
+def _read_heads(bb: Any, a: Any, shape: list[Any], heads: int, k: int, node: str) -> tuple[Any, list[Any]]:
+    """``A [B, H, S, K/H]`` of ``input_layout="BHSD"`` as the ``[B, S, K]`` matrix it stands for,
+    and that shape (H and K/H checked at run time where they are symbolic)."""
+    op = MATMUL_OP
+    if len(shape) != 4:
+        raise node_error(op, node, f"input_layout BHSD needs A of rank 4 [B, H, S, K/H], got shape {_show(shape)}")
+    if k % heads:
+        raise node_error(op, node, f"heads {heads} does not divide K = {k} (input_layout BHSD)")
+    expected = [shape[0], tirx.IntImm("int64", heads), shape[2], tirx.IntImm("int64", k // heads)]
+    if any(_static(shape[i]) is not None and _static(shape[i]) != _static(expected[i]) for i in (1, 3)):
+        raise node_error(op, node, f"A has shape {_show(shape)} but input_layout BHSD with heads {heads} and a weight "
+                         f"of K = {k} needs A of shape [B, {heads}, S, {k // heads}]")
+    if any(_static(shape[i]) is None for i in (1, 3)):
+        a = bb.match_cast(a, relax.TensorType(expected, _dtype(a)))
+    tokens = bb.emit(relax.op.permute_dims(a, list(INPUT_LAYOUT_PERM)))
+    read = [shape[0], shape[2], tirx.IntImm("int64", k)]
+    return bb.emit(relax.op.reshape(tokens, read)), read
+
+
 def _convert_matmul(bb: Any, inputs: Sequence[Any], attrs: dict[str, Any], node: str) -> Any:
     op = MATMUL_OP
     alpha = float(attrs.get("alpha", 1.0))
@@ -256,16 +306,29 @@ def _convert_matmul(bb: Any, inputs: Sequence[Any], attrs: dict[str, Any], node:
     if not math.isfinite(alpha):
         raise node_error(op, node, f"attribute alpha must be finite, got {alpha}")
     activation = _activation(attrs, MATMUL_ACTIVATIONS, op, node)
+    heads, layout_in, layout_out = _head_layouts(attrs, node)
     a = inputs[0]
     dtype = _float_input(a, "A", op, node)
     layout = matmul_layout(_blob(inputs[1], op, node), bool(trans_b), node)
     k, n = layout.k, layout.n
     shape = _shape(a, "A", op, node)
+    if layout_in:
+        a, shape = _read_heads(bb, a, shape, heads, k, node)
     if not shape:
         raise node_error(op, node, "A must have rank >= 1, got a scalar")
     if _static(shape[-1]) is not None and _static(shape[-1]) != k:
         raise node_error(op, node, f"A has shape {_show(shape)} but the weight is {k}x{n}: "
                          f"A's last dimension must be {k}")
+    residual = inputs[3] if len(inputs) > 3 else None
+    if layout_out:
+        if len(shape) != 3:
+            read = " as read (after input_layout)" if layout_in else ""
+            raise node_error(op, node, f"output_layout {layout_out} needs A{read} of rank 3 [B, S, K], got shape "
+                             f"{_show(shape)}")
+        if n % heads:
+            raise node_error(op, node, f"heads {heads} does not divide N = {n} (output_layout {layout_out})")
+        if residual is not None:
+            raise node_error(op, node, f"a residual Z cannot be combined with output_layout {layout_out}")
     bias = _bias(bb, inputs, n, "bias", op, node)
     lead = shape[:-1]
     rows = lead[0] if len(lead) == 1 else tirx.IntImm("int64", 1)
@@ -280,7 +343,10 @@ def _convert_matmul(bb: Any, inputs: Sequence[Any], attrs: dict[str, Any], node:
     y = bb.emit(relax.call_tir(gvar, args, relax.TensorType([rows, n], "float32")))
     if len(shape) != 2:
         y = bb.emit(relax.op.reshape(y, [*lead, n]))
-    y = _epilogue(bb, y, inputs[3] if len(inputs) > 3 else None, activation, dtype, op, node)
+    y = _epilogue(bb, y, residual, activation, dtype, op, node)
+    if layout_out:  # [B, S, N] -> [B, S, H, N/H] -> the layout
+        y = bb.emit(relax.op.reshape(y, [*lead, heads, n // heads]))
+        y = bb.emit(relax.op.permute_dims(y, list(OUTPUT_LAYOUT_PERMS[layout_out])))
     return y if dtype == "float32" else relax.op.astype(y, dtype)
 
 

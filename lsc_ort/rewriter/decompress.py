@@ -14,7 +14,7 @@ from onnx import helper
 from lsc_ort.api import inspect
 from lsc_ort.model_file import check_model_proto
 from lsc_ort.ops import CONV_ACTIVATIONS, CONV_OP, DOMAIN, MATMUL_ACTIVATIONS, MATMUL_OP
-from lsc_ort.reference import weight_values
+from lsc_ort.reference import INPUT_LAYOUT_PERM, OUTPUT_LAYOUT_PERMS, matmul_head_layouts, weight_values
 from lsc_ort.report import DENSE, LayerRow
 from lsc_ort.rewriter.choose import weight_statistics
 from lsc_ort.rewriter.compress import RewriteError, referenced_names, remove_unused
@@ -32,6 +32,7 @@ from lsc_ort.rewriter.rules import DEFAULT_RULES, Match
 from lsc_ort.rewriter.rules.base import attributes, replacement
 
 BLOB_SUFFIX = "_lsc_blob"
+_LAYOUT_ATTRIBUTES = ("heads", "input_layout", "output_layout")
 
 
 @dataclass
@@ -77,6 +78,7 @@ class _Decoder:
         self.result = result
         self._used = referenced_names(ctx.graph)
         self._dtypes: dict[str, np.dtype] = {}
+        self._shapes: dict[str, tuple[int, ...]] = {}
 
     def weight(self, blob_name: str) -> tuple[str, np.dtype]:
         """The name and dtype of the initializer holding the weight decoded from ``blob_name``."""
@@ -93,7 +95,13 @@ class _Decoder:
             name = base if base not in self._used and base not in self.ctx.initializers else base + "_decoded"
             self.result.weights[blob_name] = self.ctx.add_initializer(name, weight)
             self._dtypes[blob_name] = weight.dtype
+            self._shapes[blob_name] = tuple(weight.shape)
         return self.result.weights[blob_name], self._dtypes[blob_name]
+
+    def shape(self, blob_name: str) -> tuple[int, ...]:
+        """The shape of the weight decoded from ``blob_name`` (decoding it if need be)."""
+        self.weight(blob_name)
+        return self._shapes[blob_name]
 
 
 def _activation(node: onnx.NodeProto, supported: tuple[str, ...]) -> str:
@@ -142,6 +150,11 @@ def _matmul(
     node: onnx.NodeProto, decoder: _Decoder, ctx: GraphContext, ranks: dict[str, int]
 ) -> list[onnx.NodeProto]:
     attrs = attributes(node)
+    heads, layout_in, layout_out = matmul_head_layouts(
+        attrs.get("heads"), attrs.get("input_layout"), attrs.get("output_layout")
+    )
+    if layout_in or layout_out:
+        return _matmul_heads(node, decoder, ctx, ranks, heads, layout_in, layout_out)
     alpha = float(attrs.get("alpha", 1.0))
     trans_b = int(attrs.get("transB", 0)) != 0
     bias = node.input[2] if len(node.input) > 2 else ""
@@ -194,6 +207,62 @@ def _matmul(
         out = scaled
     if bias:
         nodes.append(helper.make_node("Add", [out, bias], [y], name=ctx.fresh_name(f"{label}/bias")))
+    return nodes
+
+
+def _matmul_heads(
+    node: onnx.NodeProto,
+    decoder: _Decoder,
+    ctx: GraphContext,
+    ranks: dict[str, int],
+    heads: int,
+    layout_in: str,
+    layout_out: str,
+) -> list[onnx.NodeProto]:
+    """An ``LSCMatMul`` with attention-head layouts: for ``input_layout``, ``Transpose`` (perm
+    ``[0, 2, 1, 3]``) and ``Reshape`` to ``[0, 0, -1]`` of ``A``; the plain product with its
+    epilogue (:func:`_matmul`); for ``output_layout``, ``Reshape`` to ``[0, 0, H, N/H]`` and the
+    layout's ``Transpose`` of the result."""
+    a, y = node.input[0], node.output[0]
+    label = node.name or y
+    weight_shape = decoder.shape(node.input[1])
+    if len(weight_shape) != 2:
+        raise ValueError(f"the weight blob holds a tensor of rank {len(weight_shape)}; a 2-D matrix is needed")
+    k, n = weight_shape[::-1] if int(attributes(node).get("transB", 0)) else weight_shape
+    nodes, inputs = [], list(node.input)
+    if layout_in:
+        if k % heads:
+            raise ValueError(f"heads {heads} does not divide K = {k} (input_layout {layout_in})")
+        if ranks.get(a, 4) != 4:
+            raise ValueError(f"input_layout {layout_in} needs A of rank 4 [B, H, S, K/H], got rank {ranks[a]}")
+        tokens, read = ctx.fresh_name(f"{a}_tokens"), ctx.fresh_name(f"{a}_read")
+        read_shape = ctx.add_initializer(f"{label}_read_shape", np.array([0, 0, -1], np.int64))
+        nodes += [
+            helper.make_node("Transpose", [a], [tokens], name=ctx.fresh_name(f"{label}/input_layout"),
+                             perm=list(INPUT_LAYOUT_PERM)),
+            helper.make_node("Reshape", [tokens, read_shape], [read], name=ctx.fresh_name(f"{label}/input_merge")),
+        ]
+        inputs[0] = read
+    if layout_out:
+        if n % heads:
+            raise ValueError(f"heads {heads} does not divide N = {n} (output_layout {layout_out})")
+        if len(node.input) > 3 and node.input[3]:
+            raise ValueError(f"a residual Z cannot be combined with output_layout {layout_out}")
+        if not layout_in and ranks.get(a, 3) != 3:
+            raise ValueError(f"output_layout {layout_out} needs A of rank 3 [B, S, K], got rank {ranks[a]}")
+    plain_y = ctx.fresh_name(f"{y}_plain") if layout_out else y
+    plain = replacement(node, MATMUL_OP, inputs, [plain_y], DOMAIN)
+    plain.attribute.extend(attr for attr in node.attribute if attr.name not in _LAYOUT_ATTRIBUTES)
+    nodes += _matmul(plain, decoder, ctx, ranks)
+    if layout_out:
+        split, split_shape = ctx.fresh_name(f"{y}_heads"), ctx.add_initializer(
+            f"{label}_split_shape", np.array([0, 0, heads, n // heads], np.int64)
+        )
+        nodes += [
+            helper.make_node("Reshape", [plain_y, split_shape], [split], name=ctx.fresh_name(f"{label}/output_split")),
+            helper.make_node("Transpose", [split], [y], name=ctx.fresh_name(f"{label}/output_layout"),
+                             perm=list(OUTPUT_LAYOUT_PERMS[layout_out])),
+        ]
     return nodes
 
 
@@ -275,7 +344,9 @@ def decompress(model: ModelLike, *, base_dir: str | os.PathLike | None = None) -
     ``activation="Relu"``.
     ``LSCMatMul`` becomes ``MatMul`` when it has no ``alpha``, ``transB`` or bias; ``Gemm`` when
     its input is known to be 2-D; otherwise ``MatMul`` followed by ``Mul`` (alpha) and ``Add``
-    (bias), with a ``Transpose`` of the weight for ``transB``. A weight decoded from the blob
+    (bias), with a ``Transpose`` of the weight for ``transB``; its attention-head layouts become
+    ``Transpose`` + ``Reshape`` of ``A`` before the product (``input_layout``) and ``Reshape`` +
+    ``Transpose`` of the result after it (``output_layout``). A weight decoded from the blob
     ``W_lsc_blob`` is named ``W`` again when that name is free. The ``lsc_ort`` domain leaves the
     opset imports when no node uses it any more.
 
