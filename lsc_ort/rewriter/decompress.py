@@ -220,7 +220,8 @@ def _matmul_heads(
     layout_out: str,
 ) -> list[onnx.NodeProto]:
     """An ``LSCMatMul`` with attention-head layouts: for ``input_layout``, ``Transpose`` (perm
-    ``[0, 2, 1, 3]``) and ``Reshape`` to ``[0, 0, -1]`` of ``A``; the plain product with its
+    ``[0, 2, 1, 3]``) and ``Reshape`` to ``[0, 0, K]`` of ``A`` (not ``-1``, which onnxruntime
+    cannot infer for an empty batch); the plain product with its
     epilogue (:func:`_matmul`); for ``output_layout``, ``Reshape`` to ``[0, 0, H, N/H]`` and the
     layout's ``Transpose`` of the result."""
     a, y = node.input[0], node.output[0]
@@ -236,7 +237,7 @@ def _matmul_heads(
         if ranks.get(a, 4) != 4:
             raise ValueError(f"input_layout {layout_in} needs A of rank 4 [B, H, S, K/H], got rank {ranks[a]}")
         tokens, read = ctx.fresh_name(f"{a}_tokens"), ctx.fresh_name(f"{a}_read")
-        read_shape = ctx.add_initializer(f"{label}_read_shape", np.array([0, 0, -1], np.int64))
+        read_shape = ctx.add_initializer(f"{label}_read_shape", np.array([0, 0, k], np.int64))
         nodes += [
             helper.make_node("Transpose", [a], [tokens], name=ctx.fresh_name(f"{label}/input_layout"),
                              perm=list(INPUT_LAYOUT_PERM)),
