@@ -607,8 +607,8 @@ def attention_model(computed: bool = True, key_perm: str = "[0,2,3,1]", join: st
         + _split("v", "v1", "[0,2,1,3]", computed)
         + (f"ktt = {scores}" if scores else "")
         + f"sc = MatMul(q, {kt}) sd = Div(sc, dsq) p = Softmax<axis=-1>(sd) c = MatMul(p, v) "
-        "ct = Transpose<perm=[0,2,1,3]>(c) " + join_target + f"cj = Reshape(ct, {'zzk' if join == 'constant' else 'jt'}) "
-        "o0 = MatMul(cj, Wo) y = Add(o0, bo)"
+        "ct = Transpose<perm=[0,2,1,3]>(c) " + join_target
+        + f"cj = Reshape(ct, {'zzk' if join == 'constant' else 'jt'}) o0 = MatMul(cj, Wo) y = Add(o0, bo)"
     )
     return parse(
         f"{HEADER} g (float[2,5,32] x) => (float[2,5,32] y) {{ {body} }}",

@@ -51,12 +51,12 @@ def _ints(ctx: GraphContext, name: str) -> list[int] | None:
 
 
 def _producer(ctx: GraphContext, name: str) -> onnx.NodeProto | None:
-    memo = ctx.memo.setdefault("heads:producers", {})
-    if not memo:
-        for node in ctx.graph.node:
-            for output in node.output:
-                memo[output] = node
-    node = memo.get(name)
+    """The standard main-graph node computing ``name``, unless another rewrite absorbed it."""
+    producers = ctx.memo.get("heads:producers")
+    if not isinstance(producers, dict):
+        producers = {output: node for node in ctx.graph.node for output in node.output}
+        ctx.memo["heads:producers"] = producers
+    node = producers.get(name)
     return node if node is not None and is_standard(node) and id(node) not in ctx.claimed else None
 
 
@@ -71,12 +71,13 @@ def _dim_of(part: onnx.NodeProto, source: str, ctx: GraphContext, chain: list[on
     unsqueeze = None
     if part.op_type == "Unsqueeze":
         axes_attr = _attr(part, "axes")
-        axes = list(axes_attr.ints) if axes_attr is not None else _ints(ctx, part.input[1] if len(part.input) > 1 else "")
-        if axes != [0]:
+        axes_input = part.input[1] if len(part.input) > 1 else ""
+        if (list(axes_attr.ints) if axes_attr is not None else _ints(ctx, axes_input)) != [0]:
             return None
-        unsqueeze, part = part, _producer(ctx, part.input[0])  # type: ignore[assignment]
-        if part is None:
+        unsqueeze, gathered = part, _producer(ctx, part.input[0])
+        if gathered is None:
             return None
+        part = gathered
     if part.op_type != "Gather" or len(part.input) != 2:
         return None
     axis = _attr(part, "axis")

@@ -24,7 +24,6 @@ import onnx
 
 from lsc_ort.ops import DOMAIN, MATMUL_OP
 from lsc_ort.rewriter.graph import GraphContext
-from lsc_ort.rewriter.rules.heads import input_heads, output_heads
 from lsc_ort.rewriter.rules.base import (
     Decline,
     Match,
@@ -37,6 +36,7 @@ from lsc_ort.rewriter.rules.base import (
     sole_consumer,
     sole_user,
 )
+from lsc_ort.rewriter.rules.heads import input_heads, output_heads
 
 
 class MatMulRule(RewriteRule):
