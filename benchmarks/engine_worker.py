@@ -21,7 +21,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,33 @@ def time_rounds(run: Callable[[], object], budget: float, rounds: int = 5) -> di
         means.append((time.perf_counter() - start) / per_round)
     means.sort()
     return {"median": means[len(means) // 2], "low": means[0], "high": means[-1], "runs": per_round * rounds}
+
+
+def time_interleaved(runs: Sequence[Callable[[], object]], budget: float, rounds: int = 5) -> list[dict[str, float]]:
+    """:func:`time_rounds` of several runs that take turns round by round (each about ``budget``
+    seconds in all), so that drift of the host's speed reaches all of them alike."""
+    estimates = []
+    for run in runs:
+        run()
+        start, calls = time.perf_counter(), 0
+        while calls < 2 or time.perf_counter() - start < budget / (2 * rounds):
+            run()
+            calls += 1
+        estimates.append((time.perf_counter() - start) / calls)
+    per_round = [max(1, round(budget / rounds / max(e, 1e-9))) for e in estimates]
+    means: list[list[float]] = [[] for _ in runs]
+    for _ in range(rounds):
+        for i, run in enumerate(runs):
+            start = time.perf_counter()
+            for _ in range(per_round[i]):
+                run()
+            means[i].append((time.perf_counter() - start) / per_round[i])
+    results = []
+    for i, values in enumerate(means):
+        values.sort()
+        results.append({"median": values[len(values) // 2], "low": values[0], "high": values[-1],
+                        "runs": per_round[i] * rounds})
+    return results
 
 
 class Engine:

@@ -23,7 +23,7 @@ from onnx import numpy_helper
 
 import lsc_ort
 from benchmarks import bench_conv, bench_matmul
-from benchmarks.engine_worker import time_rounds
+from benchmarks.engine_worker import time_interleaved, time_rounds
 from benchmarks.report import MISSING, Table, Timing, fmt_bytes, fmt_percent, fmt_seconds, fmt_speedup, speedup
 
 BERT_SHAPES = ((768, 768), (768, 3072), (3072, 768))
@@ -131,8 +131,8 @@ def matmul_table(options: SpeedOptions, progress: Callable[[str], None] = print)
                 scipy_time: Timing | None = None
                 for threads in options.threads:
                     dense_run, lsc_run = _ort(dense_model, threads, False), _ort(lsc_model, threads, True)
-                    dense = timing(partial(dense_run, feed), options.budget)
-                    lsc = timing(partial(lsc_run, feed), options.budget)
+                    dense, lsc = (Timing.from_dict(t) for t in time_interleaved(
+                        [partial(dense_run, feed), partial(lsc_run, feed)], options.budget))
                     if scipy_time is None and (run := peers.scipy_run(weight, activations)) is not None:
                         scipy_time = timing(run, options.budget)
                     torch_run = peers.torch_run(weight, activations, threads)
@@ -150,7 +150,8 @@ def matmul_table(options: SpeedOptions, progress: Callable[[str], None] = print)
             del dense_model, lsc_model
             gc.collect()
     table.notes = ["Cells: median speed-up over onnxruntime's dense MatMul on the same pruned weight (dense time ÷ "
-                   "engine time) and, in brackets, its range over 5 timing rounds; “dense” is onnxruntime's time.",
+                   "engine time) and, in brackets, its range over 5 timing rounds, which alternate between dense and "
+                   "LSCMatMul; “dense” is onnxruntime's time.",
                    "Seeded uniformly random masks, standard-normal values, lsc codec with automatic parameters.",
                    *peers.notes()]
     table.data = {"points": points}
@@ -186,8 +187,8 @@ def conv_table(options: SpeedOptions, progress: Callable[[str], None] = print) -
                 feed = {"X": rng.standard_normal(shape).astype(np.float32)}
                 for threads in options.threads:
                     dense_run, lsc_run = _ort(dense_model, threads, False), _ort(lsc_model, threads, True)
-                    dense = timing(partial(dense_run, feed), options.budget)
-                    lsc = timing(partial(lsc_run, feed), options.budget)
+                    dense, lsc = (Timing.from_dict(t) for t in time_interleaved(
+                        [partial(dense_run, feed), partial(lsc_run, feed)], options.budget))
                     table.add(name, "×".join(map(str, x_shape[1:])), fmt_percent(sparsity, 0), batch, threads,
                               fmt_seconds(dense.median), fmt_speedup(dense, lsc))
                     points.append({"layer": name, "sparsity": sparsity, "batch": batch, "threads": threads,
@@ -271,8 +272,9 @@ def e2e_table(options: SpeedOptions, workdir: Path, progress: Callable[[str], No
             for threads in options.threads:
                 dense_session = _file_session(prepared.pruned, threads)
                 lsc_session = _file_session(prepared.compressed, threads)
-                dense = timing(partial(dense_session.run, None, prepared.feeds), 2 * options.budget)
-                lsc = timing(partial(lsc_session.run, None, prepared.feeds), 2 * options.budget)
+                dense, lsc = (Timing.from_dict(t) for t in time_interleaved(
+                    [partial(dense_session.run, None, prepared.feeds), partial(lsc_session.run, None, prepared.feeds)],
+                    2 * options.budget, rounds=10))
                 table.add(NAMES[key], described, fmt_percent(sparsity, 0), threads, fmt_seconds(dense.median),
                           fmt_speedup(dense, lsc),
                           f"{prepared.weights_dense_bytes / prepared.weights_encoded_bytes:.2f}×")
@@ -281,7 +283,8 @@ def e2e_table(options: SpeedOptions, workdir: Path, progress: Callable[[str], No
                 del dense_session, lsc_session
                 gc.collect()
     table.notes = ["One-shot magnitude pruning of every MatMul/Gemm/Conv weight (lsc-ort prune), then lsc-ort "
-                   "compress (codec auto). “dense” is onnxruntime on the pruned model; weights ratio = dense ÷ "
+                   "compress (codec auto). “dense” is onnxruntime on the pruned model, timed in rounds that "
+                   "alternate with the compressed model's; weights ratio = dense ÷ "
                    "encoded bytes of the rewritten layers. Outputs are checked equal by tests/test_models.py, "
                    "not here.", *(f"{NAMES[k]}: {DESCRIPTIONS[k]}" for k in options.e2e_models)]
     table.data = {"points": points}
