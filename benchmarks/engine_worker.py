@@ -66,7 +66,9 @@ def time_rounds(run: Callable[[], object], budget: float, rounds: int = 5) -> di
 
 def time_interleaved(runs: Sequence[Callable[[], object]], budget: float, rounds: int = 5) -> list[dict[str, float]]:
     """:func:`time_rounds` of several runs that take turns round by round (each about ``budget``
-    seconds in all), so that drift of the host's speed reaches all of them alike."""
+    seconds in all), so that drift of the host's speed reaches all of them alike. For sessions of
+    one thread: the idle thread pool of a multi-threaded session spins, and slows the others
+    (MiniLM-L3's dense session at 2 threads by 1.4x)."""
     estimates = []
     for run in runs:
         run()

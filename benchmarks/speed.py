@@ -58,6 +58,16 @@ def timing(run: Callable[[], object], budget: float) -> Timing:
     return Timing.from_dict(time_rounds(run, budget))
 
 
+def _pair_timing(dense: Callable[[], object], lsc: Callable[[], object], threads: int, budget: float,
+                 rounds: int = 5) -> tuple[Timing, Timing]:
+    """Dense and lsc timings: in alternating rounds at 1 thread, one after the other with more
+    (where the other session's spinning thread pool would slow each; see time_interleaved)."""
+    if threads == 1:
+        first, second = time_interleaved([dense, lsc], budget, rounds)
+        return Timing.from_dict(first), Timing.from_dict(second)
+    return Timing.from_dict(time_rounds(dense, budget, rounds)), Timing.from_dict(time_rounds(lsc, budget, rounds))
+
+
 def _ort(model: bytes, threads: int, custom: bool) -> Callable[[dict[str, np.ndarray]], Any]:
     session = bench_matmul.session(model, threads, custom)
     return lambda feed: session.run(None, feed)
@@ -131,8 +141,8 @@ def matmul_table(options: SpeedOptions, progress: Callable[[str], None] = print)
                 scipy_time: Timing | None = None
                 for threads in options.threads:
                     dense_run, lsc_run = _ort(dense_model, threads, False), _ort(lsc_model, threads, True)
-                    dense, lsc = (Timing.from_dict(t) for t in time_interleaved(
-                        [partial(dense_run, feed), partial(lsc_run, feed)], options.budget))
+                    dense, lsc = _pair_timing(partial(dense_run, feed), partial(lsc_run, feed), threads,
+                                              options.budget)
                     if scipy_time is None and (run := peers.scipy_run(weight, activations)) is not None:
                         scipy_time = timing(run, options.budget)
                     torch_run = peers.torch_run(weight, activations, threads)
@@ -151,7 +161,7 @@ def matmul_table(options: SpeedOptions, progress: Callable[[str], None] = print)
             gc.collect()
     table.notes = ["Cells: median speed-up over onnxruntime's dense MatMul on the same pruned weight (dense time ÷ "
                    "engine time) and, in brackets, its range over 5 timing rounds, which alternate between dense and "
-                   "LSCMatMul; “dense” is onnxruntime's time.",
+                   "LSCMatMul at 1 thread; “dense” is onnxruntime's time.",
                    "Seeded uniformly random masks, standard-normal values, lsc codec with automatic parameters.",
                    *peers.notes()]
     table.data = {"points": points}
@@ -187,8 +197,8 @@ def conv_table(options: SpeedOptions, progress: Callable[[str], None] = print) -
                 feed = {"X": rng.standard_normal(shape).astype(np.float32)}
                 for threads in options.threads:
                     dense_run, lsc_run = _ort(dense_model, threads, False), _ort(lsc_model, threads, True)
-                    dense, lsc = (Timing.from_dict(t) for t in time_interleaved(
-                        [partial(dense_run, feed), partial(lsc_run, feed)], options.budget))
+                    dense, lsc = _pair_timing(partial(dense_run, feed), partial(lsc_run, feed), threads,
+                                              options.budget)
                     table.add(name, "×".join(map(str, x_shape[1:])), fmt_percent(sparsity, 0), batch, threads,
                               fmt_seconds(dense.median), fmt_speedup(dense, lsc))
                     points.append({"layer": name, "sparsity": sparsity, "batch": batch, "threads": threads,
@@ -272,9 +282,9 @@ def e2e_table(options: SpeedOptions, workdir: Path, progress: Callable[[str], No
             for threads in options.threads:
                 dense_session = _file_session(prepared.pruned, threads)
                 lsc_session = _file_session(prepared.compressed, threads)
-                dense, lsc = (Timing.from_dict(t) for t in time_interleaved(
-                    [partial(dense_session.run, None, prepared.feeds), partial(lsc_session.run, None, prepared.feeds)],
-                    2 * options.budget, rounds=10))
+                dense, lsc = _pair_timing(partial(dense_session.run, None, prepared.feeds),
+                                          partial(lsc_session.run, None, prepared.feeds), threads,
+                                          2 * options.budget, rounds=10)
                 table.add(NAMES[key], described, fmt_percent(sparsity, 0), threads, fmt_seconds(dense.median),
                           fmt_speedup(dense, lsc),
                           f"{prepared.weights_dense_bytes / prepared.weights_encoded_bytes:.2f}×")
@@ -283,8 +293,8 @@ def e2e_table(options: SpeedOptions, workdir: Path, progress: Callable[[str], No
                 del dense_session, lsc_session
                 gc.collect()
     table.notes = ["One-shot magnitude pruning of every MatMul/Gemm/Conv weight (lsc-ort prune), then lsc-ort "
-                   "compress (codec auto). “dense” is onnxruntime on the pruned model, timed in rounds that "
-                   "alternate with the compressed model's; weights ratio = dense ÷ "
+                   "compress (codec auto). “dense” is onnxruntime on the pruned model, timed (at 1 thread) in "
+                   "rounds that alternate with the compressed model's; weights ratio = dense ÷ "
                    "encoded bytes of the rewritten layers. Outputs are checked equal by tests/test_models.py, "
                    "not here.", *(f"{NAMES[k]}: {DESCRIPTIONS[k]}" for k in options.e2e_models)]
     table.data = {"points": points}
