@@ -19,7 +19,7 @@ Both ops live in :data:`DOMAIN`, opset version 1, and are implemented by the nat
     Attention-head layouts, which let a rewritten model drop the ``Reshape`` + ``Transpose``
     around multi-head attention: ``heads`` (int, default 0), ``input_layout`` and
     ``output_layout`` (strings, default ``""``, the plain layouts above). ``heads`` = H >= 1 is
-    required by, and only allowed with, a layout.
+    required by, and only allowed with, a head layout (``BHSD``, ``BHDS``).
 
     * ``input_layout="BHSD"``: ``A`` is ``[B, H, S, K/H]``, read as the ``[B, S, K]`` matrix
       ``Reshape(Transpose(A, [0, 2, 1, 3]), [B, S, K])`` (a product of heads, back to tokens).
@@ -30,6 +30,16 @@ Both ops live in :data:`DOMAIN`, opset version 1, and are implemented by the nat
 
     ``H`` must divide the dimension it splits. A residual ``Z`` has the plain result's shape
     ``[B, S, N]`` and cannot be combined with ``output_layout``.
+
+    Row tiles, which let one LSCMatMul hand its result to the next without transposing it twice:
+    ``output_layout="TILES"`` (no ``heads``) gives ``Y`` of the plain shape ``[..., N]`` whose
+    ``M x N`` elements (``M`` = the product of the leading dims) are stored tile by tile: rows in
+    tiles of 64, the last of ``R_t = min(64, M - 64 t)`` rows, each tile column-major, so the
+    plain ``P[m, n]`` is the flat element ``64 t N + n R_t + (m - 64 t)`` for ``t = m // 64``.
+    ``input_layout="TILES"`` reads ``A`` so. Any input layout combines with any output layout.
+    The rewriter pairs them only where the sole reader of an LSCMatMul's output is another one's
+    ``A`` (the tensor is never a graph output); ``Z`` stays plain and cannot be combined with
+    ``output_layout``.
 
 ``LSCConv(X, W_blob[, B[, Z]]) -> Y``
     ONNX ``Conv`` (opset 11+ semantics) for 1-D and 2-D convolutions in NCHW layout, with the
@@ -65,7 +75,7 @@ CONV_ACTIVATIONS = ("", "Relu")
 """Values of ``LSCConv``'s ``activation`` attribute."""
 MATMUL_ACTIVATIONS = ("", "Relu", "Gelu")
 """Values of ``LSCMatMul``'s ``activation`` attribute."""
-MATMUL_INPUT_LAYOUTS = ("", "BHSD")
+MATMUL_INPUT_LAYOUTS = ("", "BHSD", "TILES")
 """Values of ``LSCMatMul``'s ``input_layout`` attribute (``""``: ``A`` is ``[..., K]``)."""
-MATMUL_OUTPUT_LAYOUTS = ("", "BHSD", "BHDS")
+MATMUL_OUTPUT_LAYOUTS = ("", "BHSD", "BHDS", "TILES")
 """Values of ``LSCMatMul``'s ``output_layout`` attribute (``""``: ``Y`` is ``[..., N]``)."""
