@@ -25,6 +25,7 @@ from lsc_ort.rewriter.model_io import (
     transform_file,
 )
 from lsc_ort.rewriter.rules import DEFAULT_RULES, Decline, RewriteRule
+from lsc_ort.rewriter.tiles import pair_row_tiles
 
 DEFAULT_OPS = ("MatMul", "Gemm", "Conv")
 
@@ -228,6 +229,7 @@ def rewrite_graph(
         graph.node.extend(new_nodes)
         graph.initializer.extend(ctx.new_initializers)
         remove_unused(graph, touched)
+        pair_row_tiles(graph)
         ensure_opset(model)
     return result
 

@@ -26,12 +26,19 @@ constexpr int64_t kSpanBytes = 262144;
 // At most this many bytes of a tile's transposed activations are kept for all its spans.
 constexpr int64_t kWholeAtBytes = 1 << 20;
 
-// "" -> kNone, a name of `allowed` -> its layout, else false.
-bool ParseHeadLayout(const std::string& name, bool allow_bhds, int* layout) {
-  if (name.empty()) *layout = 0;
-  else if (name == "BHSD") *layout = 1;
-  else if (name == "BHDS" && allow_bhds) *layout = 2;
-  else return false;
+// "" -> 0 (plain), "BHSD" -> 1, "BHDS" -> 2 (outputs only), "TILES" -> 3; else false.
+bool ParseLayout(const std::string& name, bool output, int* layout) {
+  if (name.empty()) {
+    *layout = 0;
+  } else if (name == "BHSD") {
+    *layout = 1;
+  } else if (name == "BHDS" && output) {
+    *layout = 2;
+  } else if (name == "TILES") {
+    *layout = 3;
+  } else {
+    return false;
+  }
   return true;
 }
 
@@ -55,17 +62,18 @@ Status LscMatMulKernel::Init(const OrtKernelInfo* info) {
     return Fail("unsupported activation '", activation_, "' (supported: \"\", \"Relu\" and \"Gelu\")");
   }
   int input = 0, output = 0;
-  if (!ParseHeadLayout(input_layout_name_, false, &input)) {
-    return Fail("unsupported input_layout '", input_layout_name_, "' (supported: \"\" and \"BHSD\")");
+  if (!ParseLayout(input_layout_name_, false, &input)) {
+    return Fail("unsupported input_layout '", input_layout_name_, "' (supported: \"\", \"BHSD\" and \"TILES\")");
   }
-  if (!ParseHeadLayout(output_layout_name_, true, &output)) {
-    return Fail("unsupported output_layout '", output_layout_name_, "' (supported: \"\", \"BHSD\" and \"BHDS\")");
+  if (!ParseLayout(output_layout_name_, true, &output)) {
+    return Fail("unsupported output_layout '", output_layout_name_,
+                "' (supported: \"\", \"BHSD\", \"BHDS\" and \"TILES\")");
   }
-  input_layout_ = static_cast<HeadLayout>(input);
-  output_layout_ = static_cast<HeadLayout>(output);
-  const bool layouts = input != 0 || output != 0;
-  if (layouts && heads_ < 1) return Fail("attribute heads must be >= 1 with a head layout, got ", heads_);
-  if (!layouts && heads_ != 0) return Fail("attribute heads (", heads_, ") needs input_layout or output_layout");
+  input_layout_ = static_cast<Layout>(input);
+  output_layout_ = static_cast<Layout>(output);
+  const bool heads = InputHeads() || OutputHeads();
+  if (heads && heads_ < 1) return Fail("attribute heads must be >= 1 with a head layout, got ", heads_);
+  if (!heads && heads_ != 0) return Fail("attribute heads (", heads_, ") needs a head layout (BHSD or BHDS)");
   LSC_RETURN_IF_ERROR(LoadConstantWeight(Ort::ConstKernelInfo(info), 1, trans_b_ == 0, &weight_));
   if (weight_) LSC_RETURN_IF_ERROR(CheckWeight(*weight_));
   return Status();
@@ -75,10 +83,10 @@ Status LscMatMulKernel::CheckWeight(const PackedWeight& weight) const {
   if (weight.shape().size() != 2) {
     return Fail("the weight blob holds a tensor of rank ", weight.shape().size(), "; LSCMatMul needs a 2-D matrix");
   }
-  if (input_layout_ != HeadLayout::kNone && weight.K() % heads_ != 0) {
+  if (InputHeads() && weight.K() % heads_ != 0) {
     return Fail("input_layout needs heads (", heads_, ") to divide the weight's ", weight.K(), " rows");
   }
-  if (output_layout_ != HeadLayout::kNone && weight.N() % heads_ != 0) {
+  if (OutputHeads() && weight.N() % heads_ != 0) {
     return Fail("output_layout needs heads (", heads_, ") to divide the weight's ", weight.N(), " columns");
   }
   return Status();
@@ -96,7 +104,7 @@ Status LscMatMulKernel::Compute(OrtKernelContext* raw_context) {
   const auto a_info = a_value.GetTensorTypeAndShapeInfo();
   const std::vector<int64_t> given_shape = a_info.GetShape();
   std::vector<int64_t> a_shape = given_shape;  // A as the product reads it: [..., K]
-  if (input_layout_ != HeadLayout::kNone) {
+  if (InputHeads()) {
     if (given_shape.size() != 4 || given_shape[1] != heads_ || given_shape[3] != K / heads_) {
       return Fail("input_layout BHSD needs A of shape [B, ", heads_, ", S, ", K / heads_, "], got ",
                   ShapeString(given_shape));
@@ -108,7 +116,7 @@ Status LscMatMulKernel::Compute(OrtKernelContext* raw_context) {
     return Fail("A has shape ", ShapeString(a_shape), " but the weight is ", K, "x", N, ": A's last dimension must be ",
                 K);
   }
-  if (output_layout_ != HeadLayout::kNone && a_shape.size() != 3) {
+  if (OutputHeads() && a_shape.size() != 3) {
     return Fail("output_layout needs A of rank 3 [B, S, K], got ", ShapeString(a_shape));
   }
   const float* bias = nullptr;
@@ -122,13 +130,13 @@ Status LscMatMulKernel::Compute(OrtKernelContext* raw_context) {
   y_shape.push_back(N);
   const float* residual = nullptr;
   LSC_RETURN_IF_ERROR(ReadResidual(context, 3, y_shape, kScratchHalfZ, &residual));
-  if (residual != nullptr && output_layout_ != HeadLayout::kNone) {
+  if (residual != nullptr && output_layout_ != Layout::kNone) {
     return Fail("a residual input Z cannot be combined with output_layout");
   }
   std::vector<int64_t> out_shape = y_shape;
   const int64_t B = a_shape.size() == 3 ? a_shape[0] : 0, S = a_shape.size() == 3 ? a_shape[1] : 0;
-  if (output_layout_ == HeadLayout::kBHSD) out_shape = {B, heads_, S, N / heads_};
-  if (output_layout_ == HeadLayout::kBHDS) out_shape = {B, heads_, N / heads_, S};
+  if (output_layout_ == Layout::kBHSD) out_shape = {B, heads_, S, N / heads_};
+  if (output_layout_ == Layout::kBHDS) out_shape = {B, heads_, N / heads_, S};
   Ort::UnownedValue y_value = context.GetOutput(0, out_shape);
   if (M == 0 || N == 0) return Status();
 
@@ -154,14 +162,15 @@ Status LscMatMulKernel::Compute(OrtKernelContext* raw_context) {
   // mswu's unified blocks) see tokens, [M, K] and [M, N], relaid around them.
   const bool unified = product->unified() != nullptr && product->unified()->count() != 0;
   const bool direct = K != 0 && !few && !small && !unified;
-  const HeadView heads{direct ? input_layout_ : HeadLayout::kNone, direct ? output_layout_ : HeadLayout::kNone,
-                       heads_, S};
-  if (input_layout_ != HeadLayout::kNone && K != 0 && !direct) {
+  const Layouts layouts{direct ? input_layout_ : Layout::kNone, direct ? output_layout_ : Layout::kNone, heads_, S,
+                        M};
+  if (input_layout_ != Layout::kNone && K != 0 && !direct) {
     float* tokens = ThreadScratch(kScratchTokensIn, static_cast<size_t>(M * K));
-    LSC_RETURN_IF_ERROR(HeadsToTokens(raw_context, a, B, S, K, tokens));
+    LSC_RETURN_IF_ERROR(InputHeads() ? HeadsToTokens(raw_context, a, B, S, K, tokens)
+                                     : TilesToTokens(raw_context, a, M, K, tokens));
     a = tokens;
   }
-  const bool relayout_y = output_layout_ != HeadLayout::kNone && !direct;
+  const bool relayout_y = output_layout_ != Layout::kNone && !direct;
   y = relayout_y ? ThreadScratch(kScratchTokensOut, static_cast<size_t>(M * N)) : y_out;
   if (K == 0) {
     for (int64_t m = 0; m < M; ++m) {
@@ -172,11 +181,14 @@ Status LscMatMulKernel::Compute(OrtKernelContext* raw_context) {
   } else if (small) {
     LSC_RETURN_IF_ERROR(SmallBatch(raw_context, *product, a, M, bias, y));
   } else {
-    LSC_RETURN_IF_ERROR(LargeBatch(raw_context, *product, a, M, bias, heads, y));
+    LSC_RETURN_IF_ERROR(LargeBatch(raw_context, *product, a, M, bias, layouts, y));
   }
   if (K != 0) LSC_RETURN_IF_ERROR(AddUnifiedMatMul(raw_context, *product, a, M, alpha_, y));
   LSC_RETURN_IF_ERROR(ApplyEpilogue(raw_context, residual, y, M * N));
-  if (relayout_y) LSC_RETURN_IF_ERROR(TokensToHeads(raw_context, y, B, S, N, y_out));
+  if (relayout_y) {
+    LSC_RETURN_IF_ERROR(OutputHeads() ? TokensToHeads(raw_context, y, B, S, N, y_out)
+                                      : TokensToTiles(raw_context, y, M, N, y_out));
+  }
   if (half) FloatToHalf(y_out, y_value.GetTensorMutableData<Ort::Float16_t>(), static_cast<size_t>(M * N));
   return Status();
 }
@@ -199,7 +211,7 @@ Status LscMatMulKernel::HeadsToTokens(OrtKernelContext* context, const float* a,
 Status LscMatMulKernel::TokensToHeads(OrtKernelContext* context, const float* y, int64_t B, int64_t S, int64_t N,
                                       float* out) const {
   const int64_t H = heads_, D = N / H;
-  const bool keys = output_layout_ == HeadLayout::kBHDS;
+  const bool keys = output_layout_ == Layout::kBHDS;
   return ParallelFor(context, static_cast<size_t>(B * H), [&](size_t item) {
     const int64_t b = static_cast<int64_t>(item) / H, h = static_cast<int64_t>(item) % H;
     const float* from = y + b * S * N + h * D;
@@ -209,6 +221,24 @@ Status LscMatMulKernel::TokensToHeads(OrtKernelContext* context, const float* y,
     } else {
       for (int64_t s = 0; s < S; ++s) std::memcpy(to + s * D, from + s * N, static_cast<size_t>(D) * sizeof(float));
     }
+  });
+}
+
+// input_layout TILES: tile t of A, [K, R] (R of its rows), to tokens [R, K].
+Status LscMatMulKernel::TilesToTokens(OrtKernelContext* context, const float* a, int64_t M, int64_t K,
+                                      float* out) const {
+  return ParallelFor(context, static_cast<size_t>((M + kTileRows - 1) / kTileRows), [&](size_t tile) {
+    const int64_t m0 = static_cast<int64_t>(tile) * kTileRows, R = std::min(kTileRows, M - m0);
+    kernels_->transpose(a + m0 * K, R, K, R, out + m0 * K, K);
+  });
+}
+
+// output_layout TILES: tokens [R, N] of tile t to its [N, R].
+Status LscMatMulKernel::TokensToTiles(OrtKernelContext* context, const float* y, int64_t M, int64_t N,
+                                      float* out) const {
+  return ParallelFor(context, static_cast<size_t>((M + kTileRows - 1) / kTileRows), [&](size_t tile) {
+    const int64_t m0 = static_cast<int64_t>(tile) * kTileRows, R = std::min(kTileRows, M - m0);
+    kernels_->transpose(y + m0 * N, N, R, N, out + m0 * N, R);
   });
 }
 
@@ -288,7 +318,7 @@ bool LscMatMulKernel::UseWindowed(const PackedWeight& weight) const {
 // weight at 128 rows that was a quarter of the time. When tiles split into several tasks (fewer
 // tiles than cores), the tiles' At are transposed first, in parallel, and shared.
 Status LscMatMulKernel::LargeBatch(OrtKernelContext* context, const PackedWeight& weight, const float* a, int64_t M,
-                                   const float* bias, const HeadView& heads, float* y) const {
+                                   const float* bias, const Layouts& layouts, float* y) const {
   const KernelSet& kernels = *kernels_;
   const int64_t K = weight.K(), N = weight.N(), T = std::min<int64_t>(kernels.tiled_tile, kMatMulTile);
   const int64_t tiles = (M + T - 1) / T;
@@ -300,6 +330,11 @@ Status LscMatMulKernel::LargeBatch(OrtKernelContext* context, const PackedWeight
   const int64_t parts = static_cast<int64_t>(bounds.size()) - 1;
   const std::vector<int64_t>& block_begin = layout->block_begin;
   auto rows_in = [&](int64_t tile) { return std::min(T, M - tile * T); };
+  // A tile of the TILES layout that is one of the kernel's (64 rows, or all M rows, and stride L)
+  // is the kernel's At as it is, and its Yt.
+  auto in_place = [&](Layout which, int64_t tile) {
+    return which == Layout::kTiles && rows_in(tile) == L && (T == kTileRows || tiles == 1);
+  };
   float* shared_at = nullptr;  // tiles x K x L when tasks share their tile's At
   if (parts > 1) {
     shared_at = ThreadScratch(kScratchAt, static_cast<size_t>(tiles * K * L));
@@ -307,7 +342,8 @@ Status LscMatMulKernel::LargeBatch(OrtKernelContext* context, const PackedWeight
     LSC_RETURN_IF_ERROR(ParallelFor(context, static_cast<size_t>(tiles * blocks), [&](size_t item) {
       const int64_t tile = static_cast<int64_t>(item) / blocks, b = static_cast<int64_t>(item) % blocks;
       const int64_t k0 = block_begin[b], k1 = block_begin[b + 1];
-      TransposeA(a, heads, K, tile * T, rows_in(tile), k0, k1, shared_at + (tile * K + k0) * L, L);
+      if (in_place(layouts.input, tile)) return;
+      TransposeA(a, layouts, K, tile * T, rows_in(tile), k0, k1, shared_at + (tile * K + k0) * L, L);
     }));
   }
   int64_t block_rows = 0;
@@ -322,27 +358,31 @@ Status LscMatMulKernel::LargeBatch(OrtKernelContext* context, const PackedWeight
     // (if it fits in L2), which the spans then share, instead of once per span (1.03x at 768 x
     // 3072, 128 rows).
     const bool spans = n1 - n0 > span && K * L * 4 <= kWholeAtBytes;
-    float* own_at = shared_at ? nullptr
-                              : ThreadScratch(kScratchAtBlock, static_cast<size_t>((spans ? K : block_rows) * L));
-    if (own_at && spans) TransposeA(a, heads, K, tile * T, rows, 0, K, own_at, L);
-    float* yt = ThreadScratch(kScratchYt, static_cast<size_t>(N * L));
+    const float* tile_at = in_place(layouts.input, tile) ? a + tile * T * K
+                           : shared_at                   ? shared_at + tile * K * L
+                                                         : nullptr;
+    float* own_at = tile_at ? nullptr
+                            : ThreadScratch(kScratchAtBlock, static_cast<size_t>((spans ? K : block_rows) * L));
+    if (own_at && spans) TransposeA(a, layouts, K, tile * T, rows, 0, K, own_at, L);
+    const bool yt_in_place = in_place(layouts.output, tile);
+    float* yt = yt_in_place ? y + tile * T * N : ThreadScratch(kScratchYt, static_cast<size_t>(N * L));
     for (int64_t s0 = n0; s0 < n1; s0 += span) {
       const int64_t s1 = std::min(n1, s0 + span);
       for (int64_t b = 0; b < layout->blocks; ++b) {
         const int64_t k0 = block_begin[b], k1 = block_begin[b + 1];
         const float* atb = own_at;
-        if (own_at && spans) {
+        if (tile_at) {
+          atb = tile_at + k0 * L;
+        } else if (spans) {
           atb = own_at + k0 * L;
-        } else if (own_at) {
-          TransposeA(a, heads, K, tile * T, rows, k0, k1, own_at, L);
         } else {
-          atb = shared_at + (tile * K + k0) * L;
+          TransposeA(a, layouts, K, tile * T, rows, k0, k1, own_at, L);
         }
         kernels.spmm_tiled(layout->blocks_view(b, b + 1, b > 0, b + 1 < layout->blocks), s0, s1, atb, rows, epilogue,
                            yt, L);
       }
       // Positions [s0, s1) are whole chunks: the columns s0 .. s1 - 1, in some order.
-      StoreColumns(yt, L, heads, N, tile * T, rows, s0, s1, y);
+      if (!yt_in_place) StoreColumns(yt, L, layouts, N, tile * T, rows, s0, s1, y);
     }
   });
 }
@@ -351,12 +391,24 @@ Status LscMatMulKernel::LargeBatch(OrtKernelContext* context, const PackedWeight
 
 namespace lsc {
 
-// At[k - k0][r] = A[m0 + r][k] for r < rows, k0 <= k < k1: A plain [M, K], or [B, H, S, D] when
-// heads.input is BHSD (a row segment within one batch, a column range within one head at a time).
-void LscMatMulKernel::TransposeA(const float* a, const HeadView& heads, int64_t K, int64_t m0, int64_t rows, int64_t k0,
-                                 int64_t k1, float* at, int64_t L) const {
-  if (heads.input == HeadLayout::kNone) return kernels_->transpose(a + m0 * K + k0, K, rows, k1 - k0, at, L);
-  const int64_t H = heads.heads, D = K / H, S = heads.tokens;
+// At[k - k0][r] = A[m0 + r][k] for r < rows, k0 <= k < k1: A plain [M, K], [B, H, S, D] (BHSD:
+// a row segment within one batch, a column range within one head at a time), or row tiles (a
+// copy of each row's run of a tile).
+void LscMatMulKernel::TransposeA(const float* a, const Layouts& layouts, int64_t K, int64_t m0, int64_t rows,
+                                 int64_t k0, int64_t k1, float* at, int64_t L) const {
+  if (layouts.input == Layout::kNone) return kernels_->transpose(a + m0 * K + k0, K, rows, k1 - k0, at, L);
+  if (layouts.input == Layout::kTiles) {
+    for (int64_t r = 0; r < rows;) {
+      const int64_t m = m0 + r, t0 = m / kTileRows * kTileRows, R = std::min(kTileRows, layouts.rows - t0);
+      const int64_t count = std::min(rows - r, t0 + R - m);
+      for (int64_t k = k0; k < k1; ++k) {
+        std::memcpy(at + (k - k0) * L + r, a + t0 * K + k * R + (m - t0), static_cast<size_t>(count) * sizeof(float));
+      }
+      r += count;
+    }
+    return;
+  }
+  const int64_t H = layouts.heads, D = K / H, S = layouts.tokens;
   for (int64_t r = 0; r < rows;) {
     const int64_t m = m0 + r, b = m / S, s = m % S, count = std::min(rows - r, S - s);
     for (int64_t h = k0 / D; h * D < k1; ++h) {
@@ -367,18 +419,30 @@ void LscMatMulKernel::TransposeA(const float* a, const HeadView& heads, int64_t 
   }
 }
 
-// Y[m0 + r][c] = Yt[c][r] for r < rows, c0 <= c < c1: Y plain [M, N], or in heads.output's layout
-// (BHSD: a transpose per head and batch; BHDS: Yt's rows are Y's, copied as they are).
-void LscMatMulKernel::StoreColumns(const float* yt, int64_t L, const HeadView& heads, int64_t N, int64_t m0,
+// Y[m0 + r][c] = Yt[c][r] for r < rows, c0 <= c < c1: Y plain [M, N], in a head layout (BHSD: a
+// transpose per head and batch; BHDS: Yt's rows are Y's, copied as they are), or row tiles (also
+// a copy of Yt's rows).
+void LscMatMulKernel::StoreColumns(const float* yt, int64_t L, const Layouts& layouts, int64_t N, int64_t m0,
                                    int64_t rows, int64_t c0, int64_t c1, float* y) const {
-  if (heads.output == HeadLayout::kNone) return kernels_->transpose(yt + c0 * L, L, c1 - c0, rows, y + m0 * N + c0, N);
-  const int64_t H = heads.heads, D = N / H, S = heads.tokens;
+  if (layouts.output == Layout::kNone) return kernels_->transpose(yt + c0 * L, L, c1 - c0, rows, y + m0 * N + c0, N);
+  if (layouts.output == Layout::kTiles) {
+    for (int64_t r = 0; r < rows;) {
+      const int64_t m = m0 + r, t0 = m / kTileRows * kTileRows, R = std::min(kTileRows, layouts.rows - t0);
+      const int64_t count = std::min(rows - r, t0 + R - m);
+      for (int64_t c = c0; c < c1; ++c) {
+        std::memcpy(y + t0 * N + c * R + (m - t0), yt + c * L + r, static_cast<size_t>(count) * sizeof(float));
+      }
+      r += count;
+    }
+    return;
+  }
+  const int64_t H = layouts.heads, D = N / H, S = layouts.tokens;
   for (int64_t r = 0; r < rows;) {
     const int64_t m = m0 + r, b = m / S, s = m % S, count = std::min(rows - r, S - s);
     for (int64_t h = c0 / D; h * D < c1; ++h) {
       const int64_t first = std::max(c0, h * D), last = std::min(c1, h * D + D);
       float* head = y + (b * H + h) * S * D;
-      if (heads.output == HeadLayout::kBHSD) {
+      if (layouts.output == Layout::kBHSD) {
         kernels_->transpose(yt + first * L + r, L, last - first, count, head + s * D + (first - h * D), D);
       } else {
         for (int64_t c = first; c < last; ++c) {

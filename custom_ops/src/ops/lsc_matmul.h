@@ -25,28 +25,34 @@ class LscMatMulKernel {
  private:
   enum Scratch { kScratchRow, kScratchAt, kScratchAtBlock, kScratchYt, kScratchHalfIn, kScratchHalfOut, kScratchOffsets,
                  kScratchHalfZ, kScratchTokensIn, kScratchTokensOut };
-  // Attention-head layouts of A and Y (lsc_ort/ops.py): none, [B, H, S, D] or [B, H, D, S].
-  enum class HeadLayout { kNone, kBHSD, kBHDS };
-  // How the batched product reads A and writes Y: the layouts (kNone: plain), H, and S.
-  struct HeadView {
-    HeadLayout input, output;
-    int64_t heads, tokens;
+  // Layouts of A and Y (lsc_ort/ops.py): plain, attention heads [B, H, S, D] or [B, H, D, S], or
+  // row tiles (kTileRows rows each, column-major).
+  enum class Layout { kNone, kBHSD, kBHDS, kTiles };
+  static constexpr int64_t kTileRows = 64;
+  // How the batched product reads A and writes Y: the layouts (kNone: plain), H, S and M.
+  struct Layouts {
+    Layout input, output;
+    int64_t heads, tokens, rows;
   };
   Status CheckWeight(const PackedWeight& weight) const;
+  bool InputHeads() const { return input_layout_ == Layout::kBHSD; }
+  bool OutputHeads() const { return output_layout_ == Layout::kBHSD || output_layout_ == Layout::kBHDS; }
   Status FewRows(OrtKernelContext* context, const PackedWeight& weight, const float* a, int64_t M, const float* bias,
                  float* y) const;
   Status SmallBatch(OrtKernelContext* context, const PackedWeight& weight, const float* a, int64_t M,
                     const float* bias, float* y) const;
   bool UseWindowed(const PackedWeight& weight) const;
   Status LargeBatch(OrtKernelContext* context, const PackedWeight& weight, const float* a, int64_t M,
-                    const float* bias, const HeadView& heads, float* y) const;
-  void TransposeA(const float* a, const HeadView& heads, int64_t K, int64_t m0, int64_t rows, int64_t k0, int64_t k1,
+                    const float* bias, const Layouts& layouts, float* y) const;
+  void TransposeA(const float* a, const Layouts& layouts, int64_t K, int64_t m0, int64_t rows, int64_t k0, int64_t k1,
                   float* at, int64_t L) const;
-  void StoreColumns(const float* yt, int64_t L, const HeadView& heads, int64_t N, int64_t m0, int64_t rows, int64_t c0,
+  void StoreColumns(const float* yt, int64_t L, const Layouts& layouts, int64_t N, int64_t m0, int64_t rows, int64_t c0,
                     int64_t c1, float* y) const;
   Status ApplyEpilogue(OrtKernelContext* context, const float* residual, float* y, int64_t count) const;
   Status HeadsToTokens(OrtKernelContext* context, const float* a, int64_t B, int64_t S, int64_t K, float* out) const;
   Status TokensToHeads(OrtKernelContext* context, const float* y, int64_t B, int64_t S, int64_t N, float* out) const;
+  Status TilesToTokens(OrtKernelContext* context, const float* a, int64_t M, int64_t K, float* out) const;
+  Status TokensToTiles(OrtKernelContext* context, const float* y, int64_t M, int64_t N, float* out) const;
 
   std::string node_;
   float alpha_ = 1.0f;
@@ -54,7 +60,7 @@ class LscMatMulKernel {
   std::string activation_;  // "", "Relu" or "Gelu", applied last
   int64_t heads_ = 0;       // H of the head layouts (0 without one)
   std::string input_layout_name_, output_layout_name_;
-  HeadLayout input_layout_ = HeadLayout::kNone, output_layout_ = HeadLayout::kNone;
+  Layout input_layout_ = Layout::kNone, output_layout_ = Layout::kNone;
   const KernelSet* kernels_ = nullptr;
   std::shared_ptr<PackedWeight> weight_;  // null when the blob is not a constant
 };
