@@ -153,7 +153,7 @@ def test_wrong_weight_type_is_rejected() -> None:
 @pytest.mark.parametrize(
     "attributes,message",
     [
-        ({"heads": 4}, r"heads \(4\) needs input_layout or output_layout"),
+        ({"heads": 4}, r"heads \(4\) needs a head layout \(BHSD or BHDS\)"),
         ({"output_layout": "BHSD"}, "heads must be >= 1 with a head layout, got 0"),
         ({"output_layout": "BHSD", "heads": -3}, "heads must be >= 1"),
         ({"output_layout": "SBHD", "heads": 2}, "unsupported output_layout 'SBHD'"),
@@ -196,3 +196,22 @@ def test_head_layout_of_an_empty_weight_does_not_loop_over_heads() -> None:
     sess = session(matmul_model(blob, heads=1 << 40, input_layout="BHSD"))
     y = sess.run(None, {"A": np.zeros((1, 1 << 40, 3, 0), np.float32)})[0]
     assert y.shape == (1, 3, 6) and not y.any()
+
+
+@pytest.mark.parametrize(
+    "attributes,message",
+    [
+        ({"output_layout": "TILES", "heads": 2}, r"heads \(2\) needs a head layout"),
+        ({"input_layout": "TILES", "output_layout": "BHSD"}, "heads must be >= 1 with a head layout"),
+        ({"input_layout": "tiles"}, "unsupported input_layout 'tiles'"),
+    ],
+)
+def test_bad_row_tile_attributes(attributes: dict, message: str) -> None:
+    with pytest.raises(ERRORS, match=rf"LSCMatMul\] node 'lsc_mm'.*{message}"):
+        session(matmul_model(good_blob(), **attributes))
+
+
+def test_row_tiles_with_a_residual_are_rejected() -> None:
+    sess = session(matmul_model(good_blob(), residual=True, output_layout="TILES"))
+    with pytest.raises(ERRORS, match="a residual input Z cannot be combined with output_layout"):
+        sess.run(None, {"A": np.zeros((3, 40), np.float32), "Z": np.zeros((3, 30), np.float32)})

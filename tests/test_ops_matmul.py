@@ -7,6 +7,7 @@ import pytest
 from onnx import helper, numpy_helper
 
 import lsc_ort
+import lsc_ort.reference
 from lsc_ort import native
 from tests.conftest import sparse_array
 from tests.op_models import assert_close, dense_session, matmul_model, session
@@ -289,3 +290,46 @@ def test_head_layouts_in_float16() -> None:
         y = sess.run(None, {"A": a})[0]
         assert y.dtype == np.float16
         assert_close(y, _to_heads(reference(tokens.astype(np.float32), w), 2, "BHDS"), 2e-3)
+
+
+def _to_tiles(p: np.ndarray) -> np.ndarray:
+    """``p`` [..., N] stored in row tiles of 64, each column-major (lsc_ort/ops.py, TILES)."""
+    rows = p.reshape(-1, p.shape[-1])
+    return np.concatenate([rows[t:t + 64].T.ravel() for t in range(0, len(rows), 64)]).reshape(p.shape)
+
+
+@pytest.mark.parametrize("codec", ["lsc", "mswu"])
+def test_row_tiles_on_every_path(codec: str, isa: str) -> None:
+    """TILES in, out and both, on the sliced, windowed and batched paths: whole tiles (read and
+    written in place), a short last tile, one tile of 48 rows (in place) and of 50 (not), ranks 2
+    and 3, 1 and 2 threads, a weight of several spans, Gelu."""
+    rng = np.random.default_rng(33)
+    for k, n in ((40, 96), (64, 3072)):
+        w = sparse_array((k, n), 0.85, seed=k)
+        stored = lsc_ort.encode(w, codec)
+        dense_w = lsc_ort.reference.weight_values(stored).astype(np.float64)
+        bias = rng.standard_normal(n).astype(np.float32)
+        for threads in (1, 2):
+            sessions = {layouts: session(matmul_model(stored, bias, activation="Gelu", **dict(layouts)), threads)
+                        for layouts in ((("output_layout", "TILES"),), (("input_layout", "TILES"),),
+                                        (("input_layout", "TILES"), ("output_layout", "TILES")))}
+            for shape in ((1, k), (2, k), (7, k), (48, k), (50, k), (128, k), (2, 100, k), (200, k)):
+                a = rng.standard_normal(shape).astype(np.float32)
+                expected = _activated(a.astype(np.float64) @ dense_w + bias, "Gelu")
+                for layouts, sess in sessions.items():
+                    names = dict(layouts)
+                    given = _to_tiles(a) if "input_layout" in names else a
+                    want = _to_tiles(expected) if "output_layout" in names else expected
+                    assert_close(run(sess, given), want, tolerance=2e-6)
+
+
+def test_row_tiles_with_head_layouts() -> None:
+    rng = np.random.default_rng(34)
+    w = sparse_array((32, 48), 0.8, seed=8)
+    tokens = rng.standard_normal((2, 70, 32)).astype(np.float32)
+    heads = tokens.reshape(2, 70, 4, 8).transpose(0, 2, 1, 3).copy()
+    plain = reference(tokens, w)
+    from_heads = session(matmul_model(lsc_ort.encode(w, "lsc"), heads=4, input_layout="BHSD", output_layout="TILES"))
+    assert_close(run(from_heads, heads), _to_tiles(plain))
+    to_heads = session(matmul_model(lsc_ort.encode(w, "lsc"), heads=4, input_layout="TILES", output_layout="BHDS"))
+    assert_close(run(to_heads, _to_tiles(tokens)), _to_heads(plain, 4, "BHDS"))

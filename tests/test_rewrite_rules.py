@@ -668,3 +668,52 @@ def test_split_whose_shape_serves_another_node_stays() -> None:
     rewritten = rewrite_model(model).model
     assert _layouts(rewritten) == [{}] and "Transpose" in ops_of(rewritten)
     assert_same_outputs(model, rewritten, random_feeds(model))
+
+
+def _attr(model: onnx.ModelProto, key: str) -> list:
+    return [next((helper.get_attribute_value(a) for a in n.attribute if a.name == key), None)
+            for n in model.graph.node if n.op_type == "LSCMatMul"]
+
+
+def test_feed_forward_pair_hands_over_row_tiles() -> None:
+    """MatMul + bias + Gelu read only by the next MatMul: the tensor between them goes in tiles."""
+    model = parse(
+        f"{HEADER} g (float[2,70,32] x) => (float[2,70,32] y) "
+        "{ h0 = MatMul(x, W1) h1 = Add(h0, b1) h = Relu(h1) y0 = MatMul(h, W2) y = Add(y0, b2) }",
+        W1=sparse((32, 96), 0.8, 1), W2=sparse((96, 32), 0.8, 2), b1=np.linspace(-1, 1, 96).astype(np.float32),
+        b2=np.zeros(32, np.float32),
+    )
+    rewritten = rewrite_model(model).model
+    assert ops_of(rewritten) == ["LSCMatMul", "LSCMatMul"]
+    assert _attr(rewritten, "output_layout") == [b"TILES", None]
+    assert _attr(rewritten, "input_layout") == [None, b"TILES"]
+    assert_same_outputs(model, rewritten, random_feeds(model))
+
+
+@pytest.mark.parametrize("other", [
+    "z = Relu(h)",            # another reader
+    "z = Identity(h)",        # another reader, and a graph output behind it
+    "q = MatMul(x2, W3) z = Add(q, h)",  # read as a residual
+])
+def test_row_tiles_only_for_lsc_readers_of_a(other: str) -> None:
+    model = parse(
+        f"{HEADER} g (float[3,32] x, float[3,96] x2) => (float[3,32] y, float[3,96] z) "
+        f"{{ h0 = MatMul(x, W1) h = Add(h0, b1) y = MatMul(h, W2) {other} }}",
+        W1=sparse((32, 96), 0.8, 1), W2=sparse((96, 32), 0.8, 2), W3=sparse((96, 96), 0.8, 3),
+        b1=np.linspace(-1, 1, 96).astype(np.float32),
+    )
+    rewritten = rewrite_model(model).model
+    assert b"TILES" not in _attr(rewritten, "output_layout") + _attr(rewritten, "input_layout")
+    assert_same_outputs(model, rewritten, random_feeds(model))
+
+
+def test_row_tiles_to_several_readers() -> None:
+    model = parse(
+        f"{HEADER} g (float[130,32] x) => (float[130,16] y, float[130,8] z) "
+        "{ h = MatMul(x, W1) y = MatMul(h, W2) z = MatMul(h, W3) }",
+        W1=sparse((32, 48), 0.8, 1), W2=sparse((48, 16), 0.8, 2), W3=sparse((48, 8), 0.8, 3),
+    )
+    rewritten = rewrite_model(model).model
+    assert _attr(rewritten, "output_layout") == [b"TILES", None, None]
+    assert _attr(rewritten, "input_layout") == [None, b"TILES", b"TILES"]
+    assert_same_outputs(model, rewritten, random_feeds(model))
