@@ -364,8 +364,15 @@ Status LscMatMulKernel::LargeBatch(OrtKernelContext* context, const PackedWeight
     float* own_at = tile_at ? nullptr
                             : ThreadScratch(kScratchAtBlock, static_cast<size_t>((spans ? K : block_rows) * L));
     if (own_at && spans) TransposeA(a, layouts, K, tile * T, rows, 0, K, own_at, L);
-    const bool yt_in_place = in_place(layouts.output, tile);
-    float* yt = yt_in_place ? y + tile * T * N : ThreadScratch(kScratchYt, static_cast<size_t>(N * L));
+    // Yt in place: a TILES tile, or keys (BHDS) of a tile within one batch, whose columns are
+    // rows of the heads' [D, S] at a stride of S.
+    const int64_t m0 = tile * T, S = layouts.tokens;
+    const bool keys_in_place = layouts.output == Layout::kBHDS && rows == L && m0 % S + rows <= S;
+    const bool yt_in_place = in_place(layouts.output, tile) || keys_in_place;
+    float* yt = keys_in_place ? y + m0 / S * N * S + m0 % S
+                : yt_in_place ? y + tile * T * N
+                              : ThreadScratch(kScratchYt, static_cast<size_t>(N * L));
+    const int64_t ldy = keys_in_place ? S : L;
     for (int64_t s0 = n0; s0 < n1; s0 += span) {
       const int64_t s1 = std::min(n1, s0 + span);
       for (int64_t b = 0; b < layout->blocks; ++b) {
@@ -379,7 +386,7 @@ Status LscMatMulKernel::LargeBatch(OrtKernelContext* context, const PackedWeight
           TransposeA(a, layouts, K, tile * T, rows, k0, k1, own_at, L);
         }
         kernels.spmm_tiled(layout->blocks_view(b, b + 1, b > 0, b + 1 < layout->blocks), s0, s1, atb, rows, epilogue,
-                           yt, L);
+                           yt, ldy);
       }
       // Positions [s0, s1) are whole chunks: the columns s0 .. s1 - 1, in some order.
       if (!yt_in_place) StoreColumns(yt, L, layouts, N, tile * T, rows, s0, s1, y);
