@@ -102,3 +102,52 @@ def tile_chain(x_shape: Sequence[int | str], dims: Sequence[int], *, input_layou
     opsets = [helper.make_opsetid("", 17), helper.make_opsetid(lsc_ort.DOMAIN, 1)]
     model = helper.make_model(graph, opset_imports=opsets)
     return Chain(model, weights, biases, activations, heads, input_layout, output_layout)
+
+
+def _attribute_dropped(node: onnx.NodeProto, name: str) -> None:
+    kept = [a for a in node.attribute if a.name != name]
+    del node.attribute[:]
+    node.attribute.extend(kept)
+
+
+def unpaired_tile_models() -> dict[str, tuple[onnx.ModelProto, str, str]]:
+    """Models with a TILES layout that has no partner: case -> (model, the node to blame, a regex of
+    the problem)."""
+    cases = {}
+    reads_badly = "output_layout TILES has a reader that does not read it as TILES: "
+    chain = tile_chain([2, 5, 12], (12, 15, 7))
+    chain.model.graph.output.append(helper.make_tensor_value_info("t0", TensorProto.FLOAT, None))
+    cases["graph-output"] = (chain.model, "l0", "output_layout TILES: its output 't0' is a graph output")
+    chain = tile_chain([2, 5, 12], (12, 15, 7))
+    chain.model.graph.node.append(helper.make_node("Relu", ["t0"], ["r"], name="r"))
+    chain.model.graph.output.append(helper.make_tensor_value_info("r", TensorProto.FLOAT, None))
+    cases["standard-reader"] = (chain.model, "l0", reads_badly + r"node 'r' \(Relu\) reads 't0' \(input 0\)")
+    chain = tile_chain([2, 5, 12], (12, 15, 7))
+    _attribute_dropped(chain.model.graph.node[1], "input_layout")
+    cases["plain-reader"] = (chain.model, "l0",
+                             reads_badly + r"node 'l1' \(LSCMatMul\) reads 't0' \(input 0, input_layout ''\)")
+    chain = tile_chain([2, 5, 12], (12, 15, 9, 15))
+    chain.model.graph.node[2].input.append("t0")
+    cases["residual-reader"] = (chain.model, "l0", reads_badly + r"node 'l2' \(LSCMatMul\) reads 't0' \(input 3\)")
+    chain = tile_chain([2, 5, 12], (12, 15, 7))
+    branch = helper.make_graph([helper.make_node("Identity", ["t0"], ["o"], name="inner")], "branch", [],
+                               [helper.make_tensor_value_info("o", TensorProto.FLOAT, None)])
+    chain.model.graph.input.append(helper.make_tensor_value_info("c", TensorProto.BOOL, []))
+    chain.model.graph.node.append(helper.make_node("If", ["c"], ["branched"], name="if", then_branch=branch,
+                                                   else_branch=branch))
+    chain.model.graph.output.append(helper.make_tensor_value_info("branched", TensorProto.FLOAT, None))
+    cases["subgraph-reader"] = (chain.model, "l0", reads_badly + r"node 'if' \(If\) reads 't0' \(in a subgraph\)")
+    chain = tile_chain([2, 5, 12], (12, 7), input_layout="TILES")
+    cases["from-graph-input"] = (chain.model, "l0", "input_layout TILES reads A 'x', which is a graph input, not the "
+                                 "output of an LSCMatMul with output_layout TILES")
+    chain = tile_chain([2, 5, 12], (12, 15, 7))
+    _attribute_dropped(chain.model.graph.node[0], "output_layout")
+    cases["from-plain-output"] = (chain.model, "l1", r"input_layout TILES reads A 't0', which is the output of node "
+                                  r"'l0' \(LSCMatMul\), not the output of an LSCMatMul with output_layout TILES")
+    chain = tile_chain([2, 5, 12], (12, 15, 7))
+    _attribute_dropped(chain.model.graph.node[0], "output_layout")
+    chain.model.graph.node.insert(1, helper.make_node("Relu", ["t0"], ["t0r"], name="relu"))
+    chain.model.graph.node[2].input[0] = "t0r"
+    cases["from-standard-op"] = (chain.model, "l1", r"input_layout TILES reads A 't0r', which is the output of node "
+                                 r"'relu' \(Relu\)")
+    return cases
