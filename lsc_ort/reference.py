@@ -44,6 +44,12 @@ OUTPUT_LAYOUT_PERMS = {"BHSD": (0, 2, 1, 3), "BHDS": (0, 2, 3, 1)}
 """``LSCMatMul``'s ``Transpose`` of ``Reshape(P, [B, S, H, N/H])`` for each ``output_layout``."""
 INPUT_LAYOUT_PERM = (0, 2, 1, 3)
 """``LSCMatMul``'s ``Transpose`` of ``A`` before ``Reshape(.., [B, S, K])`` for ``input_layout="BHSD"``."""
+HEAD_LAYOUTS = ("BHSD", "BHDS")
+"""``LSCMatMul``'s attention-head layouts: the ones that need ``heads``."""
+TILES = "TILES"
+"""``LSCMatMul``'s row-tile layout (of ``A`` for ``input_layout``, of ``Y`` for ``output_layout``)."""
+TILE_ROWS = 64
+"""Rows per tile of the ``TILES`` layout (the last tile of a matrix may have fewer)."""
 
 
 def weight_values(blob: np.ndarray | bytes) -> np.ndarray:
@@ -120,12 +126,12 @@ def _text(value: str | bytes | None) -> str:
 def matmul_head_layouts(
     heads: int | None, input_layout: str | bytes | None, output_layout: str | bytes | None
 ) -> tuple[int, str, str]:
-    """``LSCMatMul``'s attention-head attributes checked against the contract: ``(heads,
-    input_layout, output_layout)``, ``None`` read as the defaults (0, ``""``, ``""``).
+    """``LSCMatMul``'s layout attributes checked against the contract: ``(heads, input_layout,
+    output_layout)``, ``None`` read as the defaults (0, ``""``, ``""``).
 
     Raises:
-        ValueError: an unknown layout, ``heads`` < 1 with a layout, or ``heads`` without one
-            (the message does not name the op).
+        ValueError: an unknown layout, ``heads`` < 1 with a head layout (``BHSD``, ``BHDS``), or
+            ``heads`` without one (``TILES`` takes no ``heads``); the message does not name the op.
     """
     h = 0 if heads is None else int(heads)
     layout_in, layout_out = _text(input_layout), _text(output_layout)
@@ -133,17 +139,41 @@ def matmul_head_layouts(
         raise ValueError(f"unknown input_layout {layout_in!r}; supported: {MATMUL_INPUT_LAYOUTS}")
     if layout_out not in MATMUL_OUTPUT_LAYOUTS:
         raise ValueError(f"unknown output_layout {layout_out!r}; supported: {MATMUL_OUTPUT_LAYOUTS}")
-    if (layout_in or layout_out) and h < 1:
-        raise ValueError(f"attribute heads must be >= 1 with input_layout / output_layout, got {h}")
-    if not (layout_in or layout_out) and h != 0:
-        raise ValueError(f"attribute heads ({h}) is only allowed with input_layout or output_layout")
+    head_layout, names = layout_in in HEAD_LAYOUTS or layout_out in HEAD_LAYOUTS, " or ".join(HEAD_LAYOUTS)
+    if head_layout and h < 1:
+        raise ValueError(f"attribute heads must be >= 1 with a head layout ({names}), got {h}")
+    if not head_layout and h != 0:
+        tiles = f" ({TILES} takes none)" if TILES in (layout_in, layout_out) else ""
+        raise ValueError(f"attribute heads ({h}) is only allowed with input_layout or output_layout {names}{tiles}")
     return h, layout_in, layout_out
+
+
+def to_tiles(p: np.ndarray) -> np.ndarray:
+    """The plain ``p [..., N]`` (rank >= 1) stored in the ``TILES`` layout: of the same shape,
+    its ``M x N`` elements (``M`` the product of the leading dims) row tile by row tile, each
+    tile of :data:`TILE_ROWS` rows (the last of fewer) column-major."""
+    m, n = math.prod(p.shape[:-1]), p.shape[-1]
+    p2d = p.reshape(m, n)
+    full = m - m % TILE_ROWS
+    tiles = p2d[:full].reshape(full // TILE_ROWS, TILE_ROWS, n).transpose(0, 2, 1)
+    return np.concatenate([tiles.ravel(), p2d[full:].T.ravel()]).reshape(p.shape)
+
+
+def from_tiles(a: np.ndarray) -> np.ndarray:
+    """The plain tensor that ``a [..., K]`` (rank >= 1) in the ``TILES`` layout stores, of the
+    same shape: the inverse of :func:`to_tiles`."""
+    m, k = math.prod(a.shape[:-1]), a.shape[-1]
+    flat = a.reshape(-1)
+    full = m - m % TILE_ROWS
+    tiles = flat[: full * k].reshape(full // TILE_ROWS, k, TILE_ROWS).transpose(0, 2, 1).reshape(full, k)
+    rest = flat[full * k :].reshape(k, m - full).T
+    return np.concatenate([tiles, rest]).reshape(a.shape)
 
 
 class LSCMatMul(OpRun):
     """``Y = activation(alpha * (A @ W) + bias + Z)``, computed in float32 (Gelu in float64);
     ``Y`` has ``A``'s dtype. ``input_layout`` / ``output_layout`` read ``A`` and write ``Y`` in
-    the attention-head layouts (:mod:`lsc_ort.ops`)."""
+    the attention-head layouts or in row tiles (:mod:`lsc_ort.ops`, :func:`to_tiles`)."""
 
     op_domain = DOMAIN
 
@@ -183,11 +213,15 @@ class LSCMatMul(OpRun):
             weight, stored = weight.T, stored.T
         k, n = weight.shape
         a = A
-        if layout_in:
+        if layout_in in HEAD_LAYOUTS:
             a = _read_heads(A, h, k)
         if A.ndim < 1 or a.shape[-1] != k:
             raise ValueError(f"LSCMatMul: A has shape {list(A.shape)} but the weight is {k}x{n}")
-        if layout_out:
+        if layout_in == TILES:
+            a = from_tiles(A)
+        if layout_out == TILES and Z is not None:
+            raise ValueError(f"LSCMatMul: a residual Z cannot be combined with output_layout {layout_out}")
+        if layout_out in HEAD_LAYOUTS:
             if a.ndim != 3:
                 read = " as read (after input_layout)" if layout_in else ""
                 raise ValueError(
@@ -209,9 +243,11 @@ class LSCMatMul(OpRun):
                 )
             y = y + bias.astype(np.float32, copy=False)
         y = _epilogue("LSCMatMul", y, Z, act)
-        if layout_out:
+        if layout_out in HEAD_LAYOUTS:
             b, s, _ = y.shape
             y = np.ascontiguousarray(y.reshape(b, s, h, n // h).transpose(OUTPUT_LAYOUT_PERMS[layout_out]))
+        elif layout_out == TILES:
+            y = to_tiles(y)
         return (y.astype(A.dtype, copy=False),)
 
 

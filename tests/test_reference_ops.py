@@ -11,6 +11,7 @@ from onnx.reference import ReferenceEvaluator
 import lsc_ort
 from lsc_ort.reference import NEW_OPS, LSCConv, LSCMatMul, decode_weight, reference_evaluator
 from tests.rewrite_fixtures import NATIVE, assert_close, run_ort, sparse
+from tests.tile_models import TILE_M, from_tiles, leading, tile_chain, to_tiles
 
 OPSETS = [helper.make_opsetid("", 17), helper.make_opsetid(lsc_ort.DOMAIN, 1)]
 
@@ -222,6 +223,141 @@ def test_lsc_matmul_head_layout_errors(message: str, a_shape: tuple[int, ...], a
     model = one_node("LSCMatMul", {"A": a}, lsc_ort.encode(sparse((K, N), 0.5), "csr"), extra, **attrs)
     with pytest.raises(Exception, match=f"LSCMatMul: {message}"):
         reference_evaluator(model).run(None, {"A": a})
+
+
+# --- row tiles: input_layout / output_layout TILES against numpy ---------------------------------
+
+TILE_LAYOUTS = [("TILES", ""), ("", "TILES"), ("TILES", "TILES")]
+TILE_VARIANTS = {
+    "plain": {},
+    "bias-alpha-gelu": {"bias": True, "alpha": -0.75, "activation": "Gelu"},
+    "transB-relu": {"transB": 1, "activation": "Relu"},
+}
+
+
+def tile_expected(a: np.ndarray, w: np.ndarray, variant: dict, bias: np.ndarray | None) -> np.ndarray:
+    y = variant.get("alpha", 1.0) * (a.astype(np.float64) @ w.astype(np.float64))
+    if bias is not None:
+        y = y + bias
+    if variant.get("activation") == "Relu":
+        return np.maximum(y, 0)
+    if variant.get("activation") == "Gelu":
+        from lsc_ort.reference import gelu
+
+        return gelu(y.astype(np.float32)).astype(np.float64)
+    return y
+
+
+@pytest.mark.parametrize("layouts", TILE_LAYOUTS, ids=["-".join(x or "plain" for x in p) for p in TILE_LAYOUTS])
+@pytest.mark.parametrize("variant", TILE_VARIANTS)
+@pytest.mark.parametrize("rank", [2, 3])
+@pytest.mark.parametrize("m", TILE_M)
+def test_lsc_matmul_tiles(layouts: tuple[str, str], variant: str, rank: int, m: int) -> None:
+    attrs = dict(TILE_VARIANTS[variant])
+    with_bias = attrs.pop("bias", False)
+    w = sparse((K, N), 0.6, seed=m)
+    plain = np.random.default_rng(m + rank).standard_normal((*leading(m, rank), K)).astype(np.float32)
+    bias = np.linspace(-1, 1, N, dtype=np.float32) if with_bias else None
+    layout_in, layout_out = layouts
+    attrs.update({k: v for k, v in (("input_layout", layout_in), ("output_layout", layout_out)) if v})
+    a = to_tiles(plain) if layout_in else plain
+    blob = lsc_ort.encode(w.T.copy() if attrs.get("transB") else w, "csr")
+    model = one_node("LSCMatMul", {"A": a}, blob, {"bias": bias} if bias is not None else None, **attrs)
+    (got,) = reference_evaluator(model).run(None, {"A": a})
+    assert got.shape == (*plain.shape[:-1], N) and got.dtype == np.float32
+    assert_close(from_tiles(got) if layout_out else got, tile_expected(plain, w, attrs, bias))
+
+
+def test_lsc_matmul_tiles_rank_one_and_float16() -> None:
+    """A of rank 1 is one row (a tile of one row is plain); float16 tiles as float32 do."""
+    w = sparse((K, N), 0.5, seed=2)
+    a = np.random.default_rng(3).standard_normal(K).astype(np.float32)
+    model = one_node("LSCMatMul", {"A": a}, lsc_ort.encode(w, "csr"), input_layout="TILES", output_layout="TILES")
+    (got,) = reference_evaluator(model).run(None, {"A": a})
+    assert_close(got, a.astype(np.float64) @ w)
+    plain = np.random.default_rng(4).standard_normal((70, K)).astype(np.float16)
+    model = one_node("LSCMatMul", {"A": plain}, lsc_ort.encode(w, "csr"), input_layout="TILES",
+                     output_layout="TILES")
+    (got,) = reference_evaluator(model).run(None, {"A": to_tiles(plain)})
+    assert got.dtype == np.float16
+    assert_close(from_tiles(got), plain.astype(np.float64) @ w, 1e-2)
+
+
+TILE_HEAD_LAYOUTS = [("TILES", "BHSD"), ("TILES", "BHDS"), ("BHSD", "TILES")]
+
+
+@pytest.mark.parametrize("layouts", TILE_HEAD_LAYOUTS, ids=["-".join(p) for p in TILE_HEAD_LAYOUTS])
+@pytest.mark.parametrize("variant", ["plain", "bias-gelu", "transB-relu"])
+@pytest.mark.parametrize("m", TILE_M)
+def test_lsc_matmul_tiles_with_head_layouts(layouts: tuple[str, str], variant: str, m: int) -> None:
+    """TILES on one side, a head layout (with heads) on the other, against the same product in
+    standard ops on the plain tensor."""
+    batch, seq = leading(m, 3)
+    head_side = (layouts[0].replace("TILES", ""), layouts[1].replace("TILES", ""))
+    lsc, dense, a = head_layout_models(head_side, HEAD_VARIANTS[variant], batch, seq)
+    (expected,) = ReferenceEvaluator(dense).run(None, {"A": a})
+    side = "input_layout" if layouts[0] == "TILES" else "output_layout"
+    lsc.graph.node[0].attribute.append(helper.make_attribute(side, "TILES"))
+    (got,) = reference_evaluator(lsc).run(None, {"A": to_tiles(a) if layouts[0] == "TILES" else a})
+    if layouts[1] == "TILES":
+        assert got.shape == (batch, seq, N)
+        got = from_tiles(got)
+    assert_close(got, expected)
+
+
+@pytest.mark.parametrize("m", TILE_M)
+@pytest.mark.parametrize("dims", [(12, 15, 7), (12, 15, 9, 6)], ids=["two", "three"])
+def test_tile_chain_is_the_plain_chain(m: int, dims: tuple[int, ...]) -> None:
+    """LSCMatMul nodes that hand their results on in TILES compute the plain chain of products."""
+    chain = tile_chain(["B", "S", dims[0]], dims)
+    x = np.random.default_rng(m).standard_normal((*leading(m, 3), dims[0])).astype(np.float32)
+    (got,) = reference_evaluator(chain.model).run(None, {"x": x})
+    assert_close(got, chain.expected(x))
+
+
+def test_tile_chain_with_head_layouts_outside() -> None:
+    chain = tile_chain(["B", 3, "S", 4], (12, 15, 9), input_layout="BHSD", output_layout="BHDS", heads=3)
+    x = np.random.default_rng(0).standard_normal((2, 3, 33, 4)).astype(np.float32)
+    (got,) = reference_evaluator(chain.model).run(None, {"x": x})
+    assert got.shape == (2, 3, 3, 33)
+    assert_close(got, chain.expected(x))
+
+
+@pytest.mark.parametrize(
+    "message,a_shape,attrs,with_z",
+    [
+        (r"attribute heads \(3\) is only allowed with input_layout or output_layout BHSD or BHDS \(TILES takes none\)",
+         (5, 12), {"heads": 3, "output_layout": "TILES"}, False),
+        (r"attribute heads \(3\) is only allowed .* \(TILES takes none\)", (5, 12),
+         {"heads": 3, "input_layout": "TILES", "output_layout": "TILES"}, False),
+        (r"attribute heads must be >= 1 with a head layout .* got 0", (2, 5, 12),
+         {"input_layout": "TILES", "output_layout": "BHSD"}, False),
+        (r"a residual Z cannot be combined with output_layout TILES", (2, 5, 12), {"output_layout": "TILES"}, True),
+        (r"a residual Z cannot be combined with output_layout TILES", (2, 5, 12),
+         {"input_layout": "TILES", "output_layout": "TILES"}, True),
+        (r"output_layout BHSD needs A as read \(after input_layout\) of rank 3 .* got shape \[10, 12\]", (10, 12),
+         {"heads": 3, "input_layout": "TILES", "output_layout": "BHSD"}, False),
+        (r"A has shape \[2, 5, 10\] but the weight is 12x15", (2, 5, 10), {"input_layout": "TILES"}, False),
+        (r"unknown output_layout 'tiles'", (2, 5, 12), {"output_layout": "tiles"}, False),
+    ],
+)
+def test_lsc_matmul_tile_layout_errors(message: str, a_shape: tuple[int, ...], attrs: dict, with_z: bool) -> None:
+    a = np.ones(a_shape, np.float32)
+    extra = {"bias": np.zeros(N, np.float32), "Z": np.zeros((2, 5, N), np.float32)} if with_z else None
+    model = one_node("LSCMatMul", {"A": a}, lsc_ort.encode(sparse((K, N), 0.5), "csr"), extra, **attrs)
+    with pytest.raises(Exception, match=f"LSCMatMul: {message}"):
+        reference_evaluator(model).run(None, {"A": a})
+
+
+def test_lsc_matmul_tiles_residual_with_tiled_input() -> None:
+    """Z stays plain [..., N] when only A is in TILES."""
+    w = sparse((K, N), 0.5, seed=5)
+    rng = np.random.default_rng(6)
+    plain, z = rng.standard_normal((70, K)).astype(np.float32), rng.standard_normal((70, N)).astype(np.float32)
+    model = one_node("LSCMatMul", {"A": plain}, lsc_ort.encode(w, "csr"), {"bias": np.zeros(N, np.float32), "Z": z},
+                     input_layout="TILES", activation="Relu")
+    (got,) = reference_evaluator(model).run(None, {"A": to_tiles(plain)})
+    assert_close(got, np.maximum(plain.astype(np.float64) @ w + z, 0))
 
 
 CONVS = {

@@ -20,6 +20,9 @@ from tests.rewrite_fixtures import (
     run_reference,
     sparse,
 )
+from tests.tile_models import TILE_M, leading, tile_chain, unpaired_tile_models
+
+UNPAIRED_TILES = list(unpaired_tile_models())
 
 HEADER = '<ir_version: 8, opset_import: ["" : 17]>'
 
@@ -226,6 +229,56 @@ def test_decompress_head_layout_errors_name_the_node(layouts: tuple[str, str], a
     model = head_layout_model(*layouts, a_shape, residual=residual)
     with pytest.raises(RewriteError, match=rf"node 'attn_q' \(LSCMatMul\): {message}"):
         decompress(model)
+
+
+# --- row tiles: TILES pairs hand the tensor between them on plain ---------------------------------
+
+
+@pytest.mark.parametrize("m", TILE_M)
+@pytest.mark.parametrize("dims", [(12, 15, 7), (12, 15, 9, 6)], ids=["two", "three"])
+def test_decompress_tile_chain(m: int, dims: tuple[int, ...]) -> None:
+    chain = tile_chain([*leading(m, 3), dims[0]], dims)
+    chain.model.graph.output[0].CopyFrom(
+        helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [*leading(m, 3), dims[-1]])
+    )
+    restored = decompress(chain.model)
+    ops = ops_of(restored)
+    assert all(node.domain == "" for node in restored.graph.node)
+    assert ops.count("MatMul") == len(dims) - 1 and "Transpose" not in ops and "Reshape" not in ops
+    assert not any(a.name.endswith("_layout") for node in restored.graph.node for a in node.attribute)
+    onnx.checker.check_model(restored, full_check=True)
+    feeds = random_feeds(chain.model)
+    (got,) = run_original(restored, feeds)
+    (want,) = run_reference(chain.model, feeds)
+    assert_close(got, want)
+    assert_close(got, chain.expected(feeds["x"]))
+
+
+def test_decompress_tile_chain_with_head_layouts_outside() -> None:
+    chain = tile_chain([2, 3, 70, 4], (12, 15, 9), input_layout="BHSD", output_layout="BHSD", heads=3)
+    restored = decompress(chain.model)
+    ops = ops_of(restored)
+    assert ops[:2] == ["Transpose", "Reshape"] and ops[-2:] == ["Reshape", "Transpose"] and ops.count("Transpose") == 2
+    feeds = random_feeds(chain.model)
+    (got,) = run_original(restored, feeds)
+    assert got.shape == (2, 3, 70, 3)
+    assert_close(got, run_reference(chain.model, feeds)[0])
+
+
+@pytest.mark.parametrize("case", UNPAIRED_TILES)
+def test_decompress_rejects_unpaired_tiles(case: str) -> None:
+    model, node, message = unpaired_tile_models()[case]
+    with pytest.raises(RewriteError, match=rf"node '{node}' \(LSCMatMul\): {message}"):
+        decompress(model)
+
+
+def test_decompress_tiles_output_with_residual_names_the_node() -> None:
+    chain = tile_chain([2, 5, 12], (12, 15, 7))
+    chain.model.graph.input.append(helper.make_tensor_value_info("z", onnx.TensorProto.FLOAT, [2, 5, 15]))
+    chain.model.graph.node[0].input.append("z")
+    with pytest.raises(RewriteError, match=r"node 'l0' \(LSCMatMul\): a residual Z cannot be combined with "
+                       "output_layout TILES"):
+        decompress(chain.model)
 
 
 def test_decompress_runtime_blob_names_the_node() -> None:

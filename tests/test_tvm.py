@@ -16,6 +16,7 @@ from tests.conftest import sparse_array
 from tests.op_models import assert_close, conv_model, matmul_model, reference_conv
 from tests.test_ops_conv import CASES as CONV_CASES
 from tests.test_ops_conv import ids
+from tests.tile_models import TILE_M, leading, tile_chain, unpaired_tile_models
 from tests.tvm_helpers import compiled, tvm, tvm_schedules
 
 from tvm_schedules import LscImportError  # isort: skip
@@ -182,6 +183,54 @@ def test_matmul_head_layout_chain_shapes() -> None:
     y = run(model.SerializeToString(), {"x": x})
     assert y.shape == (2, 3, 4, 7)
     assert_close(y, reference_run(model.SerializeToString(), {"x": x}).astype(np.float64))
+
+
+def test_matmul_tile_chain() -> None:
+    """Three LSCMatMul nodes handing their results on in TILES compute the plain chain (the
+    tensors between them, never observable, are plain in TVM): each row tile tier, ranks 2 and 3;
+    onnx shape inference gives the tensors between them their plain shapes."""
+    from tvm_schedules.importer import check_lsc_nodes
+
+    rng = np.random.default_rng(14)
+    for x_shape in (["M", 12], ["B", "S", 12]):
+        chain = tile_chain(x_shape, (12, 15, 9, 6), seed=3)
+        assert [node.input_shape for node in check_lsc_nodes(chain.model)] == [
+            tuple(x_shape), (*x_shape[:-1], 15), (*x_shape[:-1], 9)]
+        model = chain.model.SerializeToString()
+        for m in TILE_M:
+            x = rng.standard_normal((*leading(m, len(x_shape)), 12)).astype(np.float32)
+            y = run(model, {"x": x})
+            assert y.shape == (*x.shape[:-1], 6)
+            assert_close(y, reference_run(model, {"x": x}).astype(np.float64))
+            assert_close(y, chain.expected(x))
+
+
+def test_matmul_tile_chain_with_head_layouts_outside() -> None:
+    chain = tile_chain(["B", 3, "S", 4], (12, 15, 9), input_layout="BHSD", output_layout="BHDS", heads=3)
+    model = chain.model.SerializeToString()
+    x = np.random.default_rng(15).standard_normal((2, 3, 40, 4)).astype(np.float32)
+    y = run(model, {"x": x})
+    assert y.shape == (2, 3, 3, 40)
+    assert_close(y, reference_run(model, {"x": x}).astype(np.float64))
+
+
+@pytest.mark.parametrize("case", list(unpaired_tile_models()))
+def test_unpaired_tiles_are_rejected(case: str) -> None:
+    from tvm_schedules.importer import check_lsc_nodes
+
+    model, node, message = unpaired_tile_models()[case]
+    with pytest.raises(LscImportError, match=rf"\[LSCMatMul\] node '{node}': {message}"):
+        check_lsc_nodes(model)
+    if case == "standard-reader":  # the compile path checks first
+        compile_fails(model.SerializeToString(), rf"node 'l0': {message}", {"x": [2, 5, 12]})
+
+
+def test_tiles_output_with_residual_is_rejected() -> None:
+    chain = tile_chain(["B", 12], (12, 15, 7))
+    chain.model.graph.input.append(helper.make_tensor_value_info("z", TensorProto.FLOAT, ["B", 15]))
+    chain.model.graph.node[0].input.append("z")
+    compile_fails(chain.model.SerializeToString(),
+                  r"\[LSCMatMul\] node 'l0': a residual Z cannot be combined with output_layout TILES", {})
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.int8])

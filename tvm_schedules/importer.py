@@ -26,8 +26,9 @@ from onnx import helper, numpy_helper
 
 import lsc_ort
 from lsc_ort.ops import CONV_ACTIVATIONS, CONV_OP, DOMAIN, MATMUL_ACTIVATIONS, MATMUL_OP
-from lsc_ort.reference import INPUT_LAYOUT_PERM, OUTPUT_LAYOUT_PERMS, matmul_head_layouts
+from lsc_ort.reference import HEAD_LAYOUTS, INPUT_LAYOUT_PERM, OUTPUT_LAYOUT_PERMS, matmul_head_layouts
 from lsc_ort.rewriter.model_io import iter_graphs
+from lsc_ort.rewriter.tile_pairs import tile_pair_problems
 from tvm_schedules import _tvm
 from tvm_schedules.kernels import ConvKernel, MatMulKernel
 from tvm_schedules.layouts import LscImportError, conv_layout, matmul_layout, node_error
@@ -59,7 +60,8 @@ class LscNode:
 
 
 def check_lsc_nodes(model: onnx.ModelProto) -> list[LscNode]:
-    """Check every LSC node's domain, inputs and attribute names (and LSCMatMul's head layouts);
+    """Check every LSC node's domain, inputs and attribute names (and LSCMatMul's layouts, each
+    ``TILES`` one paired in its graph: :func:`lsc_ort.rewriter.tile_pairs.tile_pair_problems`);
     return them in graph order, labelled by name (or first output for unnamed nodes).
 
     Raises:
@@ -84,6 +86,10 @@ def check_lsc_nodes(model: onnx.ModelProto) -> list[LscNode]:
             if op == MATMUL_OP:
                 _head_layouts({a.name: helper.get_attribute_value(a) for a in node.attribute}, label)
             found.append(node)
+        unpaired = tile_pair_problems(graph)
+        if unpaired:  # a TILES pair computes the tensor between its nodes plain (_convert_matmul)
+            _, node, problem = unpaired[0]
+            raise node_error(MATMUL_OP, _label(node), problem)
     shapes = _activation_shapes(model)
     return [LscNode(_label(node), shapes.get(node.input[0])) for node in found]
 
@@ -145,16 +151,17 @@ def _activation_shapes(model: onnx.ModelProto) -> dict[str, tuple[int | str, ...
 def _matmul_stand_in(node: onnx.NodeProto, weight: str, n: int, attrs: dict[str, Any],
                      constants: list[Any]) -> list[onnx.NodeProto]:
     """Standard nodes of ``node``'s output shape: ``MatMul`` of the stand-in ``weight``, inside
-    the ``Transpose`` / ``Reshape`` pairs of its head layouts (their shapes added to ``constants``)."""
+    the ``Transpose`` / ``Reshape`` pairs of its head layouts (their shapes added to ``constants``;
+    ``TILES`` keeps the plain shapes)."""
     heads, layout_in, layout_out = _head_layouts(attrs, _label(node))
     a, y = node.input[0], node.output[0]
     nodes = []
-    if layout_in:
+    if layout_in in HEAD_LAYOUTS:
         constants.append(numpy_helper.from_array(np.array([0, 0, -1], np.int64), f"{y}::lsc_read_shape"))
         nodes += [helper.make_node("Transpose", [a], [f"{y}::lsc_tokens"], perm=list(INPUT_LAYOUT_PERM)),
                   helper.make_node("Reshape", [f"{y}::lsc_tokens", f"{y}::lsc_read_shape"], [f"{y}::lsc_read"])]
         a = f"{y}::lsc_read"
-    if not layout_out:
+    if layout_out not in HEAD_LAYOUTS:
         return [*nodes, helper.make_node("MatMul", [a, weight], [y])]
     constants.append(numpy_helper.from_array(np.array([0, 0, heads, n // heads], np.int64), f"{y}::lsc_split_shape"))
     return [*nodes, helper.make_node("MatMul", [a, weight], [f"{y}::lsc_plain"]),
@@ -312,7 +319,8 @@ def _convert_matmul(bb: Any, inputs: Sequence[Any], attrs: dict[str, Any], node:
     layout = matmul_layout(_blob(inputs[1], op, node), bool(trans_b), node)
     k, n = layout.k, layout.n
     shape = _shape(a, "A", op, node)
-    if layout_in:
+    # TILES: check_lsc_nodes paired it, the tensor between the pair's nodes is computed plain
+    if layout_in in HEAD_LAYOUTS:
         a, shape = _read_heads(bb, a, shape, heads, k, node)
     if not shape:
         raise node_error(op, node, "A must have rank >= 1, got a scalar")
@@ -320,15 +328,15 @@ def _convert_matmul(bb: Any, inputs: Sequence[Any], attrs: dict[str, Any], node:
         raise node_error(op, node, f"A has shape {_show(shape)} but the weight is {k}x{n}: "
                          f"A's last dimension must be {k}")
     residual = inputs[3] if len(inputs) > 3 else None
-    if layout_out:
+    if layout_out and residual is not None:
+        raise node_error(op, node, f"a residual Z cannot be combined with output_layout {layout_out}")
+    if layout_out in HEAD_LAYOUTS:
         if len(shape) != 3:
             read = " as read (after input_layout)" if layout_in else ""
             raise node_error(op, node, f"output_layout {layout_out} needs A{read} of rank 3 [B, S, K], got shape "
                              f"{_show(shape)}")
         if n % heads:
             raise node_error(op, node, f"heads {heads} does not divide N = {n} (output_layout {layout_out})")
-        if residual is not None:
-            raise node_error(op, node, f"a residual Z cannot be combined with output_layout {layout_out}")
     bias = _bias(bb, inputs, n, "bias", op, node)
     lead = shape[:-1]
     rows = lead[0] if len(lead) == 1 else tirx.IntImm("int64", 1)
@@ -344,7 +352,7 @@ def _convert_matmul(bb: Any, inputs: Sequence[Any], attrs: dict[str, Any], node:
     if len(shape) != 2:
         y = bb.emit(relax.op.reshape(y, [*lead, n]))
     y = _epilogue(bb, y, residual, activation, dtype, op, node)
-    if layout_out:  # [B, S, N] -> [B, S, H, N/H] -> the layout
+    if layout_out in HEAD_LAYOUTS:  # [B, S, N] -> [B, S, H, N/H] -> the layout
         y = bb.emit(relax.op.reshape(y, [*lead, heads, n // heads]))
         y = bb.emit(relax.op.permute_dims(y, list(OUTPUT_LAYOUT_PERMS[layout_out])))
     return y if dtype == "float32" else relax.op.astype(y, dtype)

@@ -14,7 +14,7 @@ from onnx import helper
 from lsc_ort.api import inspect
 from lsc_ort.model_file import check_model_proto
 from lsc_ort.ops import CONV_ACTIVATIONS, CONV_OP, DOMAIN, MATMUL_ACTIVATIONS, MATMUL_OP
-from lsc_ort.reference import INPUT_LAYOUT_PERM, OUTPUT_LAYOUT_PERMS, matmul_head_layouts, weight_values
+from lsc_ort.reference import INPUT_LAYOUT_PERM, OUTPUT_LAYOUT_PERMS, TILES, matmul_head_layouts, weight_values
 from lsc_ort.report import DENSE, LayerRow
 from lsc_ort.rewriter.choose import weight_statistics
 from lsc_ort.rewriter.compress import RewriteError, referenced_names, remove_unused
@@ -30,6 +30,7 @@ from lsc_ort.rewriter.model_io import (
 )
 from lsc_ort.rewriter.rules import DEFAULT_RULES, Match
 from lsc_ort.rewriter.rules.base import attributes, replacement
+from lsc_ort.rewriter.tile_pairs import layout, tile_pair_problems
 
 BLOB_SUFFIX = "_lsc_blob"
 _LAYOUT_ATTRIBUTES = ("heads", "input_layout", "output_layout")
@@ -153,6 +154,10 @@ def _matmul(
     heads, layout_in, layout_out = matmul_head_layouts(
         attrs.get("heads"), attrs.get("input_layout"), attrs.get("output_layout")
     )
+    if TILES in (layout_in, layout_out):  # one side of a pair (decompress_graph checked): the tensor between is plain
+        if layout_out and len(node.input) > 3 and node.input[3]:
+            raise ValueError(f"a residual Z cannot be combined with output_layout {layout_out}")
+        return _matmul(_without_tiles(node), decoder, ctx, ranks)
     if layout_in or layout_out:
         return _matmul_heads(node, decoder, ctx, ranks, heads, layout_in, layout_out)
     alpha = float(attrs.get("alpha", 1.0))
@@ -208,6 +213,17 @@ def _matmul(
     if bias:
         nodes.append(helper.make_node("Add", [out, bias], [y], name=ctx.fresh_name(f"{label}/bias")))
     return nodes
+
+
+def _without_tiles(node: onnx.NodeProto) -> onnx.NodeProto:
+    """``node`` without its ``TILES`` layout attributes (its other ones, ``heads`` included, kept)."""
+    plain = onnx.NodeProto()
+    plain.CopyFrom(node)
+    del plain.attribute[:]
+    plain.attribute.extend(
+        a for a in node.attribute if not (a.name in ("input_layout", "output_layout") and layout(node, a.name) == TILES)
+    )
+    return plain
 
 
 def _matmul_heads(
@@ -297,6 +313,10 @@ def decompress_graph(
     targets = [i for i, n in enumerate(nodes) if n.domain == DOMAIN and n.op_type in (MATMUL_OP, CONV_OP)]
     if not targets:
         return result
+    unpaired = tile_pair_problems(model.graph)
+    if unpaired:
+        index, node, problem = unpaired[0]
+        raise RewriteError(f"{node_label(node, index)}: {problem}")
     ranks = _known_ranks(model)
     replaced: dict[int, list[onnx.NodeProto]] = {}
     touched: set[str] = set()
@@ -347,7 +367,10 @@ def decompress(model: ModelLike, *, base_dir: str | os.PathLike | None = None) -
     its input is known to be 2-D; otherwise ``MatMul`` followed by ``Mul`` (alpha) and ``Add``
     (bias), with a ``Transpose`` of the weight for ``transB``; its attention-head layouts become
     ``Transpose`` + ``Reshape`` of ``A`` before the product (``input_layout``) and ``Reshape`` +
-    ``Transpose`` of the result after it (``output_layout``). A weight decoded from the blob
+    ``Transpose`` of the result after it (``output_layout``). The row tiles (``TILES``) go: an
+    ``LSCMatMul`` writing its output in them and the ones reading it so (the only readers the
+    rewriter makes) hand the tensor on plain; a ``TILES`` layout without such a partner is an
+    error (:func:`lsc_ort.rewriter.tile_pairs.tile_pair_problems`). A weight decoded from the blob
     ``W_lsc_blob`` is named ``W`` again when that name is free. The ``lsc_ort`` domain leaves the
     opset imports when no node uses it any more.
 
