@@ -25,7 +25,7 @@ from lsc_ort.rewriter.model_io import (
     transform_file,
 )
 from lsc_ort.rewriter.rules import DEFAULT_RULES, Decline, RewriteRule
-from lsc_ort.rewriter.tiles import pair_row_tiles
+from lsc_ort.rewriter.tile_pairs import pair_row_tiles
 
 DEFAULT_OPS = ("MatMul", "Gemm", "Conv")
 
