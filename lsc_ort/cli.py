@@ -476,6 +476,11 @@ def _compress(args: argparse.Namespace, console: Console) -> int:
         lines += [f"  {note}" for note in result.folded.notes]
     fired = ", ".join(f"{name} {count}" for name, count in sorted(result.fired.items())) or "none"
     lines.append(f"rewritten nodes: {fired}")
+    if result.absorbed:
+        absorbed = ", ".join(f"{count} {op}" for op, count in result.absorbed.most_common())
+        lines.append(f"absorbed into them: {absorbed}")
+    if result.tile_pairs:
+        lines.append(f"handed on in row tiles: {result.tile_pairs} tensor(s)")
     if result.declined and not args.verbose:
         lines.append(
             f"{len(result.declined)} other MatMul/Gemm/Conv node(s) left as they are "

@@ -50,6 +50,7 @@ def test_compress_inspect_verify_decompress(model_path: Path, tmp_path: Path, ca
     assert "fc1" in out and "fc2" in out and "Gemm" in out and "MatMul" in out
     assert "2 of 2 layers encoded" in out
     assert "entropy bound" in out and "file:" in out and "rewritten nodes: gemm 1, matmul 1" in out
+    assert "absorbed into them: 1 Relu" in out and "handed on in row tiles: 1 tensor(s)" in out
     text = report.read_text()
     assert text.startswith("# lsc-ort compress") and "| # | node | op | shape |" in text and "| fc1 |" in text
 

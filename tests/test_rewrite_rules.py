@@ -717,3 +717,20 @@ def test_row_tiles_to_several_readers() -> None:
     assert _attr(rewritten, "output_layout") == [b"TILES", None, None]
     assert _attr(rewritten, "input_layout") == [None, b"TILES", b"TILES"]
     assert_same_outputs(model, rewritten, random_feeds(model))
+
+
+@pytest.mark.parametrize("c", ["B1", "Cfull"])
+def test_gemm_relu_is_absorbed_unless_c_is_added_after(c: str) -> None:
+    """Gemm + Relu: the Relu becomes the op's activation when C is its bias; a run-time-shaped C
+    is added after the product, so the Relu stays after that Add."""
+    model = parse(
+        f"{HEADER} g (float[4,64] a) => (float[4,48] y) {{ h = Gemm<transB=1>(a, W1, {c}) y = Relu(h) }}",
+        W1=sparse((48, 64), 0.9, 1), B1=np.ones(48, np.float32),
+        Cfull=np.linspace(-1, 1, 4 * 48).astype(np.float32).reshape(4, 48),
+    )
+    rewritten = rewrite_model(model, fold=False).model
+    if c == "B1":
+        assert ops_of(rewritten) == ["LSCMatMul"] and _attr(rewritten, "activation") == [b"Relu"]
+    else:
+        assert ops_of(rewritten) == ["LSCMatMul", "Add", "Relu"]
+    assert_same_outputs(model, rewritten, random_feeds(model))

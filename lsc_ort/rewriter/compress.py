@@ -52,6 +52,11 @@ class RewriteResult:
     weights computed at run time)."""
     folded: FoldResult | None = None
     """What folding before encoding did (None when ``fold=False``)."""
+    absorbed: Counter[str] = field(default_factory=Counter)
+    """The standard nodes the rewritten ones absorbed, by op type (biases, activations,
+    residual Adds, attention-head Reshape / Transpose pairs and their Shape chains)."""
+    tile_pairs: int = 0
+    """Tensors one LSCMatMul hands to others in row tiles (:mod:`lsc_ort.rewriter.tile_pairs`)."""
 
 
 @dataclass(frozen=True)
@@ -215,6 +220,7 @@ def rewrite_graph(
                     result.fired[rule.name] += 1
                     touched.update(node.input)
                     for absorbed in found.absorbs:
+                        result.absorbed[absorbed.op_type] += 1
                         ctx.claimed.add(id(absorbed))
                         touched.update(absorbed.input)
                         replaced.setdefault(position[id(absorbed)], [])
@@ -229,7 +235,7 @@ def rewrite_graph(
         graph.node.extend(new_nodes)
         graph.initializer.extend(ctx.new_initializers)
         remove_unused(graph, touched)
-        pair_row_tiles(graph)
+        result.tile_pairs = pair_row_tiles(graph)
         ensure_opset(model)
     return result
 

@@ -8,7 +8,9 @@
   ``[1, N]``) becomes the bias ``beta * C`` (computed in float32, expanded to ``[N]``);
 * any other ``C`` (``[M, N]``, ``[M, 1]``, computed at run time) is added by a following ``Add``,
   after a ``Mul`` by ``beta`` when ``beta != 1``;
-* ``beta = 0`` drops ``C`` (as onnxruntime's Gemm does).
+* ``beta = 0`` drops ``C`` (as onnxruntime's Gemm does);
+* a ``Relu`` or Gelu that is the only reader of the output (when no ``Add`` of ``C`` follows)
+  becomes the op's ``activation``, as for MatMul.
 """
 
 from __future__ import annotations
@@ -19,7 +21,16 @@ from onnx import helper
 
 from lsc_ort.ops import DOMAIN, MATMUL_OP
 from lsc_ort.rewriter.graph import GraphContext
-from lsc_ort.rewriter.rules.base import Decline, Match, RewriteRule, attributes, constant_weight, replacement
+from lsc_ort.rewriter.rules.base import (
+    Decline,
+    Match,
+    RewriteRule,
+    attributes,
+    constant_weight,
+    replacement,
+    sole_consumer,
+)
+from lsc_ort.rewriter.rules.matmul import gelu_after
 
 GEMM_ATTRIBUTES = ("alpha", "beta", "transA", "transB", "broadcast")
 
@@ -61,6 +72,15 @@ class GemmRule(RewriteRule):
             c_mode = "bias"
         else:
             c_mode = "add"
+        activation: str | None = None
+        absorbs: tuple[onnx.NodeProto, ...] = ()
+        if c_mode != "add":
+            relu = sole_consumer(node, ctx, "Relu")
+            gelu = None if relu is not None else gelu_after(node, ctx)
+            if relu is not None:
+                activation, absorbs = "Relu", (relu,)
+            elif gelu is not None:
+                activation, absorbs = "Gelu", gelu
         return Match(
             weight,
             {
@@ -70,7 +90,9 @@ class GemmRule(RewriteRule):
                 "transB": trans_b,
                 "n": n,
                 "c_mode": c_mode,
+                "activation": activation,
             },
+            absorbs=absorbs,
         )
 
     def rewrite(
@@ -91,12 +113,13 @@ class GemmRule(RewriteRule):
         inputs = [a, blob]
         if facts["c_mode"] == "bias":
             inputs.append(self._bias(node.input[2], facts["beta"], facts["n"], match, ctx))
-        y = node.output[0]
+        y = match.absorbs[-1].output[0] if match.absorbs else node.output[0]
         out = ctx.fresh_name(f"{y}_lsc_matmul") if facts["c_mode"] == "add" else y
         alpha = facts["alpha"] if facts["alpha"] != 1.0 else None
         nodes.append(
             replacement(
-                node, MATMUL_OP, inputs, [out], DOMAIN, alpha=alpha, transB=1 if facts["transB"] else None
+                node, MATMUL_OP, inputs, [out], DOMAIN, alpha=alpha, transB=1 if facts["transB"] else None,
+                activation=facts["activation"],
             )
         )
         if facts["c_mode"] == "add":
