@@ -158,8 +158,8 @@ Status LscMatMulKernel::Compute(OrtKernelContext* raw_context) {
   const PackedWeight* product = weight.get();
   if (M > kUnifiedMatMulRows && K != 0) LSC_RETURN_IF_ERROR(weight->plain(&product));
   const bool few = M <= kSlicedRows, small = !few && M <= kWindowedBatch && UseWindowed(*product);
-  // The batched product reads A and writes Y in their head layouts itself; the other paths (and
-  // mswu's unified blocks) see tokens, [M, K] and [M, N], relaid around them.
+  // The batched product reads A and writes Y in their layouts (heads, row tiles) itself; the
+  // other paths (and mswu's unified blocks) see tokens, [M, K] and [M, N], relaid around them.
   const bool unified = product->unified() != nullptr && product->unified()->count() != 0;
   const bool direct = K != 0 && !few && !small && !unified;
   const Layouts layouts{direct ? input_layout_ : Layout::kNone, direct ? output_layout_ : Layout::kNone, heads_, S,
