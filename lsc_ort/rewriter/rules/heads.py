@@ -167,8 +167,8 @@ def _sole_reader(name: str, ctx: GraphContext, op_type: str, besides: list[onnx.
 
 
 def _unique(nodes: tuple[onnx.NodeProto, ...]) -> tuple[onnx.NodeProto, ...]:
-    seen: set[int] = set()
-    return tuple(n for n in nodes if not (id(n) in seen or seen.add(id(n))))  # type: ignore[func-returns-value]
+    """``nodes`` without repeats (one ``Shape`` may feed both ``Gather`` nodes), in order."""
+    return tuple({id(node): node for node in nodes}.values())
 
 
 def _shape_readers(name: str, ctx: GraphContext) -> list[onnx.NodeProto]:
