@@ -394,36 +394,42 @@ Status LscMatMulKernel::LargeBatch(OrtKernelContext* context, const PackedWeight
   });
 }
 
-}  // namespace lsc
+namespace {
 
-namespace lsc {
+// Calls fn(r, g, offset, count) for the runs of rows m0 + r .. m0 + r + count - 1 that lie in one
+// group of `period` rows (a row tile, or a batch's sequence): group g, from row `offset` of it.
+template <typename Fn>
+void ForEachRowRun(int64_t m0, int64_t rows, int64_t period, Fn&& fn) {
+  for (int64_t r = 0; r < rows;) {
+    const int64_t m = m0 + r, offset = m % period, count = std::min(rows - r, period - offset);
+    fn(r, m / period, offset, count);
+    r += count;
+  }
+}
+
+}  // namespace
 
 // At[k - k0][r] = A[m0 + r][k] for r < rows, k0 <= k < k1: A plain [M, K], [B, H, S, D] (BHSD:
-// a row segment within one batch, a column range within one head at a time), or row tiles (a
-// copy of each row's run of a tile).
+// a row run within one batch, a column range within one head at a time), or row tiles (a copy of
+// each row run of a tile, which is [K, R] for its R rows).
 void LscMatMulKernel::TransposeA(const float* a, const Layouts& layouts, int64_t K, int64_t m0, int64_t rows,
                                  int64_t k0, int64_t k1, float* at, int64_t L) const {
   if (layouts.input == Layout::kNone) return kernels_->transpose(a + m0 * K + k0, K, rows, k1 - k0, at, L);
   if (layouts.input == Layout::kTiles) {
-    for (int64_t r = 0; r < rows;) {
-      const int64_t m = m0 + r, t0 = m / kTileRows * kTileRows, R = std::min(kTileRows, layouts.rows - t0);
-      const int64_t count = std::min(rows - r, t0 + R - m);
+    return ForEachRowRun(m0, rows, kTileRows, [&](int64_t r, int64_t t, int64_t offset, int64_t count) {
+      const int64_t t0 = t * kTileRows, R = std::min(kTileRows, layouts.rows - t0);
       for (int64_t k = k0; k < k1; ++k) {
-        std::memcpy(at + (k - k0) * L + r, a + t0 * K + k * R + (m - t0), static_cast<size_t>(count) * sizeof(float));
+        std::memcpy(at + (k - k0) * L + r, a + t0 * K + k * R + offset, static_cast<size_t>(count) * sizeof(float));
       }
-      r += count;
-    }
-    return;
+    });
   }
   const int64_t H = layouts.heads, D = K / H, S = layouts.tokens;
-  for (int64_t r = 0; r < rows;) {
-    const int64_t m = m0 + r, b = m / S, s = m % S, count = std::min(rows - r, S - s);
+  ForEachRowRun(m0, rows, S, [&](int64_t r, int64_t b, int64_t s, int64_t count) {
     for (int64_t h = k0 / D; h * D < k1; ++h) {
       const int64_t c0 = std::max(k0, h * D), c1 = std::min(k1, h * D + D);
       kernels_->transpose(a + ((b * H + h) * S + s) * D + (c0 - h * D), D, count, c1 - c0, at + (c0 - k0) * L + r, L);
     }
-    r += count;
-  }
+  });
 }
 
 // Y[m0 + r][c] = Yt[c][r] for r < rows, c0 <= c < c1: Y plain [M, N], in a head layout (BHSD: a
@@ -433,19 +439,15 @@ void LscMatMulKernel::StoreColumns(const float* yt, int64_t L, const Layouts& la
                                    int64_t rows, int64_t c0, int64_t c1, float* y) const {
   if (layouts.output == Layout::kNone) return kernels_->transpose(yt + c0 * L, L, c1 - c0, rows, y + m0 * N + c0, N);
   if (layouts.output == Layout::kTiles) {
-    for (int64_t r = 0; r < rows;) {
-      const int64_t m = m0 + r, t0 = m / kTileRows * kTileRows, R = std::min(kTileRows, layouts.rows - t0);
-      const int64_t count = std::min(rows - r, t0 + R - m);
+    return ForEachRowRun(m0, rows, kTileRows, [&](int64_t r, int64_t t, int64_t offset, int64_t count) {
+      const int64_t t0 = t * kTileRows, R = std::min(kTileRows, layouts.rows - t0);
       for (int64_t c = c0; c < c1; ++c) {
-        std::memcpy(y + t0 * N + c * R + (m - t0), yt + c * L + r, static_cast<size_t>(count) * sizeof(float));
+        std::memcpy(y + t0 * N + c * R + offset, yt + c * L + r, static_cast<size_t>(count) * sizeof(float));
       }
-      r += count;
-    }
-    return;
+    });
   }
   const int64_t H = layouts.heads, D = N / H, S = layouts.tokens;
-  for (int64_t r = 0; r < rows;) {
-    const int64_t m = m0 + r, b = m / S, s = m % S, count = std::min(rows - r, S - s);
+  ForEachRowRun(m0, rows, S, [&](int64_t r, int64_t b, int64_t s, int64_t count) {
     for (int64_t h = c0 / D; h * D < c1; ++h) {
       const int64_t first = std::max(c0, h * D), last = std::min(c1, h * D + D);
       float* head = y + (b * H + h) * S * D;
@@ -457,8 +459,7 @@ void LscMatMulKernel::StoreColumns(const float* yt, int64_t L, const Layouts& la
         }
       }
     }
-    r += count;
-  }
+  });
 }
 
 }  // namespace lsc
