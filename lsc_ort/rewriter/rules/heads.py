@@ -143,6 +143,31 @@ def _reshape_target(
     return entries, chain
 
 
+def _split_target(
+    reshape: onnx.NodeProto, rank: int, ctx: GraphContext
+) -> tuple[list[_Entry], list[onnx.NodeProto]] | None:
+    """The entries past dims 0 and 1 of ``reshape``'s target and the nodes computing it, when the
+    target has ``rank`` entries, keeps dim 1 (and dim 0, or infers it) and infers at most one."""
+    found = _reshape_target(reshape, ctx)
+    if found is None:
+        return None
+    entries, chain = found
+    if len(entries) != rank or entries[0] not in (("dim", 0), ("infer", -1)) or entries[1] != ("dim", 1):
+        return None
+    if entries.count(("infer", -1)) > 1:
+        return None
+    return entries[2:], chain
+
+
+def _serves_only(chain: list[onnx.NodeProto], reshape: onnx.NodeProto, ctx: GraphContext) -> bool:
+    """Whether ``reshape``'s input and its target's ``chain`` are read by nothing else (so both go
+    with it)."""
+    source = reshape.input[0]
+    if ctx.is_graph_output(source) or not _only_within(chain, reshape, ctx):
+        return False
+    return all(u is reshape or any(u is c for c in chain) for u in ctx.consumers(source))
+
+
 def _only_within(nodes: list[onnx.NodeProto], also: onnx.NodeProto, ctx: GraphContext) -> bool:
     """Whether every output of ``nodes`` is read only by ``nodes`` and ``also`` (none a graph
     output, none claimed by another rewrite)."""
@@ -182,26 +207,18 @@ def output_heads(last: onnx.NodeProto, n: int, ctx: GraphContext) -> HeadLayout 
     reshape = _sole_reader(y, ctx, "Reshape", _shape_readers(y, ctx))
     if shape is None or len(shape) != 3 or reshape is None or reshape.input[0] != y:
         return None
-    found = _reshape_target(reshape, ctx)
+    found = _split_target(reshape, 4, ctx)
     if found is None:
         return None
-    entries, chain = found
-    if len(entries) != 4 or entries[0] not in (("dim", 0), ("infer", -1)) or entries[1] != ("dim", 1):
-        return None
-    if entries[2][0] != "const" or entries[3] not in (("const", n // entries[2][1]), ("infer", -1)):
-        return None
-    heads = entries[2][1]
-    if n % heads or entries.count(("infer", -1)) > 1:
+    (kind, heads), depth = found[0]
+    if kind != "const" or n % heads or depth not in (("const", n // heads), ("infer", -1)):
         return None
     transpose = _sole_reader(reshape.output[0], ctx, "Transpose", [])
     perm = _attr(transpose, "perm") if transpose is not None else None
     layout = _OUTPUT_PERMS.get(tuple(perm.ints)) if perm is not None else None
-    readers = _shape_readers(y, ctx)
-    if transpose is None or layout is None or not _only_within(chain, reshape, ctx):
+    if transpose is None or layout is None or not _serves_only(found[1], reshape, ctx):
         return None
-    if any(all(r is not c for c in chain) for r in readers):  # a Shape of y serving something else
-        return None
-    return HeadLayout(layout, heads, _unique((*chain, reshape, transpose)))
+    return HeadLayout(layout, heads, _unique((*found[1], reshape, transpose)))
 
 
 def input_heads(node: onnx.NodeProto, k: int, ctx: GraphContext) -> HeadLayout | None:
@@ -222,17 +239,7 @@ def input_heads(node: onnx.NodeProto, k: int, ctx: GraphContext) -> HeadLayout |
     heads, depth = c_shape[1], c_shape[3]
     if heads < 1 or heads * depth != k:
         return None
-    found = _reshape_target(reshape, ctx)
-    if found is None:
+    found = _split_target(reshape, 3, ctx)
+    if found is None or found[0][0] not in (("const", k), ("infer", -1)) or not _serves_only(found[1], reshape, ctx):
         return None
-    entries, chain = found
-    if len(entries) != 3 or entries[0] not in (("dim", 0), ("infer", -1)) or entries[1] != ("dim", 1):
-        return None
-    if entries[2] not in (("const", k), ("infer", -1)) or entries.count(("infer", -1)) > 1:
-        return None
-    t_out = transpose.output[0]
-    if not _only_within(chain, reshape, ctx) or ctx.is_graph_output(t_out):
-        return None
-    if any(all(u is not c for c in chain) and u is not reshape for u in ctx.consumers(t_out)):
-        return None
-    return HeadLayout("BHSD", heads, _unique((transpose, *chain, reshape)))
+    return HeadLayout("BHSD", heads, _unique((transpose, *found[1], reshape)))
