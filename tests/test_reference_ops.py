@@ -193,6 +193,15 @@ def test_lsc_matmul_head_layout_residual() -> None:
     assert_close(got, np.maximum(read @ w + z, 0))
 
 
+def _assert_layout_error(message: str, a_shape: tuple[int, ...], attrs: dict, with_z: bool) -> None:
+    """The reference rejects an LSCMatMul of these layout attributes with ``message``."""
+    a = np.ones(a_shape, np.float32)
+    extra = {"bias": np.zeros(N, np.float32), "Z": np.zeros((2, 5, N), np.float32)} if with_z else None
+    model = one_node("LSCMatMul", {"A": a}, lsc_ort.encode(sparse((K, N), 0.5), "csr"), extra, **attrs)
+    with pytest.raises(Exception, match=f"LSCMatMul: {message}"):
+        reference_evaluator(model).run(None, {"A": a})
+
+
 @pytest.mark.parametrize(
     "message,a_shape,attrs,with_z",
     [
@@ -218,11 +227,7 @@ def test_lsc_matmul_head_layout_residual() -> None:
     ],
 )
 def test_lsc_matmul_head_layout_errors(message: str, a_shape: tuple[int, ...], attrs: dict, with_z: bool) -> None:
-    a = np.ones(a_shape, np.float32)
-    extra = {"bias": np.zeros(N, np.float32), "Z": np.zeros((2, 5, N), np.float32)} if with_z else None
-    model = one_node("LSCMatMul", {"A": a}, lsc_ort.encode(sparse((K, N), 0.5), "csr"), extra, **attrs)
-    with pytest.raises(Exception, match=f"LSCMatMul: {message}"):
-        reference_evaluator(model).run(None, {"A": a})
+    _assert_layout_error(message, a_shape, attrs, with_z)
 
 
 # --- row tiles: input_layout / output_layout TILES against numpy ---------------------------------
@@ -342,11 +347,7 @@ def test_tile_chain_with_head_layouts_outside() -> None:
     ],
 )
 def test_lsc_matmul_tile_layout_errors(message: str, a_shape: tuple[int, ...], attrs: dict, with_z: bool) -> None:
-    a = np.ones(a_shape, np.float32)
-    extra = {"bias": np.zeros(N, np.float32), "Z": np.zeros((2, 5, N), np.float32)} if with_z else None
-    model = one_node("LSCMatMul", {"A": a}, lsc_ort.encode(sparse((K, N), 0.5), "csr"), extra, **attrs)
-    with pytest.raises(Exception, match=f"LSCMatMul: {message}"):
-        reference_evaluator(model).run(None, {"A": a})
+    _assert_layout_error(message, a_shape, attrs, with_z)
 
 
 def test_lsc_matmul_tiles_residual_with_tiled_input() -> None:
