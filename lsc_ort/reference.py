@@ -219,7 +219,7 @@ class LSCMatMul(OpRun):
             raise ValueError(f"LSCMatMul: A has shape {list(A.shape)} but the weight is {k}x{n}")
         if layout_in == TILES:
             a = from_tiles(A)
-        if layout_out == TILES and Z is not None:
+        if layout_out and Z is not None:
             raise ValueError(f"LSCMatMul: a residual Z cannot be combined with output_layout {layout_out}")
         if layout_out in HEAD_LAYOUTS:
             if a.ndim != 3:
@@ -230,8 +230,6 @@ class LSCMatMul(OpRun):
                 )
             if n % h:
                 raise ValueError(f"LSCMatMul: heads {h} does not divide N = {n} (output_layout {layout_out})")
-            if Z is not None:
-                raise ValueError(f"LSCMatMul: a residual Z cannot be combined with output_layout {layout_out}")
         y = sparse_matmul(a.astype(np.float32, copy=False), weight, stored)
         if alpha != 1.0:
             y = np.float32(alpha) * y

@@ -154,9 +154,9 @@ def _matmul(
     heads, layout_in, layout_out = matmul_head_layouts(
         attrs.get("heads"), attrs.get("input_layout"), attrs.get("output_layout")
     )
+    if layout_out and len(node.input) > 3 and node.input[3]:
+        raise ValueError(f"a residual Z cannot be combined with output_layout {layout_out}")
     if TILES in (layout_in, layout_out):  # one side of a pair (decompress_graph checked): the tensor between is plain
-        if layout_out and len(node.input) > 3 and node.input[3]:
-            raise ValueError(f"a residual Z cannot be combined with output_layout {layout_out}")
         return _matmul(_without_tiles(node), decoder, ctx, ranks)
     if layout_in or layout_out:
         return _matmul_heads(node, decoder, ctx, ranks, heads, layout_in, layout_out)
@@ -263,8 +263,6 @@ def _matmul_heads(
     if layout_out:
         if n % heads:
             raise ValueError(f"heads {heads} does not divide N = {n} (output_layout {layout_out})")
-        if len(node.input) > 3 and node.input[3]:
-            raise ValueError(f"a residual Z cannot be combined with output_layout {layout_out}")
         if not layout_in and ranks.get(a, 3) != 3:
             raise ValueError(f"output_layout {layout_out} needs A of rank 3 [B, S, K], got rank {ranks[a]}")
     plain_y = ctx.fresh_name(f"{y}_plain") if layout_out else y
