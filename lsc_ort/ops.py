@@ -4,9 +4,9 @@ Both ops live in :data:`DOMAIN`, opset version 1, and are implemented by the nat
 (``custom_ops/``, see :func:`lsc_ort.get_library_path`) and, as a slow numpy oracle, by
 :mod:`lsc_ort.reference`.
 
-``LSCMatMul(A, W_blob[, bias[, Z]]) -> Y``
-    ``Y = activation(alpha * (A @ W) + bias + Z)``, ``Z`` an optional residual of exactly ``Y``'s
-    shape and type. ``W_blob`` is a 1-D uint8 tensor holding a blob
+``LSCMatMul(A, W_blob[, bias[, Z[, norm_scale[, norm_bias]]]]) -> Y``
+    ``Y = norm(activation(alpha * (A @ W) + bias + Z))``, ``Z`` an optional residual of ``Y``'s
+    type (see *Residuals* below for its shape). ``W_blob`` is a 1-D uint8 tensor holding a blob
     (:mod:`lsc_ort.format`) that encodes ``W`` of shape ``[K, N]`` (or ``[N, K]`` when
     ``transB = 1``, in which case ``W`` is the transpose of the decoded matrix). ``A`` has rank
     >= 1 and its last dim is ``K``; leading dims broadcast as in ONNX ``MatMul`` (``A`` of rank 1
@@ -28,8 +28,22 @@ Both ops live in :data:`DOMAIN`, opset version 1, and are implemented by the nat
       (activation included). ``output_layout="BHDS"``: ``Y`` is ``[B, H, N/H, S]``, the
       permutation ``[0, 2, 3, 1]`` (keys, transposed for ``Q @ K^T``).
 
-    ``H`` must divide the dimension it splits. A residual ``Z`` has the plain result's shape
-    ``[B, S, N]`` and cannot be combined with ``output_layout``.
+    Row normalization, which lets a rewritten transformer drop its ``LayerNormalization``
+    nodes: ``norm`` (string, default ``""``, none) and ``epsilon`` (float, default 1e-5, finite
+    and >= 0). ``norm="LayerNorm"`` normalizes each row of ``N`` values last, as ONNX
+    ``LayerNormalization`` with ``axis=-1``: ``(x - mean) / sqrt(var + epsilon) * norm_scale +
+    norm_bias``, ``var`` the biased variance, computed in float32. ``norm_scale`` ``[N]`` is
+    required with it, ``norm_bias`` ``[N]`` optional; without ``norm`` neither may be given.
+    ``norm`` cannot be combined with ``output_layout``.
+
+    *Residuals.* ``Z`` has rank >= 1 and last dim ``N``; its leading dims and those of the
+    product ``P = alpha * (A @ W) + bias`` broadcast as in ONNX ``Add`` (multidirectional), and
+    ``Y`` has the broadcast shape. (The rewriter absorbs a residual ``Add`` whose operands'
+    shapes it cannot prove equal, e.g. batch dims renamed by a mask broadcast; the kernels add a
+    ``Z`` of exactly ``P``'s shape in place and broadcast any other.)
+
+    ``H`` must divide the dimension it splits. A residual ``Z`` cannot be combined with
+    ``output_layout`` (it is added to the plain result ``[B, S, N]``).
 
     Row tiles, which let one LSCMatMul hand its result to the next without transposing it twice:
     ``output_layout="TILES"`` (no ``heads``) gives ``Y`` of the plain shape ``[..., N]`` whose
@@ -75,6 +89,8 @@ CONV_ACTIVATIONS = ("", "Relu")
 """Values of ``LSCConv``'s ``activation`` attribute."""
 MATMUL_ACTIVATIONS = ("", "Relu", "Gelu")
 """Values of ``LSCMatMul``'s ``activation`` attribute."""
+MATMUL_NORMS = ("", "LayerNorm")
+"""Values of ``LSCMatMul``'s ``norm`` attribute."""
 MATMUL_INPUT_LAYOUTS = ("", "BHSD", "TILES")
 """Values of ``LSCMatMul``'s ``input_layout`` attribute (``""``: ``A`` is ``[..., K]``)."""
 MATMUL_OUTPUT_LAYOUTS = ("", "BHSD", "BHDS", "TILES")
