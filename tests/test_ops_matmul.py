@@ -229,11 +229,112 @@ def test_residual_before_the_activation(activation: str) -> None:
             assert_close(sess.run(None, {"A": a, "Z": z})[0], expected, tolerance)
 
 
-def test_residual_of_another_shape_is_rejected() -> None:
+@pytest.mark.parametrize(("a_shape", "z_shape"), [((2, 7, 64), (1, 7, 40)), ((1, 7, 64), (3, 7, 40)),
+                                              ((3, 1, 64), (3, 5, 40)), ((7, 64), (2, 3, 7, 40)), ((64,), (4, 40)),
+                                              ((2, 70, 64), (2, 1, 40))])
+def test_residual_broadcasts_with_the_product(a_shape: tuple[int, ...], z_shape: tuple[int, ...]) -> None:
+    """A Z of another shape broadcasts with P = A W + bias as ONNX Add does, either way, on the
+    sliced, windowed and tiled paths; Y has the broadcast shape."""
+    rng = np.random.default_rng(23)
+    w = sparse_array((64, 40), 0.8, seed=6)
+    bias = rng.standard_normal(40).astype(np.float32)
+    sess = session(matmul_model(lsc_ort.encode(w, "lsc"), bias, residual=True, activation="Relu"), 2)
+    a = rng.standard_normal(a_shape).astype(np.float32)
+    z = rng.standard_normal(z_shape).astype(np.float32)
+    assert_close(sess.run(None, {"A": a, "Z": z})[0], np.maximum(reference(a, w, bias) + z, 0.0), 2e-6)
+
+
+@pytest.mark.parametrize(("z_shape", "problem"), [
+    ((3, 2, 4), r"Z has shape \[3, 2, 4\], which does not broadcast with the product's shape \[3, 4\]"),
+    ((3, 1), r"Z has shape \[3, 1\]; the residual's last dimension must be N = 4"),
+    ((), r"Z has shape \[\]; the residual's last dimension must be N = 4"),
+])
+def test_residual_that_does_not_broadcast_is_rejected(z_shape: tuple[int, ...], problem: str) -> None:
     w = sparse_array((8, 4), 0.5)
     sess = session(matmul_model(lsc_ort.encode(w, "lsc"), residual=True))
-    with pytest.raises(Exception, match=r"LSCMatMul.*lsc_mm.*Z has shape \[3, 1, 4\] but Y has shape \[3, 4\]"):
-        sess.run(None, {"A": np.ones((3, 8), np.float32), "Z": np.ones((3, 1, 4), np.float32)})
+    with pytest.raises(Exception, match=rf"LSCMatMul.*lsc_mm.*{problem}"):
+        sess.run(None, {"A": np.ones((3, 8), np.float32), "Z": np.ones(z_shape, np.float32)})
+
+
+def _normed_model(w: np.ndarray, scale: np.ndarray | None, norm_bias: np.ndarray | None, dtype: type = np.float32,
+                  residual: bool = False, **attributes: object) -> bytes:
+    """matmul_model of ``w`` with a bias of 0.25 and LayerNorm's scale and bias as inputs 4 and 5."""
+    import onnx
+
+    bias = np.full(w.shape[1], 0.25)
+    model = onnx.load_from_string(matmul_model(lsc_ort.encode(w, "lsc"), bias, dtype, residual=residual, **attributes))
+    node = model.graph.node[0]
+    while len(node.input) < 4:
+        node.input.append("")
+    for name, value in (("norm_scale", scale), ("norm_bias", norm_bias)):
+        node.input.append(name if value is not None else "")
+        if value is not None:
+            model.graph.initializer.append(numpy_helper.from_array(value.astype(dtype), name))
+    return model.SerializeToString()
+
+
+def _layer_norm(x: np.ndarray, scale: np.ndarray, bias: np.ndarray | None, epsilon: float) -> np.ndarray:
+    x = x.astype(np.float64)
+    mean = x.mean(-1, keepdims=True)
+    y = (x - mean) / np.sqrt(((x - mean) ** 2).mean(-1, keepdims=True) + epsilon) * scale
+    return y + bias if bias is not None else y
+
+
+@pytest.mark.parametrize("activation", ["", "Gelu"])
+def test_layer_norm_on_every_path_and_variant(activation: str, isa: str) -> None:
+    """norm="LayerNorm" normalizes each row of activation(A W + bias + Z) last, on the sliced,
+    windowed and tiled paths, with and without its bias and a residual, N not a multiple of 16."""
+    rng = np.random.default_rng(24)
+    w = sparse_array((96, 70), 0.8, seed=7)
+    scale, norm_bias = rng.standard_normal(70).astype(np.float32), rng.standard_normal(70).astype(np.float32)
+    for with_bias, residual, epsilon in ((True, True, 1e-5), (False, False, 1e-3)):
+        model = _normed_model(w, scale, norm_bias if with_bias else None, residual=residual,
+                              norm="LayerNorm", epsilon=epsilon, activation=activation)
+        sess = session(model, 2)
+        for m in (1, 2, 5, 64, 130):
+            a = rng.standard_normal((m, 96)).astype(np.float32)
+            feeds = {"A": a}
+            y = reference(a, w, np.full(70, 0.25))
+            if residual:
+                feeds["Z"] = rng.standard_normal((m, 70)).astype(np.float32)
+                y = y + feeds["Z"]
+            y = _activated(y, activation) if activation else y
+            expected = _layer_norm(y, scale, norm_bias if with_bias else None, epsilon)
+            assert_close(sess.run(None, feeds)[0], expected, tolerance=2e-5)
+
+
+def test_layer_norm_in_float16_with_a_broadcast_residual() -> None:
+    rng = np.random.default_rng(25)
+    w = sparse_array((64, 48), 0.8, seed=8)
+    scale, norm_bias = rng.standard_normal(48), rng.standard_normal(48)
+    sess = session(_normed_model(w, scale, norm_bias, np.float16, residual=True,
+                                 norm="LayerNorm"))
+    a = rng.standard_normal((1, 130, 64)).astype(np.float16)
+    z = rng.standard_normal((2, 130, 48)).astype(np.float16)
+    y = reference(a.astype(np.float32), w, np.full(48, 0.25)) + z
+    expected = _layer_norm(y, scale.astype(np.float16), norm_bias.astype(np.float16), 1e-5)
+    assert_close(sess.run(None, {"A": a, "Z": z})[0], expected, tolerance=2e-2)
+
+
+@pytest.mark.parametrize(("scale", "norm_bias", "attributes", "problem"), [
+    (4, None, {"norm": "RMSNorm"}, r"unsupported norm 'RMSNorm'"),
+    (4, None, {"norm": "LayerNorm", "epsilon": float("nan")}, r"attribute epsilon must be finite and >= 0, got nan"),
+    (4, None, {"norm": "LayerNorm", "epsilon": -1.0}, r"attribute epsilon must be finite and >= 0, got -1"),
+    (4, None, {"norm": "LayerNorm", "output_layout": "TILES"},
+     r"norm=\"LayerNorm\" cannot be combined with output_layout TILES"),
+    (5, None, {"norm": "LayerNorm"}, r"norm_scale has shape \[5\], expected \[4\]"),
+    (4, 3, {"norm": "LayerNorm"}, r"norm_bias has shape \[3\], expected \[4\]"),
+    (None, 4, {"norm": "LayerNorm"}, r"norm=\"LayerNorm\" needs its norm_scale \(input 4\)"),
+    (4, None, {}, r"norm_scale and norm_bias \(inputs 4 and 5\) need norm=\"LayerNorm\""),
+    (None, 4, {}, r"norm_scale and norm_bias \(inputs 4 and 5\) need norm=\"LayerNorm\""),
+])
+def test_bad_norm_is_rejected(scale: int | None, norm_bias: int | None, attributes: dict[str, object],
+                              problem: str) -> None:
+    w = sparse_array((8, 4), 0.5)
+    model = _normed_model(w, None if scale is None else np.ones(scale),
+                          None if norm_bias is None else np.ones(norm_bias), **attributes)
+    with pytest.raises(Exception, match=rf"LSCMatMul.*lsc_mm.*{problem}"):
+        session(model).run(None, {"A": np.ones((3, 8), np.float32)})
 
 
 def _to_heads(p: np.ndarray, heads: int, layout: str) -> np.ndarray:

@@ -260,6 +260,41 @@ void TestGelu(const KernelSet& set) {
   }
 }
 
+// layer_norm against a two-pass double computation: row lengths around the vector widths, with and
+// without a bias, rows offset by a large mean (which one-pass sums of squares would lose).
+void TestLayerNorm(const KernelSet& set) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal;
+  for (int64_t n : {1, 7, 16, 31, 32, 33, 70, 384, 1000}) {
+    const int64_t rows = 3;
+    std::vector<float> y(static_cast<size_t>(rows * n)), scale(static_cast<size_t>(n)), bias(static_cast<size_t>(n));
+    for (size_t i = 0; i < y.size(); ++i) y[i] = normal(rng) + (i / n == 2 ? 1000.0f : 0.0f);
+    for (float& v : scale) v = normal(rng);
+    for (float& v : bias) v = normal(rng);
+    for (const float* b : {static_cast<const float*>(bias.data()), static_cast<const float*>(nullptr)}) {
+      std::vector<float> out = y;
+      set.layer_norm(out.data(), rows, n, scale.data(), b, 1e-5f);
+      for (int64_t r = 0; r < rows; ++r) {
+        double mean = 0, var = 0;
+        for (int64_t i = 0; i < n; ++i) mean += y[r * n + i];
+        mean /= n;
+        for (int64_t i = 0; i < n; ++i) var += (y[r * n + i] - mean) * (y[r * n + i] - mean);
+        const double rstd = 1 / std::sqrt(var / n + 1e-5);
+        for (int64_t i = 0; i < n; ++i) {
+          const double want = (y[r * n + i] - mean) * rstd * scale[i] + (b ? b[i] : 0.0);
+          if (std::fabs(out[r * n + i] - want) > 2e-4 * (1 + std::fabs(want))) {
+            std::printf("FAIL %s layer_norm n=%lld row %lld [%lld] = %.9g, expected %.9g\n", set.name,
+                        static_cast<long long>(n), static_cast<long long>(r), static_cast<long long>(i),
+                        double(out[r * n + i]), want);
+            ++failures;
+            return;
+          }
+        }
+      }
+    }
+  }
+}
+
 void TestVariant(const KernelSet& set) {
   std::mt19937 rng(7);
   std::normal_distribution<float> normal;
@@ -326,6 +361,7 @@ void TestVariant(const KernelSet& set) {
   TestNonFinite(set);
   TestGather(set);
   TestGelu(set);
+  TestLayerNorm(set);
 }
 
 }  // namespace

@@ -25,6 +25,7 @@ struct KernelSet {
   SpmvSlicedFn spmv_sliced;      // one or two rows on the sliced layout
   GatherFn gather;               // a convolution tile's activation rows, for spmm_tiled
   GeluFn gelu;                   // LSCMatMul's activation="Gelu"
+  LayerNormFn layer_norm;        // LSCMatMul's norm="LayerNorm"
 };
 
 // Every variant compiled in, best first.

@@ -57,6 +57,20 @@ void GatherScalar(const float* src, const int64_t* row_offset, int64_t rows, con
   }
 }
 
+void LayerNormScalar(float* y, int64_t rows, int64_t n, const float* scale, const float* bias, float epsilon) {
+  for (int64_t r = 0; r < rows; ++r) {  // (double sums: the fallback is also the reference)
+    float* row = y + r * n;
+    double sum = 0.0, squares = 0.0;
+    for (int64_t i = 0; i < n; ++i) sum += row[i];
+    const double mean = sum / static_cast<double>(n);
+    for (int64_t i = 0; i < n; ++i) squares += (row[i] - mean) * (row[i] - mean);
+    const double rstd = 1.0 / std::sqrt(squares / static_cast<double>(n) + epsilon);
+    for (int64_t i = 0; i < n; ++i) {
+      row[i] = static_cast<float>((row[i] - mean) * rstd) * scale[i] + (bias ? bias[i] : 0.0f);
+    }
+  }
+}
+
 void GeluScalar(float* y, int64_t count) {
   // (erfc keeps the negative tail exact; erfc(+inf) = 0 makes Gelu(-inf) = -inf * 0 = NaN)
   for (int64_t i = 0; i < count; ++i) y[i] = 0.5f * y[i] * std::erfc(-y[i] * 0.70710678118654752f);

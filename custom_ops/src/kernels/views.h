@@ -140,9 +140,16 @@ using GatherFn = void (*)(const float* src, const int64_t* row_offset, int64_t r
 // "none"; NaN stays NaN, Gelu(-inf) is NaN as 0.5 * x * (1 + erf) gives).
 using GeluFn = void (*)(float* y, int64_t count);
 
+// Each of `rows` rows of `n` floats at y + r * n normalized in place as ONNX LayerNormalization
+// (axis -1): (x - mean) / sqrt(var + epsilon) * scale + bias, var the biased variance of the row
+// (two passes; float32 sums in the SIMD variants); `bias` may be null.
+using LayerNormFn = void (*)(float* y, int64_t rows, int64_t n, const float* scale, const float* bias, float epsilon);
+
 // Per-ISA kernels (kernels/<isa>.cc).
 void GeluScalar(float*, int64_t);
 void GeluAvx512(float*, int64_t);
+void LayerNormScalar(float*, int64_t, int64_t, const float*, const float*, float);
+void LayerNormAvx512(float*, int64_t, int64_t, const float*, const float*, float);
 void GatherScalar(const float*, const int64_t*, int64_t, const GatherView&, float*, int64_t);
 void GatherAvx512(const float*, const int64_t*, int64_t, const GatherView&, float*, int64_t);
 void SpmmTiledScalar(const TiledView&, int64_t, int64_t, const float*, int64_t, const Epilogue&, float*, int64_t);

@@ -1,8 +1,9 @@
-// LSCMatMul(A, W_blob[, bias]) -> Y = alpha * (A @ W) + bias, computed on the encoded weight.
+// LSCMatMul(A, W_blob[, bias[, Z[, norm_scale[, norm_bias]]]]) -> Y, computed on the encoded weight.
 // Contract: lsc_ort/ops.py.
 #include "ops/lsc_matmul.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "common/checked.h"
@@ -50,6 +51,8 @@ LscMatMulKernel::LscMatMulKernel(const OrtKernelInfo* info) {
   alpha_ = AttributeOr(kernel_info, "alpha", 1.0f);
   trans_b_ = AttributeOr(kernel_info, "transB", int64_t{0});
   activation_ = AttributeOr(kernel_info, "activation", std::string());
+  norm_ = AttributeOr(kernel_info, "norm", std::string());
+  epsilon_ = AttributeOr(kernel_info, "epsilon", 1e-5f);
   heads_ = AttributeOr(kernel_info, "heads", int64_t{0});
   input_layout_name_ = AttributeOr(kernel_info, "input_layout", std::string());
   output_layout_name_ = AttributeOr(kernel_info, "output_layout", std::string());
@@ -61,6 +64,10 @@ Status LscMatMulKernel::Init(const OrtKernelInfo* info) {
   if (!activation_.empty() && activation_ != "Relu" && activation_ != "Gelu") {
     return Fail("unsupported activation '", activation_, "' (supported: \"\", \"Relu\" and \"Gelu\")");
   }
+  if (!norm_.empty() && norm_ != "LayerNorm") {
+    return Fail("unsupported norm '", norm_, "' (supported: \"\" and \"LayerNorm\")");
+  }
+  if (!std::isfinite(epsilon_) || epsilon_ < 0.0f) return Fail("attribute epsilon must be finite and >= 0, got ", epsilon_);
   int input = 0, output = 0;
   if (!ParseLayout(input_layout_name_, false, &input)) {
     return Fail("unsupported input_layout '", input_layout_name_, "' (supported: \"\", \"BHSD\" and \"TILES\")");
@@ -74,6 +81,9 @@ Status LscMatMulKernel::Init(const OrtKernelInfo* info) {
   const bool heads = InputHeads() || OutputHeads();
   if (heads && heads_ < 1) return Fail("attribute heads must be >= 1 with a head layout, got ", heads_);
   if (!heads && heads_ != 0) return Fail("attribute heads (", heads_, ") needs a head layout (BHSD or BHDS)");
+  if (!norm_.empty() && output_layout_ != Layout::kNone) {
+    return Fail("norm=\"", norm_, "\" cannot be combined with output_layout ", output_layout_name_);
+  }
   LSC_RETURN_IF_ERROR(LoadConstantWeight(Ort::ConstKernelInfo(info), 1, trans_b_ == 0, &weight_));
   if (weight_) LSC_RETURN_IF_ERROR(CheckWeight(*weight_));
   return Status();
@@ -120,25 +130,46 @@ Status LscMatMulKernel::Compute(OrtKernelContext* raw_context) {
     return Fail("output_layout needs A of rank 3 [B, S, K], got ", ShapeString(a_shape));
   }
   const float* bias = nullptr;
-  std::vector<float> bias_buffer;
+  std::vector<float> bias_buffer, scale_buffer, norm_bias_buffer;
   LSC_RETURN_IF_ERROR(ReadBias(context, 2, N, "bias", &bias_buffer, &bias));
-  std::vector<int64_t> y_shape(a_shape.begin(), a_shape.end() - 1);
-  int64_t M = 0, y_elements = 0;
-  LSC_RETURN_IF_ERROR(CheckedProduct(y_shape, &M, "the batch of A"));
-  LSC_RETURN_IF_ERROR(CheckedMul(M, N, &y_elements, "the output Y"));
-  LSC_RETURN_IF_ERROR(CheckAllocation(static_cast<uint64_t>(y_elements) * sizeof(float), "the output Y"));
-  y_shape.push_back(N);
+  Norm norm{nullptr, nullptr};
+  LSC_RETURN_IF_ERROR(ReadBias(context, 4, N, "norm_scale", &scale_buffer, &norm.scale));
+  LSC_RETURN_IF_ERROR(ReadBias(context, 5, N, "norm_bias", &norm_bias_buffer, &norm.bias));
+  if (norm_.empty() && (norm.scale != nullptr || norm.bias != nullptr)) {
+    return Fail("norm_scale and norm_bias (inputs 4 and 5) need norm=\"LayerNorm\"");
+  }
+  if (!norm_.empty() && norm.scale == nullptr) return Fail("norm=\"", norm_, "\" needs its norm_scale (input 4)");
+  // P, the product [..., N]; Y is P's shape, or P and Z broadcast.
+  std::vector<int64_t> p_shape(a_shape.begin(), a_shape.end() - 1);
+  int64_t M = 0, p_elements = 0, y_elements = 0;
+  LSC_RETURN_IF_ERROR(CheckedProduct(p_shape, &M, "the batch of A"));
+  LSC_RETURN_IF_ERROR(CheckedMul(M, N, &p_elements, "the output Y"));
+  LSC_RETURN_IF_ERROR(CheckAllocation(static_cast<uint64_t>(p_elements) * sizeof(float), "the output Y"));
+  p_shape.push_back(N);
   const float* residual = nullptr;
-  LSC_RETURN_IF_ERROR(ReadResidual(context, 3, y_shape, kScratchHalfZ, &residual));
+  std::vector<int64_t> z_shape, y_shape = p_shape;
+  LSC_RETURN_IF_ERROR(ReadFloatInput(context, 3, kScratchHalfZ, &residual, &z_shape));
   if (residual != nullptr && output_layout_ != Layout::kNone) {
     return Fail("a residual input Z cannot be combined with output_layout");
   }
+  const bool broadcast = residual != nullptr && z_shape != p_shape;
+  if (broadcast) {
+    if (z_shape.empty() || z_shape.back() != N) {
+      return Fail("Z has shape ", ShapeString(z_shape), "; the residual's last dimension must be N = ", N);
+    }
+    if (!BroadcastShapes(p_shape, z_shape, &y_shape)) {
+      return Fail("Z has shape ", ShapeString(z_shape), ", which does not broadcast with the product's shape ",
+                  ShapeString(p_shape));
+    }
+  }
+  LSC_RETURN_IF_ERROR(CheckedProduct(y_shape, &y_elements, "the output Y"));
+  LSC_RETURN_IF_ERROR(CheckAllocation(static_cast<uint64_t>(y_elements) * sizeof(float), "the output Y"));
   std::vector<int64_t> out_shape = y_shape;
   const int64_t B = a_shape.size() == 3 ? a_shape[0] : 0, S = a_shape.size() == 3 ? a_shape[1] : 0;
   if (output_layout_ == Layout::kBHSD) out_shape = {B, heads_, S, N / heads_};
   if (output_layout_ == Layout::kBHDS) out_shape = {B, heads_, N / heads_, S};
   Ort::UnownedValue y_value = context.GetOutput(0, out_shape);
-  if (M == 0 || N == 0) return Status();
+  if (y_elements == 0) return Status();
 
   const bool half = a_info.GetElementType() == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16;
   const float* a = nullptr;
@@ -148,7 +179,7 @@ Status LscMatMulKernel::Compute(OrtKernelContext* raw_context) {
     float* a_float = ThreadScratch(kScratchHalfIn, static_cast<size_t>(M * K));
     HalfToFloat(a_value.GetTensorData<Ort::Float16_t>(), a_float, static_cast<size_t>(M * K));
     a = a_float;
-    y_out = ThreadScratch(kScratchHalfOut, static_cast<size_t>(M * N));
+    y_out = ThreadScratch(kScratchHalfOut, static_cast<size_t>(y_elements));
   } else {
     a = a_value.GetTensorData<float>();
     y_out = y_value.GetTensorMutableData<float>();
@@ -171,7 +202,9 @@ Status LscMatMulKernel::Compute(OrtKernelContext* raw_context) {
     a = tokens;
   }
   const bool relayout_y = output_layout_ != Layout::kNone && !direct;
-  y = relayout_y ? ThreadScratch(kScratchTokensOut, static_cast<size_t>(M * N)) : y_out;
+  y = relayout_y ? ThreadScratch(kScratchTokensOut, static_cast<size_t>(M * N))
+      : broadcast  ? ThreadScratch(kScratchProduct, static_cast<size_t>(M * N))
+                   : y_out;
   if (K == 0) {
     for (int64_t m = 0; m < M; ++m) {
       for (int64_t n = 0; n < N; ++n) y[m * N + n] = bias ? bias[n] : 0.0f;
@@ -184,12 +217,17 @@ Status LscMatMulKernel::Compute(OrtKernelContext* raw_context) {
     LSC_RETURN_IF_ERROR(LargeBatch(raw_context, *product, a, M, bias, layouts, y));
   }
   if (K != 0) LSC_RETURN_IF_ERROR(AddUnifiedMatMul(raw_context, *product, a, M, alpha_, y));
-  LSC_RETURN_IF_ERROR(ApplyEpilogue(raw_context, residual, y, M * N));
+  if (broadcast) {
+    LSC_RETURN_IF_ERROR(AddBroadcastResidual(raw_context, y, p_shape, residual, z_shape, y_shape, y_out));
+    y = y_out;
+    residual = nullptr;
+  }
+  LSC_RETURN_IF_ERROR(ApplyEpilogue(raw_context, residual, norm, y, y_elements, N));
   if (relayout_y) {
     LSC_RETURN_IF_ERROR(OutputHeads() ? TokensToHeads(raw_context, y, B, S, N, y_out)
                                       : TokensToTiles(raw_context, y, M, N, y_out));
   }
-  if (half) FloatToHalf(y_out, y_value.GetTensorMutableData<Ort::Float16_t>(), static_cast<size_t>(M * N));
+  if (half) FloatToHalf(y_out, y_value.GetTensorMutableData<Ort::Float16_t>(), static_cast<size_t>(y_elements));
   return Status();
 }
 
@@ -242,17 +280,64 @@ Status LscMatMulKernel::TokensToTiles(OrtKernelContext* context, const float* y,
   });
 }
 
-// The residual, then the activation, over Y in L2-sized pieces (Y of a batch usually is still
-// there): a pass of its own, so that every product path and mswu's unified blocks come before it.
-Status LscMatMulKernel::ApplyEpilogue(OrtKernelContext* context, const float* residual, float* y,
-                                      int64_t count) const {
-  if (activation_.empty() && residual == nullptr) return Status();
+// The residual, the activation, then the norm, over Y (count >= 1 floats, rows of N) in pieces
+// of whole rows of about 64 KiB (Y of a batch usually is still in L2), as many as a multiple of
+// the pool's batches: a pass of its own, so that every product path and mswu's unified blocks
+// come before it.
+Status LscMatMulKernel::ApplyEpilogue(OrtKernelContext* context, const float* residual, const Norm& norm, float* y,
+                                      int64_t count, int64_t N) const {
+  if (activation_.empty() && residual == nullptr && norm.scale == nullptr) return Status();
   constexpr int64_t kPiece = 16384;
+  const int64_t rows = count / N, batches = static_cast<int64_t>(ParallelBatches(1 << 20));
+  const int64_t pieces = std::min(rows, ((count + kPiece - 1) / kPiece + batches - 1) / batches * batches);
+  const int64_t piece_rows = (rows + pieces - 1) / pieces;
   const GeluFn gelu = activation_ == "Gelu" ? kernels_->gelu : nullptr;
-  return ParallelFor(context, static_cast<size_t>((count + kPiece - 1) / kPiece), [&](size_t piece) {
-    const int64_t first = static_cast<int64_t>(piece) * kPiece;
-    AddResidualAndActivate(residual ? residual + first : nullptr, activation_ == "Relu", gelu, y + first,
-                           std::min(kPiece, count - first));
+  return ParallelFor(context, static_cast<size_t>((rows + piece_rows - 1) / piece_rows), [&](size_t piece) {
+    const int64_t r0 = static_cast<int64_t>(piece) * piece_rows, n_rows = std::min(piece_rows, rows - r0);
+    float* first = y + r0 * N;
+    AddResidualAndActivate(residual ? residual + r0 * N : nullptr, activation_ == "Relu", gelu, first, n_rows * N);
+    if (norm.scale != nullptr) kernels_->layer_norm(first, n_rows, N, norm.scale, norm.bias, epsilon_);
+  });
+}
+
+// Y = P + Z, row by row (rows of N): each of Y's leading indices picks P's row and Z's, whose dims
+// either match Y's or are 1 (broadcast: stride 0). Y has at least one element.
+Status LscMatMulKernel::AddBroadcastResidual(OrtKernelContext* context, const float* p,
+                                             const std::vector<int64_t>& p_shape, const float* z,
+                                             const std::vector<int64_t>& z_shape,
+                                             const std::vector<int64_t>& y_shape, float* y) const {
+  const size_t lead = y_shape.size() - 1;
+  const int64_t N = y_shape.back();
+  auto row_strides = [&](const std::vector<int64_t>& shape) {  // shape aligned to Y's last dims
+    std::vector<int64_t> strides(lead, 0);
+    int64_t stride = 1;
+    for (size_t i = lead; i-- > 0;) {
+      const size_t missing = y_shape.size() - shape.size();
+      const int64_t dim = i >= missing ? shape[i - missing] : 1;
+      strides[i] = dim == 1 ? 0 : stride;
+      stride *= dim;
+    }
+    return strides;
+  };
+  const std::vector<int64_t> p_strides = row_strides(p_shape), z_strides = row_strides(z_shape);
+  int64_t rows = 1;
+  for (size_t i = 0; i < lead; ++i) rows *= y_shape[i];
+  const int64_t piece_rows = std::max<int64_t>(1, 16384 / N);
+  return ParallelFor(context, static_cast<size_t>((rows + piece_rows - 1) / piece_rows), [&](size_t piece) {
+    const int64_t r0 = static_cast<int64_t>(piece) * piece_rows, r1 = std::min(rows, r0 + piece_rows);
+    for (int64_t r = r0; r < r1; ++r) {
+      int64_t rest = r, p_row = 0, z_row = 0;
+      for (size_t i = lead; i-- > 0;) {
+        const int64_t index = rest % y_shape[i];
+        rest /= y_shape[i];
+        p_row += index * p_strides[i];
+        z_row += index * z_strides[i];
+      }
+      const float* from_p = p + p_row * N;
+      const float* from_z = z + z_row * N;
+      float* to = y + r * N;
+      for (int64_t n = 0; n < N; ++n) to[n] = from_p[n] + from_z[n];
+    }
   });
 }
 

@@ -1,4 +1,4 @@
-// LSCMatMul: Y = activation(alpha * (A @ W) + bias + Z) with W decoded from an lsc-ort blob (lsc_ort/ops.py).
+// LSCMatMul: Y = norm(activation(alpha * (A @ W) + bias + Z)) with W decoded from an lsc-ort blob (lsc_ort/ops.py).
 #pragma once
 
 #include <memory>
@@ -15,7 +15,8 @@ namespace lsc {
 class LscMatMulKernel {
  public:
   static constexpr const char* kOpName = "LSCMatMul";
-  static constexpr size_t kInputCount = 4;  // A, W_blob, bias, Z (residual added before the activation)
+  // A, W_blob, bias, Z (residual added before the activation), norm_scale, norm_bias
+  static constexpr size_t kInputCount = 6;
   explicit LscMatMulKernel(const OrtKernelInfo* info);
   Status Init(const OrtKernelInfo* info);
   Status Compute(OrtKernelContext* context);
@@ -24,7 +25,7 @@ class LscMatMulKernel {
 
  private:
   enum Scratch { kScratchRow, kScratchAt, kScratchAtBlock, kScratchYt, kScratchHalfIn, kScratchHalfOut, kScratchOffsets,
-                 kScratchHalfZ, kScratchTokensIn, kScratchTokensOut };
+                 kScratchHalfZ, kScratchTokensIn, kScratchTokensOut, kScratchProduct };
   // Layouts of A and Y (lsc_ort/ops.py): plain, attention heads [B, H, S, D] or [B, H, D, S], or
   // row tiles (kTileRows rows each, column-major).
   enum class Layout { kNone, kBHSD, kBHDS, kTiles };
@@ -48,7 +49,16 @@ class LscMatMulKernel {
                   float* at, int64_t L) const;
   void StoreColumns(const float* yt, int64_t L, const Layouts& layouts, int64_t N, int64_t m0, int64_t rows, int64_t c0,
                     int64_t c1, float* y) const;
-  Status ApplyEpilogue(OrtKernelContext* context, const float* residual, float* y, int64_t count) const;
+  // norm="LayerNorm": the scale and (optional) bias of its rows.
+  struct Norm {
+    const float* scale;
+    const float* bias;
+  };
+  Status ApplyEpilogue(OrtKernelContext* context, const float* residual, const Norm& norm, float* y, int64_t count,
+                       int64_t N) const;
+  Status AddBroadcastResidual(OrtKernelContext* context, const float* p, const std::vector<int64_t>& p_shape,
+                              const float* z, const std::vector<int64_t>& z_shape,
+                              const std::vector<int64_t>& y_shape, float* y) const;
   Status HeadsToTokens(OrtKernelContext* context, const float* a, int64_t B, int64_t S, int64_t K, float* out) const;
   Status TokensToHeads(OrtKernelContext* context, const float* y, int64_t B, int64_t S, int64_t N, float* out) const;
   Status TilesToTokens(OrtKernelContext* context, const float* a, int64_t M, int64_t K, float* out) const;
@@ -57,7 +67,9 @@ class LscMatMulKernel {
   std::string node_;
   float alpha_ = 1.0f;
   int64_t trans_b_ = 0;
-  std::string activation_;  // "", "Relu" or "Gelu", applied last
+  std::string activation_;  // "", "Relu" or "Gelu", applied after the residual
+  std::string norm_;        // "" or "LayerNorm", applied last
+  float epsilon_ = 1e-5f;
   int64_t heads_ = 0;       // H of the head layouts (0 without one)
   std::string input_layout_name_, output_layout_name_;
   Layout input_layout_ = Layout::kNone, output_layout_ = Layout::kNone;

@@ -211,26 +211,45 @@ Status ReadBias(Ort::KernelContext& context, size_t index, int64_t length, const
   return Status();
 }
 
-Status ReadResidual(Ort::KernelContext& context, size_t index, const std::vector<int64_t>& y_shape, size_t scratch,
-                    const float** residual) {
-  *residual = nullptr;
+Status ReadFloatInput(Ort::KernelContext& context, size_t index, size_t scratch, const float** data,
+                      std::vector<int64_t>* shape) {
+  *data = nullptr;
   if (context.GetInputCount() <= index) return Status();
   Ort::ConstValue value = context.GetInput(index);
   if (!value) return Status();
   const auto info = value.GetTensorTypeAndShapeInfo();
-  if (info.GetShape() != y_shape) {
-    return Fail("Z has shape ", ShapeString(info.GetShape()), " but Y has shape ", ShapeString(y_shape),
-                "; the residual must have Y's shape");
-  }
+  *shape = info.GetShape();
   if (info.GetElementType() == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16) {
     const size_t count = info.GetElementCount();
     float* widened = ThreadScratch(scratch, count);
     HalfToFloat(value.GetTensorData<Ort::Float16_t>(), widened, count);
-    *residual = widened;
+    *data = widened;
   } else {
-    *residual = value.GetTensorData<float>();
+    *data = value.GetTensorData<float>();
   }
   return Status();
+}
+
+Status ReadResidual(Ort::KernelContext& context, size_t index, const std::vector<int64_t>& y_shape, size_t scratch,
+                    const float** residual) {
+  std::vector<int64_t> shape;
+  LSC_RETURN_IF_ERROR(ReadFloatInput(context, index, scratch, residual, &shape));
+  if (*residual != nullptr && shape != y_shape) {
+    return Fail("Z has shape ", ShapeString(shape), " but Y has shape ", ShapeString(y_shape),
+                "; the residual must have Y's shape");
+  }
+  return Status();
+}
+
+bool BroadcastShapes(const std::vector<int64_t>& a, const std::vector<int64_t>& b, std::vector<int64_t>* out) {
+  const size_t rank = std::max(a.size(), b.size());
+  out->assign(rank, 1);
+  for (size_t i = 0; i < rank; ++i) {  // from the last dim
+    const int64_t x = i < a.size() ? a[a.size() - 1 - i] : 1, y = i < b.size() ? b[b.size() - 1 - i] : 1;
+    if (x != y && x != 1 && y != 1) return false;
+    (*out)[rank - 1 - i] = x == 1 ? y : x;
+  }
+  return true;
 }
 
 void StoreResidualAndRelu(const float* from, const float* residual, bool relu, float* out, int64_t count) {

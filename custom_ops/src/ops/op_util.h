@@ -112,10 +112,18 @@ Status ParallelFor(OrtKernelContext* context, size_t total, Fn&& fn) {
 Status ReadBias(Ort::KernelContext& context, size_t index, int64_t length, const char* name,
                 std::vector<float>* buffer, const float** bias);
 
-// The optional residual input `index` (Z): exactly Y's shape, float32 or float16 (widened into
-// the thread's scratch slot `scratch`); null when absent.
+// The optional float input `index`, float32 or float16 (widened into the thread's scratch slot
+// `scratch`), and its shape; null (and the shape untouched) when absent.
+Status ReadFloatInput(Ort::KernelContext& context, size_t index, size_t scratch, const float** data,
+                      std::vector<int64_t>* shape);
+
+// The optional residual input `index` (Z) as ReadFloatInput reads it, of exactly Y's shape.
 Status ReadResidual(Ort::KernelContext& context, size_t index, const std::vector<int64_t>& y_shape, size_t scratch,
                     const float** residual);
+
+// ONNX multidirectional broadcasting: the shape `a` and `b` broadcast to, or false when a pair of
+// dims differs and neither is 1.
+bool BroadcastShapes(const std::vector<int64_t>& a, const std::vector<int64_t>& b, std::vector<int64_t>* out);
 
 // out[i] = relu(from[i] + residual[i]) for i < count, the residual and ReLU optional (NaN stays
 // NaN); a copy when there is neither. `out` may be `from`.
