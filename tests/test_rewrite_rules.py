@@ -145,14 +145,68 @@ def test_matmul_bias_residual_and_gelu_become_one_op() -> None:
     assert_same_outputs(model, result.model, random_feeds(model))
 
 
-def test_matmul_residual_without_bias_and_broadcast_add_stays() -> None:
-    body = "{ mm = MatMul(a, W) y = Add(mm, r) }"
-    residual = parse(f"{HEADER} g (float[3,32] a, float[3,24] r) => (float[3,24] y) {body}", W=sparse((32, 24), 0.8))
-    result = rewrite_model(residual)
+@pytest.mark.parametrize(("a_shape", "r_shape", "y_shape"), [
+    ("3,32", "3,24", "3,24"),  # proven equal
+    ("3,32", "1,24", "3,24"),  # broadcast
+    ("B,S,32", "C,S,24", "D,S,24"),  # batch dims of other names (a mask broadcast renames them)
+    ("1,S,32", "B,S,24", "B,S,24"),  # the product broadcasts
+])
+def test_matmul_residual_without_bias_is_absorbed(a_shape: str, r_shape: str, y_shape: str) -> None:
+    model = parse(f"{HEADER} g (float[{a_shape}] a, float[{r_shape}] r) => (float[{y_shape}] y) "
+                  "{ mm = MatMul(a, W) y = Add(mm, r) }", W=sparse((32, 24), 0.8))
+    result = rewrite_model(model)
     assert ops_of(result.model) == ["LSCMatMul"] and list(result.model.graph.node[0].input)[2:] == ["", "r"]
-    assert_same_outputs(residual, result.model, random_feeds(residual))
-    broadcast = parse(f"{HEADER} g (float[3,32] a, float[1,24] r) => (float[3,24] y) {body}", W=sparse((32, 24), 0.8))
-    assert ops_of(rewrite_model(broadcast).model) == ["LSCMatMul", "Add"]
+    feeds = random_feeds(model)
+    if "S" in a_shape:
+        feeds = {"a": np.linspace(-1, 1, 5 * 32, dtype=np.float32).reshape(1, 5, 32).repeat(2 - (a_shape[0] == "1"), 0),
+                 "r": np.linspace(-1, 1, 2 * 5 * 24, dtype=np.float32).reshape(2, 5, 24)}
+    assert_same_outputs(model, result.model, feeds)
+
+
+@pytest.mark.parametrize(("r_shape", "y_shape"), [("3,1", "3,24"), ("2,24", "3,24"), ("3,24,1", "3,24,24")])
+def test_matmul_residual_that_cannot_broadcast_or_widens_n_stays(r_shape: str, y_shape: str) -> None:
+    model = parse(f"{HEADER} g (float[3,32] a, float[{r_shape}] r) => (float[{y_shape}] y) "
+                  "{ mm = MatMul(a, W) y = Add(mm, r) }", W=sparse((32, 24), 0.8))
+    assert ops_of(rewrite_model(model).model) == ["LSCMatMul", "Add"]
+
+
+def _layer_norm_model(norm: str = "y = LayerNormalization <axis = -1, epsilon = 0.001> (h, s, t)",
+                      s_shape: int = 24, t: bool = True) -> onnx.ModelProto:
+    rng = np.random.default_rng(4)
+    extra = {"t": rng.standard_normal(24).astype(np.float32)} if t else {}
+    return parse(
+        f"{HEADER} g (float[B,5,32] a, float[C,5,24] r) => (float[D,5,24] y) "
+        f"{{ mm = MatMul(a, W) h0 = Add(mm, b) h = Add(r, h0) {norm} }}",
+        W=sparse((32, 24), 0.8), b=np.linspace(-1, 1, 24).astype(np.float32),
+        s=rng.standard_normal(s_shape).astype(np.float32), **extra,
+    )
+
+
+@pytest.mark.parametrize("norm", ["y = LayerNormalization <axis = -1, epsilon = 0.001> (h, s, t)",
+                                  "y = LayerNormalization <axis = 2> (h, s)"])
+def test_matmul_bias_residual_and_layer_norm_become_one_op(norm: str) -> None:
+    """MatMul + bias Add + a residual Add whose batch dims differ in name + LayerNormalization
+    (last axis, constant [N] scale and bias): one LSCMatMul with norm="LayerNorm"."""
+    model = _layer_norm_model(norm, t="t)" in norm)
+    result = rewrite_model(model)
+    assert ops_of(result.model) == ["LSCMatMul"]
+    node = result.model.graph.node[0]
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    assert attrs["norm"] == b"LayerNorm" and attrs["epsilon"] == pytest.approx(1e-3 if "0.001" in norm else 1e-5)
+    assert list(node.input)[2:] == (["b", "r", "s", "t"] if "t)" in norm else ["b", "r", "s"])
+    assert_same_outputs(model, result.model, {"a": np.linspace(-2, 2, 2 * 5 * 32, dtype=np.float32).reshape(2, 5, 32),
+                                              "r": np.linspace(-1, 3, 2 * 5 * 24, dtype=np.float32).reshape(2, 5, 24)})
+
+
+@pytest.mark.parametrize(("norm", "s_shape"), [
+    ("y = LayerNormalization <axis = 1> (h, s, t)", 24),  # not the last axis
+    ("y = LayerNormalization <stash_type = 0> (h, s, t)", 24),  # not computed in float32
+    ("y = LayerNormalization (h, s, t)", 1),  # a scale that broadcasts, not [N]
+    ("s2 = Relu(s) y = LayerNormalization (h, s2, t)", 24),  # a scale computed at run time
+])
+def test_layer_norms_the_op_does_not_compute_stay(norm: str, s_shape: int) -> None:
+    model = _layer_norm_model(norm, s_shape)
+    assert ops_of(rewrite_model(model).model)[-1] == "LayerNormalization"
 
 
 def test_matmul_relu_is_absorbed() -> None:

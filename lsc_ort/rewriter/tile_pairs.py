@@ -27,8 +27,8 @@ def is_matmul(node: onnx.NodeProto) -> bool:
 
 
 def layout(node: onnx.NodeProto, name: str) -> str:
-    """The string attribute ``name`` (``input_layout`` / ``output_layout``) of ``node``, ``""`` if
-    absent; unchecked (:func:`lsc_ort.reference.matmul_head_layouts` checks the values)."""
+    """The string attribute ``name`` (``input_layout`` / ``output_layout``, or ``norm``) of
+    ``node``, ``""`` if absent; unchecked (:func:`lsc_ort.reference.matmul_head_layouts` checks the values)."""
     for attribute in node.attribute:
         if attribute.name == name:
             value = helper.get_attribute_value(attribute)
@@ -109,7 +109,7 @@ def tile_pair_problems(graph: onnx.GraphProto) -> list[tuple[int, onnx.NodeProto
 def pair_row_tiles(graph: onnx.GraphProto) -> int:
     """Set the ``TILES`` layouts on every producer / readers group of ``graph`` (the main graph;
     a tensor read in a subgraph, read as anything but ``A``, or listed as a graph output stays
-    plain, and so does the output of a node with a residual ``Z``). Returns the number of tensors
+    plain, and so does the output of a node with a residual ``Z`` or a ``norm``). Returns the number of tensors
     handed over in tiles."""
     readers: dict[str, list[tuple[onnx.NodeProto, int | None]]] = {}
     for node in graph.node:
@@ -122,7 +122,7 @@ def pair_row_tiles(graph: onnx.GraphProto) -> int:
     for node in graph.node:
         if not is_matmul(node) or layout(node, "output_layout") or len(node.output) != 1:
             continue
-        if len(node.input) > 3 and node.input[3]:
+        if (len(node.input) > 3 and node.input[3]) or layout(node, "norm"):
             continue
         users = readers.get(node.output[0], [])
         if node.output[0] in outputs or not users:

@@ -100,16 +100,28 @@ def sole_user(name: str, ctx: GraphContext, op_type: str) -> onnx.NodeProto | No
     return user if user.op_type == op_type and is_standard(user) and len(user.output) == 1 else None
 
 
-def residual_add(node: onnx.NodeProto, ctx: GraphContext) -> tuple[onnx.NodeProto, str] | None:
+def residual_add(
+    node: onnx.NodeProto, ctx: GraphContext, broadcast: bool = False
+) -> tuple[onnx.NodeProto, str] | None:
     """The ``Add`` (or two-input ``Sum``) that is the only consumer of ``node``'s output ``y`` and
-    adds a tensor of ``y``'s own known shape (a residual connection), and that tensor; else None."""
+    adds a tensor ``z`` of ``y``'s own known shape (a residual connection), and that tensor; else
+    None. With ``broadcast``, ``z`` may instead have any shape that can broadcast with ``y``'s
+    and ends in ``y``'s known last dim (the op broadcasts at run time: dims that differ in name
+    may still be equal, or 1)."""
     y = node.output[0]
     add = sole_consumer(node, ctx, "Add") or sole_consumer(node, ctx, "Sum")
     if add is None or len(add.input) != 2 or add.input[0] == add.input[1]:
         return None
     z = add.input[1] if add.input[0] == y else add.input[0]
     y_shape, z_shape = ctx.shape(y), ctx.shape(z)
-    if y_shape is None or y_shape != z_shape or ctx.shape(add.output[0]) != y_shape:
+    if y_shape is None or z_shape is None:
+        return None
+    if y_shape == z_shape and ctx.shape(add.output[0]) == y_shape:
+        return add, z
+    if not broadcast or not y_shape or not z_shape or not isinstance(y_shape[-1], int) or z_shape[-1] != y_shape[-1]:
+        return None
+    pairs = zip(reversed(y_shape[:-1]), reversed(z_shape[:-1]))
+    if any(isinstance(a, int) and isinstance(b, int) and a != b and 1 not in (a, b) for a, b in pairs):
         return None
     return add, z
 

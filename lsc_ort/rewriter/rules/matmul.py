@@ -5,14 +5,19 @@ What follows the MatMul as the only consumer of its output is absorbed:
 * an ``Add`` of a constant ``[N]`` bias → the op's bias;
 * then an ``Add`` (or two-input ``Sum``) of a ``Z`` whose shape is known to equal the output's (a
   residual connection) → input ``Z``;
+  or that broadcasts with it (batch dims renamed by a mask broadcast; the op broadcasts at run
+  time);
 * then a ``Relu`` → ``activation="Relu"``, or a Gelu → ``activation="Gelu"``: ONNX ``Gelu``
   (approximate ``"none"``), or the erf form exporters write, ``y * (1 + erf(y / sqrt(2))) * 0.5``
   (``Div`` by sqrt(2) or ``Mul`` by its inverse, ``Erf``, ``Add`` of 1, and two ``Mul``, one of
-  them by 0.5, in either order).
+  them by 0.5, in either order);
+* then a ``LayerNormalization`` over the last axis with constant ``[N]`` scale (and bias) →
+  ``norm="LayerNorm"``, inputs ``norm_scale`` and ``norm_bias``;
 
 and, around it, the attention-head ``Reshape`` + ``Transpose`` pairs
 (:mod:`lsc_ort.rewriter.rules.heads`): heads back to tokens before ``A`` → ``input_layout``,
-tokens to heads after the output (when there is no residual) → ``output_layout``.
+tokens to heads after the output (when there is neither a residual nor a norm) →
+``output_layout``.
 """
 
 from __future__ import annotations
@@ -62,7 +67,7 @@ class MatMulRule(RewriteRule):
             if bias is not None and bias.dtype == weight.dtype and bias.shape == (weight.shape[1],):
                 facts["bias"] = bias_name
                 absorbs, last = (add,), add
-        residual = residual_add(last, ctx)
+        residual = residual_add(last, ctx, broadcast=True)
         if residual is not None:
             facts["residual"] = residual[1]
             absorbs += (residual[0],)
@@ -78,8 +83,13 @@ class MatMulRule(RewriteRule):
             absorbs += gelu
             last = gelu[-1]
         k, n = weight.shape
+        norm = layer_norm_after(last, n, weight.dtype, ctx)
+        if norm is not None:
+            facts.update(norm[1])
+            absorbs += (norm[0],)
+            last = norm[0]
         before = input_heads(node, k, ctx)
-        after = output_heads(last, n, ctx) if residual is None else None
+        after = output_heads(last, n, ctx) if residual is None and norm is None else None
         heads = {layout.heads for layout in (before, after) if layout is not None}
         if len(heads) == 1:  # (one H serves both layouts)
             facts["heads"] = heads.pop()
@@ -97,18 +107,13 @@ class MatMulRule(RewriteRule):
         self, node: onnx.NodeProto, match: Match, blob: str, ctx: GraphContext
     ) -> list[onnx.NodeProto]:
         source = match.absorbs[0].input[0] if "input_layout" in match.facts else node.input[0]
-        inputs = [source, blob, match.facts.get("bias", "")]
-        if "residual" in match.facts:
-            inputs.append(match.facts["residual"])
-        elif not inputs[-1]:
+        optional = ("bias", "residual", "norm_scale", "norm_bias")
+        inputs = [source, blob, *(match.facts.get(key, "") for key in optional)]
+        while not inputs[-1]:
             inputs.pop()
         output = match.facts["output"]
-        layouts = {key: match.facts.get(key) for key in ("heads", "input_layout", "output_layout")}
-        return [
-            replacement(
-                node, MATMUL_OP, inputs, [output], DOMAIN, activation=match.facts.get("activation"), **layouts
-            )
-        ]
+        keys = ("activation", "heads", "input_layout", "output_layout", "norm", "epsilon")
+        return [replacement(node, MATMUL_OP, inputs, [output], DOMAIN, **{key: match.facts.get(key) for key in keys})]
 
 
 def _scalar(ctx: GraphContext, name: str) -> float | None:
@@ -128,6 +133,33 @@ def _other(node: onnx.NodeProto, name: str) -> str | None:
 
 def _is(value: float | None, expected: float) -> bool:
     return value is not None and math.isclose(value, expected, rel_tol=1e-6)
+
+
+def layer_norm_after(
+    node: onnx.NodeProto, n: int, dtype: Any, ctx: GraphContext
+) -> tuple[onnx.NodeProto, dict[str, Any]] | None:
+    """The ``LayerNormalization`` that is the only consumer of ``node``'s output, over its last
+    axis in float32 (``stash_type`` 1), with a finite ``epsilon`` >= 0 and constant scale (and
+    bias) of shape ``[n]`` and ``dtype``, and its facts; else None."""
+    norm = sole_consumer(node, ctx, "LayerNormalization")
+    if norm is None or norm.input[0] != node.output[0] or not 2 <= len(norm.input) <= 3:
+        return None
+    attrs = attributes(norm)
+    shape = ctx.shape(node.output[0])
+    axis = attrs.get("axis", -1)
+    if not (axis == -1 or (shape is not None and axis == len(shape) - 1)) or attrs.get("stash_type", 1) != 1:
+        return None
+    epsilon = float(attrs.get("epsilon", 1e-5))
+    if not math.isfinite(epsilon) or epsilon < 0:
+        return None
+    facts: dict[str, Any] = {"norm": "LayerNorm", "epsilon": epsilon}
+    for key, name in zip(("norm_scale", "norm_bias"), norm.input[1:]):
+        value = ctx.constant(name) if name else None
+        if name and (value is None or value.shape != (n,) or value.dtype != dtype):
+            return None
+        if name:
+            facts[key] = name
+    return (norm, facts) if "norm_scale" in facts else None
 
 
 def gelu_after(node: onnx.NodeProto, ctx: GraphContext) -> tuple[onnx.NodeProto, ...] | None:
