@@ -36,6 +36,7 @@ from lsc_ort.ops import (
     DOMAIN,
     MATMUL_ACTIVATIONS,
     MATMUL_INPUT_LAYOUTS,
+    MATMUL_NORMS,
     MATMUL_OUTPUT_LAYOUTS,
 )
 
@@ -50,6 +51,10 @@ TILES = "TILES"
 """``LSCMatMul``'s row-tile layout (of ``A`` for ``input_layout``, of ``Y`` for ``output_layout``)."""
 TILE_ROWS = 64
 """Rows per tile of the ``TILES`` layout (the last tile of a matrix may have fewer)."""
+LAYER_NORM = "LayerNorm"
+"""``LSCMatMul``'s ``norm`` of each row as ONNX ``LayerNormalization`` (``axis=-1``)."""
+DEFAULT_EPSILON = 1e-5
+"""``LSCMatMul``'s ``epsilon`` when the attribute is not given."""
 
 
 def weight_values(blob: np.ndarray | bytes) -> np.ndarray:
@@ -148,6 +153,36 @@ def matmul_head_layouts(
     return h, layout_in, layout_out
 
 
+def matmul_norm(
+    norm: str | bytes | None, epsilon: float | None, scale: bool, bias: bool, output_layout: str
+) -> tuple[str, float]:
+    """``LSCMatMul``'s row normalization checked against the contract: ``(norm, epsilon)``,
+    ``None`` read as the defaults (``""``, 1e-5); ``scale`` and ``bias`` say whether inputs 4
+    (``norm_scale``) and 5 (``norm_bias``) are given, ``output_layout`` is the checked layout.
+
+    Raises:
+        ValueError: an unknown ``norm``, ``epsilon`` not finite or negative, ``norm`` without
+            ``norm_scale`` or with ``output_layout``, or ``norm_scale`` / ``norm_bias`` without
+            ``norm``; the message does not name the op.
+    """
+    kind = _text(norm)
+    eps = DEFAULT_EPSILON if epsilon is None else float(epsilon)
+    if kind not in MATMUL_NORMS:
+        raise ValueError(f"unknown norm {kind!r}; supported: {MATMUL_NORMS}")
+    if not math.isfinite(eps) or eps < 0:
+        raise ValueError(f"attribute epsilon must be finite and >= 0, got {eps}")
+    if not kind:
+        given = [name for name, on in (("norm_scale", scale), ("norm_bias", bias)) if on]
+        if given:
+            raise ValueError(f"input(s) {', '.join(given)} given without attribute norm")
+        return kind, eps
+    if not scale:
+        raise ValueError(f"norm {kind} needs input 4 norm_scale [N]")
+    if output_layout:
+        raise ValueError(f"norm {kind} cannot be combined with output_layout {output_layout}")
+    return kind, eps
+
+
 def to_tiles(p: np.ndarray) -> np.ndarray:
     """The plain ``p [..., N]`` (rank >= 1) stored in the ``TILES`` layout: of the same shape,
     its ``M x N`` elements (``M`` the product of the leading dims) row tile by row tile, each
@@ -171,9 +206,10 @@ def from_tiles(a: np.ndarray) -> np.ndarray:
 
 
 class LSCMatMul(OpRun):
-    """``Y = activation(alpha * (A @ W) + bias + Z)``, computed in float32 (Gelu in float64);
-    ``Y`` has ``A``'s dtype. ``input_layout`` / ``output_layout`` read ``A`` and write ``Y`` in
-    the attention-head layouts or in row tiles (:mod:`lsc_ort.ops`, :func:`to_tiles`)."""
+    """``Y = norm(activation(alpha * (A @ W) + bias + Z))``, computed in float32 (Gelu in
+    float64), ``Z`` broadcasting with the product; ``Y`` has ``A``'s dtype. ``input_layout`` /
+    ``output_layout`` read ``A`` and write ``Y`` in the attention-head layouts or in row tiles
+    (:mod:`lsc_ort.ops`, :func:`to_tiles`); ``norm="LayerNorm"`` is :func:`layer_norm`."""
 
     op_domain = DOMAIN
 
@@ -183,12 +219,16 @@ class LSCMatMul(OpRun):
         W_blob: np.ndarray,
         bias: np.ndarray | None = None,
         Z: np.ndarray | None = None,
+        norm_scale: np.ndarray | None = None,
+        norm_bias: np.ndarray | None = None,
         alpha: float | None = None,
         transB: int | None = None,
         activation: str | None = None,
         heads: int | None = None,
         input_layout: str | None = None,
         output_layout: str | None = None,
+        norm: str | None = None,
+        epsilon: float | None = None,
     ) -> tuple[np.ndarray]:
         _check_float("A", "LSCMatMul", A)
         act = "" if activation is None else activation
@@ -198,6 +238,7 @@ class LSCMatMul(OpRun):
             raise ValueError(f"LSCMatMul: unknown activation {act!r}; supported: {MATMUL_ACTIVATIONS}")
         try:
             h, layout_in, layout_out = matmul_head_layouts(heads, input_layout, output_layout)
+            norm_kind, eps = matmul_norm(norm, epsilon, norm_scale is not None, norm_bias is not None, layout_out)
         except ValueError as error:
             raise ValueError(f"LSCMatMul: {error}") from None
         alpha = 1.0 if alpha is None else float(alpha)
@@ -230,17 +271,16 @@ class LSCMatMul(OpRun):
                 )
             if n % h:
                 raise ValueError(f"LSCMatMul: heads {h} does not divide N = {n} (output_layout {layout_out})")
+        scale = _vector("LSCMatMul", "norm_scale", norm_scale, n)
+        shift = _vector("LSCMatMul", "norm_bias", norm_bias, n)
         y = sparse_matmul(a.astype(np.float32, copy=False), weight, stored)
         if alpha != 1.0:
             y = np.float32(alpha) * y
         if bias is not None:
-            _check_float("bias", "LSCMatMul", bias)
-            if bias.shape != (weight.shape[1],):
-                raise ValueError(
-                    f"LSCMatMul: bias has shape {list(bias.shape)}, expected [{weight.shape[1]}]"
-                )
-            y = y + bias.astype(np.float32, copy=False)
-        y = _epilogue("LSCMatMul", y, Z, act)
+            y = y + _vector("LSCMatMul", "bias", bias, n)
+        y = _epilogue("LSCMatMul", y, Z, act, broadcast=True)
+        if norm_kind == LAYER_NORM and scale is not None:
+            y = layer_norm(y, scale, shift, eps)
         if layout_out in HEAD_LAYOUTS:
             b, s, _ = y.shape
             y = np.ascontiguousarray(y.reshape(b, s, h, n // h).transpose(OUTPUT_LAYOUT_PERMS[layout_out]))
@@ -266,17 +306,51 @@ def _read_heads(a: np.ndarray, heads: int, k: int) -> np.ndarray:
     return a.transpose(INPUT_LAYOUT_PERM).reshape(b, s, k)
 
 
-def _epilogue(op: str, y: np.ndarray, z: np.ndarray | None, activation: str) -> np.ndarray:
-    """``activation(y + z)`` in float32, ``z`` the optional residual of ``y``'s shape."""
+def _vector(op: str, name: str, value: np.ndarray | None, n: int) -> np.ndarray | None:
+    """The optional float input ``name`` of shape ``[n]`` in float32 (``None`` when absent)."""
+    if value is None:
+        return None
+    _check_float(name, op, value)
+    if value.shape != (n,):
+        raise ValueError(f"{op}: {name} has shape {list(value.shape)}, expected [{n}]")
+    return value.astype(np.float32, copy=False)
+
+
+def _epilogue(
+    op: str, y: np.ndarray, z: np.ndarray | None, activation: str, broadcast: bool = False
+) -> np.ndarray:
+    """``activation(y + z)`` in float32, ``z`` the optional residual: of ``y``'s shape, or with
+    ``broadcast`` of ``y``'s last dim and leading dims that broadcast with ``y``'s as in ONNX
+    ``Add`` (the result of the broadcast shape)."""
     y = np.asarray(y, dtype=np.float32)
     if z is not None:
         _check_float("Z", op, z)
-        if z.shape != y.shape:
+        if not broadcast and z.shape != y.shape:
             raise ValueError(f"{op}: Z has shape {list(z.shape)} but Y has shape {list(y.shape)}")
+        if z.ndim < 1 or z.shape[-1] != y.shape[-1]:
+            raise ValueError(f"{op}: Z has shape {list(z.shape)} but its last dimension must be N = {y.shape[-1]}")
+        try:
+            np.broadcast_shapes(z.shape, y.shape)
+        except ValueError:
+            raise ValueError(
+                f"{op}: Z has shape {list(z.shape)}, which does not broadcast with the product's shape "
+                f"{list(y.shape)}"
+            ) from None
         y = y + z.astype(np.float32, copy=False)
     if activation == "Relu":
         return np.where(y < 0, np.float32(0), y)  # NaN stays NaN
     return gelu(y) if activation == "Gelu" else y
+
+
+def layer_norm(y: np.ndarray, scale: np.ndarray, bias: np.ndarray | None, epsilon: float) -> np.ndarray:
+    """ONNX ``LayerNormalization`` of each row of ``y`` (``axis=-1``, ``stash_type=1``) in float32:
+    ``(y - mean) / sqrt(var + epsilon) * scale + bias``, ``var`` the biased variance."""
+    y = np.asarray(y, dtype=np.float32)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        centered = y - y.mean(axis=-1, keepdims=True)
+        variance = np.square(centered).mean(axis=-1, keepdims=True)
+        out = centered / np.sqrt(variance + np.float32(epsilon)) * scale
+    return out if bias is None else out + bias
 
 
 def gelu(y: np.ndarray) -> np.ndarray:
@@ -405,11 +479,9 @@ class LSCConv(OpRun):
         s = stored.reshape(groups, m // groups, taps).transpose(0, 2, 1)
         y = sparse_matmul(cols, w, s)  # [N, G, P, M/G]
         y = y.transpose(0, 1, 3, 2).reshape(n, m, *out_shape)
-        if B is not None:
-            _check_float("B", "LSCConv", B)
-            if B.shape != (m,):
-                raise ValueError(f"LSCConv: B has shape {list(B.shape)}, expected [{m}]")
-            y = y + B.astype(np.float32, copy=False).reshape(m, *([1] * rank))
+        bias = _vector("LSCConv", "B", B, m)
+        if bias is not None:
+            y = y + bias.reshape(m, *([1] * rank))
         return (_epilogue("LSCConv", y, Z, act).astype(X.dtype, copy=False),)
 
 

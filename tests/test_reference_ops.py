@@ -20,14 +20,16 @@ def one_node(
     op: str,
     inputs: dict[str, np.ndarray],
     blob: bytes,
-    extra: dict[str, np.ndarray] | None = None,
+    extra: dict[str, np.ndarray | None] | None = None,
     **attributes: object,
 ) -> onnx.ModelProto:
+    """One ``op`` node of the graph input ``inputs`` and the blob, its further inputs ``extra``
+    initializers in order (``None``: an absent optional input)."""
     extra = extra or {}
-    names = [next(iter(inputs)), "W", *extra]
+    names = [next(iter(inputs)), "W", *(k if v is not None else "" for k, v in extra.items())]
     node = helper.make_node(op, names, ["Y"], domain=lsc_ort.DOMAIN, **attributes)
     inits = [numpy_helper.from_array(np.frombuffer(blob, np.uint8), "W")]
-    inits += [numpy_helper.from_array(v, k) for k, v in extra.items()]
+    inits += [numpy_helper.from_array(v, k) for k, v in extra.items() if v is not None]
     elem = helper.np_dtype_to_tensor_dtype(next(iter(inputs.values())).dtype)
     graph = helper.make_graph(
         [node],
@@ -112,6 +114,41 @@ HEAD_VARIANTS = {
 HEADS, K, N = 3, 12, 15
 
 
+def dense_epilogue(
+    nodes: list[onnx.NodeProto], inits: list[onnx.TensorProto], x: str, w: np.ndarray, attrs: dict,
+    extra: dict[str, np.ndarray | None],
+) -> str:
+    """Append to ``nodes`` / ``inits`` the standard ops (float32) of an LSCMatMul's product of
+    ``x`` and the weight ``w [K, N]`` and its epilogue, as ``attrs`` (``alpha``, ``activation``,
+    ``norm``, ``epsilon``) and the inputs ``extra`` (``bias``, ``Z``, ``norm_scale``,
+    ``norm_bias``, any of them absent) say; return the result's name."""
+    inits.append(numpy_helper.from_array(w.astype(np.float32), "W"))
+    nodes.append(helper.make_node("MatMul", [x, "W"], ["P"]))
+    x = "P"
+
+    def step(op: str, *inputs: str, **kwargs: object) -> None:
+        nonlocal x
+        nodes.append(helper.make_node(op, [x, *inputs], [f"{x}_{op.lower()}"], **kwargs))
+        x = nodes[-1].output[0]
+
+    def value(name: str) -> str:
+        inits.append(numpy_helper.from_array(np.asarray(extra[name]).astype(np.float32), name))
+        return name
+
+    if "alpha" in attrs:
+        inits.append(numpy_helper.from_array(np.array(attrs["alpha"], np.float32), "alpha"))
+        step("Mul", "alpha")
+    for name in ("bias", "Z"):
+        if extra.get(name) is not None:
+            step("Add", value(name))
+    if attrs.get("activation"):
+        step(attrs["activation"])
+    if attrs.get("norm"):
+        shift = [value("norm_bias")] if extra.get("norm_bias") is not None else []
+        step("LayerNormalization", value("norm_scale"), *shift, axis=-1, epsilon=attrs.get("epsilon", 1e-5))
+    return x
+
+
 def head_layout_models(
     layouts: tuple[str, str], variant: dict, batch: int, seq: int
 ) -> tuple[onnx.ModelProto, onnx.ModelProto, np.ndarray]:
@@ -132,25 +169,13 @@ def head_layout_models(
         attrs["output_layout"] = layout_out
     extra = {"bias": bias.astype(dtype)} if bias is not None else {}
     lsc = one_node("LSCMatMul", {"A": a}, lsc_ort.encode(w.T.copy() if trans_b else w, "csr"), extra, **attrs)
-    nodes, inits, x = [], [numpy_helper.from_array(w, "W")], "A"
+    nodes, inits, x = [], [], "A"
     if layout_in:
         nodes += [helper.make_node("Transpose", ["A"], ["At"], perm=[0, 2, 1, 3]),
                   helper.make_node("Reshape", ["At", "read"], ["Ar"])]
         inits.append(numpy_helper.from_array(np.array([0, 0, K], np.int64), "read"))
         x = "Ar"
-    nodes.append(helper.make_node("MatMul", [x, "W"], ["P"]))
-    x = "P"
-    if "alpha" in attrs:
-        nodes.append(helper.make_node("Mul", [x, "alpha"], ["Ps"]))
-        inits.append(numpy_helper.from_array(np.array(attrs["alpha"], np.float32), "alpha"))
-        x = "Ps"
-    if bias is not None:
-        nodes.append(helper.make_node("Add", [x, "bias"], ["Pb"]))
-        inits.append(numpy_helper.from_array(bias.astype(dtype).astype(np.float32), "bias"))
-        x = "Pb"
-    if "activation" in attrs:
-        nodes.append(helper.make_node(attrs["activation"], [x], ["Pa"]))
-        x = "Pa"
+    x = dense_epilogue(nodes, inits, x, w, attrs, {"bias": bias.astype(dtype) if bias is not None else None})
     if layout_out:
         perm = [0, 2, 1, 3] if layout_out == "BHSD" else [0, 2, 3, 1]
         nodes += [helper.make_node("Reshape", [x, "split"], ["Ps4"]),
@@ -359,6 +384,171 @@ def test_lsc_matmul_tiles_residual_with_tiled_input() -> None:
                      input_layout="TILES", activation="Relu")
     (got,) = reference_evaluator(model).run(None, {"A": to_tiles(plain)})
     assert_close(got, np.maximum(plain.astype(np.float64) @ w + z, 0))
+
+
+# --- row normalization (norm="LayerNorm") and residuals Z that broadcast, against standard ops ---
+
+NORM_SHAPES = {  # A, Z (None: no residual)
+    "rank2": ((4, K), None),
+    "rank3-Z-BSN": ((2, 3, K), (2, 3, N)),
+    "Z-1SN": ((2, 3, K), (1, 3, N)),
+    "A-1SK": ((1, 3, K), (2, 3, N)),
+    "Z-N": ((2, 3, K), (N,)),
+    "Z-of-higher-rank": ((3, K), (2, 3, N)),
+    "rank1": ((K,), (N,)),
+}
+NORM_VARIANTS = {
+    "plain": {},
+    "norm-bias": {"norm_bias": True},
+    "epsilon": {"norm_bias": True, "epsilon": 0.5},
+    "epsilon-0": {"epsilon": 0.0},
+    "bias-relu": {"bias": True, "activation": "Relu", "norm_bias": True},
+    "alpha-gelu-transB": {"alpha": -0.75, "activation": "Gelu", "transB": 1, "norm_bias": True},
+    "float16": {"dtype": np.float16, "bias": True, "norm_bias": True},
+    "no-norm": {"norm": "", "bias": True, "activation": "Relu"},
+}
+
+
+def norm_models(
+    a_shape: tuple[int, ...], z_shape: tuple[int, ...] | None, variant: dict
+) -> tuple[onnx.ModelProto, onnx.ModelProto, np.ndarray]:
+    """One LSCMatMul with the variant's norm (``LayerNorm`` unless it says ``norm=""``) and a
+    residual Z of ``z_shape``, the same in standard ops (float32, opset 20) and an input ``A``."""
+    attrs = {"norm": "LayerNorm", **variant}
+    dtype = np.dtype(attrs.pop("dtype", np.float32))
+    rng = np.random.default_rng(len(a_shape) * 7 + len(z_shape or ()))
+    w = sparse((K, N), 0.6, seed=8)
+    a = rng.standard_normal(a_shape).astype(dtype)
+
+    def vector(on: bool, low: float, high: float) -> np.ndarray | None:
+        return np.linspace(low, high, N).astype(dtype) if on else None
+
+    extra = {
+        "bias": vector(attrs.pop("bias", False), -1, 1),
+        "Z": None if z_shape is None else rng.standard_normal(z_shape).astype(dtype),
+        "norm_scale": vector(bool(attrs["norm"]), 0.5, 2),
+        "norm_bias": vector(attrs.pop("norm_bias", False), 1, -0.5),
+    }
+    while extra and next(reversed(extra.values())) is None:
+        extra.popitem()
+    if not attrs["norm"]:
+        del attrs["norm"]
+    blob = lsc_ort.encode(w.T.copy() if attrs.get("transB") else w, "csr")
+    lsc = one_node("LSCMatMul", {"A": a}, blob, extra, **attrs)
+    nodes: list[onnx.NodeProto] = []
+    inits: list[onnx.TensorProto] = []
+    y = dense_epilogue(nodes, inits, "A", w, attrs, extra)
+    float_type = onnx.TensorProto.FLOAT
+    dense = helper.make_model(
+        helper.make_graph([*nodes, helper.make_node("Identity", [y], ["Y"])], "dense",
+                          [helper.make_tensor_value_info("A", float_type, a_shape)],
+                          [helper.make_tensor_value_info("Y", float_type, None)], inits),
+        opset_imports=[helper.make_opsetid("", 20)],
+    )
+    return lsc, dense, a
+
+
+@pytest.mark.parametrize("shapes", NORM_SHAPES)
+@pytest.mark.parametrize("variant", NORM_VARIANTS)
+def test_lsc_matmul_norm_and_broadcast_residual(shapes: str, variant: str) -> None:
+    """The reference against onnxruntime's MatMul, Add (broadcasting), activation and
+    LayerNormalization on the same values."""
+    a_shape, z_shape = NORM_SHAPES[shapes]
+    lsc, dense, a = norm_models(a_shape, z_shape, NORM_VARIANTS[variant])
+    (expected,) = run_ort(dense, {"A": a.astype(np.float32)})
+    (got,) = reference_evaluator(lsc).run(None, {"A": a})
+    assert got.dtype == a.dtype
+    assert got.shape == np.broadcast_shapes((*a_shape[:-1], N), z_shape or (N,))
+    assert_close(got, expected, 1e-2 if a.dtype == np.float16 else 1e-5)
+
+
+@pytest.mark.parametrize("layout_in", ["BHSD", "TILES"])
+def test_lsc_matmul_norm_with_input_layout(layout_in: str) -> None:
+    """norm combines with input_layout: the plain op's result on the A it reads."""
+    lsc, _, plain = norm_models((2, 70, K), (1, 70, N), {"norm_bias": True, "activation": "Gelu"})
+    (expected,) = reference_evaluator(lsc).run(None, {"A": plain})
+    if layout_in == "BHSD":
+        a = np.ascontiguousarray(plain.reshape(2, 70, HEADS, K // HEADS).transpose(0, 2, 1, 3))
+        lsc.graph.node[0].attribute.append(helper.make_attribute("heads", HEADS))
+    else:
+        a = to_tiles(plain)
+    lsc.graph.node[0].attribute.append(helper.make_attribute("input_layout", layout_in))
+    lsc.graph.input[0].CopyFrom(helper.make_tensor_value_info("A", onnx.TensorProto.FLOAT, a.shape))
+    (got,) = reference_evaluator(lsc).run(None, {"A": a})
+    assert_close(got, expected, 1e-6)
+
+
+def test_lsc_matmul_norm_of_constant_rows() -> None:
+    """A row of equal values normalizes to norm_bias (0 / sqrt(epsilon)); with epsilon 0 to NaN,
+    as LayerNormalization gives."""
+    a = np.zeros((2, K), np.float32)
+    scale, shift = np.full(N, 2, np.float32), np.linspace(-1, 1, N, dtype=np.float32)
+    for epsilon, expected in ((1e-5, np.broadcast_to(shift, (2, N))), (0.0, np.full((2, N), np.nan))):
+        model = one_node("LSCMatMul", {"A": a}, lsc_ort.encode(sparse((K, N), 0.5), "csr"),
+                         {"bias": None, "Z": None, "norm_scale": scale, "norm_bias": shift}, norm="LayerNorm",
+                         epsilon=epsilon)
+        (got,) = reference_evaluator(model).run(None, {"A": a})
+        np.testing.assert_array_equal(got, expected)
+
+
+def _norm_error_model(a_shape: tuple[int, ...], extra: dict, attrs: dict) -> onnx.ModelProto:
+    """One LSCMatMul (K x N) whose optional inputs are ``extra``, each given as a shape or ``None``."""
+    values = {name: None if shape is None else np.ones(shape, np.float32) for name, shape in extra.items()}
+    return one_node("LSCMatMul", {"A": np.ones(a_shape, np.float32)}, lsc_ort.encode(sparse((K, N), 0.5), "csr"),
+                    values, **attrs)
+
+
+NORM = {"norm": "LayerNorm"}
+SCALE = {"bias": None, "Z": None, "norm_scale": (N,)}
+
+
+@pytest.mark.parametrize(
+    "message,a_shape,extra,attrs",
+    [
+        (r"unknown norm 'RMSNorm'", (2, K), SCALE, {"norm": "RMSNorm"}),
+        (r"unknown norm 'layernorm'", (2, K), SCALE, {"norm": "layernorm"}),
+        (r"attribute epsilon must be finite and >= 0, got nan", (2, K), SCALE, {**NORM, "epsilon": float("nan")}),
+        (r"attribute epsilon must be finite and >= 0, got inf", (2, K), SCALE, {**NORM, "epsilon": float("inf")}),
+        (r"attribute epsilon must be finite and >= 0, got -0.5", (2, K), SCALE, {**NORM, "epsilon": -0.5}),
+        (r"attribute epsilon must be finite and >= 0, got -1", (2, K), {}, {"epsilon": -1.0}),
+        (r"norm LayerNorm needs input 4 norm_scale \[N\]", (2, K), {}, NORM),
+        (r"norm LayerNorm needs input 4 norm_scale", (2, K), {"bias": None, "Z": None, "norm_scale": None,
+                                                            "norm_bias": (N,)}, NORM),
+        (r"input\(s\) norm_scale given without attribute norm", (2, K), SCALE, {}),
+        (r"input\(s\) norm_scale, norm_bias given without attribute norm", (2, K), {**SCALE, "norm_bias": (N,)},
+         {"norm": ""}),
+        (r"input\(s\) norm_bias given without attribute norm", (2, K),
+         {"bias": None, "Z": None, "norm_scale": None, "norm_bias": (N,)}, {}),
+        (rf"norm_scale has shape \[{N + 1}\], expected \[{N}\]", (2, K), {**SCALE, "norm_scale": (N + 1,)}, NORM),
+        (rf"norm_scale has shape \[1, {N}\], expected \[{N}\]", (2, K), {**SCALE, "norm_scale": (1, N)}, NORM),
+        (rf"norm_bias has shape \[{K}\], expected \[{N}\]", (2, K), {**SCALE, "norm_bias": (K,)}, NORM),
+        (r"norm LayerNorm cannot be combined with output_layout BHSD", (2, 5, K), SCALE,
+         {**NORM, "heads": HEADS, "output_layout": "BHSD"}),
+        (r"norm LayerNorm cannot be combined with output_layout TILES", (2, 5, K), SCALE,
+         {**NORM, "output_layout": "TILES"}),
+        (rf"Z has shape \[2, 5, {K}\] but its last dimension must be N = {N}", (2, 5, K),
+         {"bias": None, "Z": (2, 5, K)}, {}),
+        (rf"Z has shape \[\] but its last dimension must be N = {N}", (2, 5, K), {"bias": None, "Z": ()}, {}),
+        (rf"Z has shape \[3, 5, {N}\], which does not broadcast with the product's shape \[2, 5, {N}\]",
+         (2, 5, K), {"bias": None, "Z": (3, 5, N)}, {}),
+        (rf"Z has shape \[4, {N}\], which does not broadcast with the product's shape \[2, 5, {N}\]",
+         (2, 5, K), {"bias": None, "Z": (4, N), "norm_scale": (N,)}, NORM),
+    ],
+)
+def test_lsc_matmul_norm_and_residual_errors(message: str, a_shape: tuple[int, ...], extra: dict,
+                                             attrs: dict) -> None:
+    model = _norm_error_model(a_shape, extra, attrs)
+    with pytest.raises(ValueError, match=f"LSCMatMul: {message}"):
+        reference_evaluator(model).run(None, {"A": np.ones(a_shape, np.float32)})
+
+
+def test_lsc_conv_residual_does_not_broadcast() -> None:
+    """LSCConv's Z keeps exactly Y's shape."""
+    x = np.ones((2, 4, 5, 5), np.float32)
+    model = one_node("LSCConv", {"X": x}, lsc_ort.encode(sparse((6, 4, 3, 3), 0.5), "csr"),
+                     {"B": None, "Z": np.ones((1, 6, 3, 3), np.float32)})
+    with pytest.raises(ValueError, match=r"LSCConv: Z has shape \[1, 6, 3, 3\] but Y has shape \[2, 6, 3, 3\]"):
+        reference_evaluator(model).run(None, {"X": x})
 
 
 CONVS = {

@@ -17,6 +17,7 @@ from tests.rewrite_fixtures import (
     parse,
     random_feeds,
     run_original,
+    run_ort,
     run_reference,
     sparse,
 )
@@ -107,27 +108,34 @@ def test_decompress_without_custom_ops_changes_nothing() -> None:
     assert result.model == model
 
 
-def lsc_matmul_model(a_shape: str, **attributes: object) -> onnx.ModelProto:
+def lsc_matmul_model(
+    a_shape: str, z_shape: list[int] | None = None, norm_inputs: int = 0, opset: int = 17, **attributes: object
+) -> onnx.ModelProto:
+    """One LSCMatMul (K = 6, N = 8) of the input ``a``; ``bias=True`` adds a bias, ``z_shape`` a
+    residual input ``z``, ``norm_inputs`` the initializers ``norm_scale`` (1) and ``norm_bias`` (2)."""
     bias = "bias" in attributes
     attributes.pop("bias", None)
     w = sparse((8, 6), 0.5) if attributes.get("transB") else sparse((6, 8), 0.5)
     blob = np.frombuffer(lsc_ort.encode(w, "csr"), np.uint8)
     inits = [onnx.numpy_helper.from_array(blob, "W_lsc_blob")]
-    inputs = ["a", "W_lsc_blob"]
+    inputs = ["a", "W_lsc_blob", "b" if bias else "", "z" if z_shape else ""]
     if bias:
         inits.append(onnx.numpy_helper.from_array(np.arange(8, dtype=np.float32), "b"))
-        inputs.append("b")
+    for name, values in [("norm_scale", np.linspace(0.5, 2, 8)), ("norm_bias", np.linspace(1, -1, 8))][:norm_inputs]:
+        inits.append(onnx.numpy_helper.from_array(values.astype(np.float32), name))
+        inputs.append(name)
+    while not inputs[-1]:
+        inputs.pop()
     dims = [int(d) for d in a_shape.split(",")]
-    node = helper.make_node("LSCMatMul", inputs, ["y"], domain=lsc_ort.DOMAIN, **attributes)
+    graph_inputs = [helper.make_tensor_value_info("a", onnx.TensorProto.FLOAT, dims)]
+    if z_shape:
+        graph_inputs.append(helper.make_tensor_value_info("z", onnx.TensorProto.FLOAT, z_shape))
+    node = helper.make_node("LSCMatMul", inputs, ["y"], domain=lsc_ort.DOMAIN, name="mm", **attributes)
     graph = helper.make_graph(
-        [node],
-        "g",
-        [helper.make_tensor_value_info("a", onnx.TensorProto.FLOAT, dims)],
-        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
-        inits,
+        [node], "g", graph_inputs, [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], inits
     )
     return helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(lsc_ort.DOMAIN, 1)]
+        graph, opset_imports=[helper.make_opsetid("", opset), helper.make_opsetid(lsc_ort.DOMAIN, 1)]
     )
 
 
@@ -151,6 +159,60 @@ def test_decompress_lsc_matmul_forms(a_shape: str, attributes: dict) -> None:
     }
     for got, want in zip(run_original(restored, feeds), run_reference(model, feeds), strict=True):
         assert_close(got, want)
+
+
+NORM_CASES = {  # A, Z (broadcasting with the product), norm inputs, attributes
+    "Z-1SN-gelu": ("2,5,6", [1, 5, 8], 2, {"bias": True, "activation": "Gelu"}),
+    "A-1SK-relu": ("1,5,6", [2, 5, 8], 1, {"activation": "Relu", "epsilon": 0.25}),
+    "gemm-Z-N": ("3,6", [8], 2, {"bias": True, "alpha": 0.5}),
+    "Z-of-higher-rank": ("3,6", [2, 3, 8], 1, {"transB": 1}),
+    "no-Z": ("2,5,6", None, 2, {"transB": 1, "bias": True, "epsilon": 0.0}),
+    "no-norm-Z-1SN": ("2,5,6", [1, 5, 8], 0, {"bias": True, "activation": "Relu"}),
+}
+
+
+@pytest.mark.parametrize("case", NORM_CASES)
+def test_decompress_norm_and_broadcast_residual(case: str) -> None:
+    a_shape, z_shape, norm_inputs, attributes = NORM_CASES[case]
+    model = lsc_matmul_model(a_shape, z_shape, norm_inputs, **({"norm": "LayerNorm"} if norm_inputs else {}),
+                             **attributes)
+    y_shape = np.broadcast_shapes((*map(int, a_shape.split(",")[:-1]), 8), tuple(z_shape or [8]))
+    model.graph.output[0].CopyFrom(helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, y_shape))
+    restored = decompress(model)
+    ops = ops_of(restored)
+    assert all(node.domain == "" for node in restored.graph.node)
+    assert ops.count("LayerNormalization") == bool(norm_inputs) and ops.count("Add") >= bool(z_shape)
+    if norm_inputs:
+        layer_norm = restored.graph.node[-1]
+        assert layer_norm.op_type == "LayerNormalization" and list(layer_norm.input)[1:] == [
+            "norm_scale", "norm_bias"][:norm_inputs]
+        assert helper.get_node_attr_value(layer_norm, "axis") == -1
+        assert helper.get_node_attr_value(layer_norm, "epsilon") == pytest.approx(attributes.get("epsilon", 1e-5))
+    onnx.checker.check_model(restored, full_check=True)  # strict shape inference agrees with y's broadcast shape
+    feeds = random_feeds(model)
+    (want,) = run_reference(model, feeds)
+    for (got,) in (run_original(restored, feeds), run_ort(restored, feeds)):
+        assert got.shape == want.shape == y_shape
+        assert_close(got, want)
+
+
+@pytest.mark.parametrize(
+    "opset,norm_inputs,attributes,message",
+    [
+        (16, 1, {"norm": "LayerNorm"}, "norm LayerNorm becomes LayerNormalization, which needs default-domain opset "
+                                       ">= 17; the model imports opset 16"),
+        (17, 1, {"norm": "LayerNorm", "heads": 2, "output_layout": "BHSD"},
+         "norm LayerNorm cannot be combined with output_layout BHSD"),
+        (17, 1, {"norm": "RMSNorm"}, "unknown norm 'RMSNorm'"),
+        (17, 0, {"norm": "LayerNorm"}, r"norm LayerNorm needs input 4 norm_scale \[N\]"),
+        (17, 2, {}, r"input\(s\) norm_scale, norm_bias given without attribute norm"),
+        (17, 1, {"norm": "LayerNorm", "epsilon": -1.0}, "attribute epsilon must be finite and >= 0, got -1.0"),
+    ],
+)
+def test_decompress_norm_errors_name_the_node(opset: int, norm_inputs: int, attributes: dict, message: str) -> None:
+    model = lsc_matmul_model("2,5,6", None, norm_inputs, opset, **attributes)
+    with pytest.raises(RewriteError, match=rf"node 'mm' \(LSCMatMul\): {message}"):
+        decompress(model)
 
 
 HEAD_LAYOUTS = [("BHSD", ""), ("", "BHSD"), ("", "BHDS"), ("BHSD", "BHSD"), ("BHSD", "BHDS")]

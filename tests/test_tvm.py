@@ -108,6 +108,76 @@ def test_matmul_activation(activation: str) -> None:
                  np.maximum(y, 0) if activation == "Relu" else gelu(y).astype(np.float64))
 
 
+def with_norm(model: bytes, scale: np.ndarray | None, bias: np.ndarray | None = None, **attributes: Any) -> bytes:
+    """``model`` (one LSCMatMul) with inputs 4 and 5 (``norm_scale``, ``norm_bias``) as
+    initializers where given, and ``attributes`` (``norm``, ``epsilon``) added."""
+    proto = onnx.load_from_string(model)
+    node = proto.graph.node[0]
+    node.input.extend([""] * (4 - len(node.input)))
+    for name, value in (("norm_scale", scale), ("norm_bias", bias)):
+        node.input.append(name if value is not None else "")
+        if value is not None:
+            proto.graph.initializer.append(numpy_helper.from_array(value, name))
+    while not node.input[-1]:
+        node.input.pop()
+    node.attribute.extend(helper.make_attribute(k, v) for k, v in attributes.items())
+    return proto.SerializeToString()
+
+
+NORM_CASES = {  # A's shape, Z's shape (None: no residual), feeds' (A, Z) shapes, attributes
+    "Z-1SN-gelu": (["B", "S", 48], [1, "S", 30], ((2, 5, 48), (1, 5, 30)), {"activation": "Gelu"}),
+    "A-1SK-relu": ([1, "S", 48], ["B", "S", 30], ((1, 5, 48), (3, 5, 30)), {"activation": "Relu", "epsilon": 0.25}),
+    "Z-N": (["M", 48], [30], ((7, 48), (30,)), {"epsilon": 0.0}),
+    "no-Z": (["M", 48], None, ((1, 48), None), {}),
+    "Z-of-higher-rank": (["S", 48], [2, "S", 30], ((4, 48), (2, 4, 30)), {}),
+    "renamed-batch": (["B", "S", 48], ["B2", "S", 30], ((2, 3, 48), (2, 3, 30)), {"activation": "Relu"}),
+}
+
+
+@pytest.mark.parametrize("case", NORM_CASES)
+@pytest.mark.parametrize("norm", ["LayerNorm", "LayerNorm-without-bias", ""])
+def test_matmul_norm_and_broadcast_residual(case: str, norm: str) -> None:
+    """norm="LayerNorm" last and a residual Z that broadcasts with the product (symbolic dims
+    included, and two batch dims of different names: taken equal, checked at run time), against
+    the reference."""
+    a_shape, z_shape, (a_feed, z_feed), attributes = NORM_CASES[case]
+    rng = np.random.default_rng(len(case))
+    w = sparse_array((48, 30), 0.85) * 3
+    bias = rng.standard_normal(30).astype(np.float32)
+    model = with_input_shape(matmul_model(lsc_ort.encode(w, "lsc"), bias, residual=z_shape is not None,
+                                          activation=attributes.get("activation", "")), "A", a_shape)
+    if z_shape is not None:
+        model = with_input_shape(model, "Z", z_shape)
+    if norm:
+        shift = np.linspace(1, -1, 30, dtype=np.float32) if norm == "LayerNorm" else None
+        model = with_norm(model, np.linspace(0.5, 2, 30, dtype=np.float32), shift, norm="LayerNorm",
+                          **{k: v for k, v in attributes.items() if k == "epsilon"})
+    feeds = {"A": rng.standard_normal(a_feed).astype(np.float32)}
+    if z_feed is not None:
+        feeds["Z"] = rng.standard_normal(z_feed).astype(np.float32)
+    y = run(model, feeds)
+    expected = reference_run(model, feeds)
+    assert y.shape == expected.shape == np.broadcast_shapes((*a_feed[:-1], 30), z_feed or (30,))
+    assert_close(y, expected.astype(np.float64), tolerance=1e-4)
+    if case == "renamed-batch":  # B2 is taken equal to B: a Z of batch 1 fails at run time
+        with pytest.raises((RuntimeError, ValueError), match=r"[Mm]ismatch"):
+            run(model, {**feeds, "Z": feeds["Z"][:1]})
+
+
+def test_matmul_norm_float16() -> None:
+    rng = np.random.default_rng(31)
+    w = sparse_array((64, 32), 0.8)
+    model = with_input_shape(matmul_model(lsc_ort.encode(w, "lsc"), dtype=np.float16, residual=True), "A",
+                             ["B", "S", 64])
+    model = with_norm(with_input_shape(model, "Z", [1, "S", 32]), np.linspace(0.5, 2, 32).astype(np.float16),
+                      np.linspace(1, -1, 32).astype(np.float16), norm="LayerNorm", epsilon=1e-3)
+    feeds = {"A": rng.standard_normal((2, 9, 64)).astype(np.float16),
+             "Z": rng.standard_normal((1, 9, 32)).astype(np.float16)}
+    y = run(model, feeds)
+    assert y.dtype == np.float16 and y.shape == (2, 9, 32)
+    assert_close(y, reference_run(model, feeds).astype(np.float64), tolerance=2e-3)
+
+
 HEAD_LAYOUTS = [("BHSD", ""), ("", "BHSD"), ("", "BHDS"), ("BHSD", "BHSD"), ("BHSD", "BHDS")]
 
 
@@ -401,6 +471,43 @@ def test_bad_head_layouts() -> None:
           output_layout="BHSD")
     fails("a residual Z cannot be combined with output_layout BHSD", [2, 5, 40],
           matmul_model(good_blob(), residual=True, heads=2, output_layout="BHSD"))
+
+
+def test_bad_norm_and_residuals() -> None:
+    scale = np.ones(30, np.float32)
+
+    def fails(match: str, model: bytes, shapes: dict[str, list[int]] | None = None) -> None:
+        compile_fails(model, rf"\[LSCMatMul\] node 'lsc_mm': {match}", shapes or {"A": [2, 5, 40], "Z": [2, 5, 30]})
+
+    fails("unknown norm 'RMSNorm'", with_norm(matmul_model(good_blob()), scale, norm="RMSNorm"))
+    for epsilon in (float("nan"), float("inf"), -1.0):
+        fails(f"attribute epsilon must be finite and >= 0, got {epsilon}",
+              with_norm(matmul_model(good_blob()), scale, norm="LayerNorm", epsilon=epsilon))
+    fails(r"norm LayerNorm needs input 4 norm_scale \[N\]", with_norm(matmul_model(good_blob()), None, scale,
+                                                                      norm="LayerNorm"))
+    fails(r"input\(s\) norm_scale given without attribute norm", with_norm(matmul_model(good_blob()), scale))
+    fails(r"input\(s\) norm_bias given without attribute norm", with_norm(matmul_model(good_blob()), None, scale))
+    fails(r"norm_scale has shape \[31\], expected \[30\]",
+          with_norm(matmul_model(good_blob()), np.ones(31, np.float32), norm="LayerNorm"))
+    fails(r"norm_bias has shape \[2, 30\], expected \[30\]",
+          with_norm(matmul_model(good_blob()), scale, np.ones((2, 30), np.float32), norm="LayerNorm"))
+    fails("norm LayerNorm cannot be combined with output_layout BHDS",
+          with_norm(matmul_model(good_blob(), heads=2, output_layout="BHDS"), scale, norm="LayerNorm"))
+    fails(r"Z has shape \[2, 5, 31\] but its last dimension must be N = 30", matmul_model(good_blob(), residual=True),
+          {"A": [2, 5, 40], "Z": [2, 5, 31]})
+    fails(r"Z has shape \[3, 5, 30\], which does not broadcast with the product's shape \[2, 5, 30\]",
+          matmul_model(good_blob(), residual=True), {"A": [2, 5, 40], "Z": [3, 5, 30]})
+    proto = onnx.load_from_string(with_norm(matmul_model(good_blob()), scale, scale, norm="LayerNorm"))
+    proto.graph.node[0].input.append("norm_scale")
+    fails(r"needs inputs \(A, W_blob\[, bias\[, Z\[, norm_scale\[, norm_bias\]\]\]\]\) and one output, got 7",
+          proto.SerializeToString())
+
+
+def test_conv_residual_must_have_y_shape() -> None:
+    blob = lsc_ort.encode(sparse_array((8, 4, 3, 3), 0.5), "lsc")
+    compile_fails(conv_model(blob, residual=True), r"\[LSCConv\] node 'lsc_conv': Z has shape \[1, 8, 4, 4\] but Y "
+                  r"has shape \[2, 8, 4, 4\]; the residual must have Y's shape",
+                  {"X": [2, 4, 6, 6], "Z": [1, 8, 4, 4]})
 
 
 def test_wrong_domain_is_rejected() -> None:

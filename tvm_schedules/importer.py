@@ -26,7 +26,7 @@ from onnx import helper, numpy_helper
 
 import lsc_ort
 from lsc_ort.ops import CONV_ACTIVATIONS, CONV_OP, DOMAIN, MATMUL_ACTIVATIONS, MATMUL_OP
-from lsc_ort.reference import HEAD_LAYOUTS, INPUT_LAYOUT_PERM, OUTPUT_LAYOUT_PERMS, matmul_head_layouts
+from lsc_ort.reference import HEAD_LAYOUTS, INPUT_LAYOUT_PERM, OUTPUT_LAYOUT_PERMS, matmul_head_layouts, matmul_norm
 from lsc_ort.rewriter.model_io import iter_graphs
 from lsc_ort.rewriter.tile_pairs import tile_pair_problems
 from tvm_schedules import _tvm
@@ -34,11 +34,12 @@ from tvm_schedules.kernels import ConvKernel, MatMulKernel
 from tvm_schedules.layouts import LscImportError, conv_layout, matmul_layout, node_error
 
 tvm = _tvm.require_tvm()
-from tvm import relax, tirx  # noqa: E402
+from tvm import relax, sym, tirx  # noqa: E402
 
 from tvm_schedules.schedules import cpu  # noqa: E402
 
-MATMUL_ATTRIBUTES = frozenset({"activation", "alpha", "transB", "heads", "input_layout", "output_layout"})
+MATMUL_ATTRIBUTES = frozenset({"activation", "alpha", "transB", "heads", "input_layout", "output_layout", "norm",
+                               "epsilon"})
 CONV_ATTRIBUTES = frozenset({"activation", "auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"})
 AUTO_PADS = ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")
 MAX_GEOMETRY = 1 << 10
@@ -75,8 +76,10 @@ def check_lsc_nodes(model: onnx.ModelProto) -> list[LscNode]:
             op, label = node.op_type, _label(node)
             if node.domain != DOMAIN:
                 raise node_error(op, label, f"the op is in domain '{node.domain}', expected '{DOMAIN}'")
-            if not 2 <= len(node.input) <= 4 or len(node.output) != 1 or not node.input[1]:
-                expected = "(A, W_blob[, bias[, Z]])" if op == MATMUL_OP else "(X, W_blob[, B[, Z]])"
+            most = 6 if op == MATMUL_OP else 4
+            if not 2 <= len(node.input) <= most or len(node.output) != 1 or not node.input[1]:
+                expected = ("(A, W_blob[, bias[, Z[, norm_scale[, norm_bias]]]])" if op == MATMUL_OP
+                            else "(X, W_blob[, B[, Z]])")
                 raise node_error(op, label, f"needs inputs {expected} and one output, got "
                                  f"{len(node.input)} input(s) and {len(node.output)} output(s)")
             known = MATMUL_ATTRIBUTES if op == MATMUL_OP else CONV_ATTRIBUTES
@@ -84,7 +87,8 @@ def check_lsc_nodes(model: onnx.ModelProto) -> list[LscNode]:
             if unknown:
                 raise node_error(op, label, f"unknown attribute(s) {unknown}; {op} takes {sorted(known)}")
             if op == MATMUL_OP:
-                _head_layouts({a.name: helper.get_attribute_value(a) for a in node.attribute}, label)
+                attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+                _norm(attrs, [bool(name) for name in node.input], _head_layouts(attrs, label)[2], label)
             found.append(node)
         unpaired = tile_pair_problems(graph)
         if unpaired:  # a TILES pair computes the tensor between its nodes plain (_convert_matmul)
@@ -152,7 +156,7 @@ def _matmul_stand_in(node: onnx.NodeProto, weight: str, n: int, attrs: dict[str,
                      constants: list[Any]) -> list[onnx.NodeProto]:
     """Standard nodes of ``node``'s output shape: ``MatMul`` of the stand-in ``weight``, inside
     the ``Transpose`` / ``Reshape`` pairs of its head layouts (their shapes added to ``constants``;
-    ``TILES`` keeps the plain shapes)."""
+    ``TILES`` keeps the plain shapes), then ``Add`` of the residual ``Z`` (it broadcasts)."""
     heads, layout_in, layout_out = _head_layouts(attrs, _label(node))
     a, y = node.input[0], node.output[0]
     nodes = []
@@ -162,7 +166,11 @@ def _matmul_stand_in(node: onnx.NodeProto, weight: str, n: int, attrs: dict[str,
                   helper.make_node("Reshape", [f"{y}::lsc_tokens", f"{y}::lsc_read_shape"], [f"{y}::lsc_read"])]
         a = f"{y}::lsc_read"
     if layout_out not in HEAD_LAYOUTS:
-        return [*nodes, helper.make_node("MatMul", [a, weight], [y])]
+        residual = node.input[3] if len(node.input) > 3 else ""
+        if not residual:
+            return [*nodes, helper.make_node("MatMul", [a, weight], [y])]
+        return [*nodes, helper.make_node("MatMul", [a, weight], [f"{y}::lsc_product"]),
+                helper.make_node("Add", [f"{y}::lsc_product", residual], [y])]
     constants.append(numpy_helper.from_array(np.array([0, 0, heads, n // heads], np.int64), f"{y}::lsc_split_shape"))
     return [*nodes, helper.make_node("MatMul", [a, weight], [f"{y}::lsc_plain"]),
             helper.make_node("Reshape", [f"{y}::lsc_plain", f"{y}::lsc_split_shape"], [f"{y}::lsc_heads"]),
@@ -224,15 +232,16 @@ def _blob(expr: Any, op: str, node: str) -> np.ndarray:
     return np.asarray(value.numpy())
 
 
-def _bias(bb: Any, inputs: Sequence[Any], n: int, what: str, op: str, node: str) -> Any:
-    bias = inputs[2] if len(inputs) > 2 else None
-    if bias is None:
+def _vector(bb: Any, inputs: Sequence[Any], index: int, n: int, what: str, op: str, node: str) -> Any:
+    """Input ``index`` of the op, a float vector ``[n]``, as float32 (zeros when absent)."""
+    value = inputs[index] if len(inputs) > index else None
+    if value is None:
         return relax.const(np.zeros(n, np.float32))
-    _float_input(bias, what, op, node)
-    shape = _shape(bias, what, op, node)
+    _float_input(value, what, op, node)
+    shape = _shape(value, what, op, node)
     if len(shape) != 1 or (_static(shape[0]) is not None and _static(shape[0]) != n):
         raise node_error(op, node, f"{what} has shape {_show(shape)}, expected [{n}]")
-    return _as_float32(bb, bias)
+    return _as_float32(bb, value)
 
 
 def _function_name(spec: MatMulKernel | ConvKernel) -> str:
@@ -281,6 +290,16 @@ def _head_layouts(attrs: Mapping[str, Any], node: str) -> tuple[int, str, str]:
     """``LSCMatMul``'s ``(heads, input_layout, output_layout)``, checked as the contract says."""
     try:
         return matmul_head_layouts(attrs.get("heads"), attrs.get("input_layout"), attrs.get("output_layout"))
+    except ValueError as error:
+        raise node_error(MATMUL_OP, node, str(error)) from None
+
+
+def _norm(attrs: Mapping[str, Any], given: Sequence[bool], layout_out: str, node: str) -> tuple[str, float]:
+    """``LSCMatMul``'s ``(norm, epsilon)``, checked as the contract says; ``given`` says which
+    inputs the node has."""
+    inputs = [*given, False, False, False, False]
+    try:
+        return matmul_norm(attrs.get("norm"), attrs.get("epsilon"), inputs[4], inputs[5], layout_out)
     except ValueError as error:
         raise node_error(MATMUL_OP, node, str(error)) from None
 
@@ -337,7 +356,9 @@ def _convert_matmul(bb: Any, inputs: Sequence[Any], attrs: dict[str, Any], node:
                              f"{_show(shape)}")
         if n % heads:
             raise node_error(op, node, f"heads {heads} does not divide N = {n} (output_layout {layout_out})")
-    bias = _bias(bb, inputs, n, "bias", op, node)
+    bias = _vector(bb, inputs, 2, n, "bias", op, node)
+    norm, epsilon = _norm(attrs, [value is not None for value in inputs], layout_out, node)
+    gamma, beta = _vector(bb, inputs, 4, n, "norm_scale", op, node), _vector(bb, inputs, 5, n, "norm_bias", op, node)
     lead = shape[:-1]
     rows = lead[0] if len(lead) == 1 else tirx.IntImm("int64", 1)
     for dim in lead if len(lead) != 1 else ():
@@ -351,7 +372,9 @@ def _convert_matmul(bb: Any, inputs: Sequence[Any], attrs: dict[str, Any], node:
     y = bb.emit(relax.call_tir(gvar, args, relax.TensorType([rows, n], "float32")))
     if len(shape) != 2:
         y = bb.emit(relax.op.reshape(y, [*lead, n]))
-    y = _epilogue(bb, y, residual, activation, dtype, op, node)
+    y = _epilogue(bb, y, residual, activation, dtype, op, node, broadcast=True)
+    if norm:  # LayerNorm (_norm checked), in float32
+        y = bb.emit(relax.op.nn.layer_norm(y, gamma, beta, axes=[-1], epsilon=epsilon))
     if layout_out in HEAD_LAYOUTS:  # [B, S, N] -> [B, S, H, N/H] -> the layout
         y = bb.emit(relax.op.reshape(y, [*lead, heads, n // heads]))
         y = bb.emit(relax.op.permute_dims(y, list(OUTPUT_LAYOUT_PERMS[layout_out])))
@@ -432,7 +455,7 @@ def _convert_conv(bb: Any, inputs: Sequence[Any], attrs: dict[str, Any], node: s
             raise node_error(op, node, f"X has shape {_show(shape)}, smaller than the dilated kernel "
                              f"({extent}) with its padding in dimension {d + len(wshape) - 2} of X")
         out.append(span // strides[d] + 1)
-    bias = _bias(bb, inputs, out_channels, "B", op, node)
+    bias = _vector(bb, inputs, 2, out_channels, "B", op, node)
     spec = ConvKernel(channels=channels, out_channels=out_channels, group=group,
                       kernel=(kernel[0], kernel[1]), strides=(strides[0], strides[1]),
                       dilations=(dilations[0], dilations[1]), pads=(begin[0], begin[1], end[0], end[1]))
@@ -448,26 +471,58 @@ def _convert_conv(bb: Any, inputs: Sequence[Any], attrs: dict[str, Any], node: s
     return y if dtype == "float32" else relax.op.astype(y, dtype)
 
 
-def _epilogue(bb: Any, y: Any, residual: Any, activation: str, dtype: str, op: str, node: str) -> Any:
-    """``y`` (float32) plus the residual ``Z`` when given (exactly ``Y``'s shape and the op's
-    type), then the activation, as the native ops apply them."""
+def _epilogue(bb: Any, y: Any, residual: Any, activation: str, dtype: str, op: str, node: str,
+              broadcast: bool = False) -> Any:
+    """``y`` (float32) plus the residual ``Z`` when given (of the op's type; exactly ``Y``'s
+    shape, or with ``broadcast`` as :func:`_broadcast` says), then the activation, as the native
+    ops apply them."""
     if residual is not None:
         if _float_input(residual, "Z", op, node) != dtype:
             raise node_error(op, node, f"Z is {_dtype(residual)} but the op computes {dtype}; the residual must "
                              "have Y's type")
         z_shape, y_shape = _shape(residual, "Z", op, node), _shape(y, "Y", op, node)
-        if len(z_shape) != len(y_shape) or any(
+        z = _as_float32(bb, residual)
+        if broadcast:
+            y, z = _broadcast(bb, y, z, y_shape, z_shape, op, node)
+        elif len(z_shape) != len(y_shape) or any(
                 _static(a) is not None and _static(b) is not None and _static(a) != _static(b)
                 for a, b in zip(z_shape, y_shape, strict=True)):
             raise node_error(op, node, f"Z has shape {_show(z_shape)} but Y has shape {_show(y_shape)}; "
                              "the residual must have Y's shape")
-        y = bb.emit(relax.op.add(y, _as_float32(bb, residual)))
+        y = bb.emit(relax.op.add(y, z))
     if activation == "Relu":  # max(y, 0) with NaN kept, as the native kernels do
         zero = relax.const(np.float32(0.0))
         y = bb.emit(relax.op.where(relax.op.less(y, zero), zero, y))
     elif activation == "Gelu":
         y = bb.emit(relax.op.nn.gelu(y))
     return y
+
+
+def _broadcast(bb: Any, p: Any, z: Any, p_shape: list[Any], z_shape: list[Any], op: str,
+               node: str) -> tuple[Any, Any]:
+    """The product ``p [..., N]`` and a residual ``z`` of last dim ``N`` whose leading dims
+    broadcast with ``p``'s (ONNX ``Add``), cast where Relax cannot infer the broadcast shape: a
+    pair of dims neither of them statically 1 nor provably equal (distinct symbolic dims, a
+    symbolic and a static one) is taken equal, to the static one if any, checked at run time (a
+    1 there, which would broadcast, is a run-time error)."""
+    n = _static(p_shape[-1])
+    if not z_shape or _static(z_shape[-1]) not in (None, n):
+        raise node_error(op, node, f"Z has shape {_show(z_shape)} but its last dimension must be N = {n}")
+    shapes, cast = [list(p_shape), list(z_shape)], [False, False]
+    analyzer = sym.Analyzer()
+    for i in range(1, min(len(p_shape), len(z_shape)) + 1):
+        dims = (p_shape[-i], z_shape[-i])
+        static = (_static(dims[0]), _static(dims[1]))
+        if 1 in static or analyzer.can_prove_equal(*dims):
+            continue
+        if None not in static:
+            raise node_error(op, node, f"Z has shape {_show(z_shape)}, which does not broadcast with the product's "
+                             f"shape {_show(p_shape)}")
+        target = 1 if static[1] is not None else 0
+        shapes[1 - target][-i], cast[1 - target] = dims[target], True
+    p, z = (bb.match_cast(x, relax.TensorType(shape, "float32")) if on else x
+            for x, shape, on in zip((p, z), shapes, cast, strict=True))
+    return p, z
 
 
 def _shape_dict(shape_dict: Mapping[str, Sequence[int | str]] | None) -> dict[str, list[Any]] | None:

@@ -14,7 +14,14 @@ from onnx import helper
 from lsc_ort.api import inspect
 from lsc_ort.model_file import check_model_proto
 from lsc_ort.ops import CONV_ACTIVATIONS, CONV_OP, DOMAIN, MATMUL_ACTIVATIONS, MATMUL_OP
-from lsc_ort.reference import INPUT_LAYOUT_PERM, OUTPUT_LAYOUT_PERMS, TILES, matmul_head_layouts, weight_values
+from lsc_ort.reference import (
+    INPUT_LAYOUT_PERM,
+    OUTPUT_LAYOUT_PERMS,
+    TILES,
+    matmul_head_layouts,
+    matmul_norm,
+    weight_values,
+)
 from lsc_ort.report import DENSE, LayerRow
 from lsc_ort.rewriter.choose import weight_statistics
 from lsc_ort.rewriter.compress import RewriteError, referenced_names, remove_unused
@@ -34,6 +41,9 @@ from lsc_ort.rewriter.tile_pairs import layout, tile_pair_problems
 
 BLOB_SUFFIX = "_lsc_blob"
 _LAYOUT_ATTRIBUTES = ("heads", "input_layout", "output_layout")
+_NORM_ATTRIBUTES = ("norm", "epsilon")
+LAYER_NORM_OPSET = 17
+"""First default-domain opset with ``LayerNormalization``, which ``norm="LayerNorm"`` becomes."""
 
 
 @dataclass
@@ -154,12 +164,16 @@ def _matmul(
     heads, layout_in, layout_out = matmul_head_layouts(
         attrs.get("heads"), attrs.get("input_layout"), attrs.get("output_layout")
     )
-    if layout_out and len(node.input) > 3 and node.input[3]:
+    given = [len(node.input) > i and bool(node.input[i]) for i in range(6)]
+    if layout_out and given[3]:
         raise ValueError(f"a residual Z cannot be combined with output_layout {layout_out}")
+    norm, epsilon = matmul_norm(attrs.get("norm"), attrs.get("epsilon"), given[4], given[5], layout_out)
     if TILES in (layout_in, layout_out):  # one side of a pair (decompress_graph checked): the tensor between is plain
         return _matmul(_without_tiles(node), decoder, ctx, ranks)
     if layout_in or layout_out:
         return _matmul_heads(node, decoder, ctx, ranks, heads, layout_in, layout_out)
+    if norm:  # the op without its norm, then LayerNormalization of its result
+        return _matmul_norm(node, decoder, ctx, ranks, norm, epsilon)
     alpha = float(attrs.get("alpha", 1.0))
     trans_b = int(attrs.get("transB", 0)) != 0
     bias = node.input[2] if len(node.input) > 2 else ""
@@ -213,6 +227,23 @@ def _matmul(
     if bias:
         nodes.append(helper.make_node("Add", [out, bias], [y], name=ctx.fresh_name(f"{label}/bias")))
     return nodes
+
+
+def _matmul_norm(
+    node: onnx.NodeProto, decoder: _Decoder, ctx: GraphContext, ranks: dict[str, int], norm: str, epsilon: float
+) -> list[onnx.NodeProto]:
+    """A plain ``LSCMatMul`` with a ``norm``: the op without it (:func:`_matmul`), then
+    ``LayerNormalization`` (``axis=-1``) of its result with ``norm_scale`` and ``norm_bias``."""
+    if ctx.opset() < LAYER_NORM_OPSET:
+        raise ValueError(f"norm {norm} becomes LayerNormalization, which needs default-domain opset >= "
+                         f"{LAYER_NORM_OPSET}; the model imports opset {ctx.opset()}")
+    y = node.output[0]
+    plain = helper.make_node(MATMUL_OP, node.input[:4], [ctx.fresh_name(f"{y}_unnormalized")],
+                             name=node.name or None, domain=DOMAIN)
+    plain.attribute.extend(a for a in node.attribute if a.name not in _NORM_ATTRIBUTES)
+    layer_norm = helper.make_node("LayerNormalization", [plain.output[0], *(i for i in node.input[4:6] if i)], [y],
+                                  name=ctx.fresh_name(f"{node.name or y}/norm"), axis=-1, epsilon=epsilon)
+    return [*_matmul(plain, decoder, ctx, ranks), layer_norm]
 
 
 def _without_tiles(node: onnx.NodeProto) -> onnx.NodeProto:
@@ -365,8 +396,11 @@ def decompress(model: ModelLike, *, base_dir: str | os.PathLike | None = None) -
     its input is known to be 2-D; otherwise ``MatMul`` followed by ``Mul`` (alpha) and ``Add``
     (bias), with a ``Transpose`` of the weight for ``transB``; its attention-head layouts become
     ``Transpose`` + ``Reshape`` of ``A`` before the product (``input_layout``) and ``Reshape`` +
-    ``Transpose`` of the result after it (``output_layout``). The row tiles (``TILES``) go: an
-    ``LSCMatMul`` writing its output in them and the ones reading it so (the only readers the
+    ``Transpose`` of the result after it (``output_layout``). Its residual ``Z`` becomes an ``Add``
+    (which broadcasts as the op does), its activation ``Relu`` or Gelu in erf form, and its
+    ``norm="LayerNorm"`` a ``LayerNormalization`` (``axis=-1``) last, which needs default-domain
+    opset 17 or later (an error otherwise). The row tiles (``TILES``) go: an ``LSCMatMul``
+    writing its output in them and the ones reading it so (the only readers the
     rewriter makes) hand the tensor on plain; a ``TILES`` layout without such a partner is an
     error (:func:`lsc_ort.rewriter.tile_pairs.tile_pair_problems`). A weight decoded from the blob
     ``W_lsc_blob`` is named ``W`` again when that name is free. The ``lsc_ort`` domain leaves the
