@@ -205,6 +205,8 @@ Status LscMatMulKernel::Compute(OrtKernelContext* raw_context) {
   y = relayout_y ? ThreadScratch(kScratchTokensOut, static_cast<size_t>(M * N))
       : broadcast  ? ThreadScratch(kScratchProduct, static_cast<size_t>(M * N))
                    : y_out;
+  const RowEpilogue epilogue{residual, norm};
+  bool epilogue_applied = false;
   if (K == 0) {
     for (int64_t m = 0; m < M; ++m) {
       for (int64_t n = 0; n < N; ++n) y[m * N + n] = bias ? bias[n] : 0.0f;
@@ -214,15 +216,19 @@ Status LscMatMulKernel::Compute(OrtKernelContext* raw_context) {
   } else if (small) {
     LSC_RETURN_IF_ERROR(SmallBatch(raw_context, *product, a, M, bias, y));
   } else {
-    LSC_RETURN_IF_ERROR(LargeBatch(raw_context, *product, a, M, bias, layouts, y));
+    // The epilogue goes with each tile's task where nothing else comes between (mswu's unified
+    // blocks, a broadcast Z, a relayout): its rows are still in that core's cache.
+    const RowEpilogue* with_tiles = unified || broadcast || relayout_y ? nullptr : &epilogue;
+    LSC_RETURN_IF_ERROR(LargeBatch(raw_context, *product, a, M, bias, layouts, with_tiles, y, &epilogue_applied));
   }
   if (K != 0) LSC_RETURN_IF_ERROR(AddUnifiedMatMul(raw_context, *product, a, M, alpha_, y));
   if (broadcast) {
     LSC_RETURN_IF_ERROR(AddBroadcastResidual(raw_context, y, p_shape, residual, z_shape, y_shape, y_out));
     y = y_out;
-    residual = nullptr;
   }
-  LSC_RETURN_IF_ERROR(ApplyEpilogue(raw_context, residual, norm, y, y_elements, N));
+  if (!epilogue_applied) {
+    LSC_RETURN_IF_ERROR(ApplyEpilogue(raw_context, {broadcast ? nullptr : residual, norm}, y, y_elements, N));
+  }
   if (relayout_y) {
     LSC_RETURN_IF_ERROR(OutputHeads() ? TokensToHeads(raw_context, y, B, S, N, y_out)
                                       : TokensToTiles(raw_context, y, M, N, y_out));
@@ -280,23 +286,27 @@ Status LscMatMulKernel::TokensToTiles(OrtKernelContext* context, const float* y,
   });
 }
 
-// The residual, the activation, then the norm, over Y (count >= 1 floats, rows of N) in pieces
-// of whole rows of about 64 KiB (Y of a batch usually is still in L2), as many as a multiple of
-// the pool's batches: a pass of its own, so that every product path and mswu's unified blocks
-// come before it.
-Status LscMatMulKernel::ApplyEpilogue(OrtKernelContext* context, const float* residual, const Norm& norm, float* y,
-                                      int64_t count, int64_t N) const {
-  if (activation_.empty() && residual == nullptr && norm.scale == nullptr) return Status();
+// The residual, the activation, then the norm, of rows [r0, r0 + rows) of Y (rows of N).
+void LscMatMulKernel::EpilogueRows(const RowEpilogue& e, float* y, int64_t r0, int64_t rows, int64_t N) const {
+  float* first = y + r0 * N;
+  const GeluFn gelu = activation_ == "Gelu" ? kernels_->gelu : nullptr;
+  AddResidualAndActivate(e.residual ? e.residual + r0 * N : nullptr, activation_ == "Relu", gelu, first, rows * N);
+  if (e.norm.scale != nullptr) kernels_->layer_norm(first, rows, N, e.norm.scale, e.norm.bias, epsilon_);
+}
+
+// The epilogue over Y (count >= 1 floats, rows of N) in pieces of whole rows of about 64 KiB (Y
+// of a batch usually is still in L2), as many as a multiple of the pool's batches: a pass of its
+// own, after every product path and mswu's unified blocks.
+Status LscMatMulKernel::ApplyEpilogue(OrtKernelContext* context, const RowEpilogue& e, float* y, int64_t count,
+                                      int64_t N) const {
+  if (!HasEpilogue(e)) return Status();
   constexpr int64_t kPiece = 16384;
   const int64_t rows = count / N, batches = static_cast<int64_t>(ParallelBatches(1 << 20));
   const int64_t pieces = std::min(rows, ((count + kPiece - 1) / kPiece + batches - 1) / batches * batches);
   const int64_t piece_rows = (rows + pieces - 1) / pieces;
-  const GeluFn gelu = activation_ == "Gelu" ? kernels_->gelu : nullptr;
   return ParallelFor(context, static_cast<size_t>((rows + piece_rows - 1) / piece_rows), [&](size_t piece) {
-    const int64_t r0 = static_cast<int64_t>(piece) * piece_rows, n_rows = std::min(piece_rows, rows - r0);
-    float* first = y + r0 * N;
-    AddResidualAndActivate(residual ? residual + r0 * N : nullptr, activation_ == "Relu", gelu, first, n_rows * N);
-    if (norm.scale != nullptr) kernels_->layer_norm(first, n_rows, N, norm.scale, norm.bias, epsilon_);
+    const int64_t r0 = static_cast<int64_t>(piece) * piece_rows;
+    EpilogueRows(e, y, r0, std::min(piece_rows, rows - r0), N);
   });
 }
 
@@ -396,14 +406,16 @@ bool LscMatMulKernel::UseWindowed(const PackedWeight& weight) const {
 // keeps it compact). A task is (tile, run of whole chunks with about equal non-zeros): K-block by
 // K-block, it adds W[block]^T Atb to the partial sums Yt [N, L] of its columns, Atb = A[tile,
 // block]^T the block's transposed activations (the last block applies alpha and the bias), then
-// transposes its columns of Yt into Y, a span of columns at a time.
+// transposes its columns of Yt into Y, a span of columns at a time. With one task per tile, the
+// task then applies the epilogue `rows_after` (when given) to its tile's rows, still in its cache.
 //
 // When there is one task per tile, it transposes each block itself into an L1-sized buffer just
 // before using it, instead of writing a whole At out to L3 and reading it back: on a 3072-row
 // weight at 128 rows that was a quarter of the time. When tiles split into several tasks (fewer
 // tiles than cores), the tiles' At are transposed first, in parallel, and shared.
 Status LscMatMulKernel::LargeBatch(OrtKernelContext* context, const PackedWeight& weight, const float* a, int64_t M,
-                                   const float* bias, const Layouts& layouts, float* y) const {
+                                   const float* bias, const Layouts& layouts, const RowEpilogue* rows_after, float* y,
+                                   bool* applied) const {
   const KernelSet& kernels = *kernels_;
   const int64_t K = weight.K(), N = weight.N(), T = std::min<int64_t>(kernels.tiled_tile, kMatMulTile);
   const int64_t tiles = (M + T - 1) / T;
@@ -435,6 +447,11 @@ Status LscMatMulKernel::LargeBatch(OrtKernelContext* context, const PackedWeight
   for (int64_t b = 0; b < layout->blocks; ++b) block_rows = std::max(block_rows, block_begin[b + 1] - block_begin[b]);
   const Epilogue epilogue{alpha_, bias, false};
   const int64_t span = std::max<int64_t>(1, kSpanBytes / (4 * L * layout->chunk)) * layout->chunk;
+  // With one task per tile, each applies the epilogue to its tile's rows (plain Y, or whole row
+  // tiles) once they are complete.
+  const bool whole_tiles = layouts.output == Layout::kNone ||
+                           (layouts.output == Layout::kTiles && (T == kTileRows || tiles == 1));
+  *applied = rows_after != nullptr && HasEpilogue(*rows_after) && parts == 1 && whole_tiles;
   return ParallelFor(context, static_cast<size_t>(tiles * parts), [&](size_t item) {
     const int64_t tile = static_cast<int64_t>(item) / parts, p = static_cast<int64_t>(item) % parts;
     const int64_t n0 = bounds[p], n1 = bounds[p + 1], rows = rows_in(tile);
@@ -476,6 +493,7 @@ Status LscMatMulKernel::LargeBatch(OrtKernelContext* context, const PackedWeight
       // Positions [s0, s1) are whole chunks: the columns s0 .. s1 - 1, in some order.
       if (!yt_in_place) StoreColumns(yt, L, layouts, N, tile * T, rows, s0, s1, y);
     }
+    if (*applied) EpilogueRows(*rows_after, y, tile * T, rows, N);
   });
 }
 

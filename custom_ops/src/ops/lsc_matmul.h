@@ -35,6 +35,16 @@ class LscMatMulKernel {
     Layout input, output;
     int64_t heads, tokens, rows;
   };
+  // norm="LayerNorm": the scale and (optional) bias of its rows.
+  struct Norm {
+    const float* scale;
+    const float* bias;
+  };
+  // What follows the product row by row: the residual Z (of Y's shape), the activation, the norm.
+  struct RowEpilogue {
+    const float* residual;
+    Norm norm;
+  };
   Status CheckWeight(const PackedWeight& weight) const;
   bool InputHeads() const { return input_layout_ == Layout::kBHSD; }
   bool OutputHeads() const { return output_layout_ == Layout::kBHSD || output_layout_ == Layout::kBHDS; }
@@ -44,18 +54,17 @@ class LscMatMulKernel {
                     const float* bias, float* y) const;
   bool UseWindowed(const PackedWeight& weight) const;
   Status LargeBatch(OrtKernelContext* context, const PackedWeight& weight, const float* a, int64_t M,
-                    const float* bias, const Layouts& layouts, float* y) const;
+                    const float* bias, const Layouts& layouts, const RowEpilogue* rows_after, float* y,
+                    bool* applied) const;
   void TransposeA(const float* a, const Layouts& layouts, int64_t K, int64_t m0, int64_t rows, int64_t k0, int64_t k1,
                   float* at, int64_t L) const;
   void StoreColumns(const float* yt, int64_t L, const Layouts& layouts, int64_t N, int64_t m0, int64_t rows, int64_t c0,
                     int64_t c1, float* y) const;
-  // norm="LayerNorm": the scale and (optional) bias of its rows.
-  struct Norm {
-    const float* scale;
-    const float* bias;
-  };
-  Status ApplyEpilogue(OrtKernelContext* context, const float* residual, const Norm& norm, float* y, int64_t count,
-                       int64_t N) const;
+  bool HasEpilogue(const RowEpilogue& e) const {
+    return !activation_.empty() || e.residual != nullptr || e.norm.scale != nullptr;
+  }
+  void EpilogueRows(const RowEpilogue& e, float* y, int64_t r0, int64_t rows, int64_t N) const;
+  Status ApplyEpilogue(OrtKernelContext* context, const RowEpilogue& e, float* y, int64_t count, int64_t N) const;
   Status AddBroadcastResidual(OrtKernelContext* context, const float* p, const std::vector<int64_t>& p_shape,
                               const float* z, const std::vector<int64_t>& z_shape,
                               const std::vector<int64_t>& y_shape, float* y) const;
