@@ -232,13 +232,14 @@ def test_residual_before_the_activation(activation: str) -> None:
 @pytest.mark.parametrize(("a_shape", "z_shape"), [((2, 7, 64), (1, 7, 40)), ((1, 7, 64), (3, 7, 40)),
                                               ((3, 1, 64), (3, 5, 40)), ((7, 64), (2, 3, 7, 40)), ((64,), (4, 40)),
                                               ((2, 70, 64), (2, 1, 40))])
-def test_residual_broadcasts_with_the_product(a_shape: tuple[int, ...], z_shape: tuple[int, ...]) -> None:
+@pytest.mark.parametrize("codec", ["lsc", "mswu"])
+def test_residual_broadcasts_with_the_product(a_shape: tuple[int, ...], z_shape: tuple[int, ...], codec: str) -> None:
     """A Z of another shape broadcasts with P = A W + bias as ONNX Add does, either way, on the
-    sliced, windowed and tiled paths; Y has the broadcast shape."""
+    sliced, windowed and tiled paths (and after mswu's unified blocks); Y has the broadcast shape."""
     rng = np.random.default_rng(23)
     w = sparse_array((64, 40), 0.8, seed=6)
     bias = rng.standard_normal(40).astype(np.float32)
-    sess = session(matmul_model(lsc_ort.encode(w, "lsc"), bias, residual=True, activation="Relu"), 2)
+    sess = session(matmul_model(lsc_ort.encode(w, codec), bias, residual=True, activation="Relu"), 2)
     a = rng.standard_normal(a_shape).astype(np.float32)
     z = rng.standard_normal(z_shape).astype(np.float32)
     assert_close(sess.run(None, {"A": a, "Z": z})[0], np.maximum(reference(a, w, bias) + z, 0.0), 2e-6)
