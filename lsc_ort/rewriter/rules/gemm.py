@@ -21,16 +21,8 @@ from onnx import helper
 
 from lsc_ort.ops import DOMAIN, MATMUL_OP
 from lsc_ort.rewriter.graph import GraphContext
-from lsc_ort.rewriter.rules.base import (
-    Decline,
-    Match,
-    RewriteRule,
-    attributes,
-    constant_weight,
-    replacement,
-    sole_consumer,
-)
-from lsc_ort.rewriter.rules.matmul import gelu_after
+from lsc_ort.rewriter.rules.base import Decline, Match, RewriteRule, attributes, constant_weight, replacement
+from lsc_ort.rewriter.rules.matmul import activation_after
 
 GEMM_ATTRIBUTES = ("alpha", "beta", "transA", "transB", "broadcast")
 
@@ -72,15 +64,8 @@ class GemmRule(RewriteRule):
             c_mode = "bias"
         else:
             c_mode = "add"
-        activation: str | None = None
-        absorbs: tuple[onnx.NodeProto, ...] = ()
-        if c_mode != "add":
-            relu = sole_consumer(node, ctx, "Relu")
-            gelu = None if relu is not None else gelu_after(node, ctx)
-            if relu is not None:
-                activation, absorbs = "Relu", (relu,)
-            elif gelu is not None:
-                activation, absorbs = "Gelu", gelu
+        after = activation_after(node, ctx) if c_mode != "add" else None
+        activation, absorbs = after if after is not None else (None, ())
         return Match(
             weight,
             {

@@ -72,16 +72,11 @@ class MatMulRule(RewriteRule):
             facts["residual"] = residual[1]
             absorbs += (residual[0],)
             last = residual[0]
-        relu = sole_consumer(last, ctx, "Relu")
-        gelu = None if relu is not None else gelu_after(last, ctx)
-        if relu is not None:
-            facts["activation"] = "Relu"
-            absorbs += (relu,)
-            last = relu
-        elif gelu is not None:
-            facts["activation"] = "Gelu"
-            absorbs += gelu
-            last = gelu[-1]
+        activation = activation_after(last, ctx)
+        if activation is not None:
+            facts["activation"] = activation[0]
+            absorbs += activation[1]
+            last = activation[1][-1]
         k, n = weight.shape
         norm = layer_norm_after(last, n, weight.dtype, ctx)
         if norm is not None:
@@ -160,6 +155,16 @@ def layer_norm_after(
         if name:
             facts[key] = name
     return (norm, facts) if "norm_scale" in facts else None
+
+
+def activation_after(node: onnx.NodeProto, ctx: GraphContext) -> tuple[str, tuple[onnx.NodeProto, ...]] | None:
+    """The activation LSCMatMul can compute that is the only reader of ``node``'s output: ``"Relu"``
+    and its node, or ``"Gelu"`` and the nodes :func:`gelu_after` finds; else None."""
+    relu = sole_consumer(node, ctx, "Relu")
+    if relu is not None:
+        return "Relu", (relu,)
+    gelu = gelu_after(node, ctx)
+    return ("Gelu", gelu) if gelu is not None else None
 
 
 def gelu_after(node: onnx.NodeProto, ctx: GraphContext) -> tuple[onnx.NodeProto, ...] | None:
