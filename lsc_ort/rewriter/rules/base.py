@@ -120,7 +120,7 @@ def residual_add(
         return add, z
     if not broadcast or not y_shape or not z_shape or not isinstance(y_shape[-1], int) or z_shape[-1] != y_shape[-1]:
         return None
-    pairs = zip(reversed(y_shape[:-1]), reversed(z_shape[:-1]))
+    pairs = zip(reversed(y_shape[:-1]), reversed(z_shape[:-1]), strict=False)
     if any(isinstance(a, int) and isinstance(b, int) and a != b and 1 not in (a, b) for a, b in pairs):
         return None
     return add, z

@@ -148,12 +148,13 @@ def layer_norm_after(
     if not math.isfinite(epsilon) or epsilon < 0:
         return None
     facts: dict[str, Any] = {"norm": "LayerNorm", "epsilon": epsilon}
-    for key, name in zip(("norm_scale", "norm_bias"), norm.input[1:]):
-        value = ctx.constant(name) if name else None
-        if name and (value is None or value.shape != (n,) or value.dtype != dtype):
+    for key, name in zip(("norm_scale", "norm_bias"), norm.input[1:], strict=False):  # (the bias is optional)
+        if not name:
+            continue
+        value = ctx.constant(name)
+        if value is None or value.shape != (n,) or value.dtype != dtype:
             return None
-        if name:
-            facts[key] = name
+        facts[key] = name
     return (norm, facts) if "norm_scale" in facts else None
 
 
