@@ -43,6 +43,21 @@ bool ParseLayout(const std::string& name, bool output, int* layout) {
   return true;
 }
 
+// Runs fn(r0, count) for pieces of whole rows (rows >= 1 of N floats) of about 64 KiB, which a
+// batch's Y usually still has in L2, as many as a multiple of the pool's batches so that the
+// threads get equal shares.
+template <typename Fn>
+Status ForEachRowPiece(OrtKernelContext* context, int64_t rows, int64_t N, Fn&& fn) {
+  constexpr int64_t kPiece = 16384;
+  const int64_t batches = static_cast<int64_t>(ParallelBatches(1 << 20));
+  const int64_t pieces = std::min(rows, ((rows * N + kPiece - 1) / kPiece + batches - 1) / batches * batches);
+  const int64_t piece_rows = (rows + pieces - 1) / pieces;
+  return ParallelFor(context, static_cast<size_t>((rows + piece_rows - 1) / piece_rows), [&](size_t piece) {
+    const int64_t r0 = static_cast<int64_t>(piece) * piece_rows;
+    fn(r0, std::min(piece_rows, rows - r0));
+  });
+}
+
 }  // namespace
 
 LscMatMulKernel::LscMatMulKernel(const OrtKernelInfo* info) {
@@ -205,7 +220,7 @@ Status LscMatMulKernel::Compute(OrtKernelContext* raw_context) {
   y = relayout_y ? ThreadScratch(kScratchTokensOut, static_cast<size_t>(M * N))
       : broadcast  ? ThreadScratch(kScratchProduct, static_cast<size_t>(M * N))
                    : y_out;
-  const RowEpilogue epilogue{residual, norm};
+  const RowEpilogue epilogue{broadcast ? nullptr : residual, norm};  // (a broadcast Z is added before it)
   bool epilogue_applied = false;
   if (K == 0) {
     for (int64_t m = 0; m < M; ++m) {
@@ -227,7 +242,7 @@ Status LscMatMulKernel::Compute(OrtKernelContext* raw_context) {
     y = y_out;
   }
   if (!epilogue_applied) {
-    LSC_RETURN_IF_ERROR(ApplyEpilogue(raw_context, {broadcast ? nullptr : residual, norm}, y, y_elements, N));
+    LSC_RETURN_IF_ERROR(ApplyEpilogue(raw_context, epilogue, y, y_elements, N));
   }
   if (relayout_y) {
     LSC_RETURN_IF_ERROR(OutputHeads() ? TokensToHeads(raw_context, y, B, S, N, y_out)
@@ -294,20 +309,12 @@ void LscMatMulKernel::EpilogueRows(const RowEpilogue& e, float* y, int64_t r0, i
   if (e.norm.scale != nullptr) kernels_->layer_norm(first, rows, N, e.norm.scale, e.norm.bias, epsilon_);
 }
 
-// The epilogue over Y (count >= 1 floats, rows of N) in pieces of whole rows of about 64 KiB (Y
-// of a batch usually is still in L2), as many as a multiple of the pool's batches: a pass of its
-// own, after every product path and mswu's unified blocks.
+// The epilogue over Y (count >= 1 floats, rows of N), piece by piece (ForEachRowPiece): a pass of
+// its own, after every product path and mswu's unified blocks.
 Status LscMatMulKernel::ApplyEpilogue(OrtKernelContext* context, const RowEpilogue& e, float* y, int64_t count,
                                       int64_t N) const {
   if (!HasEpilogue(e)) return Status();
-  constexpr int64_t kPiece = 16384;
-  const int64_t rows = count / N, batches = static_cast<int64_t>(ParallelBatches(1 << 20));
-  const int64_t pieces = std::min(rows, ((count + kPiece - 1) / kPiece + batches - 1) / batches * batches);
-  const int64_t piece_rows = (rows + pieces - 1) / pieces;
-  return ParallelFor(context, static_cast<size_t>((rows + piece_rows - 1) / piece_rows), [&](size_t piece) {
-    const int64_t r0 = static_cast<int64_t>(piece) * piece_rows;
-    EpilogueRows(e, y, r0, std::min(piece_rows, rows - r0), N);
-  });
+  return ForEachRowPiece(context, count / N, N, [&](int64_t r0, int64_t rows) { EpilogueRows(e, y, r0, rows, N); });
 }
 
 // Y = P + Z, row by row (rows of N): each of Y's leading indices picks P's row and Z's, whose dims
@@ -320,9 +327,9 @@ Status LscMatMulKernel::AddBroadcastResidual(OrtKernelContext* context, const fl
   const int64_t N = y_shape.back();
   auto row_strides = [&](const std::vector<int64_t>& shape) {  // shape aligned to Y's last dims
     std::vector<int64_t> strides(lead, 0);
+    const size_t missing = y_shape.size() - shape.size();
     int64_t stride = 1;
     for (size_t i = lead; i-- > 0;) {
-      const size_t missing = y_shape.size() - shape.size();
       const int64_t dim = i >= missing ? shape[i - missing] : 1;
       strides[i] = dim == 1 ? 0 : stride;
       stride *= dim;
@@ -332,10 +339,8 @@ Status LscMatMulKernel::AddBroadcastResidual(OrtKernelContext* context, const fl
   const std::vector<int64_t> p_strides = row_strides(p_shape), z_strides = row_strides(z_shape);
   int64_t rows = 1;
   for (size_t i = 0; i < lead; ++i) rows *= y_shape[i];
-  const int64_t piece_rows = std::max<int64_t>(1, 16384 / N);
-  return ParallelFor(context, static_cast<size_t>((rows + piece_rows - 1) / piece_rows), [&](size_t piece) {
-    const int64_t r0 = static_cast<int64_t>(piece) * piece_rows, r1 = std::min(rows, r0 + piece_rows);
-    for (int64_t r = r0; r < r1; ++r) {
+  return ForEachRowPiece(context, rows, N, [&](int64_t r0, int64_t count) {
+    for (int64_t r = r0; r < r0 + count; ++r) {
       int64_t rest = r, p_row = 0, z_row = 0;
       for (size_t i = lead; i-- > 0;) {
         const int64_t index = rest % y_shape[i];
