@@ -1,6 +1,11 @@
 // Native micro-benchmark of the compute kernels on random sparse weights (no onnxruntime):
 //   kernel_bench K N density batch [isa]
 // Prints microseconds per product for every kernel variant the CPU supports (or the named one).
+// Knobs of the tiled kernel's layout, from the environment: LSC_BENCH_TILE (rows per batch tile,
+// the ISA's widest by default; the MatMul op uses at most 64), LSC_BENCH_BLOCK (rows per K-block),
+// LSC_BENCH_CHUNK (columns per chunk), LSC_BENCH_SHIFT=1 (activations off 64-byte alignment) and
+// LSC_BENCH_L1ROWS=r (every non-zero reads one of r activation rows: the same work with the
+// activations in L1, which bounds what fewer cache misses could give).
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -69,6 +74,11 @@ double ReadBandwidth(size_t bytes) {
   return double(buffer.size() * 8) / (us * 1e-6);
 }
 
+int64_t EnvInt(const char* name, int64_t otherwise) {
+  const char* value = std::getenv(name);
+  return value ? std::atoll(value) : otherwise;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -116,13 +126,14 @@ int main(int argc, char** argv) {
                   100.0 * sliced.bytes() / (us * 1e-6) / bandwidth, bandwidth * 1e-9);
     }
     {
-      const int64_t T = set.tiled_tile, tiles = (batch + T - 1) / T;
-      const int64_t rows_per_block = std::getenv("LSC_BENCH_BLOCK") ? std::atoll(std::getenv("LSC_BENCH_BLOCK"))
-                                                                    : 24576 / (4 * T);
+      const int64_t T = std::max<int64_t>(1, std::min<int64_t>(set.tiled_tile, EnvInt("LSC_BENCH_TILE", set.tiled_tile)));
+      const int64_t tiles = (batch + T - 1) / T;
+      const int64_t rows_per_block = EnvInt("LSC_BENCH_BLOCK", 24576 / (4 * T));
+      const int64_t l1_rows = std::max<int64_t>(1, EnvInt("LSC_BENCH_L1ROWS", K));
       std::vector<int64_t> offsets(static_cast<size_t>(K));
-      for (int64_t k = 0; k < K; ++k) offsets[k] = k * T;
+      for (int64_t k = 0; k < K; ++k) offsets[k] = k % l1_rows * T;
       TiledLayout tiled;
-      const int64_t chunk = std::getenv("LSC_BENCH_CHUNK") ? std::atoll(std::getenv("LSC_BENCH_CHUNK")) : TiledChunk(T);
+      const int64_t chunk = EnvInt("LSC_BENCH_CHUNK", TiledChunk(T));
       BuildTiledLayout(columns, offsets.data(), UnitBlocks(K, 1, rows_per_block), chunk, &tiled);
       // 64-byte aligned tiles, as the ops' scratch buffers are.
       std::vector<float> at_buffer(static_cast<size_t>(tiles * K * T) + 16, 1.0f),
@@ -132,8 +143,8 @@ int main(int argc, char** argv) {
       const Epilogue e{1.0f, nullptr, false};
       const double kernel_only = Microseconds([&] {
         for (int64_t t = 0; t < tiles; ++t) {
-          set.spmm_tiled(tiled.view(), 0, N, at_data + t * K * T + (std::getenv("LSC_BENCH_SHIFT") ? 1 : 0), std::min(T, batch - t * T), e, yt_data + t * N * T,
-                         T);
+          set.spmm_tiled(tiled.view(), 0, N, at_data + t * K * T + EnvInt("LSC_BENCH_SHIFT", 0), std::min(T, batch - t * T), e,
+                         yt_data + t * N * T, T);
         }
       });
       std::printf("  %-28s tiled     %9.1f us  (%lld K-blocks, %.2f ns per non-zero and tile)\n", set.name,

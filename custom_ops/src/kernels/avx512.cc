@@ -182,15 +182,20 @@ LSC_AVX512 void SpmvWindowedAvx512(const WindowedView& w, int64_t g_begin, int64
   }
 }
 
+// The inner loop runs along the longer side, so that the 16 rows there (read, or written) each
+// advance contiguously: a batch tile's columns of partial sums (many short rows) to the output
+// rows, 1.3x faster than by source rows; activations (few long rows) to a K-block, as they are.
 LSC_AVX512 void TransposeAvx512(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst, int64_t ldd) {
-  for (int64_t r0 = 0; r0 < rows; r0 += 16) {
-    const int64_t nr = rows - r0 < 16 ? rows - r0 : 16;
-    for (int64_t c0 = 0; c0 < cols; c0 += 16) {
-      const int64_t nc = cols - c0 < 16 ? cols - c0 : 16;
+  const bool by_columns = rows > cols;  // outer loop over blocks of 16 columns, inner along the rows
+  const int64_t outer = by_columns ? cols : rows, inner = by_columns ? rows : cols;
+  for (int64_t o = 0; o < outer; o += 16) {
+    for (int64_t i = 0; i < inner; i += 16) {
+      const int64_t r0 = by_columns ? i : o, c0 = by_columns ? o : i;
+      const int64_t nr = rows - r0 < 16 ? rows - r0 : 16, nc = cols - c0 < 16 ? cols - c0 : 16;
       __m512 r[16];
       const __mmask16 load = TailMask(nc), store = TailMask(nr);
-      for (int i = 0; i < 16; ++i) {
-        r[i] = i < nr ? _mm512_maskz_loadu_ps(load, src + (r0 + i) * lds + c0) : _mm512_setzero_ps();
+      for (int k = 0; k < 16; ++k) {
+        r[k] = k < nr ? _mm512_maskz_loadu_ps(load, src + (r0 + k) * lds + c0) : _mm512_setzero_ps();
       }
       Transpose16(r);
       for (int j = 0; j < nc; ++j) _mm512_mask_storeu_ps(dst + (c0 + j) * ldd + r0, store, r[j]);
