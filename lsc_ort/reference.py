@@ -15,7 +15,9 @@ weights; every stored weight, including ``-0.0`` and non-finite ones, takes part
 
 :func:`reference_evaluator` also replaces onnx's reference ``GlobalMaxPool``, which reduces the
 wrong axes for inputs other than 4-D (onnx issue 7682, fixed after onnx 1.23): e.g. Magika's 1-D
-convolutional model failed in the ``Squeeze`` that follows it.
+convolutional model failed in the ``Squeeze`` that follows it; and its ``MaxPool`` at stride 1,
+which mixes up the pads of different axes (pads ``[0, 1, 2, 0]`` on a 7 x 8 input gave 6 x 8, not
+7 x 7) or fails (onnx 1.23).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import numpy as np
 import onnx
 from onnx.reference import ReferenceEvaluator
 from onnx.reference.op_run import OpRun
+from onnx.reference.ops.op_max_pool import MaxPool as OnnxMaxPool
 
 from lsc_ort.api import decode, inspect
 from lsc_ort.model_file import check_model_proto, read_model_file
@@ -504,7 +507,28 @@ class GlobalMaxPool(OpRun):
         return (np.max(x, axis=tuple(range(2, x.ndim)), keepdims=True),)
 
 
-STANDARD_OP_FIXES: tuple[type[OpRun], ...] = (GlobalMaxPool,)
+class MaxPool(OnnxMaxPool):
+    """ONNX ``MaxPool`` by onnx's own general path for every stride.
+
+    onnx's reference (1.23) sends stride-1, dilation-1 pooling to a shared pooling routine that
+    pairs the begin and end pads of different axes: asymmetric pads give a wrong shape or an
+    IndexError. Its general path, which it takes for other strides, gets them right (checked
+    against onnxruntime on 1-D to 3-D inputs, with dilations, ceil_mode and Indices).
+    """
+
+    def _run(  # type: ignore[override]  # (as onnx's MaxPool._run: its base's takes the pooling type first)
+        self, x: np.ndarray, auto_pad: Any = None, ceil_mode: Any = None, dilations: Any = None,
+        kernel_shape: Any = None, pads: Any = None, storage_order: Any = None, strides: Any = None,
+    ) -> Any:
+        general = getattr(self, "_max_pool", None)
+        if general is None:  # (another onnx version: its own entry point)
+            return super()._run(x, auto_pad=auto_pad, ceil_mode=ceil_mode, dilations=dilations,
+                                kernel_shape=kernel_shape, pads=pads, storage_order=storage_order, strides=strides)
+        return general(x, auto_pad=auto_pad, ceil_mode=ceil_mode, dilations=dilations, kernel_shape=kernel_shape,
+                       pads=pads, storage_order=storage_order, strides=strides)
+
+
+STANDARD_OP_FIXES: tuple[type[OpRun], ...] = (GlobalMaxPool, MaxPool)
 """Replacements of onnx reference ops that compute wrong results, used by :func:`reference_evaluator`."""
 
 

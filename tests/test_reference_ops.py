@@ -757,3 +757,39 @@ def test_global_max_pool_reduces_the_spatial_axes(shape: tuple[int, ...]) -> Non
     np.testing.assert_array_equal(got, x.max(axis=tuple(range(2, len(shape))), keepdims=True))
     (ort_y,) = run_ort(model, {"X": x})
     np.testing.assert_array_equal(got, ort_y)
+
+
+# (kernel, pads, strides, dilations, ceil_mode) on inputs of 1 to 3 spatial axes; the first ones,
+# asymmetric pads at stride 1, onnx 1.23's own reference gets wrong or fails on.
+MAX_POOLS = [
+    ([3, 3], [0, 1, 2, 0], [1, 1], [1, 1], 0),
+    ([2, 3], [1, 0, 0, 2], [1, 1], [1, 1], 1),
+    ([3], [2, 0], [1], [1], 0),
+    ([2, 2, 3], [1, 0, 1, 0, 1, 2], [1, 1, 1], [1, 1, 1], 0),
+    ([3, 3], [1, 1, 1, 1], [2, 2], [1, 1], 0),
+    ([2, 2], [0, 1, 1, 0], [2, 1], [2, 1], 1),
+]
+
+
+@pytest.mark.parametrize("kernel, pads, strides, dilations, ceil_mode", MAX_POOLS)
+@pytest.mark.parametrize("indices", [False, True])
+def test_max_pool_matches_onnxruntime(kernel: list[int], pads: list[int], strides: list[int], dilations: list[int],
+                                      ceil_mode: int, indices: bool) -> None:
+    shape = [2, 3, *[9 - i for i in range(len(kernel))]]
+    x = np.random.default_rng(len(kernel)).standard_normal(shape).astype(np.float32)
+    outputs = ["Y", "I"] if indices else ["Y"]
+    node = helper.make_node("MaxPool", ["X"], outputs, kernel_shape=kernel, pads=pads, strides=strides,
+                            dilations=dilations, ceil_mode=ceil_mode)
+    model = helper.make_model(
+        helper.make_graph(
+            [node], "g", [helper.make_tensor_value_info("X", onnx.TensorProto.FLOAT, shape)],
+            [helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT if name == "Y" else onnx.TensorProto.INT64,
+                                           None) for name in outputs],
+        ),
+        opset_imports=OPSETS[:1],
+    )
+    got = reference_evaluator(model).run(None, {"X": x})
+    want = run_ort(model, {"X": x})
+    for g, w in zip(got, want, strict=True):
+        assert g.shape == w.shape
+        np.testing.assert_array_equal(g, w)
