@@ -198,6 +198,18 @@ def test_matmul_bias_residual_and_layer_norm_become_one_op(norm: str) -> None:
                                               "r": np.linspace(-1, 3, 2 * 5 * 24, dtype=np.float32).reshape(2, 5, 24)})
 
 
+@pytest.mark.parametrize(("unnamed", "absorbed"), [(["", ""], True), (["mean"], False)])
+def test_layer_norm_with_optional_outputs(unnamed: list[str], absorbed: bool) -> None:
+    """A LayerNormalization whose optional outputs Mean and InvStdDev are listed unnamed is
+    absorbed as one without them; a named one (a tensor the graph may use) keeps the node."""
+    model = _layer_norm_model()
+    model.graph.node[-1].output.extend(unnamed)
+    result = rewrite_model(model)
+    assert ops_of(result.model) == (["LSCMatMul"] if absorbed else ["LSCMatMul", "LayerNormalization"])
+    assert_same_outputs(model, result.model, {"a": np.linspace(-2, 2, 2 * 5 * 32, dtype=np.float32).reshape(2, 5, 32),
+                                              "r": np.linspace(-1, 3, 2 * 5 * 24, dtype=np.float32).reshape(2, 5, 24)})
+
+
 @pytest.mark.parametrize(("norm", "s_shape"), [
     ("y = LayerNormalization <axis = 1> (h, s, t)", 24),  # not the last axis
     ("y = LayerNormalization <stash_type = 0> (h, s, t)", 24),  # not computed in float32

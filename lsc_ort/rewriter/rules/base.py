@@ -83,10 +83,16 @@ def constant_weight(
     return weight
 
 
+def single_output(node: onnx.NodeProto) -> bool:
+    """Whether ``node`` has one output: its first, optional ones after it left unnamed (as in
+    ``LayerNormalization`` listing ``y, "", ""``)."""
+    return bool(node.output) and bool(node.output[0]) and not any(node.output[1:])
+
+
 def sole_consumer(node: onnx.NodeProto, ctx: GraphContext, op_type: str) -> onnx.NodeProto | None:
     """The only node reading ``node``'s single output, if it is a standard ``op_type`` node that
     no other rewrite absorbed and the output is not a graph output; else None."""
-    return sole_user(node.output[0], ctx, op_type) if len(node.output) == 1 else None
+    return sole_user(node.output[0], ctx, op_type) if single_output(node) else None
 
 
 def sole_user(name: str, ctx: GraphContext, op_type: str) -> onnx.NodeProto | None:
@@ -97,7 +103,7 @@ def sole_user(name: str, ctx: GraphContext, op_type: str) -> onnx.NodeProto | No
     user = users[0]
     if id(user) in ctx.claimed:
         return None
-    return user if user.op_type == op_type and is_standard(user) and len(user.output) == 1 else None
+    return user if user.op_type == op_type and is_standard(user) and single_output(user) else None
 
 
 def residual_add(
