@@ -358,7 +358,6 @@ def _convert_matmul(bb: Any, inputs: Sequence[Any], attrs: dict[str, Any], node:
             raise node_error(op, node, f"heads {heads} does not divide N = {n} (output_layout {layout_out})")
     bias = _vector(bb, inputs, 2, n, "bias", op, node)
     norm, epsilon = _norm(attrs, [value is not None for value in inputs], layout_out, node)
-    gamma, beta = _vector(bb, inputs, 4, n, "norm_scale", op, node), _vector(bb, inputs, 5, n, "norm_bias", op, node)
     lead = shape[:-1]
     rows = lead[0] if len(lead) == 1 else tirx.IntImm("int64", 1)
     for dim in lead if len(lead) != 1 else ():
@@ -373,7 +372,9 @@ def _convert_matmul(bb: Any, inputs: Sequence[Any], attrs: dict[str, Any], node:
     if len(shape) != 2:
         y = bb.emit(relax.op.reshape(y, [*lead, n]))
     y = _epilogue(bb, y, residual, activation, dtype, op, node, broadcast=True)
-    if norm:  # LayerNorm (_norm checked), in float32
+    if norm:  # LayerNorm (_norm checked: norm_scale given), in float32
+        gamma = _vector(bb, inputs, 4, n, "norm_scale", op, node)
+        beta = _vector(bb, inputs, 5, n, "norm_bias", op, node)
         y = bb.emit(relax.op.nn.layer_norm(y, gamma, beta, axes=[-1], epsilon=epsilon))
     if layout_out in HEAD_LAYOUTS:  # [B, S, N] -> [B, S, H, N/H] -> the layout
         y = bb.emit(relax.op.reshape(y, [*lead, heads, n // heads]))

@@ -184,7 +184,7 @@ LSC_AVX512 void SpmvWindowedAvx512(const WindowedView& w, int64_t g_begin, int64
 
 // The inner loop runs along the longer side, so that the 16 rows there (read, or written) each
 // advance contiguously: a batch tile's columns of partial sums (many short rows) to the output
-// rows, 1.3x faster than by source rows; activations (few long rows) to a K-block, as they are.
+// rows, 1.2x faster than by source rows; activations (few long rows) to a K-block, as they are.
 LSC_AVX512 void TransposeAvx512(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst, int64_t ldd) {
   const bool by_columns = rows > cols;  // outer loop over blocks of 16 columns, inner along the rows
   const int64_t outer = by_columns ? cols : rows, inner = by_columns ? rows : cols;
