@@ -93,6 +93,14 @@ def kernel_name() -> str:
     return str(lib.lsc_kernel_name().decode())
 
 
+def conv_runs_with_residual_in_place() -> int:
+    """How many LSCConv runs in this process wrote their output into the buffer of their
+    residual ``Z`` (onnxruntime reuses it when nothing reads ``Z`` afterwards), for tests."""
+    lib = load_library()
+    lib.lsc_conv_runs_with_residual_in_place.restype = ctypes.c_uint64
+    return int(lib.lsc_conv_runs_with_residual_in_place())
+
+
 def _blob_buffer(blob: bytes | bytearray | memoryview) -> tuple[ctypes.Array[ctypes.c_char], int]:
     data = bytes(blob)
     return ctypes.create_string_buffer(data, len(data)), len(data)

@@ -11,7 +11,7 @@ from onnx import helper, numpy_helper
 import lsc_ort
 from lsc_ort import native
 from tests.conftest import sparse_array
-from tests.op_models import assert_close, conv_model, dense_session, reference_conv, session
+from tests.op_models import assert_close, blob_initializer, conv_model, dense_session, reference_conv, session
 
 pytestmark = pytest.mark.skipif(not native.library_available(), reason="native library not built")
 
@@ -155,6 +155,75 @@ def test_conv_residual_and_relu(case: tuple[Any, ...], threads: int, conv_path: 
     y = session(conv_model(lsc_ort.encode(w, "lsc"), b, activation="Relu", **attributes), threads).run(
         None, {"X": x})[0]
     assert_close(y, np.maximum(expected, 0.0))
+
+
+def residual_chain_model(blob: bytes, x_shape: tuple[int, ...], y_shape: tuple[int, ...], dtype: Any = np.float32,
+                         keep_z: bool = False, **attributes: Any) -> bytes:
+    """``out = -LSCConv(X, W, B, Z = Zin + Zin)`` with static shapes: ``Z`` is an intermediate that
+    only the LSCConv reads, so onnxruntime may give ``Y`` its buffer; ``keep_z`` also makes ``Z`` a
+    graph output, which rules that out."""
+    elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    b = np.linspace(-1.0, 1.0, y_shape[1]).astype(dtype)
+    nodes = [helper.make_node("Add", ["Zin", "Zin"], ["Z"]),
+             helper.make_node("LSCConv", ["X", "W", "B", "Z"], ["Y"], domain=lsc_ort.DOMAIN, name="lsc_conv",
+                              activation="Relu", **attributes),
+             helper.make_node("Neg", ["Y"], ["out"])]
+    outputs = [helper.make_tensor_value_info("out", elem, list(y_shape))]
+    if keep_z:
+        outputs.append(helper.make_tensor_value_info("Z", elem, list(y_shape)))
+    inputs = [helper.make_tensor_value_info("X", elem, list(x_shape)),
+              helper.make_tensor_value_info("Zin", elem, list(y_shape))]
+    graph = helper.make_graph(
+        nodes, "residual_chain", inputs, outputs, [blob_initializer(blob), numpy_helper.from_array(b, "B")],
+        value_info=[helper.make_tensor_value_info(name, elem, list(y_shape)) for name in ("Z", "Y")])
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid(lsc_ort.DOMAIN, 1)]
+    model = helper.make_model(graph, opset_imports=opsets)
+    return model.SerializeToString()
+
+
+IN_PLACE_CASES = CASES[::4] + CASES[11:13] + CASES[19:22] + CASES[-1:] + [
+    # 1 x 1 with many inputs (several K-blocks, the sums waiting in Y), strided and not.
+    ((1, 600, 6, 7), (24, 600, 1, 1), {}),
+    ((1, 600, 13, 14), (24, 600, 1, 1), {"strides": [2, 2]}),
+    ((2, 300, 20, 20), (40, 300, 1, 1), {}),
+]
+
+
+@pytest.mark.parametrize("codec", ["lsc", "mswu"])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("case", IN_PLACE_CASES, ids=[ids(c) for c in IN_PLACE_CASES])
+def test_conv_output_in_the_residual_buffer(case: tuple[Any, ...], threads: int, codec: str, conv_path: str) -> None:
+    """When onnxruntime writes Y over Z (MayInplace), the product starts from Z: the same outputs
+    as with Z kept, on every product path, for K-blocks and spans, on one and two threads."""
+    x_shape, w_shape, attributes = case
+    rng = np.random.default_rng(len(ids(case)) + 7)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = sparse_array(w_shape, 0.8, seed=w_shape[1])
+    b = np.linspace(-1.0, 1.0, w_shape[0]).astype(np.float32)
+    expected = reference_conv(x, w, b, **attributes)
+    zin = rng.standard_normal(expected.shape).astype(np.float32)
+    expected = -np.maximum(expected + 2.0 * zin.astype(np.float64), 0.0)
+    blob = lsc_ort.encode(w, codec)
+    before = native.conv_runs_with_residual_in_place()
+    for keep_z in (False, True):
+        model = residual_chain_model(blob, x_shape, expected.shape, keep_z=keep_z, **attributes)
+        outputs = session(model, threads).run(None, {"X": x, "Zin": zin})
+        assert_close(outputs[0], expected)
+        if keep_z:
+            np.testing.assert_array_equal(outputs[1], 2.0 * zin)
+        assert native.conv_runs_with_residual_in_place() - before == 1  # only the first shares Z's buffer
+
+
+def test_conv_float16_output_in_the_residual_buffer(conv_path: str) -> None:
+    rng = np.random.default_rng(15)
+    x = rng.standard_normal((1, 8, 9, 9)).astype(np.float16)
+    w = sparse_array((16, 8, 1, 1), 0.6)
+    zin = rng.standard_normal((1, 16, 9, 9)).astype(np.float16)
+    b = np.linspace(-1.0, 1.0, 16)
+    expected = -np.maximum(reference_conv(x.astype(np.float32), w, b) + 2.0 * zin.astype(np.float64), 0.0)
+    y = session(residual_chain_model(lsc_ort.encode(w, "lsc"), x.shape, zin.shape, np.float16)).run(
+        None, {"X": x, "Zin": zin})[0]
+    assert_close(y, expected, tolerance=2e-3)
 
 
 def test_conv_residual_float16_and_shape_check(conv_path: str) -> None:

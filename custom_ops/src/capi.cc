@@ -11,6 +11,7 @@
 #include "format/decoder.h"
 #include "kernels/kernels.h"
 #include "kernels/unified_layout.h"
+#include "ops/lsc_conv.h"
 #include "format/codecs/mswu.h"
 
 namespace {
@@ -37,6 +38,9 @@ LSC_EXPORT const char* lsc_version(void) { return LSC_ORT_VERSION; }
 
 // Name of the kernel variant new op instances use now (honours LSC_ORT_ISA).
 LSC_EXPORT const char* lsc_kernel_name(void) { return lsc::SelectKernels().name; }
+
+// LSCConv runs so far in this process whose output shared the residual's buffer.
+LSC_EXPORT uint64_t lsc_conv_runs_with_residual_in_place(void) { return lsc::ConvRunsWithResidualInPlace(); }
 
 // Fully validates a blob (container, codec layout, every chunk, the non-zero count).
 // Returns 0, or 1 with a message in `err`.

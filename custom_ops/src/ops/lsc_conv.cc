@@ -12,6 +12,7 @@
 #include "ops/lsc_conv.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
@@ -22,6 +23,8 @@
 
 namespace lsc {
 namespace {
+
+std::atomic<uint64_t> residual_in_place_runs{0};
 
 // Partial sums of one task's span of output channels (see Compute): an L2's share.
 constexpr int64_t kConvSpanBytes = 262144;
@@ -188,6 +191,8 @@ int64_t ChannelFootprint(const ConvGeometry& g, const PhasePlanes& planes, int64
 
 
 }  // namespace
+
+uint64_t ConvRunsWithResidualInPlace() { return residual_in_place_runs.load(std::memory_order_relaxed); }
 
 LscConvKernel::LscConvKernel(const OrtKernelInfo* info) {
   Ort::ConstKernelInfo kernel_info(info);
@@ -474,11 +479,23 @@ Status LscConvKernel::Compute(OrtKernelContext* raw_context) {
   const float* residual = nullptr;
   const float* deferred_residual = nullptr;
   LSC_RETURN_IF_ERROR(ReadResidual(context, 3, y_shape, kScratchHalfZ, &residual));
+  // onnxruntime may give Y the buffer of Z (MayInplace, when nothing reads Z later): the
+  // products that keep their partial sums in Y then start from Z's values instead of adding them
+  // at the end (which saves a stream of memory traffic), and mswu weights, whose residual comes
+  // after the product, keep a copy.
+  bool residual_in_y = residual != nullptr && residual == y;
+  if (residual_in_y) residual_in_place_runs.fetch_add(1, std::memory_order_relaxed);
+  if (residual_in_y && weight->unified() != nullptr) {
+    float* copy = ThreadScratch(kScratchHalfZ, static_cast<size_t>(y_size));
+    std::memcpy(copy, residual, static_cast<size_t>(y_size) * sizeof(float));
+    residual = copy;
+    residual_in_y = false;
+  }
 
   std::shared_ptr<const ConvPlan> plan;
   LSC_RETURN_IF_ERROR(Plan(g, *weight, weight == weight_, &plan));
   if (plan->gathered) {
-    LSC_RETURN_IF_ERROR(GatheredProduct(raw_context, g, *plan, x, bias, residual, y));
+    LSC_RETURN_IF_ERROR(GatheredProduct(raw_context, g, *plan, x, bias, residual, residual_in_y, y));
     if (half) FloatToHalf(y, y_value.GetTensorMutableData<Ort::Float16_t>(), static_cast<size_t>(y_size));
     return Status();
   }
@@ -524,23 +541,23 @@ Status LscConvKernel::Compute(OrtKernelContext* raw_context) {
     float* out = y + b * M * pixels;
     // K-block by K-block over a span of output channels, so that a block's activations stay in
     // L1 while every column of the span uses them (the partial sums wait in the output tile).
-    auto product = [&](const Epilogue& e, float* tile_out, int64_t ldy) {
+    auto product = [&](const Epilogue& e, float* tile_out, int64_t ldy, bool from_out) {
       for (int64_t s0 = n0; s0 < n1; s0 += span) {
         const int64_t s1 = std::min(n1, s0 + span);
         for (int64_t k = 0; k < layout.blocks; ++k) {
-          kernels.spmm_tiled(layout.blocks_view(k, k + 1, k > 0, k + 1 < layout.blocks), s0, s1, base, count, e,
-                             tile_out, ldy);
+          kernels.spmm_tiled(layout.blocks_view(k, k + 1, k > 0 || from_out, k + 1 < layout.blocks), s0, s1, base,
+                             count, e, tile_out, ldy);
         }
       }
     };
     if (plan->direct_out) {
       Epilogue e = direct;
-      if (residual != nullptr) e.residual = residual + b * M * pixels + v0;
-      product(e, out + v0, pixels);
+      if (residual != nullptr && !residual_in_y) e.residual = residual + b * M * pixels + v0;
+      product(e, out + v0, pixels, residual_in_y);
       return;
     }
     float* yt = ThreadScratch(kScratchCols, static_cast<size_t>(M * T));
-    product(staged, yt, T);
+    product(staged, yt, T, false);
     // Keep the positions that are real output pixels (ow < OW), row run by row run.
     for (int64_t v = v0; v < v0 + count;) {
       const int64_t oh = v / plan->wq, ow = v % plan->wq;
@@ -567,7 +584,8 @@ Status LscConvKernel::Compute(OrtKernelContext* raw_context) {
 
 // `g` is this run's geometry: the plan is shared by every batch size of one input height and width.
 Status LscConvKernel::GatheredProduct(OrtKernelContext* context, const ConvGeometry& g, const ConvPlan& plan,
-                                      const float* x, const float* bias, const float* residual, float* y) const {
+                                      const float* x, const float* bias, const float* residual, bool residual_in_y,
+                                      float* y) const {
   const KernelSet& kernels = *kernels_;
   const int64_t pixels = g.out_height * g.out_width, M = g.out_channels, channel = plan.source_channel;
   const float* input = x;
@@ -631,15 +649,17 @@ Status LscConvKernel::GatheredProduct(OrtKernelContext* context, const ConvGeome
     float* sums = private_sums ? ThreadScratch(kScratchCols, static_cast<size_t>(M * L)) : out;
     const int64_t lds = private_sums ? L : pixels;
     // (private sums: the residual and the activation at the copy to Y)
-    const Epilogue e = private_sums ? Epilogue{1.0f, bias, false, nullptr} : Epilogue{1.0f, bias, relu, z};
+    const bool from_out = residual_in_y && !private_sums;  // the sums start from Z, in Y
+    const Epilogue e = private_sums ? Epilogue{1.0f, bias, false, nullptr}
+                                    : Epilogue{1.0f, bias, relu, from_out ? nullptr : z};
     for (int64_t s0 = n0; s0 < n1; s0 += span) {
       const int64_t s1 = std::min(n1, s0 + span);
       for (int64_t k = 0; k < layout.blocks; ++k) {
         const int64_t k0 = layout.block_begin[k], k1 = layout.block_begin[k + 1];
         const float* rows = shared ? shared + (tile * K + k0) * L : own;
         if (own) kernels.gather(image_input(tile), plan.row_offset.data() + k0, k1 - k0, view, own, L);
-        kernels.spmm_tiled(layout.blocks_view(k, k + 1, k > 0, k + 1 < layout.blocks), s0, s1, rows, count, e, sums,
-                           lds);
+        kernels.spmm_tiled(layout.blocks_view(k, k + 1, k > 0 || from_out, k + 1 < layout.blocks), s0, s1, rows,
+                           count, e, sums, lds);
       }
       if (!private_sums) continue;
       for (int64_t i = s0; i < s1; ++i) {  // the span's columns, in any block's order

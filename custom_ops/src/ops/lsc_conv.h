@@ -23,6 +23,7 @@ class LscConvKernel {
  public:
   static constexpr const char* kOpName = "LSCConv";
   static constexpr size_t kInputCount = 4;  // X, W_blob, B, Z (residual added before the activation)
+  static constexpr int kInplaceInput = 3;  // Y may be written over Z
   explicit LscConvKernel(const OrtKernelInfo* info);
   Status Init(const OrtKernelInfo* info);
   Status Compute(OrtKernelContext* context);
@@ -39,7 +40,7 @@ class LscConvKernel {
   Status VirtualPlan(const ConvGeometry& g, const PackedWeight& weight, int64_t wanted, ConvPlan* plan) const;
   // The gathered-tile product of one run (see GatheredPlan in lsc_conv.cc).
   Status GatheredProduct(OrtKernelContext* context, const ConvGeometry& g, const ConvPlan& plan, const float* x,
-                         const float* bias, const float* residual, float* y) const;
+                         const float* bias, const float* residual, bool residual_in_y, float* y) const;
 
   std::string node_;
   ConvAttributes attributes_;
@@ -51,5 +52,9 @@ class LscConvKernel {
 };
 
 using LscConvOp = LscOp<LscConvKernel>;
+
+// How many LSCConv runs in this process found their output Y in the buffer of the residual Z
+// (onnxruntime's planner reuses it, see LscOp::MayInplace): for tests.
+uint64_t ConvRunsWithResidualInPlace();
 
 }  // namespace lsc

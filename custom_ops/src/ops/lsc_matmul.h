@@ -17,6 +17,7 @@ class LscMatMulKernel {
   static constexpr const char* kOpName = "LSCMatMul";
   // A, W_blob, bias, Z (residual added before the activation), norm_scale, norm_bias
   static constexpr size_t kInputCount = 6;
+  static constexpr int kInplaceInput = -1;
   explicit LscMatMulKernel(const OrtKernelInfo* info);
   Status Init(const OrtKernelInfo* info);
   Status Compute(OrtKernelContext* context);

@@ -154,7 +154,12 @@ OrtStatusPtr GuardedCompute(Kernel& kernel, OrtKernelContext* context) {
 template <typename Kernel>
 class LscOp : public Ort::CustomOpBase<LscOp<Kernel>, Kernel, true> {
  public:
-  explicit LscOp(ONNXTensorElementDataType type) : type_(type) {}
+  explicit LscOp(ONNXTensorElementDataType type) : type_(type) {
+    if constexpr (Kernel::kInplaceInput >= 0) {
+      OrtCustomOp::GetMayInplace = &MayInplace;
+      OrtCustomOp::ReleaseMayInplace = &ReleaseMayInplace;
+    }
+  }
 
   OrtStatusPtr CreateKernelV2(const OrtApi&, const OrtKernelInfo* info, void** kernel) const {
     std::unique_ptr<Kernel> instance;
@@ -180,6 +185,18 @@ class LscOp : public Ort::CustomOpBase<LscOp<Kernel>, Kernel, true> {
   ONNXTensorElementDataType GetOutputType(size_t) const { return type_; }
 
  private:
+  // Output 0 may take the buffer of input Kernel::kInplaceInput (the residual Z) when nothing
+  // reads Z afterwards: onnxruntime's planner decides, the kernel then sees Y == Z.
+  static size_t ORT_API_CALL MayInplace(int** input_index, int** output_index) {
+    *input_index = new int[1]{static_cast<int>(Kernel::kInplaceInput)};
+    *output_index = new int[1]{0};
+    return 1;
+  }
+  static void ORT_API_CALL ReleaseMayInplace(int* input_index, int* output_index) {
+    delete[] input_index;
+    delete[] output_index;
+  }
+
   ONNXTensorElementDataType type_;
 };
 
