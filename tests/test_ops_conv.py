@@ -214,6 +214,37 @@ def test_conv_output_in_the_residual_buffer(case: tuple[Any, ...], threads: int,
         assert native.conv_runs_with_residual_in_place() - before == 1  # only the first shares Z's buffer
 
 
+def test_conv_never_writes_over_a_constant_or_input_residual() -> None:
+    """A residual that is an initializer or a graph input keeps its buffer: runs repeat exactly."""
+    rng = np.random.default_rng(16)
+    x = rng.standard_normal((1, 16, 9, 9)).astype(np.float32)
+    w = sparse_array((32, 16, 1, 1), 0.7)
+    z = rng.standard_normal((1, 32, 9, 9)).astype(np.float32)
+    expected = reference_conv(x, w, None) + z
+    shape = list(z.shape)
+    nodes = [helper.make_node("LSCConv", ["X", "W", "", "Z"], ["Y"], domain=lsc_ort.DOMAIN, name="lsc_conv"),
+             helper.make_node("Neg", ["Y"], ["out"])]
+    for constant in (True, False):
+        elem = helper.np_dtype_to_tensor_dtype(np.dtype(np.float32))
+        inputs = [helper.make_tensor_value_info("X", elem, list(x.shape))]
+        initializers = [blob_initializer(lsc_ort.encode(w, "lsc"))]
+        if constant:
+            initializers.append(numpy_helper.from_array(z, "Z"))
+        else:
+            inputs.append(helper.make_tensor_value_info("Z", elem, shape))
+        outputs = [helper.make_tensor_value_info("out", elem, shape)]
+        graph = helper.make_graph(nodes, "constant_residual", inputs, outputs, initializers,
+                                  value_info=[helper.make_tensor_value_info("Y", elem, shape)])
+        opsets = [helper.make_opsetid("", 17), helper.make_opsetid(lsc_ort.DOMAIN, 1)]
+        sess = session(helper.make_model(graph, opset_imports=opsets).SerializeToString())
+        feeds = {"X": x} if constant else {"X": x, "Z": z}
+        before = native.conv_runs_with_residual_in_place()
+        for _ in range(3):
+            assert_close(-sess.run(None, feeds)[0], expected)
+        assert native.conv_runs_with_residual_in_place() == before
+        np.testing.assert_array_equal(feeds.get("Z", z), z)
+
+
 def test_conv_float16_output_in_the_residual_buffer(conv_path: str) -> None:
     rng = np.random.default_rng(15)
     x = rng.standard_normal((1, 8, 9, 9)).astype(np.float16)
