@@ -245,6 +245,15 @@ def test_conv_never_writes_over_a_constant_or_input_residual() -> None:
         np.testing.assert_array_equal(feeds.get("Z", z), z)
 
 
+def test_conv_in_place_on_declared_shapes_that_lie() -> None:
+    """A model whose value_info claims Y has Z's shape (so onnxruntime hands Y Z's buffer) while
+    the convolution makes Y smaller: a clear error naming the node, not a wrong answer."""
+    w = sparse_array((32, 16, 1, 1), 0.7)
+    model = residual_chain_model(lsc_ort.encode(w, "lsc"), (1, 16, 9, 9), (1, 32, 9, 9), strides=[2, 2])
+    with pytest.raises(Exception, match=r"LSCConv\] node 'lsc_conv'.*Z has shape \[1, 32, 9, 9\] but Y has shape"):
+        session(model).run(None, {"X": np.ones((1, 16, 9, 9), np.float32), "Zin": np.ones((1, 32, 9, 9), np.float32)})
+
+
 def test_conv_float16_output_in_the_residual_buffer(conv_path: str) -> None:
     rng = np.random.default_rng(15)
     x = rng.standard_normal((1, 8, 9, 9)).astype(np.float16)
