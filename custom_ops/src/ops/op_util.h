@@ -186,16 +186,16 @@ class LscOp : public Ort::CustomOpBase<LscOp<Kernel>, Kernel, true> {
 
  private:
   // Output 0 may take the buffer of input Kernel::kInplaceInput (the residual Z) when nothing
-  // reads Z afterwards: onnxruntime's planner decides, the kernel then sees Y == Z.
+  // reads Z afterwards: onnxruntime's planner decides, the kernel then sees Y == Z. The pair
+  // lives in static storage (nothing to allocate, nothing to throw), so releasing it is a no-op.
   static size_t ORT_API_CALL MayInplace(int** input_index, int** output_index) {
-    *input_index = new int[1]{static_cast<int>(Kernel::kInplaceInput)};
-    *output_index = new int[1]{0};
+    static int input[1] = {static_cast<int>(Kernel::kInplaceInput)};
+    static int output[1] = {0};
+    *input_index = input;
+    *output_index = output;
     return 1;
   }
-  static void ORT_API_CALL ReleaseMayInplace(int* input_index, int* output_index) {
-    delete[] input_index;
-    delete[] output_index;
-  }
+  static void ORT_API_CALL ReleaseMayInplace(int*, int*) {}
 
   ONNXTensorElementDataType type_;
 };
