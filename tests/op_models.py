@@ -13,11 +13,16 @@ import lsc_ort
 FLOAT = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.float16): TensorProto.FLOAT16}
 
 
-def _model(node: Any, inputs: list[Any], initializers: list[Any], elem: int) -> bytes:
-    graph = helper.make_graph([node], "op", inputs, [helper.make_tensor_value_info("Y", elem, None)],
-                              initializers)
+def graph_model(nodes: list[Any], inputs: list[Any], outputs: list[Any], initializers: list[Any],
+                value_info: list[Any] | None = None) -> bytes:
+    """A serialized model of ``nodes`` importing the standard and the lsc-ort domains."""
+    graph = helper.make_graph(nodes, "op", inputs, outputs, initializers, value_info=value_info or [])
     opsets = [helper.make_opsetid("", 17), helper.make_opsetid(lsc_ort.DOMAIN, 1)]
     return helper.make_model(graph, opset_imports=opsets).SerializeToString()
+
+
+def _model(node: Any, inputs: list[Any], initializers: list[Any], elem: int) -> bytes:
+    return graph_model([node], inputs, [helper.make_tensor_value_info("Y", elem, None)], initializers)
 
 
 def blob_initializer(blob: bytes, name: str = "W") -> Any:

@@ -11,7 +11,16 @@ from onnx import helper, numpy_helper
 import lsc_ort
 from lsc_ort import native
 from tests.conftest import sparse_array
-from tests.op_models import assert_close, blob_initializer, conv_model, dense_session, reference_conv, session
+from tests.op_models import (
+    FLOAT,
+    assert_close,
+    blob_initializer,
+    conv_model,
+    dense_session,
+    graph_model,
+    reference_conv,
+    session,
+)
 
 pytestmark = pytest.mark.skipif(not native.library_available(), reason="native library not built")
 
@@ -162,7 +171,7 @@ def residual_chain_model(blob: bytes, x_shape: tuple[int, ...], y_shape: tuple[i
     """``out = -LSCConv(X, W, B, Z = Zin + Zin)`` with static shapes: ``Z`` is an intermediate that
     only the LSCConv reads, so onnxruntime may give ``Y`` its buffer; ``keep_z`` also makes ``Z`` a
     graph output, which rules that out."""
-    elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    elem = FLOAT[np.dtype(dtype)]
     b = np.linspace(-1.0, 1.0, y_shape[1]).astype(dtype)
     nodes = [helper.make_node("Add", ["Zin", "Zin"], ["Z"]),
              helper.make_node("LSCConv", ["X", "W", "B", "Z"], ["Y"], domain=lsc_ort.DOMAIN, name="lsc_conv",
@@ -173,12 +182,8 @@ def residual_chain_model(blob: bytes, x_shape: tuple[int, ...], y_shape: tuple[i
         outputs.append(helper.make_tensor_value_info("Z", elem, list(y_shape)))
     inputs = [helper.make_tensor_value_info("X", elem, list(x_shape)),
               helper.make_tensor_value_info("Zin", elem, list(y_shape))]
-    graph = helper.make_graph(
-        nodes, "residual_chain", inputs, outputs, [blob_initializer(blob), numpy_helper.from_array(b, "B")],
-        value_info=[helper.make_tensor_value_info(name, elem, list(y_shape)) for name in ("Z", "Y")])
-    opsets = [helper.make_opsetid("", 17), helper.make_opsetid(lsc_ort.DOMAIN, 1)]
-    model = helper.make_model(graph, opset_imports=opsets)
-    return model.SerializeToString()
+    return graph_model(nodes, inputs, outputs, [blob_initializer(blob), numpy_helper.from_array(b, "B")],
+                       [helper.make_tensor_value_info(name, elem, list(y_shape)) for name in ("Z", "Y")])
 
 
 IN_PLACE_CASES = CASES[::4] + CASES[11:13] + CASES[19:22] + CASES[-1:] + [
@@ -224,19 +229,18 @@ def test_conv_never_writes_over_a_constant_or_input_residual() -> None:
     shape = list(z.shape)
     nodes = [helper.make_node("LSCConv", ["X", "W", "", "Z"], ["Y"], domain=lsc_ort.DOMAIN, name="lsc_conv"),
              helper.make_node("Neg", ["Y"], ["out"])]
+    elem = FLOAT[np.dtype(np.float32)]
+    blob = lsc_ort.encode(w, "lsc")
     for constant in (True, False):
-        elem = helper.np_dtype_to_tensor_dtype(np.dtype(np.float32))
         inputs = [helper.make_tensor_value_info("X", elem, list(x.shape))]
-        initializers = [blob_initializer(lsc_ort.encode(w, "lsc"))]
+        initializers = [blob_initializer(blob)]
         if constant:
             initializers.append(numpy_helper.from_array(z, "Z"))
         else:
             inputs.append(helper.make_tensor_value_info("Z", elem, shape))
         outputs = [helper.make_tensor_value_info("out", elem, shape)]
-        graph = helper.make_graph(nodes, "constant_residual", inputs, outputs, initializers,
-                                  value_info=[helper.make_tensor_value_info("Y", elem, shape)])
-        opsets = [helper.make_opsetid("", 17), helper.make_opsetid(lsc_ort.DOMAIN, 1)]
-        sess = session(helper.make_model(graph, opset_imports=opsets).SerializeToString())
+        value_info = [helper.make_tensor_value_info("Y", elem, shape)]
+        sess = session(graph_model(nodes, inputs, outputs, initializers, value_info))
         feeds = {"X": x} if constant else {"X": x, "Z": z}
         before = native.conv_runs_with_residual_in_place()
         for _ in range(3):
