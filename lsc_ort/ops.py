@@ -1,6 +1,7 @@
-"""The custom ONNX operators that run on encoded weights: their domain, names and contract.
+"""The custom ONNX operators that run on encoded weights (and the attention core around them):
+their domain, names and contract.
 
-Both ops live in :data:`DOMAIN`, opset version 1, and are implemented by the native library
+The ops live in :data:`DOMAIN`, opset version 1, and are implemented by the native library
 (``custom_ops/``, see :func:`lsc_ort.get_library_path`) and, as a slow numpy oracle, by
 :mod:`lsc_ort.reference`.
 
@@ -65,7 +66,21 @@ Both ops live in :data:`DOMAIN`, opset version 1, and are implemented by the nat
     be >= 1, ``pads`` cannot be combined with ``auto_pad``, and an output dimension that would be
     empty is an error, as in onnxruntime's ``Conv``.
 
-Non-finite values (both ops, every implementation): **structural-zero semantics**, as in
+``LSCAttention(Q, K, V[, bias]) -> O``
+    Scaled dot-product attention per head, the core of a transformer layer that the rewriter
+    fuses (:mod:`lsc_ort.rewriter.attention`): ``O = Softmax(scale * (Q @ K) + bias, axis=-1) @ V``.
+    ``Q`` is ``[B, N, S, H]``, ``K`` ``[B, N, H, T]`` (the keys transposed, as ``MatMul(Q, K)``
+    reads them), ``V`` ``[B, N, T, Hv]`` and ``O`` ``[B, N, S, Hv]``; or all of rank 3 without
+    ``B``. The leading dims broadcast as in ``MatMul`` (each equal, or 1). ``bias`` is optional, of
+    rank at most ``Q``'s, and broadcasts to the scores ``[B, N, S, T]`` without widening them (an
+    additive attention mask). Attribute: ``scale`` (float, default 1.0, finite). float32 only.
+    The softmax subtracts each row's maximum; terms below ``exp(-87)`` of it count as 0 (no
+    denormals). A NaN among a row's scores, or an infinite maximum, makes the row NaN, as
+    ``Softmax`` does; ``T = 0`` gives zeros, as ``MatMul`` over an empty axis. The op needs no
+    more memory than one block of rows' scores per thread, but refuses work whose unfused score
+    tensor would exceed the memory budget below.
+
+Non-finite values (LSCMatMul and LSCConv, every implementation): **structural-zero semantics**, as in
 scipy.sparse and torch.sparse. A weight the blob does not store (an all-zero bit pattern) is
 absent: a NaN or Inf in ``A`` or ``X`` reaches only the outputs it meets through a stored weight.
 Stored weights, ``-0.0`` included, propagate per IEEE (a stored Inf times a zero activation is
@@ -81,10 +96,11 @@ memory) fail with an error naming the op, the node and the problem (``docs/kerne
 from __future__ import annotations
 
 DOMAIN = "lsc_ort"
-"""Custom-op domain of ``LSCMatMul`` and ``LSCConv``."""
+"""Custom-op domain of ``LSCMatMul``, ``LSCConv`` and ``LSCAttention``."""
 OPSET_VERSION = 1
 MATMUL_OP = "LSCMatMul"
 CONV_OP = "LSCConv"
+ATTENTION_OP = "LSCAttention"
 CONV_ACTIVATIONS = ("", "Relu")
 """Values of ``LSCConv``'s ``activation`` attribute."""
 MATMUL_ACTIVATIONS = ("", "Relu", "Gelu")

@@ -488,7 +488,63 @@ class LSCConv(OpRun):
         return (_epilogue("LSCConv", y, Z, act).astype(X.dtype, copy=False),)
 
 
-NEW_OPS: tuple[type[OpRun], ...] = (LSCMatMul, LSCConv)
+def attention_shapes(
+    q: tuple[int, ...], k: tuple[int, ...], v: tuple[int, ...], bias: tuple[int, ...] | None
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``LSCAttention``'s scores and output shapes for inputs of these shapes, checked as the
+    contract in :mod:`lsc_ort.ops` says (raises ``ValueError`` naming the problem)."""
+    if len(q) not in (3, 4) or len(k) != len(q) or len(v) != len(q):
+        raise ValueError(f"LSCAttention: Q {list(q)}, K {list(k)} and V {list(v)} must have the same rank, 3 or 4")
+    if k[-2] != q[-1] or v[-2] != k[-1]:
+        raise ValueError(f"LSCAttention: Q {list(q)}, K {list(k)} and V {list(v)} do not chain: "
+                         "Q [.., S, H] @ K [.., H, T] @ V [.., T, Hv]")
+    lead = []
+    for dims in zip(q[:-2], k[:-2], v[:-2], strict=True):
+        sizes = {d for d in dims if d != 1}
+        if len(sizes) > 1:
+            raise ValueError(f"LSCAttention: the leading dims of Q {list(q)}, K {list(k)} and V {list(v)} "
+                             "do not broadcast")
+        lead.append(sizes.pop() if sizes else 1)
+    scores = (*lead, q[-2], k[-1])
+    if bias is not None:
+        if len(bias) > len(q) or any(b not in (1, s) for b, s in zip(reversed(bias), reversed(scores), strict=False)):
+            raise ValueError(f"LSCAttention: bias {list(bias)} does not broadcast to the scores' shape {list(scores)}")
+    return scores, (*lead, q[-2], v[-1])
+
+
+class LSCAttention(OpRun):
+    """``O = Softmax(scale * (Q @ K) + bias, axis=-1) @ V`` in float64, cast to float32, with the
+    native kernels' handling of negligible terms (below ``exp(-87)`` of the row's maximum: 0) and
+    of non-finite rows (a NaN, or an infinite maximum: NaN)."""
+
+    op_domain = DOMAIN
+
+    def _run(
+        self, Q: np.ndarray, K: np.ndarray, V: np.ndarray, bias: np.ndarray | None = None, scale: float | None = None
+    ) -> tuple[np.ndarray]:
+        for name, value in (("Q", Q), ("K", K), ("V", V), ("bias", bias)):
+            if value is not None and value.dtype != np.float32:
+                raise ValueError(f"LSCAttention: {name} is {value.dtype}; the op takes float32")
+        scale = 1.0 if scale is None else float(scale)
+        if not math.isfinite(scale):
+            raise ValueError(f"LSCAttention: attribute scale must be finite, got {scale}")
+        scores_shape, out_shape = attention_shapes(Q.shape, K.shape, V.shape, None if bias is None else bias.shape)
+        if scores_shape[-1] == 0:
+            return (np.zeros(out_shape, np.float32),)
+        with np.errstate(invalid="ignore", over="ignore"):
+            x = (Q.astype(np.float64) @ K.astype(np.float64)) * np.float32(scale)
+            if bias is not None:
+                x = x + bias
+            top = x.max(axis=-1, keepdims=True)
+            shifted = x - top
+            e = np.where(shifted < -87.0, 0.0, np.exp(shifted))
+            bad = np.isnan(x).any(axis=-1, keepdims=True) | np.isinf(top)
+            p = np.where(bad, np.nan, e / e.sum(axis=-1, keepdims=True))
+            out = p @ V.astype(np.float64)
+        return (np.broadcast_to(out, out_shape).astype(np.float32),)
+
+
+NEW_OPS: tuple[type[OpRun], ...] = (LSCMatMul, LSCConv, LSCAttention)
 """The reference ops, for ``ReferenceEvaluator(model, new_ops=NEW_OPS)``."""
 
 
@@ -534,7 +590,7 @@ STANDARD_OP_FIXES: tuple[type[OpRun], ...] = (GlobalMaxPool, MaxPool)
 
 def reference_evaluator(model: onnx.ModelProto | str | os.PathLike, **kwargs: Any) -> ReferenceEvaluator:
     """A ``ReferenceEvaluator`` of ``model`` (a ModelProto or a path, external data loaded) that
-    runs ``LSCMatMul`` and ``LSCConv`` with the numpy reference ops.
+    runs ``LSCMatMul``, ``LSCConv`` and ``LSCAttention`` with the numpy reference ops.
 
     Args:
         model: the model to evaluate.

@@ -69,6 +69,24 @@ def conv_model(blob: bytes, bias: np.ndarray | None = None, dtype: Any = np.floa
     return _model(node, inputs, initializers, elem)
 
 
+def attention_model(bias: bool = False, **attributes: Any) -> bytes:
+    """One LSCAttention node reading graph inputs Q, K, V (and ``M``, the bias)."""
+    names = ["Q", "K", "V", *(["M"] if bias else [])]
+    inputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in names]
+    node = helper.make_node("LSCAttention", names, ["Y"], domain=lsc_ort.DOMAIN, name="lsc_attention", **attributes)
+    return _model(node, inputs, [], TensorProto.FLOAT)
+
+
+def reference_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, bias: np.ndarray | None = None,
+                        scale: float = 1.0) -> np.ndarray:
+    """Softmax(scale * q @ k + bias) @ v in float64 (the row maximum subtracted)."""
+    x = (q.astype(np.float64) @ k) * np.float32(scale)
+    if bias is not None:
+        x = x + bias
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return (e / e.sum(axis=-1, keepdims=True)) @ v
+
+
 def session(model: bytes, threads: int = 1) -> ort.InferenceSession:
     options = lsc_ort.session_options()
     options.intra_op_num_threads = threads

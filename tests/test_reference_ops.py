@@ -593,6 +593,7 @@ def test_new_ops_are_the_custom_ops() -> None:
     assert {(op.__name__, op.op_domain) for op in NEW_OPS} == {
         ("LSCMatMul", lsc_ort.DOMAIN),
         ("LSCConv", lsc_ort.DOMAIN),
+        ("LSCAttention", lsc_ort.DOMAIN),
     }
     assert LSCMatMul in NEW_OPS and LSCConv in NEW_OPS
 

@@ -669,3 +669,35 @@ def test_activation_rank_from_onnx_shape_inference() -> None:
     model = helper.make_model(graph, opset_imports=opsets).SerializeToString()
     x = rng.standard_normal((3, 40)).astype(np.float32)
     assert_close(run(model, {"x": x}), reference(x, w))
+
+
+# --- LSCAttention --------------------------------------------------------------------------------
+
+
+def test_attention_matches_numpy() -> None:
+    from tests.op_models import attention_model, reference_attention
+
+    rng = np.random.default_rng(3)
+    feeds = {"Q": rng.standard_normal((2, 3, 7, 8)).astype(np.float32),
+             "K": rng.standard_normal((2, 3, 8, 11)).astype(np.float32),
+             "V": rng.standard_normal((2, 3, 11, 5)).astype(np.float32),
+             "M": rng.standard_normal((2, 1, 1, 11)).astype(np.float32)}
+    model = attention_model(bias=True, scale=0.4)
+    shapes = {name: list(value.shape) for name, value in feeds.items()}
+    y = tvm_schedules.run(tvm_schedules.compile(onnx.load_from_string(model), "cpu", shapes), feeds)[0]
+    assert_close(y, reference_attention(feeds["Q"], feeds["K"], feeds["V"], feeds["M"], 0.4), 1e-5)
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda n: n.attribute.append(helper.make_attribute("causal", 1)), r"unknown attribute\(s\) \['causal'\]"),
+    (lambda n: n.attribute.append(helper.make_attribute("scale", float("inf"))), "attribute scale must be a finite float"),
+    (lambda n: n.input.pop(), r"needs inputs \(Q, K, V\[, bias\]\)"),
+    (lambda n: setattr(n, "domain", "other"), "the op is in domain 'other'"),
+])
+def test_bad_attention_nodes_name_op_and_node(change: Any, match: str) -> None:
+    from tests.op_models import attention_model
+
+    proto = onnx.load_from_string(attention_model())
+    change(proto.graph.node[0])
+    with pytest.raises(LscImportError, match=rf"\[LSCAttention\] node 'lsc_attention': {match}"):
+        tvm_schedules.from_onnx(proto, {"Q": [1, 2, 3, 4], "K": [1, 2, 4, 5], "V": [1, 2, 5, 6]})

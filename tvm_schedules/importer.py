@@ -4,7 +4,8 @@ Standard ops go through TVM's own Relax ONNX importer. Each ``LSCMatMul`` / ``LS
 becomes ``relax.call_tir`` of a TensorIR kernel (:mod:`tvm_schedules.schedules.cpu`, the
 portable reference form) whose arguments are the activation, the
 :class:`~tvm_schedules.layouts.ColumnLayout` arrays derived from the node's blob, and the bias;
-the dense weight is never part of the module.
+the dense weight is never part of the module. Each ``LSCAttention`` node becomes the Relax ops of
+its definition (``matmul``, ``multiply``, ``add``, ``softmax``, ``matmul``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 import lsc_ort
-from lsc_ort.ops import CONV_ACTIVATIONS, CONV_OP, DOMAIN, MATMUL_ACTIVATIONS, MATMUL_OP
+from lsc_ort.ops import ATTENTION_OP, CONV_ACTIVATIONS, CONV_OP, DOMAIN, MATMUL_ACTIVATIONS, MATMUL_OP
 from lsc_ort.reference import HEAD_LAYOUTS, INPUT_LAYOUT_PERM, OUTPUT_LAYOUT_PERMS, matmul_head_layouts, matmul_norm
 from lsc_ort.rewriter.model_io import iter_graphs
 from lsc_ort.rewriter.tile_pairs import tile_pair_problems
@@ -41,6 +42,7 @@ from tvm_schedules.schedules import cpu  # noqa: E402
 MATMUL_ATTRIBUTES = frozenset({"activation", "alpha", "transB", "heads", "input_layout", "output_layout", "norm",
                                "epsilon"})
 CONV_ATTRIBUTES = frozenset({"activation", "auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"})
+ATTENTION_ATTRIBUTES = frozenset({"scale"})
 AUTO_PADS = ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")
 MAX_GEOMETRY = 1 << 10
 """Largest stride, dilation or pad accepted (a crafted model must not size a huge workspace)."""
@@ -71,6 +73,8 @@ def check_lsc_nodes(model: onnx.ModelProto) -> list[LscNode]:
     found = []
     for graph in iter_graphs(model.graph):
         for node in graph.node:
+            if node.op_type == ATTENTION_OP:
+                _check_attention(node)
             if node.op_type not in (MATMUL_OP, CONV_OP):
                 continue
             op, label = node.op_type, _label(node)
@@ -96,6 +100,22 @@ def check_lsc_nodes(model: onnx.ModelProto) -> list[LscNode]:
             raise node_error(MATMUL_OP, _label(node), problem)
     shapes = _activation_shapes(model)
     return [LscNode(_label(node), shapes.get(node.input[0])) for node in found]
+
+
+def _check_attention(node: onnx.NodeProto) -> None:
+    """``LSCAttention``'s domain, inputs, output and attributes, as the contract says."""
+    label = _label(node)
+    if node.domain != DOMAIN:
+        raise node_error(ATTENTION_OP, label, f"the op is in domain '{node.domain}', expected '{DOMAIN}'")
+    if not 3 <= len(node.input) <= 4 or not all(node.input[:3]) or len(node.output) != 1:
+        raise node_error(ATTENTION_OP, label, f"needs inputs (Q, K, V[, bias]) and one output, got "
+                         f"{len(node.input)} input(s) and {len(node.output)} output(s)")
+    unknown = sorted({a.name for a in node.attribute} - ATTENTION_ATTRIBUTES)
+    if unknown:
+        raise node_error(ATTENTION_OP, label, f"unknown attribute(s) {unknown}; {ATTENTION_OP} takes ['scale']")
+    scale = next((a for a in node.attribute if a.name == "scale"), None)
+    if scale is not None and (scale.type != onnx.AttributeProto.FLOAT or not math.isfinite(scale.f)):
+        raise node_error(ATTENTION_OP, label, "attribute scale must be a finite float")
 
 
 _SMALL_CONSTANT = 4096
@@ -273,6 +293,32 @@ class _Converter:
             inputs = list(inputs)
             inputs[0] = _with_rank(bb, inputs[0], node)
             return self.convert(bb, inputs, {k: v for k, v in attrs.items() if k != "tvm_custom"}, node.label)
+
+        return impl
+
+
+class _AttentionConverter:
+    """``LSCAttention`` as the Relax ops of its definition (``matmul``, ``multiply``, ``add``,
+    ``softmax``, ``matmul``): TVM fuses and schedules them as it does the unfused graph."""
+
+    def get_converter(self, opset: int) -> Any:
+        del opset
+
+        def impl(bb: Any, inputs: Sequence[Any], attrs: dict[str, Any], params: Any) -> Any:
+            del params
+            node = str(attrs.get("tvm_custom", {}).get("name") or "")
+            q, k, v = inputs[0], inputs[1], inputs[2]
+            bias = inputs[3] if len(inputs) > 3 else None
+            for what, expr in (("Q", q), ("K", k), ("V", v), ("bias", bias)):
+                if expr is not None and _dtype(expr) != "float32":
+                    raise node_error(ATTENTION_OP, node, f"{what} is {_dtype(expr)}; the op takes float32")
+            x = relax.op.matmul(q, k)
+            scale = float(attrs.get("scale", 1.0))
+            if scale != 1.0:
+                x = relax.op.multiply(x, relax.const(scale, "float32"))
+            if bias is not None:
+                x = relax.op.add(x, bias)
+            return relax.op.matmul(relax.op.nn.softmax(x, axis=-1), v)
 
         return impl
 
@@ -561,7 +607,7 @@ def from_onnx(model: onnx.ModelProto | str | os.PathLike[str],
         model = onnx.load(os.fspath(model))
     nodes = collections.deque(check_lsc_nodes(model))
     converters = {MATMUL_OP: _Converter(MATMUL_OP, nodes, _convert_matmul),
-                  CONV_OP: _Converter(CONV_OP, nodes, _convert_conv)}
+                  CONV_OP: _Converter(CONV_OP, nodes, _convert_conv), ATTENTION_OP: _AttentionConverter()}
     chatter = io.StringIO()  # TVM's importer prints every failing node's inputs before raising
     try:
         with (_tvm.onnx_converters(converters), warnings.catch_warnings(),

@@ -295,6 +295,52 @@ void TestLayerNorm(const KernelSet& set) {
   }
 }
 
+// attention_rows against softmax and products in double: shapes around every vector width and
+// register tile, a bias by row and by key, and row blocks that start inside the queries.
+void TestAttention(const KernelSet& set) {
+  std::mt19937 rng(13);
+  std::normal_distribution<float> normal;
+  const int64_t shapes[][4] = {{1, 1, 1, 1}, {5, 7, 3, 9}, {17, 65, 32, 32}, {9, 200, 16, 48}, {3, 130, 64, 17}};
+  for (const auto& shape : shapes) {
+    const int64_t S = shape[0], T = shape[1], H = shape[2], Hv = shape[3];
+    std::vector<float> q(static_cast<size_t>(S * H)), k(static_cast<size_t>(H * T)), v(static_cast<size_t>(T * Hv)),
+        bias(static_cast<size_t>(S * T)), o(static_cast<size_t>(S * Hv)), scores(static_cast<size_t>(S * T));
+    for (std::vector<float>* x : {&q, &k, &v, &bias}) {
+      for (float& value : *x) value = normal(rng);
+    }
+    for (int64_t bias_col : {int64_t{1}, int64_t{0}, int64_t{-1}}) {  // -1: no bias
+      const AttentionHead a{q.data(), k.data(), v.data(), bias_col < 0 ? nullptr : bias.data(),
+                            bias_col == 1 ? T : 1, std::max<int64_t>(bias_col, 0), S, T, H, Hv, 0.3f, o.data()};
+      const int64_t split = S / 2;  // two calls: rows [0, split) and [split, S)
+      if (split > 0) set.attention_rows(a, 0, split, scores.data());
+      set.attention_rows(a, split, S - split, scores.data());
+      for (int64_t i = 0; i < S; ++i) {
+        std::vector<double> x(static_cast<size_t>(T));
+        double top = -INFINITY, sum = 0;
+        for (int64_t j = 0; j < T; ++j) {
+          double dot = 0;
+          for (int64_t h = 0; h < H; ++h) dot += double(q[i * H + h]) * k[h * T + j];
+          x[j] = dot * 0.3f + (a.bias ? a.bias[i * a.bias_row + j * a.bias_col] : 0.0f);
+          top = std::max(top, x[j]);
+        }
+        for (double& e : x) sum += (e = std::exp(e - top));
+        for (int64_t d = 0; d < Hv; ++d) {
+          double want = 0;
+          for (int64_t j = 0; j < T; ++j) want += x[j] / sum * v[j * Hv + d];
+          if (std::fabs(o[i * Hv + d] - want) > 1e-5 * (1 + std::fabs(want))) {
+            std::printf("FAIL %s attention_rows S=%lld T=%lld H=%lld Hv=%lld row %lld [%lld] = %.9g, expected %.9g\n",
+                        set.name, static_cast<long long>(S), static_cast<long long>(T), static_cast<long long>(H),
+                        static_cast<long long>(Hv), static_cast<long long>(i), static_cast<long long>(d),
+                        double(o[i * Hv + d]), want);
+            ++failures;
+            return;
+          }
+        }
+      }
+    }
+  }
+}
+
 void TestVariant(const KernelSet& set) {
   std::mt19937 rng(7);
   std::normal_distribution<float> normal;
@@ -362,6 +408,7 @@ void TestVariant(const KernelSet& set) {
   TestGather(set);
   TestGelu(set);
   TestLayerNorm(set);
+  TestAttention(set);
 }
 
 }  // namespace

@@ -12,6 +12,7 @@ from onnx import helper
 
 from lsc_ort.ops import DOMAIN, OPSET_VERSION
 from lsc_ort.report import LayerRow
+from lsc_ort.rewriter.attention import attention_node, find_attention
 from lsc_ort.rewriter.choose import AUTO, CodecChooser, WeightChoice
 from lsc_ort.rewriter.fold import FoldResult, fold_model
 from lsc_ort.rewriter.graph import GraphContext, node_label
@@ -57,6 +58,8 @@ class RewriteResult:
     residual Adds, attention-head Reshape / Transpose pairs and their Shape chains)."""
     tile_pairs: int = 0
     """Tensors one LSCMatMul hands to others in row tiles (:mod:`lsc_ort.rewriter.tile_pairs`)."""
+    attention: int = 0
+    """Attention cores fused into ``LSCAttention`` (:mod:`lsc_ort.rewriter.attention`)."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,9 @@ class RewriteOptions:
     fold: bool = True
     """Fold BatchNormalization, per-channel Mul / Add and biases into the weights and cancel layout
     Transposes before encoding (:mod:`lsc_ort.rewriter.fold`)."""
+    fuse_attention: bool = True
+    """Fuse each attention core (``MatMul``, scale, mask ``Add``, ``Softmax``, ``MatMul``) into one
+    ``LSCAttention`` node when the model has a layer to encode (:mod:`lsc_ort.rewriter.attention`)."""
 
     def validated(self) -> RewriteOptions:
         """These options, checked (raises ``ValueError`` naming a bad one) before any work."""
@@ -228,6 +234,16 @@ def rewrite_graph(
             raise RewriteError(f"{label}: {error}") from error
         if progress is not None:
             progress(done, len(candidates), label)
+    if replaced and options.fuse_attention:
+        for match in find_attention(ctx):
+            for node in match.nodes:
+                replaced[position[id(node)]] = []
+                touched.update(node.input)
+            last = ctx.named(match.nodes[-1])
+            replaced[position[id(match.nodes[-1])]] = [attention_node(match, last)]
+            result.attention += 1
+            for node in match.nodes:
+                result.absorbed[node.op_type] += 1
     if replaced:
         graph = model.graph
         new_nodes = [new for index, node in enumerate(nodes) for new in replaced.get(index, [node])]
@@ -249,13 +265,14 @@ def rewrite_model(
     ops: Iterable[str] = DEFAULT_OPS,
     rules: Sequence[RewriteRule] | None = None,
     fold: bool = True,
+    fuse_attention: bool = True,
     base_dir: str | os.PathLike | None = None,
     progress: Progress | None = None,
 ) -> RewriteResult:
     """:func:`rewrite`, also returning the fired counts, per-layer rows, declined nodes and what
     was folded."""
     options = RewriteOptions(
-        codec, min_sparsity, keep_negative_zeros, tuple(_op_list(ops)), rules, fold
+        codec, min_sparsity, keep_negative_zeros, tuple(_op_list(ops)), rules, fold, fuse_attention
     ).validated()
     proto, base = resolve_model(model, base_dir)
     result = rewrite_graph(proto, options, base_dir=base, progress=progress)
@@ -272,6 +289,7 @@ def rewrite(
     ops: Iterable[str] = DEFAULT_OPS,
     rules: Sequence[RewriteRule] | None = None,
     fold: bool = True,
+    fuse_attention: bool = True,
     base_dir: str | os.PathLike | None = None,
     progress: Progress | None = None,
 ) -> onnx.ModelProto:
@@ -280,7 +298,8 @@ def rewrite(
 
     Each weight (an initializer or a ``Constant`` node) is encoded once, even when several nodes
     share it, into a uint8 initializer named ``<weight>_lsc_blob``; weights nothing else reads
-    any more are removed. The model's other nodes, tensors and metadata are unchanged; its
+    any more are removed. Each attention core becomes one ``LSCAttention`` node (unless
+    ``fuse_attention=False``); the model's other nodes, tensors and metadata are unchanged; its
     opset imports gain the ``lsc_ort`` domain when a node was rewritten. See
     :mod:`lsc_ort.rewriter.rules` for the exact mapping of each op.
 
@@ -299,6 +318,9 @@ def rewrite(
             and biases into the Conv / Gemm weights and cancel layout Transposes around
             convolutions (:func:`lsc_ort.rewriter.fold.fold_model`, onnxruntime's basic-level
             optimizer); zeros stay zeros, so sparsity is kept.
+        fuse_attention: when a layer is encoded, also fuse each attention core (``MatMul``,
+            scale, mask ``Add``, ``Softmax``, ``MatMul``) into one ``LSCAttention`` node
+            (:mod:`lsc_ort.rewriter.attention`).
         base_dir: directory of the external data of an in-memory ``model`` (a path's own
             directory by default).
         progress: called after each candidate node as ``progress(done, total, node)``.
@@ -322,6 +344,7 @@ def rewrite(
         ops=ops,
         rules=rules,
         fold=fold,
+        fuse_attention=fuse_attention,
         base_dir=base_dir,
         progress=progress,
     ).model
@@ -337,6 +360,7 @@ def compress_file(
     ops: Iterable[str] = DEFAULT_OPS,
     rules: Sequence[RewriteRule] | None = None,
     fold: bool = True,
+    fuse_attention: bool = True,
     external_data: bool | None = None,
     progress: Progress | None = None,
 ) -> RewriteResult:
@@ -349,7 +373,7 @@ def compress_file(
     atomically and left as it was on failure; ``src`` is never modified.
     """
     options = RewriteOptions(
-        codec, min_sparsity, keep_negative_zeros, tuple(_op_list(ops)), rules, fold
+        codec, min_sparsity, keep_negative_zeros, tuple(_op_list(ops)), rules, fold, fuse_attention
     ).validated()
 
     def transform(model: onnx.ModelProto, base_dir: str, sink: TensorSink) -> RewriteResult:

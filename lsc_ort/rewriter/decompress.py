@@ -1,4 +1,5 @@
-"""The inverse pass: ``LSCMatMul`` / ``LSCConv`` → standard ops with the decoded weights."""
+"""The inverse pass: ``LSCMatMul`` / ``LSCConv`` → standard ops with the decoded weights, and
+``LSCAttention`` → the ``MatMul``, ``Mul``, ``Add``, ``Softmax``, ``MatMul`` chain it fused."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from onnx import helper
 
 from lsc_ort.api import inspect
 from lsc_ort.model_file import check_model_proto
-from lsc_ort.ops import CONV_ACTIVATIONS, CONV_OP, DOMAIN, MATMUL_ACTIVATIONS, MATMUL_OP
+from lsc_ort.ops import ATTENTION_OP, CONV_ACTIVATIONS, CONV_OP, DOMAIN, MATMUL_ACTIVATIONS, MATMUL_OP
 from lsc_ort.reference import (
     INPUT_LAYOUT_PERM,
     OUTPUT_LAYOUT_PERMS,
@@ -327,6 +328,32 @@ def _conv(node: onnx.NodeProto, decoder: _Decoder, ctx: GraphContext) -> list[on
     return [new, *_epilogue_nodes(out, residual, activation, y, label, dtype, ctx)]
 
 
+def _attention(node: onnx.NodeProto, ctx: GraphContext) -> list[onnx.NodeProto]:
+    """``MatMul(Q, K)``, ``Mul`` by the scale (unless 1), ``Add`` of the bias (if any),
+    ``Softmax(axis=-1)``, ``MatMul(·, V)``."""
+    unknown = sorted({a.name for a in node.attribute} - {"scale"})
+    if len(node.input) not in (3, 4) or not all(node.input[:3]) or len(node.output) != 1 or unknown:
+        raise ValueError("LSCAttention needs inputs (Q, K, V[, bias]), one output and no attribute but scale, got "
+                         f"{len(node.input)} input(s), {len(node.output)} output(s), attributes {unknown}")
+    scale = float(attributes(node).get("scale", 1.0))
+    if not math.isfinite(scale):
+        raise ValueError(f"LSCAttention: attribute scale must be finite, got {scale}")
+    o = node.output[0]
+    q, k, v = node.input[:3]
+    bias = node.input[3] if len(node.input) > 3 else ""
+    x = ctx.fresh_name(f"{o}_scores")
+    nodes = [helper.make_node("MatMul", [q, k], [x])]
+    if scale != 1.0:
+        c = ctx.add_initializer(f"{o}_scale", np.array(scale, np.float32))
+        nodes.append(helper.make_node("Mul", [x, c], [x := ctx.fresh_name(f"{o}_scaled")]))
+    if bias:
+        nodes.append(helper.make_node("Add", [x, bias], [x := ctx.fresh_name(f"{o}_biased")]))
+    p = ctx.fresh_name(f"{o}_probabilities")
+    nodes.append(helper.make_node("Softmax", [x], [p], axis=-1))
+    nodes.append(replacement(node, "MatMul", [p, v], [o], ""))
+    return nodes
+
+
 def decompress_graph(
     model: onnx.ModelProto,
     *,
@@ -339,7 +366,9 @@ def decompress_graph(
     result = DecompressResult(model)
     decoder = _Decoder(ctx, result)
     nodes = list(model.graph.node)
-    targets = [i for i, n in enumerate(nodes) if n.domain == DOMAIN and n.op_type in (MATMUL_OP, CONV_OP)]
+    targets = [
+        i for i, n in enumerate(nodes) if n.domain == DOMAIN and n.op_type in (MATMUL_OP, CONV_OP, ATTENTION_OP)
+    ]
     if not targets:
         return result
     unpaired = tile_pair_problems(model.graph)
@@ -356,12 +385,15 @@ def decompress_graph(
             named = ctx.named(node)
             if node.op_type == MATMUL_OP:
                 replaced[index] = _matmul(named, decoder, ctx, ranks)
-            else:
+            elif node.op_type == CONV_OP:
                 replaced[index] = _conv(named, decoder, ctx)
+            else:
+                replaced[index] = _attention(named, ctx)
             ctx.name_new_nodes(replaced[index], named.name)
         except Exception as error:
             raise RewriteError(f"{label}: {error}") from error
-        touched.add(node.input[1])
+        if node.op_type != ATTENTION_OP:
+            touched.add(node.input[1])
         result.nodes += 1
         if progress is not None:
             progress(done, len(targets), label)

@@ -96,6 +96,7 @@ class GraphContext:
         self._counter = 0
         self._consumers: dict[str, list[onnx.NodeProto]] | None = None
         self._shapes: dict[str, tuple[int | str, ...] | None] | None = None
+        self._elem_types: dict[str, int] = {}
         self.claimed: set[int] = set()
         """ids of the nodes a rewrite has absorbed already (a node is absorbed at most once)."""
 
@@ -138,6 +139,8 @@ class GraphContext:
             if inferred is not None:
                 for value in (*inferred.input, *inferred.value_info, *inferred.output):
                     tensor = value.type.tensor_type
+                    if tensor.elem_type:
+                        self._elem_types[value.name] = int(tensor.elem_type)
                     if not tensor.HasField("shape"):
                         continue
                     dims: list[int | str] = []
@@ -152,6 +155,15 @@ class GraphContext:
                         shapes[value.name] = tuple(dims)
             self._shapes = shapes
         return self._shapes.get(name)
+
+    def elem_type(self, name: str) -> int:
+        """The ``onnx.TensorProto`` element type of tensor ``name`` as shape inference sees it
+        (inferred with :meth:`shape`; initializers and constants as stored), 0 where unknown."""
+        constant = self.constant(name)
+        if constant is not None:
+            return int(constant.tensor.data_type)
+        self.shape(name)
+        return self._elem_types.get(name, 0)
 
     def is_graph_output(self, name: str) -> bool:
         """Whether ``name`` is an output of the main graph."""

@@ -2,6 +2,9 @@
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
 
+#include <algorithm>
+#include <cmath>
+
 #include "kernels/views.h"
 
 #define LSC_AVX2 __attribute__((target("avx2,fma,f16c")))
@@ -229,6 +232,154 @@ LSC_AVX2 void SpmvSlicedAvx2(const SlicedView& w, int64_t g_begin, int64_t g_end
   if (rows < 1 || rows > kSlicedRows) return;
   if (w.step_bytes == 1) return Sliced8Value<1>(w, g_begin, g_end, x, ldx, rows, e, y, ldy);
   return Sliced8Value<2>(w, g_begin, g_end, x, ldx, rows, e, y, ldy);
+}
+
+namespace {
+
+LSC_AVX2 inline float HorizontalMax(__m256 v) {
+  __m128 x = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  x = _mm_max_ps(x, _mm_movehl_ps(x, x));
+  return _mm_cvtss_f32(_mm_max_ss(x, _mm_movehdup_ps(x)));
+}
+
+LSC_AVX2 inline float HorizontalSum(__m256 v) {
+  __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+  return _mm_cvtss_f32(_mm_add_ss(x, _mm_movehdup_ps(x)));
+}
+
+// exp(x) for x in [-87, 0] (NaN stays NaN): 2^n e^r, |r| <= ln 2 / 2, e^r by its Taylor series to
+// r^6 (relative error below 2e-7), 2^n built in the exponent bits (n >= -126: a normal float).
+LSC_AVX2 inline __m256 ExpNonPositive8(__m256 x) {
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);  // ln 2, high and low parts
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187e-06f), r);
+  __m256 p = _mm256_set1_ps(1.0f / 720);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
+}
+
+// As the AVX-512 kernel (avx512.cc), 8 lanes to a vector: R query rows x 16 keys per register
+// tile (2 vectors, masked by m0 and m1), stored scaled and biased, with each row's running
+// maximum in top[r] (masked lanes -inf; a NaN lane keeps top, the sum of exponentials finds it).
+template <int R>
+LSC_AVX2 inline void ScoreRows8(const AttentionHead& a, int64_t i0, int64_t j0, __m256i m0, __m256i m1, float* s,
+                                __m256* top) {
+  const int64_t H = a.H, T = a.T;
+  const float* q = a.q + i0 * H;
+  const float* kh = a.k + j0;
+  __m256 acc[R][2];
+  _Pragma("GCC unroll 8")
+  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+  for (int64_t h = 0; h < H; ++h, kh += T) {
+    const __m256 k0 = _mm256_maskload_ps(kh, m0), k1 = _mm256_maskload_ps(kh + 8, m1);
+    _Pragma("GCC unroll 8")
+    for (int r = 0; r < R; ++r) {
+      const __m256 qb = _mm256_broadcast_ss(q + r * H + h);
+      acc[r][0] = _mm256_fmadd_ps(qb, k0, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(qb, k1, acc[r][1]);
+    }
+  }
+  const __m256 scale = _mm256_set1_ps(a.scale), low = _mm256_set1_ps(-INFINITY);
+  _Pragma("GCC unroll 8")
+  for (int r = 0; r < R; ++r) {
+    float* row = s + r * T + j0;
+    __m256 x0 = _mm256_mul_ps(acc[r][0], scale), x1 = _mm256_mul_ps(acc[r][1], scale);
+    if (a.bias != nullptr) {
+      const float* bias = a.bias + (i0 + r) * a.bias_row;
+      if (a.bias_col != 0) {
+        x0 = _mm256_add_ps(x0, _mm256_maskload_ps(bias + j0, m0));
+        x1 = _mm256_add_ps(x1, _mm256_maskload_ps(bias + j0 + 8, m1));
+      } else {
+        x0 = _mm256_add_ps(x0, _mm256_set1_ps(*bias));
+        x1 = _mm256_add_ps(x1, _mm256_set1_ps(*bias));
+      }
+    }
+    _mm256_maskstore_ps(row, m0, x0);
+    _mm256_maskstore_ps(row + 8, m1, x1);
+    top[r] = _mm256_max_ps(_mm256_blendv_ps(low, x0, _mm256_castsi256_ps(m0)), top[r]);
+    top[r] = _mm256_max_ps(_mm256_blendv_ps(low, x1, _mm256_castsi256_ps(m1)), top[r]);
+  }
+}
+
+// R output rows, values [d0, d0 + 16) (2 vectors, masked by n0, n1): sum_j p[r][j] v[j], times inv[r].
+template <int R>
+LSC_AVX2 inline void WeighRows8(const AttentionHead& a, const float* p, const float* inv, int64_t i0, int64_t d0,
+                                __m256i n0, __m256i n1) {
+  const int64_t T = a.T, Hv = a.Hv;
+  __m256 acc[R][2];
+  _Pragma("GCC unroll 8")
+  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+  const float* v = a.v + d0;
+  for (int64_t j = 0; j < T; ++j, v += Hv) {
+    const __m256 v0 = _mm256_maskload_ps(v, n0), v1 = _mm256_maskload_ps(v + 8, n1);
+    _Pragma("GCC unroll 8")
+    for (int r = 0; r < R; ++r) {
+      const __m256 pb = _mm256_broadcast_ss(p + r * T + j);
+      acc[r][0] = _mm256_fmadd_ps(pb, v0, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(pb, v1, acc[r][1]);
+    }
+  }
+  float* o = a.o + i0 * Hv + d0;
+  _Pragma("GCC unroll 8")
+  for (int r = 0; r < R; ++r) {
+    const __m256 scale = _mm256_set1_ps(inv[r]);
+    _mm256_maskstore_ps(o + r * Hv, n0, _mm256_mul_ps(acc[r][0], scale));
+    _mm256_maskstore_ps(o + r * Hv + 8, n1, _mm256_mul_ps(acc[r][1], scale));
+  }
+}
+
+// exp(x - max) in place over a row of T scaled, biased scores (0 below exp(-87)); returns 1 / sum.
+LSC_AVX2 inline float ExpRow8(int64_t T, float max, float* s) {
+  const __m256 shift = _mm256_set1_ps(max), floor = _mm256_set1_ps(-87.0f);
+  __m256 sum = _mm256_setzero_ps();
+  for (int64_t j = 0; j < T; j += 8) {
+    const __m256i m = TailMask8(T - j);
+    const __m256 x = _mm256_sub_ps(_mm256_maskload_ps(s + j, m), shift);
+    const __m256 kept = _mm256_and_ps(_mm256_cmp_ps(x, floor, _CMP_NLT_UQ), _mm256_castsi256_ps(m));  // NaN kept
+    const __m256 e = _mm256_and_ps(kept, ExpNonPositive8(_mm256_max_ps(floor, x)));  // (NaN: x)
+    _mm256_maskstore_ps(s + j, m, e);
+    sum = _mm256_add_ps(sum, e);
+  }
+  return 1.0f / HorizontalSum(sum);
+}
+
+}  // namespace
+
+LSC_AVX2 void AttentionRowsAvx2(const AttentionHead& a, int64_t r0, int64_t rows, float* scores) {
+  for (int64_t r = 0; r < rows; r += 6) {
+    const int64_t count = std::min<int64_t>(6, rows - r);
+    float* s = scores + r * a.T;
+    __m256 top[6];
+    for (int t = 0; t < 6; ++t) top[t] = _mm256_set1_ps(-INFINITY);
+    for (int64_t j0 = 0; j0 < a.T; j0 += 16) {
+      const __m256i m0 = TailMask8(a.T - j0), m1 = TailMask8(std::max<int64_t>(a.T - j0 - 8, 0));
+      int64_t t = 0;
+      for (; t + 6 <= count; t += 6) ScoreRows8<6>(a, r0 + r + t, j0, m0, m1, s + t * a.T, top + t);
+      for (; t + 3 <= count; t += 3) ScoreRows8<3>(a, r0 + r + t, j0, m0, m1, s + t * a.T, top + t);
+      for (; t < count; ++t) ScoreRows8<1>(a, r0 + r + t, j0, m0, m1, s + t * a.T, top + t);
+    }
+    float inv[6];
+    for (int64_t t = 0; t < count; ++t) inv[t] = ExpRow8(a.T, HorizontalMax(top[t]), s + t * a.T);
+    for (int64_t d0 = 0; d0 < a.Hv; d0 += 16) {
+      const __m256i n0 = TailMask8(a.Hv - d0), n1 = TailMask8(std::max<int64_t>(a.Hv - d0 - 8, 0));
+      switch (count) {
+        case 6: WeighRows8<6>(a, s, inv, r0 + r, d0, n0, n1); break;
+        case 5: WeighRows8<5>(a, s, inv, r0 + r, d0, n0, n1); break;
+        case 4: WeighRows8<4>(a, s, inv, r0 + r, d0, n0, n1); break;
+        case 3: WeighRows8<3>(a, s, inv, r0 + r, d0, n0, n1); break;
+        case 2: WeighRows8<2>(a, s, inv, r0 + r, d0, n0, n1); break;
+        default: WeighRows8<1>(a, s, inv, r0 + r, d0, n0, n1); break;
+      }
+    }
+  }
 }
 
 }  // namespace lsc

@@ -2,6 +2,7 @@
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/views.h"
@@ -305,6 +306,142 @@ LSC_AVX512 inline __m512 ExpNonPositive(__m512 x) {
 }
 
 }  // namespace
+
+namespace {
+
+// x * scale + bias (16 keys, lanes past T masked off by m) stored at s; returns the running
+// maximum with them (a NaN lane keeps top: the sum of the exponentials finds it).
+LSC_AVX512 inline __m512 StoreScores(const AttentionHead& a, __m512 x, __mmask16 m, const float* bias, float* s,
+                                     __m512 top) {
+  x = _mm512_mul_ps(x, _mm512_set1_ps(a.scale));
+  if (a.bias != nullptr) x = _mm512_add_ps(x, a.bias_col ? _mm512_maskz_loadu_ps(m, bias) : _mm512_set1_ps(*bias));
+  _mm512_mask_storeu_ps(s, m, x);
+  return _mm512_mask_max_ps(top, m, x, top);
+}
+
+// R query rows of the scores against keys [j0, j0 + 64): 4 vectors of 16 keys per row, masked by
+// m[c] (lanes past T), accumulated over the H key rows; stored scaled and biased, and each row's
+// running maximum kept in top[r] (16 lanes; a NaN lane keeps its old value, the sum finds it).
+template <int R>
+LSC_AVX512 inline void ScoreRows(const AttentionHead& a, int64_t i0, int64_t j0, const __mmask16* m, float* s,
+                                 __m512* top) {
+  const int64_t H = a.H, T = a.T;
+  const float* q = a.q + i0 * H;
+  const float* kh = a.k + j0;
+  __m512 acc[R][4];
+  _Pragma("GCC unroll 8")
+  for (int r = 0; r < R; ++r) {
+    _Pragma("GCC unroll 4")
+    for (int c = 0; c < 4; ++c) acc[r][c] = _mm512_setzero_ps();
+  }
+  const __mmask16 m0 = m[0], m1 = m[1], m2 = m[2], m3 = m[3];
+  for (int64_t h = 0; h < H; ++h, kh += T) {
+    const __m512 k0 = _mm512_maskz_loadu_ps(m0, kh), k1 = _mm512_maskz_loadu_ps(m1, kh + 16),
+                 k2 = _mm512_maskz_loadu_ps(m2, kh + 32), k3 = _mm512_maskz_loadu_ps(m3, kh + 48);
+    _Pragma("GCC unroll 8")
+    for (int r = 0; r < R; ++r) {
+      const __m512 qb = _mm512_set1_ps(q[r * H + h]);
+      acc[r][0] = _mm512_fmadd_ps(qb, k0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(qb, k1, acc[r][1]);
+      acc[r][2] = _mm512_fmadd_ps(qb, k2, acc[r][2]);
+      acc[r][3] = _mm512_fmadd_ps(qb, k3, acc[r][3]);
+    }
+  }
+  const int64_t step = a.bias ? a.bias_col * 16 : 0;  // (nullptr + 0 stays null)
+  _Pragma("GCC unroll 8")
+  for (int r = 0; r < R; ++r) {
+    float* row = s + r * T + j0;
+    const float* bias = a.bias ? a.bias + (i0 + r) * a.bias_row + a.bias_col * j0 : nullptr;
+    __m512 t = top[r];
+    t = StoreScores(a, acc[r][0], m0, bias, row, t);
+    t = StoreScores(a, acc[r][1], m1, bias + step, row + 16, t);
+    t = StoreScores(a, acc[r][2], m2, bias + 2 * step, row + 32, t);
+    t = StoreScores(a, acc[r][3], m3, bias + 3 * step, row + 48, t);
+    top[r] = t;
+  }
+}
+
+// R output rows, values [d0, d0 + 32) (2 vectors, masked by n0, n1): sum_j p[r][j] v[j], times
+// inv[r].
+template <int R>
+LSC_AVX512 inline void WeighRows(const AttentionHead& a, const float* p, const float* inv, int64_t i0, int64_t d0,
+                                 __mmask16 n0, __mmask16 n1) {
+  const int64_t T = a.T, Hv = a.Hv;
+  __m512 acc[R][2];
+  _Pragma("GCC unroll 8")
+  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  const float* v = a.v + d0;
+  for (int64_t j = 0; j < T; ++j, v += Hv) {
+    const __m512 v0 = _mm512_maskz_loadu_ps(n0, v), v1 = _mm512_maskz_loadu_ps(n1, v + 16);
+    _Pragma("GCC unroll 8")
+    for (int r = 0; r < R; ++r) {
+      const __m512 pb = _mm512_set1_ps(p[r * T + j]);
+      acc[r][0] = _mm512_fmadd_ps(pb, v0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(pb, v1, acc[r][1]);
+    }
+  }
+  float* o = a.o + i0 * Hv + d0;
+  _Pragma("GCC unroll 8")
+  for (int r = 0; r < R; ++r) {
+    const __m512 scale = _mm512_set1_ps(inv[r]);
+    _mm512_mask_storeu_ps(o + r * Hv, n0, _mm512_mul_ps(acc[r][0], scale));
+    _mm512_mask_storeu_ps(o + r * Hv + 16, n1, _mm512_mul_ps(acc[r][1], scale));
+  }
+}
+
+// One row of scaled, biased scores with maximum `max`, in place: exp(x - max), 0 below exp(-87)
+// (no denormals); returns 1 / sum. A NaN in the row, or an infinite maximum, makes some x - max
+// NaN, which exp and the sum keep, so the row comes out NaN.
+LSC_AVX512 inline float ExpRow(int64_t T, float max, float* s) {
+  const __m512 shift = _mm512_set1_ps(max), floor = _mm512_set1_ps(-87.0f);
+  __m512 sum = _mm512_setzero_ps();
+  for (int64_t j = 0; j < T; j += 16) {
+    const __mmask16 m = TailMask(T - j);
+    const __m512 x = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, s + j), shift);
+    const __mmask16 kept = _mm512_mask_cmp_ps_mask(m, x, floor, _CMP_NLT_UQ);  // NaN kept
+    const __m512 e = _mm512_maskz_mov_ps(kept, ExpNonPositive(_mm512_max_ps(floor, x)));  // (NaN: x)
+    _mm512_mask_storeu_ps(s + j, m, e);
+    sum = _mm512_add_ps(sum, e);
+  }
+  return 1.0f / _mm512_reduce_add_ps(sum);
+}
+
+// Per block of rows: the scores (4 rows x 64 keys per register tile, scaled and biased, with
+// each row's maximum), exp row by row in L1, then the weighted values (8 rows x 32 values per
+// tile), scaled by 1 / sum last.
+}  // namespace
+
+LSC_AVX512 void AttentionRowsAvx512(const AttentionHead& a, int64_t r0, int64_t rows, float* scores) {
+  for (int64_t r = 0; r < rows; r += 8) {
+    const int64_t count = std::min<int64_t>(8, rows - r);
+    float* s = scores + r * a.T;
+    __m512 top[8];
+    for (int t = 0; t < 8; ++t) top[t] = _mm512_set1_ps(-INFINITY);
+    for (int64_t j0 = 0; j0 < a.T; j0 += 64) {
+      __mmask16 m[4];
+      _Pragma("GCC unroll 4")
+      for (int c = 0; c < 4; ++c) m[c] = TailMask(std::max<int64_t>(a.T - j0 - 16 * c, 0));
+      int64_t t = 0;
+      for (; t + 4 <= count; t += 4) ScoreRows<4>(a, r0 + r + t, j0, m, s + t * a.T, top + t);
+      for (; t < count; ++t) ScoreRows<1>(a, r0 + r + t, j0, m, s + t * a.T, top + t);
+    }
+    float inv[8];
+    for (int64_t t = 0; t < count; ++t) inv[t] = ExpRow(a.T, _mm512_reduce_max_ps(top[t]), s + t * a.T);
+    for (int64_t d0 = 0; d0 < a.Hv; d0 += 32) {
+      const __mmask16 n0 = TailMask(a.Hv - d0), n1 = TailMask(std::max<int64_t>(a.Hv - d0 - 16, 0));
+      switch (count) {
+        case 8: WeighRows<8>(a, s, inv, r0 + r, d0, n0, n1); break;
+        case 7: WeighRows<7>(a, s, inv, r0 + r, d0, n0, n1); break;
+        case 6: WeighRows<6>(a, s, inv, r0 + r, d0, n0, n1); break;
+        case 5: WeighRows<5>(a, s, inv, r0 + r, d0, n0, n1); break;
+        case 4: WeighRows<4>(a, s, inv, r0 + r, d0, n0, n1); break;
+        case 3: WeighRows<3>(a, s, inv, r0 + r, d0, n0, n1); break;
+        case 2: WeighRows<2>(a, s, inv, r0 + r, d0, n0, n1); break;
+        default: WeighRows<1>(a, s, inv, r0 + r, d0, n0, n1); break;
+      }
+    }
+  }
+}
 
 // erfc(|z|) for z = x / sqrt(2) by the Chebyshev fit of Numerical Recipes' erfcc (relative
 // error below 1.2e-7): erfc(z) = t exp(-z^2 + P(t)), t = 1 / (1 + z / 2). Then Gelu(x) =

@@ -41,24 +41,24 @@ int Rank(const char* isa) {
 
 const std::vector<KernelSet>& AllKernelSets() {
   // name, isa, supported, batch tile, spmm tile, spmv columns, spmv windowed, lanes, window, transpose,
-  // spmm tiled, its tile, spmv sliced, gather, gelu, layer norm
+  // spmm tiled, its tile, spmv sliced, gather, gelu, layer norm, attention
   static const std::vector<KernelSet> sets = {
 #if defined(__x86_64__) || defined(_M_X64)
       {"f32-spmm/columns-avx512", "avx512", HasAvx512, 64, SpmmTileAvx512, SpmvColumnsScalar, SpmvWindowedAvx512, 16,
        32, TransposeAvx512, SpmmTiledAvx512, 128, SpmvSlicedAvx512, GatherAvx512, GeluAvx512,
-       LayerNormAvx512},
+       LayerNormAvx512, AttentionRowsAvx512},
       {"f32-spmm/columns-avx2", "avx2", HasAvx2, 32, SpmmTileAvx2, SpmvColumnsScalar, nullptr, 0, 0, TransposeScalar,
        SpmmTiledAvx2, 32, SpmvSlicedAvx2, GatherScalar, GeluScalar,
-       LayerNormScalar},
+       LayerNormScalar, AttentionRowsAvx2},
 #endif
 #if defined(__aarch64__)
       {"f32-spmm/columns-neon", "neon", Always, 64, SpmmTileNeon, SpmvColumnsScalar, nullptr, 0, 0, TransposeScalar,
        SpmmTiledNeon, 64, SpmvSlicedScalar, GatherScalar, GeluScalar,
-       LayerNormScalar},
+       LayerNormScalar, AttentionRowsScalar},
 #endif
       {"f32-spmm/columns-scalar", "scalar", Always, 64, SpmmTileScalar, SpmvColumnsScalar, nullptr, 0, 0,
        TransposeScalar, SpmmTiledScalar, 64, SpmvSlicedScalar, GatherScalar, GeluScalar,
-       LayerNormScalar},
+       LayerNormScalar, AttentionRowsScalar},
   };
   return sets;
 }

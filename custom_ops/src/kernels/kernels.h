@@ -26,6 +26,7 @@ struct KernelSet {
   GatherFn gather;               // a convolution tile's activation rows, for spmm_tiled
   GeluFn gelu;                   // LSCMatMul's activation="Gelu"
   LayerNormFn layer_norm;        // LSCMatMul's norm="LayerNorm"
+  AttentionRowsFn attention_rows;  // LSCAttention
 };
 
 // Every variant compiled in, best first.

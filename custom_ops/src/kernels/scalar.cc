@@ -71,6 +71,42 @@ void LayerNormScalar(float* y, int64_t rows, int64_t n, const float* scale, cons
   }
 }
 
+void AttentionRowsScalar(const AttentionHead& a, int64_t r0, int64_t rows, float* scores) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t i = r0 + r;
+    float* s = scores + r * a.T;
+    std::fill(s, s + a.T, 0.0f);
+    for (int64_t h = 0; h < a.H; ++h) {  // j innermost: vectorizable, K read row by row
+      const float qh = a.q[i * a.H + h];
+      const float* kh = a.k + h * a.T;
+      for (int64_t j = 0; j < a.T; ++j) s[j] += qh * kh[j];
+    }
+    const float* bias = a.bias ? a.bias + i * a.bias_row : nullptr;
+    float top = -INFINITY;
+    bool nan = false;
+    for (int64_t j = 0; j < a.T; ++j) {
+      s[j] = s[j] * a.scale + (bias ? bias[j * a.bias_col] : 0.0f);
+      nan |= std::isnan(s[j]);
+      top = std::max(top, s[j]);
+    }
+    float sum = 0.0f;
+    for (int64_t j = 0; j < a.T; ++j) {
+      const float x = s[j] - top;  // NaN when top is infinite and s[j] too
+      s[j] = x < -87.0f ? 0.0f : std::exp(x);
+      sum += s[j];
+    }
+    float* o = a.o + i * a.Hv;
+    std::fill(o, o + a.Hv, 0.0f);
+    for (int64_t j = 0; j < a.T; ++j) {
+      const float p = s[j];
+      const float* vj = a.v + j * a.Hv;
+      for (int64_t d = 0; d < a.Hv; ++d) o[d] += p * vj[d];
+    }
+    const float inv = nan || std::isinf(top) ? NAN : 1.0f / sum;
+    for (int64_t d = 0; d < a.Hv; ++d) o[d] *= inv;
+  }
+}
+
 void GeluScalar(float* y, int64_t count) {
   // (erfc keeps the negative tail exact; erfc(+inf) = 0 makes Gelu(-inf) = -inf * 0 = NaN)
   for (int64_t i = 0; i < count; ++i) y[i] = 0.5f * y[i] * std::erfc(-y[i] * 0.70710678118654752f);

@@ -145,7 +145,31 @@ using GeluFn = void (*)(float* y, int64_t count);
 // (two passes; float32 sums in the SIMD variants); `bias` may be null.
 using LayerNormFn = void (*)(float* y, int64_t rows, int64_t n, const float* scale, const float* bias, float epsilon);
 
+// One head of LSCAttention (lsc_ort/ops.py): queries q [S, H], keys k [H, T] (transposed, as
+// Q @ K reads them), values v [T, Hv], all row-major, and the output o [S, Hv]. The optional
+// additive bias of query row i is bias + i * bias_row, its element j at j * bias_col (0: one
+// value for the row, or 1).
+struct AttentionHead {
+  const float* q;
+  const float* k;
+  const float* v;
+  const float* bias;
+  int64_t bias_row, bias_col;
+  int64_t S, T, H, Hv;
+  float scale;
+  float* o;
+};
+
+// Rows [r0, r0 + rows) of one head: o[i] = softmax_j(scale * q[i] . k[:, j] + bias[i, j]) v.
+// `scores` holds rows * T floats of scratch. The softmax subtracts the row's maximum; terms
+// below exp(-87) of it are dropped (no denormals), a NaN makes its row NaN, and so does a row
+// whose maximum is infinite (as softmax in onnxruntime). T > 0.
+using AttentionRowsFn = void (*)(const AttentionHead& head, int64_t r0, int64_t rows, float* scores);
+
 // Per-ISA kernels (kernels/<isa>.cc).
+void AttentionRowsScalar(const AttentionHead&, int64_t, int64_t, float*);
+void AttentionRowsAvx512(const AttentionHead&, int64_t, int64_t, float*);
+void AttentionRowsAvx2(const AttentionHead&, int64_t, int64_t, float*);
 void GeluScalar(float*, int64_t);
 void GeluAvx512(float*, int64_t);
 void LayerNormScalar(float*, int64_t, int64_t, const float*, const float*, float);

@@ -6,6 +6,7 @@
 
 #include "common/export.h"
 #include "onnxruntime_cxx_api.h"
+#include "ops/lsc_attention.h"
 #include "ops/lsc_conv.h"
 #include "ops/lsc_matmul.h"
 
@@ -29,6 +30,7 @@ struct Registry {
     Add<lsc::LscMatMulOp>(ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16);
     Add<lsc::LscConvOp>(ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT);
     Add<lsc::LscConvOp>(ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16);
+    Add<lsc::LscAttentionOp>(ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT);
   }
 };
 
