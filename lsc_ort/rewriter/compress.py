@@ -244,6 +244,8 @@ def rewrite_graph(
             result.attention += 1
             for node in match.nodes:
                 result.absorbed[node.op_type] += 1
+            fused = {node_label(node, position[id(node)]) for node in match.nodes}
+            result.declined = [(label, reason) for label, reason in result.declined if label not in fused]
     if replaced:
         graph = model.graph
         new_nodes = [new for index, node in enumerate(nodes) for new in replaced.get(index, [node])]
