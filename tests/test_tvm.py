@@ -690,7 +690,8 @@ def test_attention_matches_numpy() -> None:
 
 @pytest.mark.parametrize("change, match", [
     (lambda n: n.attribute.append(helper.make_attribute("causal", 1)), r"unknown attribute\(s\) \['causal'\]"),
-    (lambda n: n.attribute.append(helper.make_attribute("scale", float("inf"))), "attribute scale must be a finite float"),
+    (lambda n: n.attribute.append(helper.make_attribute("scale", float("inf"))),
+     "attribute scale must be a finite float"),
     (lambda n: n.input.pop(), r"needs inputs \(Q, K, V\[, bias\]\)"),
     (lambda n: setattr(n, "domain", "other"), "the op is in domain 'other'"),
 ])
