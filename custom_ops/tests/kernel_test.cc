@@ -341,6 +341,39 @@ void TestAttention(const KernelSet& set) {
   }
 }
 
+// attention_rows on non-finite rows: a NaN score, an infinite one and a row of -inf give NaN rows
+// (as Softmax); a row with all but 3 keys at -inf weighs those 3; a row of finite scores is finite.
+void TestAttentionNonFinite(const KernelSet& set) {
+  const int64_t S = 5, T = 21, H = 3, Hv = 18;
+  std::vector<float> q(S * H, 0.5f), k(H * T), v(T * Hv), bias(S * T, 0.0f), o(S * Hv), scores(S * T);
+  for (int64_t i = 0; i < H * T; ++i) k[i] = 0.01f * static_cast<float>(i % 7);
+  for (int64_t i = 0; i < T * Hv; ++i) v[i] = static_cast<float>(i % 5);
+  bias[0 * T + 4] = NAN;
+  bias[1 * T + 20] = INFINITY;
+  for (int64_t j = 0; j < T; ++j) bias[2 * T + j] = -INFINITY;
+  for (int64_t j = 3; j < T; ++j) bias[3 * T + j] = -INFINITY;
+  const AttentionHead a{q.data(), k.data(), v.data(), bias.data(), T, 1, S, T, H, Hv, 1.0f, o.data()};
+  set.attention_rows(a, 0, S, scores.data());
+  bool ok = true;
+  for (int64_t i = 0; i < 3; ++i) {
+    for (int64_t d = 0; d < Hv; ++d) ok &= std::isnan(o[i * Hv + d]);
+  }
+  for (int64_t d = 0; d < Hv; ++d) {
+    double w[3], sum = 0, want = 0;
+    for (int64_t j = 0; j < 3; ++j) {
+      double dot = 0;
+      for (int64_t h = 0; h < H; ++h) dot += 0.5 * k[h * T + j];
+      sum += (w[j] = std::exp(dot));
+    }
+    for (int64_t j = 0; j < 3; ++j) want += w[j] / sum * v[j * Hv + d];
+    ok &= std::fabs(o[3 * Hv + d] - want) <= 1e-5 * (1 + std::fabs(want)) && std::isfinite(o[4 * Hv + d]);
+  }
+  if (!ok) {
+    std::printf("FAIL %s attention_rows on non-finite rows\n", set.name);
+    ++failures;
+  }
+}
+
 void TestVariant(const KernelSet& set) {
   std::mt19937 rng(7);
   std::normal_distribution<float> normal;
@@ -409,6 +442,7 @@ void TestVariant(const KernelSet& set) {
   TestGelu(set);
   TestLayerNorm(set);
   TestAttention(set);
+  TestAttentionNonFinite(set);
 }
 
 }  // namespace

@@ -54,7 +54,7 @@ const std::vector<KernelSet>& AllKernelSets() {
 #if defined(__aarch64__)
       {"f32-spmm/columns-neon", "neon", Always, 64, SpmmTileNeon, SpmvColumnsScalar, nullptr, 0, 0, TransposeScalar,
        SpmmTiledNeon, 64, SpmvSlicedScalar, GatherScalar, GeluScalar,
-       LayerNormScalar, AttentionRowsScalar},
+       LayerNormScalar, AttentionRowsNeon},
 #endif
       {"f32-spmm/columns-scalar", "scalar", Always, 64, SpmmTileScalar, SpmvColumnsScalar, nullptr, 0, 0,
        TransposeScalar, SpmmTiledScalar, 64, SpmvSlicedScalar, GatherScalar, GeluScalar,

@@ -170,6 +170,7 @@ using AttentionRowsFn = void (*)(const AttentionHead& head, int64_t r0, int64_t 
 void AttentionRowsScalar(const AttentionHead&, int64_t, int64_t, float*);
 void AttentionRowsAvx512(const AttentionHead&, int64_t, int64_t, float*);
 void AttentionRowsAvx2(const AttentionHead&, int64_t, int64_t, float*);
+void AttentionRowsNeon(const AttentionHead&, int64_t, int64_t, float*);
 void GeluScalar(float*, int64_t);
 void GeluAvx512(float*, int64_t);
 void LayerNormScalar(float*, int64_t, int64_t, const float*, const float*, float);
