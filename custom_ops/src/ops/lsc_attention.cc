@@ -104,17 +104,14 @@ Status LscAttentionKernel::Compute(OrtKernelContext* raw_context) {
     const std::vector<int64_t> shape = bias_value.GetTensorTypeAndShapeInfo().GetShape();
     const int64_t scores[4] = {B, N, S, T};
     if (shape.size() > (rank4 ? 4u : 3u)) return Fail("bias has shape ", ShapeString(shape), ", of rank above Q's");
-    int64_t stride = 1;
+    int64_t stride = 1;  // the bias's own strides, right-aligned with the scores; 0 where it broadcasts
     for (size_t i = 0; i < shape.size(); ++i) {
-      const size_t dim = 4 - shape.size() + i, from_end = shape.size() - 1 - i;
-      const int64_t size = shape[from_end];
-      const int64_t target = scores[4 - 1 - i];
+      const int64_t size = shape[shape.size() - 1 - i], target = scores[3 - i];
       if (size != target && size != 1) {
-        std::vector<int64_t> expected(scores + (rank4 ? 0 : 1), scores + 4);
+        const std::vector<int64_t> expected(scores + (rank4 ? 0 : 1), scores + 4);
         return Fail("bias has shape ", ShapeString(shape), ", which does not broadcast to the scores' shape ",
                     ShapeString(expected));
       }
-      (void)dim;
       bias_stride[3 - i] = size == 1 ? 0 : stride;
       stride *= size;
     }
