@@ -91,6 +91,15 @@ def test_a_tensor_read_elsewhere_stops_the_fusion() -> None:
     assert rewrite_model(model).attention == 0
 
 
+def test_a_product_a_weight_rule_took_is_not_fused() -> None:
+    """Values that are a sparse constant: MatMul(p, V) becomes an LSCMatMul, the chain stays."""
+    shapes = "float[2,4,6,8] x, float[2,4,8,10] kt, float[2,1,1,10] mask"
+    model = attention(BERT.replace("MatMul(p, v)", "MatMul(p, vc)"), shapes=shapes, vc=sparse((10, 8), seed=3))
+    result = rewrite_model(model)
+    assert result.attention == 0 and ops_of(result.model).count("LSCMatMul") == 2
+    assert_same_outputs(model, result.model, random_feeds(model), 1e-5)
+
+
 def test_a_bias_that_widens_the_scores_is_left() -> None:
     """Scores [2, 4, 1, 10] plus a mask [2, 1, 3, 10] make [2, 4, 3, 10]: not LSCAttention's case."""
     shapes = "float[2,4,1,8] x, float[2,4,8,10] kt, float[2,4,10,8] v, float[2,1,3,10] mask"

@@ -236,6 +236,8 @@ def rewrite_graph(
             progress(done, len(candidates), label)
     if replaced and options.fuse_attention:
         for match in find_attention(ctx):
+            if any(position[id(node)] in replaced for node in match.nodes):
+                continue  # a product with a constant operand went to a weight rule
             for node in match.nodes:
                 replaced[position[id(node)]] = []
                 touched.update(node.input)
