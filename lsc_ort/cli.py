@@ -66,7 +66,8 @@ examples:
 Before encoding, BatchNormalization, per-channel Mul/Add and biases are folded into the
 Conv/Gemm weights and layout Transposes around convolutions cancelled (onnxruntime's basic
 optimizer; zeros stay zeros); --no-fold skips this. Each attention core (MatMul, scale,
-mask Add, Softmax, MatMul) becomes one LSCAttention node; --no-fuse-attention keeps it.
+mask Add, Softmax, MatMul) becomes one LSCAttention node; --no-fuse-attention keeps it. A
+masked mean pooling becomes one MatMul with the mask; --no-fuse-pooling keeps it.
 Layers whose weights have fewer zeros than --min-sparsity stay dense (the weights of MSWU
 unified blocks, but the one value each block stores, count as zeros); with --codec auto each
 layer gets the codec that stores it in fewest bytes, or stays dense if none beats dense storage;
@@ -261,6 +262,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="keep each attention core (MatMul, scale, mask Add, Softmax, MatMul) as it is instead of "
         "fusing it into one LSCAttention node",
+    )
+    sub.add_argument(
+        "--no-fuse-pooling",
+        dest="fuse_pooling",
+        action="store_false",
+        help="keep a masked mean pooling of token embeddings (two ReduceSum over the tokens) as it is "
+        "instead of computing it as one MatMul with the mask",
     )
     sub.add_argument("--report", metavar="REPORT.md", help="also write the per-layer table as markdown")
     sub.add_argument("--external-data", choices=("auto", "yes", "no"), default="auto", help=external_help)
@@ -470,6 +478,7 @@ def _compress(args: argparse.Namespace, console: Console) -> int:
             ops=args.ops,
             fold=args.fold,
             fuse_attention=args.fuse_attention,
+            fuse_pooling=args.fuse_pooling,
             external_data=_external(args.external_data),
             progress=progress,
         )
@@ -492,6 +501,8 @@ def _compress(args: argparse.Namespace, console: Console) -> int:
         lines.append(f"handed on in row tiles: {result.tile_pairs} tensor(s)")
     if result.attention:
         lines.append(f"attention cores fused into LSCAttention: {result.attention}")
+    if result.pooling:
+        lines.append(f"masked mean poolings computed as a MatMul with the mask: {result.pooling}")
     if result.declined and not args.verbose:
         lines.append(
             f"{len(result.declined)} other MatMul/Gemm/Conv node(s) left as they are "

@@ -25,6 +25,7 @@ from lsc_ort.rewriter.model_io import (
     resolve_model,
     transform_file,
 )
+from lsc_ort.rewriter.pooling import find_mean_pooling, pooling_nodes
 from lsc_ort.rewriter.rules import DEFAULT_RULES, Decline, RewriteRule
 from lsc_ort.rewriter.tile_pairs import pair_row_tiles
 
@@ -60,6 +61,8 @@ class RewriteResult:
     """Tensors one LSCMatMul hands to others in row tiles (:mod:`lsc_ort.rewriter.tile_pairs`)."""
     attention: int = 0
     """Attention cores fused into ``LSCAttention`` (:mod:`lsc_ort.rewriter.attention`)."""
+    pooling: int = 0
+    """Masked mean poolings computed as a ``MatMul`` with the mask (:mod:`lsc_ort.rewriter.pooling`)."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,9 @@ class RewriteOptions:
     fuse_attention: bool = True
     """Fuse each attention core (``MatMul``, scale, mask ``Add``, ``Softmax``, ``MatMul``) into one
     ``LSCAttention`` node when the model has a layer to encode (:mod:`lsc_ort.rewriter.attention`)."""
+    fuse_pooling: bool = True
+    """Compute each masked mean pooling of token embeddings as a ``MatMul`` with the mask, in
+    standard ops, when the model has a layer to encode (:mod:`lsc_ort.rewriter.pooling`)."""
 
     def validated(self) -> RewriteOptions:
         """These options, checked (raises ``ValueError`` naming a bad one) before any work."""
@@ -248,6 +254,17 @@ def rewrite_graph(
                 result.absorbed[node.op_type] += 1
             fused = {node_label(node, position[id(node)]) for node in match.nodes}
             result.declined = [(label, reason) for label, reason in result.declined if label not in fused]
+    if replaced and options.fuse_pooling:
+        for pooling in find_mean_pooling(ctx):
+            if any(position[id(node)] in replaced for node in pooling.nodes):
+                continue
+            for node in pooling.nodes:
+                replaced[position[id(node)]] = []
+                touched.update(node.input)
+            first = min(position[id(node)] for node in pooling.nodes[1:3])  # where the sums were
+            replaced[first] = pooling_nodes(pooling, ctx)
+            ctx.name_new_nodes(replaced[first], ctx.named(pooling.nodes[1]).name)
+            result.pooling += 1
     if replaced:
         graph = model.graph
         new_nodes = [new for index, node in enumerate(nodes) for new in replaced.get(index, [node])]
@@ -270,13 +287,14 @@ def rewrite_model(
     rules: Sequence[RewriteRule] | None = None,
     fold: bool = True,
     fuse_attention: bool = True,
+    fuse_pooling: bool = True,
     base_dir: str | os.PathLike | None = None,
     progress: Progress | None = None,
 ) -> RewriteResult:
     """:func:`rewrite`, also returning the fired counts, per-layer rows, declined nodes and what
     was folded."""
     options = RewriteOptions(
-        codec, min_sparsity, keep_negative_zeros, tuple(_op_list(ops)), rules, fold, fuse_attention
+        codec, min_sparsity, keep_negative_zeros, tuple(_op_list(ops)), rules, fold, fuse_attention, fuse_pooling
     ).validated()
     proto, base = resolve_model(model, base_dir)
     result = rewrite_graph(proto, options, base_dir=base, progress=progress)
@@ -294,6 +312,7 @@ def rewrite(
     rules: Sequence[RewriteRule] | None = None,
     fold: bool = True,
     fuse_attention: bool = True,
+    fuse_pooling: bool = True,
     base_dir: str | os.PathLike | None = None,
     progress: Progress | None = None,
 ) -> onnx.ModelProto:
@@ -325,6 +344,9 @@ def rewrite(
         fuse_attention: when a layer is encoded, also fuse each attention core (``MatMul``,
             scale, mask ``Add``, ``Softmax``, ``MatMul``) into one ``LSCAttention`` node
             (:mod:`lsc_ort.rewriter.attention`).
+        fuse_pooling: when a layer is encoded, also compute each masked mean pooling of token
+            embeddings (``sum(x * mask) / clip(sum(mask))`` as torch exports it) as one ``MatMul``
+            with the mask, in standard ops (:mod:`lsc_ort.rewriter.pooling`).
         base_dir: directory of the external data of an in-memory ``model`` (a path's own
             directory by default).
         progress: called after each candidate node as ``progress(done, total, node)``.
@@ -349,6 +371,7 @@ def rewrite(
         rules=rules,
         fold=fold,
         fuse_attention=fuse_attention,
+        fuse_pooling=fuse_pooling,
         base_dir=base_dir,
         progress=progress,
     ).model
@@ -365,6 +388,7 @@ def compress_file(
     rules: Sequence[RewriteRule] | None = None,
     fold: bool = True,
     fuse_attention: bool = True,
+    fuse_pooling: bool = True,
     external_data: bool | None = None,
     progress: Progress | None = None,
 ) -> RewriteResult:
@@ -377,7 +401,7 @@ def compress_file(
     atomically and left as it was on failure; ``src`` is never modified.
     """
     options = RewriteOptions(
-        codec, min_sparsity, keep_negative_zeros, tuple(_op_list(ops)), rules, fold, fuse_attention
+        codec, min_sparsity, keep_negative_zeros, tuple(_op_list(ops)), rules, fold, fuse_attention, fuse_pooling
     ).validated()
 
     def transform(model: onnx.ModelProto, base_dir: str, sink: TensorSink) -> RewriteResult:
