@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <memory>
 #include <vector>
 
 #include "common/checked.h"
@@ -47,19 +46,6 @@ int64_t HeadOffset(const Operand& x, int64_t b, int64_t n) {
 }
 
 }  // namespace
-
-OrtStatusPtr LscAttentionOp::CreateKernelV2(const OrtApi&, const OrtKernelInfo* info, void** kernel) const {
-  std::unique_ptr<LscAttentionKernel> instance;
-  try {
-    instance = std::make_unique<LscAttentionKernel>(info);
-    Status status = instance->Init(info);
-    if (!status.ok()) return MakeStatus(LscAttentionKernel::kOpName, instance->node(), status.message());
-  } catch (const std::exception& e) {
-    return MakeStatus(LscAttentionKernel::kOpName, instance ? instance->node() : "?", e.what());
-  }
-  *kernel = instance.release();
-  return nullptr;
-}
 
 LscAttentionKernel::LscAttentionKernel(const OrtKernelInfo* info) {
   Ort::ConstKernelInfo kernel_info(info);

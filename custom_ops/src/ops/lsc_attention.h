@@ -31,7 +31,9 @@ class LscAttentionKernel {
 class LscAttentionOp : public Ort::CustomOpBase<LscAttentionOp, LscAttentionKernel, true> {
  public:
   explicit LscAttentionOp(ONNXTensorElementDataType type) : type_(type) {}
-  OrtStatusPtr CreateKernelV2(const OrtApi&, const OrtKernelInfo* info, void** kernel) const;
+  OrtStatusPtr CreateKernelV2(const OrtApi&, const OrtKernelInfo* info, void** kernel) const {
+    return CreateGuardedKernel<LscAttentionKernel>(info, kernel);
+  }
   const char* GetName() const { return LscAttentionKernel::kOpName; }
   size_t GetInputTypeCount() const { return LscAttentionKernel::kInputCount; }
   ONNXTensorElementDataType GetInputType(size_t) const { return type_; }

@@ -147,6 +147,22 @@ OrtStatusPtr GuardedCompute(Kernel& kernel, OrtKernelContext* context) {
   }
 }
 
+// Creates and initializes a kernel instance for CreateKernelV2, turning a failed Init() or any
+// exception into an onnxruntime status that names the op and node.
+template <typename Kernel>
+OrtStatusPtr CreateGuardedKernel(const OrtKernelInfo* info, void** kernel) {
+  std::unique_ptr<Kernel> instance;
+  try {
+    instance = std::make_unique<Kernel>(info);
+    Status status = instance->Init(info);
+    if (!status.ok()) return MakeStatus(Kernel::kOpName, instance->node(), status.message());
+  } catch (const std::exception& e) {
+    return MakeStatus(Kernel::kOpName, instance ? instance->node() : "?", e.what());
+  }
+  *kernel = instance.release();
+  return nullptr;
+}
+
 // The custom-op definition shared by the lsc-ort ops: inputs (activations, uint8 weight blob,
 // then optional ones: bias, and for LSCConv a residual), one output, all of the element type
 // given at registration. The kernel class provides kOpName, kInputCount, a constructor from
@@ -162,16 +178,7 @@ class LscOp : public Ort::CustomOpBase<LscOp<Kernel>, Kernel, true> {
   }
 
   OrtStatusPtr CreateKernelV2(const OrtApi&, const OrtKernelInfo* info, void** kernel) const {
-    std::unique_ptr<Kernel> instance;
-    try {
-      instance = std::make_unique<Kernel>(info);
-      Status status = instance->Init(info);
-      if (!status.ok()) return MakeStatus(Kernel::kOpName, instance->node(), status.message());
-    } catch (const std::exception& e) {
-      return MakeStatus(Kernel::kOpName, instance ? instance->node() : "?", e.what());
-    }
-    *kernel = instance.release();
-    return nullptr;
+    return CreateGuardedKernel<Kernel>(info, kernel);
   }
   const char* GetName() const { return Kernel::kOpName; }
   size_t GetInputTypeCount() const { return Kernel::kInputCount; }
