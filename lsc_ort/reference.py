@@ -488,6 +488,24 @@ class LSCConv(OpRun):
         return (_epilogue("LSCConv", y, Z, act).astype(X.dtype, copy=False),)
 
 
+def attention_scale(node: onnx.NodeProto) -> float:
+    """The ``scale`` of an ``LSCAttention`` node, the node checked as the contract in
+    :mod:`lsc_ort.ops` says: inputs ``(Q, K, V[, bias])``, one output, no attribute but a finite
+    float ``scale`` (raises ``ValueError`` naming the problem)."""
+    if not 3 <= len(node.input) <= 4 or not all(node.input[:3]) or len(node.output) != 1:
+        raise ValueError(f"needs inputs (Q, K, V[, bias]) and one output, got {len(node.input)} input(s) and "
+                         f"{len(node.output)} output(s)")
+    unknown = sorted({a.name for a in node.attribute} - {"scale"})
+    if unknown:
+        raise ValueError(f"unknown attribute(s) {unknown}; LSCAttention takes ['scale']")
+    scale = next((a for a in node.attribute if a.name == "scale"), None)
+    if scale is None:
+        return 1.0
+    if scale.type != onnx.AttributeProto.FLOAT or not math.isfinite(scale.f):
+        raise ValueError("attribute scale must be a finite float")
+    return float(scale.f)
+
+
 def attention_shapes(
     q: tuple[int, ...], k: tuple[int, ...], v: tuple[int, ...], bias: tuple[int, ...] | None
 ) -> tuple[tuple[int, ...], tuple[int, ...]]:

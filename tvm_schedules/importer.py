@@ -27,7 +27,14 @@ from onnx import helper, numpy_helper
 
 import lsc_ort
 from lsc_ort.ops import ATTENTION_OP, CONV_ACTIVATIONS, CONV_OP, DOMAIN, MATMUL_ACTIVATIONS, MATMUL_OP
-from lsc_ort.reference import HEAD_LAYOUTS, INPUT_LAYOUT_PERM, OUTPUT_LAYOUT_PERMS, matmul_head_layouts, matmul_norm
+from lsc_ort.reference import (
+    HEAD_LAYOUTS,
+    INPUT_LAYOUT_PERM,
+    OUTPUT_LAYOUT_PERMS,
+    attention_scale,
+    matmul_head_layouts,
+    matmul_norm,
+)
 from lsc_ort.rewriter.model_io import iter_graphs
 from lsc_ort.rewriter.tile_pairs import tile_pair_problems
 from tvm_schedules import _tvm
@@ -42,7 +49,6 @@ from tvm_schedules.schedules import cpu  # noqa: E402
 MATMUL_ATTRIBUTES = frozenset({"activation", "alpha", "transB", "heads", "input_layout", "output_layout", "norm",
                                "epsilon"})
 CONV_ATTRIBUTES = frozenset({"activation", "auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"})
-ATTENTION_ATTRIBUTES = frozenset({"scale"})
 AUTO_PADS = ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")
 MAX_GEOMETRY = 1 << 10
 """Largest stride, dilation or pad accepted (a crafted model must not size a huge workspace)."""
@@ -107,15 +113,10 @@ def _check_attention(node: onnx.NodeProto) -> None:
     label = _label(node)
     if node.domain != DOMAIN:
         raise node_error(ATTENTION_OP, label, f"the op is in domain '{node.domain}', expected '{DOMAIN}'")
-    if not 3 <= len(node.input) <= 4 or not all(node.input[:3]) or len(node.output) != 1:
-        raise node_error(ATTENTION_OP, label, f"needs inputs (Q, K, V[, bias]) and one output, got "
-                         f"{len(node.input)} input(s) and {len(node.output)} output(s)")
-    unknown = sorted({a.name for a in node.attribute} - ATTENTION_ATTRIBUTES)
-    if unknown:
-        raise node_error(ATTENTION_OP, label, f"unknown attribute(s) {unknown}; {ATTENTION_OP} takes ['scale']")
-    scale = next((a for a in node.attribute if a.name == "scale"), None)
-    if scale is not None and (scale.type != onnx.AttributeProto.FLOAT or not math.isfinite(scale.f)):
-        raise node_error(ATTENTION_OP, label, "attribute scale must be a finite float")
+    try:
+        attention_scale(node)
+    except ValueError as error:
+        raise node_error(ATTENTION_OP, label, str(error)) from None
 
 
 _SMALL_CONSTANT = 4096

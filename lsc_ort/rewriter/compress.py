@@ -240,13 +240,20 @@ def rewrite_graph(
             raise RewriteError(f"{label}: {error}") from error
         if progress is not None:
             progress(done, len(candidates), label)
+
+    def take(group: tuple[onnx.NodeProto, ...]) -> bool:
+        """Remove the nodes of a fused ``group`` from the graph, unless a rewrite took one of them."""
+        if any(position[id(node)] in replaced for node in group):
+            return False
+        for node in group:
+            replaced[position[id(node)]] = []
+            touched.update(node.input)
+        return True
+
     if replaced and options.fuse_attention:
         for match in find_attention(ctx):
-            if any(position[id(node)] in replaced for node in match.nodes):
+            if not take(match.nodes):
                 continue  # a product with a constant operand went to a weight rule
-            for node in match.nodes:
-                replaced[position[id(node)]] = []
-                touched.update(node.input)
             last = ctx.named(match.nodes[-1])
             replaced[position[id(match.nodes[-1])]] = [attention_node(match, last)]
             result.attention += 1
@@ -256,11 +263,8 @@ def rewrite_graph(
             result.declined = [(label, reason) for label, reason in result.declined if label not in fused]
     if replaced and options.fuse_pooling:
         for pooling in find_mean_pooling(ctx):
-            if any(position[id(node)] in replaced for node in pooling.nodes):
+            if not take(pooling.nodes):
                 continue
-            for node in pooling.nodes:
-                replaced[position[id(node)]] = []
-                touched.update(node.input)
             first = min(position[id(node)] for node in pooling.nodes[1:3])  # where the sums were
             replaced[first] = pooling_nodes(pooling, ctx)
             ctx.name_new_nodes(replaced[first], ctx.named(pooling.nodes[1]).name)

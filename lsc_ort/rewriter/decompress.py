@@ -19,6 +19,7 @@ from lsc_ort.reference import (
     INPUT_LAYOUT_PERM,
     OUTPUT_LAYOUT_PERMS,
     TILES,
+    attention_scale,
     matmul_head_layouts,
     matmul_norm,
     weight_values,
@@ -331,13 +332,7 @@ def _conv(node: onnx.NodeProto, decoder: _Decoder, ctx: GraphContext) -> list[on
 def _attention(node: onnx.NodeProto, ctx: GraphContext) -> list[onnx.NodeProto]:
     """``MatMul(Q, K)``, ``Mul`` by the scale (unless 1), ``Add`` of the bias (if any),
     ``Softmax(axis=-1)``, ``MatMul(·, V)``."""
-    unknown = sorted({a.name for a in node.attribute} - {"scale"})
-    if len(node.input) not in (3, 4) or not all(node.input[:3]) or len(node.output) != 1 or unknown:
-        raise ValueError("LSCAttention needs inputs (Q, K, V[, bias]), one output and no attribute but scale, got "
-                         f"{len(node.input)} input(s), {len(node.output)} output(s), attributes {unknown}")
-    scale = float(attributes(node).get("scale", 1.0))
-    if not math.isfinite(scale):
-        raise ValueError(f"LSCAttention: attribute scale must be finite, got {scale}")
+    scale = attention_scale(node)
     o = node.output[0]
     q, k, v = node.input[:3]
     bias = node.input[3] if len(node.input) > 3 else ""
