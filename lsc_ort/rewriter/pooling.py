@@ -22,7 +22,7 @@ from onnx import helper
 
 from lsc_ort.rewriter.graph import GraphContext, is_standard
 from lsc_ort.rewriter.rules.base import attributes
-from lsc_ort.rewriter.rules.heads import _dim_of, _ints, _producer
+from lsc_ort.rewriter.rules.heads import _axes, _dim_of, _ints, _producer
 
 _FLOAT = onnx.TensorProto.FLOAT
 
@@ -38,14 +38,6 @@ class PoolingMatch:
     weighted_sum: str
     count: str
     nodes: tuple[onnx.NodeProto, ...]
-
-
-def _axes(node: onnx.NodeProto, ctx: GraphContext) -> list[int] | None:
-    """The ``axes`` of an ``Unsqueeze`` / ``ReduceSum``, as attribute or constant input."""
-    given = attributes(node).get("axes")
-    if given is not None:
-        return [int(a) for a in given]
-    return _ints(ctx, node.input[1]) if len(node.input) > 1 and node.input[1] else None
 
 
 def _is_shape_of(name: str, x: str, rank: int, ctx: GraphContext, chain: list[onnx.NodeProto]) -> bool:

@@ -50,6 +50,15 @@ def _ints(ctx: GraphContext, name: str) -> list[int] | None:
     return [int(v) for v in ctx.read(constant).reshape(-1)]
 
 
+def _axes(node: onnx.NodeProto, ctx: GraphContext) -> list[int] | None:
+    """The ``axes`` of an ``Unsqueeze`` / ``Squeeze`` / reduction, as attribute (older opsets) or
+    constant input; None when computed at run time."""
+    given = _attr(node, "axes")
+    if given is not None:
+        return [int(a) for a in given.ints]
+    return _ints(ctx, node.input[1]) if len(node.input) > 1 and node.input[1] else None
+
+
 def _producer(ctx: GraphContext, name: str) -> onnx.NodeProto | None:
     """The standard main-graph node computing ``name``, unless another rewrite absorbed it."""
     producers = ctx.memo.get("heads:producers")
@@ -70,9 +79,7 @@ def _dim_of(part: onnx.NodeProto, source: str, ctx: GraphContext, chain: list[on
     or ``Gather(Shape(source), [i])``; the nodes go to ``chain``."""
     unsqueeze = None
     if part.op_type == "Unsqueeze":
-        axes_attr = _attr(part, "axes")
-        axes_input = part.input[1] if len(part.input) > 1 else ""
-        if (list(axes_attr.ints) if axes_attr is not None else _ints(ctx, axes_input)) != [0]:
+        if _axes(part, ctx) != [0]:
             return None
         unsqueeze, gathered = part, _producer(ctx, part.input[0])
         if gathered is None:
