@@ -210,13 +210,13 @@ def test_headline_rows_from_table_data() -> None:
     assert "90%" in engines.title
 
 
-
 def test_headline_keeps_a_skipped_section_with_its_reason() -> None:
     """A job skipped for a missing dataset stays in the README headline, saying why."""
     fashion = Table("sizes-fashion", "f", ["x"], notes=["skipped: Fashion-MNIST is not installed"])
     (section,) = run.headline_tables({fashion.key: fashion})
     assert section.rows == [] and section.notes == ["skipped: Fashion-MNIST is not installed"]
     assert "Fashion-MNIST" in section.markdown() and "(no rows)" in section.markdown()
+
 
 # -- peers and CLI -----------------------------------------------------------------------------
 
