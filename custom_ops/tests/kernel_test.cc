@@ -54,13 +54,17 @@ std::vector<double> WithEpilogue(std::vector<double> y, bool relu) {
   return y;
 }
 
-// The tiled kernel on K-blocks of several sizes, with and without relu.
+// The tiled kernel on K-blocks of several sizes, with and without relu; the activation rows
+// `lead` elements past the tile's base (0: 16-bit offsets; 2^16: 32-bit ones).
 void TestTiled(const KernelSet& set, const ColumnLists& w, const std::vector<float>& a, int64_t M,
-               const std::vector<float>& bias, const std::vector<double>& expected) {
+               const std::vector<float>& bias, const std::vector<double>& expected, int64_t lead) {
   const int64_t K = w.K, N = w.N, T = set.tiled_tile;
   std::vector<int64_t> offsets(static_cast<size_t>(K));
-  for (int64_t k = 0; k < K; ++k) offsets[k] = k * T;
-  std::vector<float> at(static_cast<size_t>(K * T) + 1), yt(static_cast<size_t>(N * T)), y(static_cast<size_t>(M * N));
+  for (int64_t k = 0; k < K; ++k) offsets[k] = lead + k * T;
+  std::vector<float> tile(static_cast<size_t>(lead + K * T) + 1), yt(static_cast<size_t>(N * T)),
+      y(static_cast<size_t>(M * N));
+  const float* base = tile.data();
+  float* at = tile.data() + lead;
   for (int64_t rows_per_block : {int64_t{1} << 30, int64_t{7}, int64_t{1}}) {
     TiledLayout layout;
     const int64_t chunk = rows_per_block == 7 ? 5 : rows_per_block == 1 ? 1 : 1 << 20;
@@ -69,14 +73,20 @@ void TestTiled(const KernelSet& set, const ColumnLists& w, const std::vector<flo
       ++failures;
       return;
     }
+    const bool narrow = lead + (K - 1) * T <= 0xFFFF;
+    if (w.nnz() > 0 && layout.offset16.empty() == narrow) {
+      std::printf("FAIL %s tiled layout K=%lld lead=%lld: %s offsets\n", set.name, (long long)K, (long long)lead,
+                  narrow ? "32-bit" : "16-bit");
+      ++failures;
+    }
     for (bool relu : {false, true}) {
       const Epilogue e{0.5f, bias.data(), relu};
       for (int64_t m0 = 0; m0 < M; m0 += T) {
         const int64_t rows = std::min(T, M - m0);
-        set.transpose(a.data() + m0 * K, K, rows, K, at.data(), T);
+        set.transpose(a.data() + m0 * K, K, rows, K, at, T);
         const std::vector<int64_t> bounds = layout.TaskBounds(3);  // tasks of whole chunks
         for (size_t t = 0; t + 1 < bounds.size(); ++t) {
-          set.spmm_tiled(layout.view(), bounds[t], bounds[t + 1], at.data(), rows, e, yt.data(), T);
+          set.spmm_tiled(layout.view(), bounds[t], bounds[t + 1], base, rows, e, yt.data(), T);
         }
         set.transpose(yt.data(), T, N, rows, y.data() + m0 * N, N);
       }
@@ -91,8 +101,8 @@ void TestTiled(const KernelSet& set, const ColumnLists& w, const std::vector<flo
       const Epilogue er{0.5f, bias.data(), relu, residual.data()};
       for (int64_t m0 = 0; m0 < M; m0 += T) {
         const int64_t rows = std::min(T, M - m0);
-        set.transpose(a.data() + m0 * K, K, rows, K, at.data(), T);
-        set.spmm_tiled(layout.view(), 0, N, at.data(), rows, er, yt.data(), T);
+        set.transpose(a.data() + m0 * K, K, rows, K, at, T);
+        set.spmm_tiled(layout.view(), 0, N, base, rows, er, yt.data(), T);
         set.transpose(yt.data(), T, N, rows, y.data() + m0 * N, N);
       }
       Expect("spmm_tiled residual", set, K, N, M, y, WithEpilogue(with_residual, relu));
@@ -100,10 +110,10 @@ void TestTiled(const KernelSet& set, const ColumnLists& w, const std::vector<flo
       // applies the epilogue; the same offsets read from one shared At.
       for (int64_t m0 = 0; m0 < M; m0 += T) {
         const int64_t rows = std::min(T, M - m0);
-        set.transpose(a.data() + m0 * K, K, rows, K, at.data(), T);
+        set.transpose(a.data() + m0 * K, K, rows, K, at, T);
         const int64_t blocks = layout.blocks;
         for (int64_t b = 0; b < blocks; ++b) {
-          set.spmm_tiled(layout.blocks_view(b, b + 1, b > 0, b + 1 < blocks), 0, N, at.data(), rows, e, yt.data(), T);
+          set.spmm_tiled(layout.blocks_view(b, b + 1, b > 0, b + 1 < blocks), 0, N, base, rows, e, yt.data(), T);
         }
         set.transpose(yt.data(), T, N, rows, y.data() + m0 * N, N);
       }
@@ -405,7 +415,8 @@ void TestVariant(const KernelSet& set) {
           set.spmv_columns(w.view(), 0, N, a.data() + m * K, 0.5f, bias.data(), y.data() + m * N);
         }
         Expect("spmv_columns", set, K, N, M, y, expected);
-        TestTiled(set, w, a, M, bias, expected);
+        TestTiled(set, w, a, M, bias, expected, 0);
+        TestTiled(set, w, a, M, bias, expected, int64_t{1} << 16);
         TestSliced(set, w, a, M, bias, expected);
         if (set.spmv_windowed != nullptr) {
           WindowedLayout layout;

@@ -73,9 +73,9 @@ LSC_AVX2 inline __m256 ApplyEpilogue8(__m256 sum, __m256 alpha, __m256 beta, boo
   return relu ? _mm256_max_ps(_mm256_setzero_ps(), y) : y;  // NaN stays NaN
 }
 
-template <int NV>
-LSC_AVX2 void TiledColumns8(const TiledView& w, int64_t n_begin, int64_t n_end, const float* base, int64_t batch,
-                            const Epilogue& e, float* yt, int64_t ldy) {
+template <int NV, typename Offset>
+LSC_AVX2 void TiledColumns8(const TiledView& w, const Offset* offset, int64_t n_begin, int64_t n_end,
+                            const float* base, int64_t batch, const Epilogue& e, float* yt, int64_t ldy) {
   const __m256i full = _mm256_set1_epi32(-1), tail = TailMask8(batch - 8 * (NV - 1));
   const __m256 va = _mm256_set1_ps(e.alpha);
   for (int64_t c0 = n_begin; c0 < n_end; c0 += w.chunk) {
@@ -92,12 +92,12 @@ LSC_AVX2 void TiledColumns8(const TiledView& w, int64_t n_begin, int64_t n_end, 
           a[v] = first ? _mm256_setzero_ps() : _mm256_maskload_ps(out + 8 * v, v == NV - 1 ? tail : full);
           c[v] = _mm256_setzero_ps();
         }
-        const TiledEntry* p = w.entry + start[i];
-        const TiledEntry* const end = w.entry + start[i + 1];
-        for (; end - p >= 2; p += 2) {  // (p + 2 could step past the end, or off a null entry array)
-          const float* r0 = Row(base, p[0].offset);
-          const float* r1 = Row(base, p[1].offset);
-          const __m256 w0 = _mm256_set1_ps(p[0].value), w1 = _mm256_set1_ps(p[1].value);
+        uint64_t p = start[i];
+        const uint64_t end = start[i + 1];
+        for (; p + 2 <= end; p += 2) {
+          const float* r0 = base + offset[p];
+          const float* r1 = base + offset[p + 1];
+          const __m256 w0 = _mm256_set1_ps(w.value[p]), w1 = _mm256_set1_ps(w.value[p + 1]);
           for (int v = 0; v < NV; ++v) {
             const __m256i m = v == NV - 1 ? tail : full;
             a[v] = _mm256_fmadd_ps(w0, _mm256_maskload_ps(r0 + 8 * v, m), a[v]);
@@ -105,8 +105,8 @@ LSC_AVX2 void TiledColumns8(const TiledView& w, int64_t n_begin, int64_t n_end, 
           }
         }
         if (p < end) {
-          const float* r0 = Row(base, p->offset);
-          const __m256 w0 = _mm256_set1_ps(p->value);
+          const float* r0 = base + offset[p];
+          const __m256 w0 = _mm256_set1_ps(w.value[p]);
           for (int v = 0; v < NV; ++v) {
             a[v] = _mm256_fmadd_ps(w0, _mm256_maskload_ps(r0 + 8 * v, v == NV - 1 ? tail : full), a[v]);
           }
@@ -128,17 +128,24 @@ LSC_AVX2 void TiledColumns8(const TiledView& w, int64_t n_begin, int64_t n_end, 
   }
 }
 
+template <typename Offset>
+LSC_AVX2 void TiledDispatch8(const TiledView& w, const Offset* offset, int64_t n_begin, int64_t n_end,
+                             const float* base, int64_t batch, const Epilogue& e, float* yt, int64_t ldy) {
+  switch ((batch + 7) / 8) {
+    case 1: return TiledColumns8<1>(w, offset, n_begin, n_end, base, batch, e, yt, ldy);
+    case 2: return TiledColumns8<2>(w, offset, n_begin, n_end, base, batch, e, yt, ldy);
+    case 3: return TiledColumns8<3>(w, offset, n_begin, n_end, base, batch, e, yt, ldy);
+    case 4: return TiledColumns8<4>(w, offset, n_begin, n_end, base, batch, e, yt, ldy);
+    default: return;
+  }
+}
+
 }  // namespace
 
 LSC_AVX2 void SpmmTiledAvx2(const TiledView& w, int64_t n_begin, int64_t n_end, const float* base, int64_t batch,
                             const Epilogue& e, float* yt, int64_t ldy) {
-  switch ((batch + 7) / 8) {
-    case 1: return TiledColumns8<1>(w, n_begin, n_end, base, batch, e, yt, ldy);
-    case 2: return TiledColumns8<2>(w, n_begin, n_end, base, batch, e, yt, ldy);
-    case 3: return TiledColumns8<3>(w, n_begin, n_end, base, batch, e, yt, ldy);
-    case 4: return TiledColumns8<4>(w, n_begin, n_end, base, batch, e, yt, ldy);
-    default: return;
-  }
+  if (w.offset16 != nullptr) return TiledDispatch8(w, w.offset16, n_begin, n_end, base, batch, e, yt, ldy);
+  return TiledDispatch8(w, w.offset32, n_begin, n_end, base, batch, e, yt, ldy);
 }
 
 // ---- sliced layout: two gathers of 8 lanes per round ------------------------------------

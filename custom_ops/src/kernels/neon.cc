@@ -38,7 +38,7 @@ void SpmmTileNeon(const ColumnView& w, int64_t n_begin, int64_t n_end, const flo
 
 namespace lsc {
 
-// 64 lanes in 16 vectors of 4; one record (offset, value) per non-zero.
+// 64 lanes in 16 vectors of 4; one offset and one value per non-zero.
 void SpmmTiledNeon(const TiledView& w, int64_t n_begin, int64_t n_end, const float* base, int64_t batch,
                    const Epilogue& e, float* yt, int64_t ldy) {
   const int64_t full = batch / 4 * 4;
@@ -56,13 +56,15 @@ void SpmmTiledNeon(const TiledView& w, int64_t n_begin, int64_t n_end, const flo
         int64_t l = 0;
         for (int v = 0; l < full; ++v, l += 4) acc[v] = first ? vdupq_n_f32(0.0f) : vld1q_f32(out + l);
         for (; l < batch; ++l) rest[l - full] = first ? 0.0f : out[l];
-        for (uint64_t i = start[i0]; i < start[i0 + 1]; ++i) {
-          const float* row = Row(base, w.entry[i].offset);
-          const float value = w.entry[i].value;
-          l = 0;
-          for (int v = 0; l < full; ++v, l += 4) acc[v] = vfmaq_n_f32(acc[v], vld1q_f32(row + l), value);
-          for (; l < batch; ++l) rest[l - full] += value * row[l];
-        }
+        WithTiledOffsets(w, [&](const auto* offset) {
+          for (uint64_t i = start[i0]; i < start[i0 + 1]; ++i) {
+            const float* row = base + offset[i];
+            const float value = w.value[i];
+            int64_t j = 0;
+            for (int v = 0; j < full; ++v, j += 4) acc[v] = vfmaq_n_f32(acc[v], vld1q_f32(row + j), value);
+            for (; j < batch; ++j) rest[j - full] += value * row[j];
+          }
+        });
         const float beta = e.bias ? e.bias[n] : 0.0f;
         const float32x4_t vb = vdupq_n_f32(beta), zero = vdupq_n_f32(0.0f);
         const float* residual = e.residual ? e.residual + n * ldy : nullptr;

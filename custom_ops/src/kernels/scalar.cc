@@ -149,11 +149,13 @@ void SpmmTiledScalar(const TiledView& w, int64_t n_begin, int64_t n_end, const f
         float acc[64];
         float* out = yt + n * ldy;
         for (int64_t l = 0; l < batch; ++l) acc[l] = first ? 0.0f : out[l];
-        for (uint64_t i = start[i0]; i < start[i0 + 1]; ++i) {
-          const float v = w.entry[i].value;
-          const float* row = Row(base, w.entry[i].offset);
-          for (int64_t l = 0; l < batch; ++l) acc[l] += v * row[l];
-        }
+        WithTiledOffsets(w, [&](const auto* offset) {
+          for (uint64_t i = start[i0]; i < start[i0 + 1]; ++i) {
+            const float v = w.value[i];
+            const float* row = base + offset[i];
+            for (int64_t l = 0; l < batch; ++l) acc[l] += v * row[l];
+          }
+        });
         const float* residual = epilogue.residual ? epilogue.residual + n * ldy : nullptr;
         for (int64_t l = 0; l < batch; ++l) {
           out[l] = !last ? acc[l] : residual ? Apply(epilogue, n, acc[l], residual[l]) : Apply(epilogue, n, acc[l]);

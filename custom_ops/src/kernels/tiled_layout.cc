@@ -16,12 +16,13 @@ Status BuildTiledLayout(const ColumnLists& columns, const int64_t* offsets, cons
     return Fail("the tiled layout of ", blocks, " K-blocks x ", N, " columns would be too large");
   }
   const uint64_t cells = static_cast<uint64_t>(blocks) * static_cast<uint64_t>(N);
-  LSC_RETURN_IF_ERROR(CheckAllocation(24 * cells + 8 + sizeof(TiledEntry) * columns.nnz(),
-                                      "the tiled layout of this weight"));
+  LSC_RETURN_IF_ERROR(CheckAllocation(24 * cells + 8 + 8 * columns.nnz(), "the tiled layout of this weight"));
+  bool narrow = true;  // every offset fits in 16 bits
   for (int64_t k = 0; k < columns.K; ++k) {
     if (offsets[k] < 0 || offsets[k] > 0x1FFFFFFFll) {
       return Fail("activation offset ", offsets[k], " of weight row ", k, " is beyond 2^29 elements");
     }
+    narrow = narrow && offsets[k] <= 0xFFFF;
   }
   TiledLayout layout;
   layout.N = N;
@@ -61,14 +62,24 @@ Status BuildTiledLayout(const ColumnLists& columns, const int64_t* offsets, cons
       layout.start[at + 1] = layout.start[at] + count[static_cast<size_t>(b * N + n)];
     }
   }
-  layout.entry.resize(columns.nnz());
+  layout.value.resize(columns.nnz());
+  if (narrow) {
+    layout.offset16.resize(columns.nnz());
+  } else {
+    layout.offset32.resize(columns.nnz());
+  }
   for (int64_t n = 0; n < N; ++n) {
     int64_t b = 0;
     for (uint64_t i = columns.ptr[n]; i < columns.ptr[n + 1]; ++i) {
       const uint32_t k = columns.row[i];
       while (k >= block_begin[b + 1]) ++b;
-      layout.entry[first[static_cast<size_t>(b * N + n)]++] =
-          TiledEntry{static_cast<int32_t>(4 * offsets[k]), columns.value[i]};
+      const uint64_t at = first[static_cast<size_t>(b * N + n)]++;
+      layout.value[at] = columns.value[i];
+      if (narrow) {
+        layout.offset16[at] = static_cast<uint16_t>(offsets[k]);
+      } else {
+        layout.offset32[at] = static_cast<int32_t>(offsets[k]);
+      }
     }
   }
   *out = std::move(layout);

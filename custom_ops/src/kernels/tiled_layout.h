@@ -1,5 +1,6 @@
-// The tiled layout: column lists split into K-blocks, each non-zero as (activation row offset,
-// value) in one 8-byte record, for the batch and convolution kernels (SpmmTiledFn, views.h).
+// The tiled layout: column lists split into K-blocks, each non-zero as an activation row offset
+// (16 bits wide where every offset fits, else 32) and a value, for the batch and convolution
+// kernels (SpmmTiledFn, views.h).
 //
 // Rows of a K-block are chosen so that the activation rows one block reads fit in L1 together;
 // the kernel sweeps all output columns of a block before the next block, keeping partial sums in
@@ -23,16 +24,30 @@ struct TiledLayout {
   std::vector<uint64_t> chunk_work;  // non-zeros before each chunk, then the total
   std::vector<uint64_t> start;       // blocks * N + 1
   std::vector<int32_t> column;       // blocks * N
-  std::vector<TiledEntry> entry;     // nnz: block-major, then in processing order, then by row
+  // The non-zeros, block-major, then in processing order, then by row: values and element
+  // offsets, in offset16 when every offset is below 2^16 (offset32 then stays empty), else in
+  // offset32.
+  std::vector<float> value;
+  std::vector<uint16_t> offset16;
+  std::vector<int32_t> offset32;
   std::vector<int64_t> block_begin;  // blocks + 1: the rows of each K-block, 0, ..., K
-  TiledView view() const { return TiledView{N, blocks, chunk, start.data(), column.data(), entry.data()}; }
+  TiledView view() const { return blocks_view(0, blocks, false, false); }
   // The K-blocks [b_begin, b_end) (see TiledView for the flags).
   TiledView blocks_view(int64_t b_begin, int64_t b_end, bool accumulate, bool partial) const {
-    return TiledView{N, b_end - b_begin, chunk, start.data() + b_begin * N, column.data() + b_begin * N,
-                     entry.data(), accumulate, partial};
+    return TiledView{N,
+                     b_end - b_begin,
+                     chunk,
+                     start.data() + b_begin * N,
+                     column.data() + b_begin * N,
+                     value.data(),
+                     offset16.empty() ? nullptr : offset16.data(),
+                     offset32.empty() ? nullptr : offset32.data(),
+                     accumulate,
+                     partial};
   }
   uint64_t bytes() const {
-    return start.size() * sizeof(uint64_t) + column.size() * 4 + entry.size() * sizeof(TiledEntry);
+    return start.size() * sizeof(uint64_t) + column.size() * 4 + value.size() * 4 + offset16.size() * 2 +
+           offset32.size() * 4;
   }
   // Position boundaries of up to `tasks` runs of whole chunks with about equal non-zeros.
   std::vector<int64_t> TaskBounds(int64_t tasks) const;

@@ -28,14 +28,10 @@ struct WindowedView {
 
 // Tiled layout (kernels/tiled_layout.h) for batches and convolutions: the non-zeros of each
 // output column, split into K-blocks (block-major), each as the element offset of its activation
-// row (in bytes) and its value, so the kernel reads one 8-byte record per non-zero.
-struct TiledEntry {
-  int32_t offset;  // in bytes from the tile's base
-  float value;
-};
-inline const float* Row(const float* base, int32_t offset_bytes) {
-  return reinterpret_cast<const float*>(reinterpret_cast<const char*>(base) + offset_bytes);
-}
+// row from the tile's base and its value, in two parallel arrays. Offsets are 16 bits wide when
+// every one fits (MatMul tiles and gathered convolutions, whose K-blocks span at most 48 KiB of
+// activations): 6 bytes per non-zero, and the AVX-512 kernel reads four offsets with one load.
+// Otherwise (a convolution's virtual positions) they are 32 bits wide.
 // Columns come in chunks of `chunk` (the last may be shorter): the kernel sweeps every K-block for
 // one chunk before the next, so the chunk's output tile stays in L1 while each K-block's
 // activation rows are read from L2 once per chunk. Within a chunk and K-block, columns are
@@ -49,10 +45,20 @@ struct TiledView {
   const uint64_t* start;   // blocks * N + 1: first entry of the i-th column processed in block b
                            // at start[b * N + i]
   const int32_t* column;   // blocks * N: that column
-  const TiledEntry* entry;
+  const float* value;      // nnz, in processing order
+  const uint16_t* offset16;  // nnz element offsets when they all fit in 16 bits, else null
+  const int32_t* offset32;   // nnz element offsets otherwise, else null
   bool accumulate = false;  // the first block adds to yt (else starts from zero)
   bool partial = false;     // the last block stores plain sums (else applies the epilogue)
 };
+
+// Calls fn(offsets) with the view's offset array, uint16_t* or int32_t*, so that a kernel is
+// compiled once per offset width.
+template <typename Fn>
+inline void WithTiledOffsets(const TiledView& w, Fn&& fn) {
+  if (w.offset16 != nullptr) return fn(w.offset16);
+  return fn(w.offset32);
+}
 
 // What a kernel applies when it writes an output: y = alpha * sum + bias[n] (+ the residual at
 // the output's own index, for the tiled kernel), then max(y, 0) (NaN kept) when relu.
