@@ -568,10 +568,10 @@ LSC_AVX512 inline void MultiplyAdd(__m512 (&acc)[U][NV], int u, __m512 value, co
 template <int NV, int U, bool FULL, typename Offset>
 LSC_AVX512 inline void ColumnSums(const Offset* offset, const float* value, uint64_t p, const uint64_t end,
                                   const float* base, __mmask16 tail, __m512 (&acc)[U][NV]) {
+  PrefetchAfter(offset + end, sizeof(Offset) == 2 ? 1 : 2);
+  PrefetchAfter(value + end, 2);
   if (sizeof(Offset) == 2) {
     const __m512i lane1 = _mm512_set1_epi32(1), lane2 = _mm512_set1_epi32(2), lane3 = _mm512_set1_epi32(3);
-    PrefetchAfter(offset + end, 1);
-    PrefetchAfter(value + end, 2);
     for (; p + 4 <= end; p += 4) {
       uint64_t four;
       std::memcpy(&four, offset + p, sizeof(four));
@@ -583,8 +583,6 @@ LSC_AVX512 inline void ColumnSums(const Offset* offset, const float* value, uint
       MultiplyAdd<NV, U, FULL>(acc, 3 % U, _mm512_permutexvar_ps(lane3, values), base + (four >> 48), tail);
     }
   } else {
-    PrefetchAfter(offset + end, 2);
-    PrefetchAfter(value + end, 2);
     for (; p + U <= end; p += U) {
       for (int u = 0; u < U; ++u) MultiplyAdd<NV, U, FULL>(acc, u, _mm512_set1_ps(value[p + u]), base + offset[p + u], tail);
     }

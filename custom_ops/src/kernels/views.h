@@ -53,7 +53,8 @@ struct TiledView {
 };
 
 // Calls fn(offsets) with the view's offset array, uint16_t* or int32_t*, so that a kernel is
-// compiled once per offset width.
+// compiled once per offset width. The AVX2 and AVX-512 kernels test offset16 themselves: a
+// lambda would not inherit their target attribute, and its intrinsics would not compile.
 template <typename Fn>
 inline void WithTiledOffsets(const TiledView& w, Fn&& fn) {
   if (w.offset16 != nullptr) return fn(w.offset16);

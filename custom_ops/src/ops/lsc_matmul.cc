@@ -21,7 +21,7 @@ constexpr int64_t kWindowedBatch = 12;
 // 192 transposed activation rows then fits in L1; 128 lanes measured 15-30% slower.
 constexpr int64_t kMatMulTile = 64;
 // Bytes of partial sums a task keeps while it sweeps the K-blocks: an eighth of a 2 MiB L2, so
-// they stay there while the weight's records stream past (a whole 3072-column tile, 768 KiB,
+// they stay there while the weight's non-zeros stream past (a whole 3072-column tile, 768 KiB,
 // measured 10-30% slower).
 constexpr int64_t kSpanBytes = 262144;
 // At most this many bytes of a tile's transposed activations are kept for all its spans.
