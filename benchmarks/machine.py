@@ -50,6 +50,21 @@ def memory_bytes() -> int | None:
     return None
 
 
+def last_level_cache_bytes() -> int | None:
+    """Size of CPU 0's largest cache (Linux sysfs), or None where it cannot be read."""
+    sizes = []
+    for entry in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        try:
+            text = (entry / "size").read_text().strip().upper()
+        except OSError:
+            continue
+        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+        digits = text.rstrip("KMG")
+        if digits.isdigit():
+            sizes.append(int(digits) * scale)
+    return max(sizes, default=None)
+
+
 def load_average() -> tuple[float, float, float] | None:
     try:
         return os.getloadavg()

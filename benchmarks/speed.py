@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -22,7 +23,7 @@ import numpy as np
 from onnx import numpy_helper
 
 import lsc_ort
-from benchmarks import bench_conv, bench_matmul
+from benchmarks import bench_conv, bench_matmul, machine
 from benchmarks.engine_worker import time_interleaved, time_rounds
 from benchmarks.report import MISSING, Table, Timing, fmt_bytes, fmt_percent, fmt_seconds, fmt_speedup, speedup
 
@@ -47,6 +48,8 @@ class SpeedOptions:
     """Conv cases whose input would pass this many bytes are left out (batch 128 on 56×56 maps)."""
     gemv_shapes: tuple[tuple[int, int], ...] = ((8192, 8192), (3072, 768), (768, 3072))
     bandwidth_bytes: int = 1 << 30
+    cold_samples: int = 9
+    """Single GEMV runs from DRAM (each after the caches are flushed) whose median is reported."""
     e2e_models: tuple[str, ...] = ("minilm", "resnet50")
     e2e_sparsities: tuple[float, ...] = (0.7, 0.9, 0.95)
     tvm_shapes: tuple[tuple[int, int], ...] = BERT_SHAPES + MINILM_SHAPES
@@ -227,14 +230,42 @@ def read_bandwidth(size_bytes: int, threads: int) -> float:
     return size_bytes / min(numpy_time, ort_time)
 
 
+def eviction_bytes() -> int:
+    """Bytes to read between cold runs so that nothing of a run stays cached: twice the last-level
+    cache (at least 256 MiB), at most an eighth of the memory."""
+    cache = machine.last_level_cache_bytes() or 64 << 20
+    memory = machine.memory_bytes() or 8 << 30
+    return max(256 << 20, min(2 * cache, memory // 8))
+
+
+def cold_seconds(run: Callable[[], object], evict: Callable[[], object], samples: int) -> float:
+    """Median seconds of one call of `run`, each after `evict` has pushed its data out of the caches."""
+    run()
+    times = []
+    for _ in range(samples):
+        evict()
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    times.sort()
+    return times[len(times) // 2]
+
+
 def bandwidth_table(options: SpeedOptions, progress: Callable[[str], None] = print) -> Table:
     """GEMV (batch 1) at 90%: bytes each engine must read ÷ its time, against the read bandwidth."""
     rng = np.random.default_rng(options.seed)
     table = Table("speed-bandwidth", "GEMV at 90% sparsity, batch 1: bytes read per second vs measured read "
                   "bandwidth", ["K×N", "threads", "read bandwidth", "lsc blob", "LSC GB/s", "LSC % of bw",
-                                "dense GB/s", "dense % of bw", "LSC speed-up"])
+                                "dense GB/s", "dense % of bw", "LSC speed-up", "LSC % from DRAM",
+                                "dense % from DRAM"])
     progress("speed: read bandwidth")
     bandwidth = {t: read_bandwidth(options.bandwidth_bytes, t) for t in options.threads}
+    flush = np.ones(eviction_bytes() // 4, np.float32)
+    samples = options.cold_samples
+
+    def evict() -> None:
+        np.add.reduce(flush)
+
     rows = []
     for k, n in options.gemv_shapes:
         progress(f"speed: GEMV {k}×{n}")
@@ -247,17 +278,24 @@ def bandwidth_table(options: SpeedOptions, progress: Callable[[str], None] = pri
             dense = timing(partial(dense_run, feed), options.budget)
             lsc = timing(partial(lsc_run, feed), options.budget)
             lsc_rate, dense_rate = len(blob) / lsc.median, weight.nbytes / dense.median
+            lsc_cold = len(blob) / cold_seconds(partial(lsc_run, feed), evict, samples)
+            dense_cold = weight.nbytes / cold_seconds(partial(dense_run, feed), evict, samples)
             table.add(f"{k}×{n}", threads, f"{bandwidth[threads] / 1e9:.1f} GB/s", fmt_bytes(len(blob)),
                       f"{lsc_rate / 1e9:.1f}", fmt_percent(lsc_rate / bandwidth[threads], 0),
                       f"{dense_rate / 1e9:.1f}", fmt_percent(dense_rate / bandwidth[threads], 0),
-                      fmt_speedup(dense, lsc))
-            rows.append({"shape": [k, n], "threads": threads, "lsc_fraction": lsc_rate / bandwidth[threads]})
+                      fmt_speedup(dense, lsc), fmt_percent(lsc_cold / bandwidth[threads], 0),
+                      fmt_percent(dense_cold / bandwidth[threads], 0))
+            rows.append({"shape": [k, n], "threads": threads, "lsc_fraction": lsc_rate / bandwidth[threads],
+                         "lsc_fraction_from_dram": lsc_cold / bandwidth[threads]})
         del dense_model, lsc_model, weight
         gc.collect()
     table.notes = [f"Read bandwidth: the faster of numpy's add.reduce and onnxruntime's ReduceSum over a "
                    f"{fmt_bytes(options.bandwidth_bytes)} float32 buffer (best round). Blobs smaller than the "
                    "last-level cache are read from it after the first run, so above 100% is possible there.",
-                   "LSC reads the encoded blob (bytes ÷ LSCMatMul time); dense reads the fp32 weight."]
+                   "LSC reads the encoded blob (bytes ÷ LSCMatMul time); dense reads the fp32 weight.",
+                   f"From DRAM: the median of {samples} single runs, each after a read of "
+                   f"{fmt_bytes(flush.nbytes)} (twice the last-level cache) has pushed the weight out of the "
+                   "caches."]
     table.data = {"bandwidth": bandwidth, "rows": rows}
     return table
 
