@@ -8,6 +8,9 @@
 #else
 #include <unistd.h>
 #endif
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 namespace lsc {
 namespace {
@@ -67,5 +70,31 @@ Status CheckDeclaredExtent(int64_t extent, uint64_t blob_bytes, const char* what
   }
   return Status();
 }
+
+#if defined(__linux__)
+namespace {
+constexpr size_t kHugePage = size_t{2} << 20;
+}  // namespace
+
+void* AllocateStreamed(size_t bytes) {
+  if (bytes < kHugePageMinBytes) return ::operator new(bytes);
+  const size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+  void* memory = std::aligned_alloc(kHugePage, rounded);
+  if (memory == nullptr) throw std::bad_alloc();
+  madvise(memory, rounded, MADV_HUGEPAGE);  // advice only: without it the pages are 4 KiB ones
+  return memory;
+}
+
+void FreeStreamed(void* memory, size_t bytes) noexcept {
+  if (bytes < kHugePageMinBytes) {
+    ::operator delete(memory);
+  } else {
+    std::free(memory);
+  }
+}
+#else
+void* AllocateStreamed(size_t bytes) { return ::operator new(bytes); }
+void FreeStreamed(void* memory, size_t) noexcept { ::operator delete(memory); }
+#endif
 
 }  // namespace lsc

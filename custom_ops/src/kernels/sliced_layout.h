@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/memory.h"
 #include "common/status.h"
 #include "kernels/layouts.h"
 #include "kernels/views.h"
@@ -28,8 +29,8 @@ struct SlicedLayout {
   float scale = 1.0f;
   std::vector<uint64_t> group_start;  // groups + 1
   std::vector<int32_t> column;        // groups x kSlicedLanes
-  std::vector<uint8_t> step;          // rounds x kSlicedLanes x step_bytes
-  std::vector<uint8_t> value;         // rounds x kSlicedLanes x value width
+  // rounds x kSlicedLanes x step_bytes, and x value width: the streams, on huge pages
+  std::vector<uint8_t, StreamedAllocator<uint8_t>> step, value;
   uint64_t rounds() const { return group_start.empty() ? 0 : group_start.back(); }
   uint64_t bytes() const {
     return group_start.size() * 8 + column.size() * 4 + step.size() + value.size();
