@@ -7,6 +7,7 @@
 #include <random>
 #include <vector>
 
+#include "common/memory.h"
 #include "kernels/kernels.h"
 #include "kernels/layouts.h"
 #include "kernels/sliced_layout.h"
@@ -458,8 +459,27 @@ void TestVariant(const KernelSet& set) {
 
 }  // namespace
 
+// Streamed arrays: small ones from operator new, large ones (on Linux) on whole 2 MiB pages; both keep
+// what is written to them.
+void TestStreamedAllocator() {
+  for (size_t bytes : {size_t{1000}, kHugePageMinBytes + 12345}) {
+    std::vector<uint8_t, StreamedAllocator<uint8_t>> v(bytes, 7);
+    v.back() = 9;
+#if defined(__linux__)
+    const bool aligned = bytes < kHugePageMinBytes || reinterpret_cast<uintptr_t>(v.data()) % (size_t{2} << 20) == 0;
+#else
+    const bool aligned = true;
+#endif
+    if (v.front() != 7 || v.back() != 9 || !aligned) {
+      std::printf("FAIL streamed allocator, %zu bytes\n", bytes);
+      ++failures;
+    }
+  }
+}
+
 int main() {
   int tested = 0;
+  TestStreamedAllocator();
   for (const KernelSet& set : AllKernelSets()) {
     if (!set.supported()) {
       std::printf("skip %s (not supported by this CPU)\n", set.name);
