@@ -94,8 +94,8 @@ def _speed_options(ctx: Context) -> Any:
         options = SpeedOptions(threads=ctx.threads, budget=0.12, matmul_shapes=((768, 3072),),
                                sparsities=(0.5, 0.7, 0.9, 0.95, 0.98), batches=(1, 128),
                                conv_layers=("resnet 3x3 256 s2",), conv_batches=(1,), gemv_shapes=((4096, 4096),),
-                               bandwidth_bytes=256 << 20, cold_samples=3, e2e_sparsities=(0.9,), tvm_shapes=((768, 3072),),
-                               tvm_batches=(1,))
+                               bandwidth_bytes=256 << 20, cold_samples=3, e2e_sparsities=(0.9,),
+                               tvm_shapes=((768, 3072),), tvm_batches=(1,))
     else:
         options = SpeedOptions(threads=ctx.threads)
     return replace(options, budget=options.budget * ctx.budget_scale)

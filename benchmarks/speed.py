@@ -294,8 +294,8 @@ def bandwidth_table(options: SpeedOptions, progress: Callable[[str], None] = pri
                    "last-level cache are read from it after the first run, so above 100% is possible there.",
                    "LSC reads the encoded blob (bytes ÷ LSCMatMul time); dense reads the fp32 weight.",
                    f"From DRAM: the median of {samples} single runs, each after a read of "
-                   f"{fmt_bytes(flush.nbytes)} (twice the last-level cache) has pushed the weight out of the "
-                   "caches."]
+                   f"{fmt_bytes(flush.nbytes)} (twice the last-level cache, at least 256 MiB and at most an eighth "
+                   "of the memory) has pushed the weight out of the caches."]
     table.data = {"bandwidth": bandwidth, "rows": rows}
     return table
 

@@ -457,16 +457,14 @@ void TestVariant(const KernelSet& set) {
   TestAttentionNonFinite(set);
 }
 
-}  // namespace
-
-// Streamed arrays: small ones from operator new, large ones (on Linux) on whole 2 MiB pages; both keep
-// what is written to them.
+// Streamed arrays: small ones from operator new, large ones (on Linux) on whole 2 MiB pages;
+// both keep what is written to them.
 void TestStreamedAllocator() {
   for (size_t bytes : {size_t{1000}, kHugePageMinBytes + 12345}) {
     std::vector<uint8_t, StreamedAllocator<uint8_t>> v(bytes, 7);
     v.back() = 9;
 #if defined(__linux__)
-    const bool aligned = bytes < kHugePageMinBytes || reinterpret_cast<uintptr_t>(v.data()) % (size_t{2} << 20) == 0;
+    const bool aligned = bytes < kHugePageMinBytes || reinterpret_cast<uintptr_t>(v.data()) % kHugePageBytes == 0;
 #else
     const bool aligned = true;
 #endif
@@ -476,6 +474,8 @@ void TestStreamedAllocator() {
     }
   }
 }
+
+}  // namespace
 
 int main() {
   int tested = 0;

@@ -72,14 +72,11 @@ Status CheckDeclaredExtent(int64_t extent, uint64_t blob_bytes, const char* what
 }
 
 #if defined(__linux__)
-namespace {
-constexpr size_t kHugePage = size_t{2} << 20;
-}  // namespace
-
 void* AllocateStreamed(size_t bytes) {
   if (bytes < kHugePageMinBytes) return ::operator new(bytes);
-  const size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
-  void* memory = std::aligned_alloc(kHugePage, rounded);
+  if (bytes > SIZE_MAX - kHugePageBytes) throw std::bad_alloc();
+  const size_t rounded = (bytes + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes;
+  void* memory = std::aligned_alloc(kHugePageBytes, rounded);
   if (memory == nullptr) throw std::bad_alloc();
   madvise(memory, rounded, MADV_HUGEPAGE);  // advice only: without it the pages are 4 KiB ones
   return memory;
