@@ -141,6 +141,17 @@ void TestSliced(const KernelSet& set, const ColumnLists& w, const std::vector<fl
     }
     Expect(relu ? "spmv_sliced relu" : "spmv_sliced", set, w.K, w.N, M, y, WithEpilogue(expected, relu));
   }
+  // Group ranges of 1, 2, 3, ... groups, as tasks split them (kernels read several groups side
+  // by side: ranges that are not a multiple of that, starting anywhere).
+  std::fill(y.begin(), y.end(), 0.0f);
+  const Epilogue e{0.5f, bias.data(), false};
+  for (int64_t m0 = 0; m0 < M; m0 += kSlicedRows) {
+    for (int64_t g = 0, size = 1; g < layout.groups; g += size, ++size) {
+      set.spmv_sliced(layout.view(), g, std::min(layout.groups, g + size), a.data() + m0 * w.K, w.K,
+                      std::min<int64_t>(kSlicedRows, M - m0), e, y.data() + m0 * w.N, w.N);
+    }
+  }
+  Expect("spmv_sliced by group ranges", set, w.K, w.N, M, y, expected);
 }
 
 // Values rounded to float16 (or to scale * int8) and marked as stored so.

@@ -692,47 +692,51 @@ LSC_AVX512 inline __m512 LoadValues(const uint8_t* p, __mmask16* nonzero) {
 // before each run: 1.05x over 16); a weight held in L3 does not notice.
 constexpr int kPrefetchRounds = 48;
 
+// Groups the sliced kernel reads side by side. One core streams from DRAM faster with more
+// sequential streams in flight: 4 groups (8 streams) read 8192 x 8192 at 90% 1.3x faster than one
+// group (2.3 against 3.1 ms, caches flushed before each run; 2 groups: 1.23x, 8 groups: 1.2x).
+// A weight held in L2 does not notice; one held in L3 reads about 5% slower.
+constexpr int kSlicedWays = 4;
+
+// One sequential reader of a group's rounds: its stream positions, row indices and two
+// accumulator sets.
 template <int R, int STEP, SlicedValue T>
-LSC_AVX512 void SlicedRows(const SlicedView& w, int64_t g_begin, int64_t g_end, const float* x, int64_t ldx,
-                           const Epilogue& e, float* y, int64_t ldy) {
-  constexpr int width = T == SlicedValue::kFloat32 ? 4 : T == SlicedValue::kFloat16 ? 2 : 1;
-  const __m512 va = _mm512_set1_ps(e.alpha * w.scale);
-  for (int64_t g = g_begin; g < g_end; ++g) {
-    uint64_t r = w.group_start[g];
-    const uint64_t end = w.group_start[g + 1];
-    const uint8_t* step = w.step + r * 16 * STEP;
-    const uint8_t* value = w.value + r * 16 * width;
-    __m512i index = _mm512_setzero_si512();
-    __m512 acc[2][R];
+struct SlicedCursor {
+  static constexpr int width = T == SlicedValue::kFloat32 ? 4 : T == SlicedValue::kFloat16 ? 2 : 1;
+  const uint8_t* step;
+  const uint8_t* value;
+  __m512i index;
+  __m512 acc[2][R];
+
+  LSC_AVX512 inline void Start(const SlicedView& w, uint64_t round) {
+    step = w.step + round * 16 * STEP;
+    value = w.value + round * 16 * width;
+    index = _mm512_setzero_si512();
     for (int u = 0; u < 2; ++u) {
       for (int m = 0; m < R; ++m) acc[u][m] = _mm512_setzero_ps();
     }
-    for (; r + 2 <= end; r += 2) {
-      // The streams come from L3 or DRAM: ask for them a few rounds ahead.
-      _mm_prefetch(reinterpret_cast<const char*>(value + kPrefetchRounds * 16 * width), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(value + kPrefetchRounds * 16 * width + 64), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(step + kPrefetchRounds * 16 * STEP), _MM_HINT_T0);
-      for (int u = 0; u < 2; ++u) {
-        index = _mm512_add_epi32(index, LoadSteps<STEP>(step + u * 16 * STEP));
-        __mmask16 nonzero;
-        const __m512 v = LoadValues<T>(value + u * 16 * width, &nonzero);
-        for (int m = 0; m < R; ++m) {  // every index is a row < K; zero lanes leave acc as it is
-          const __m512 a = _mm512_i32gather_ps(index, x + m * ldx, 4);
-          acc[u][m] = _mm512_mask3_fmadd_ps(v, a, acc[u][m], nonzero);
-        }
-      }
-      step += 32 * STEP;
-      value += 32 * width;
+  }
+  // The streams come from L3 or DRAM: ask for them a few rounds ahead (once per two rounds).
+  LSC_AVX512 inline void Prefetch() const {
+    _mm_prefetch(reinterpret_cast<const char*>(value + kPrefetchRounds * 16 * width), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(value + kPrefetchRounds * 16 * width + 64), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(step + kPrefetchRounds * 16 * STEP), _MM_HINT_T0);
+  }
+  // The next round into accumulator set u.
+  LSC_AVX512 inline void Round(int u, const float* x, int64_t ldx) {
+    index = _mm512_add_epi32(index, LoadSteps<STEP>(step));
+    __mmask16 nonzero;
+    const __m512 v = LoadValues<T>(value, &nonzero);
+    for (int m = 0; m < R; ++m) {  // every index is a row < K; zero lanes leave acc as it is
+      const __m512 a = _mm512_i32gather_ps(index, x + m * ldx, 4);
+      acc[u][m] = _mm512_mask3_fmadd_ps(v, a, acc[u][m], nonzero);
     }
-    if (r < end) {
-      index = _mm512_add_epi32(index, LoadSteps<STEP>(step));
-      __mmask16 nonzero;
-      const __m512 v = LoadValues<T>(value, &nonzero);
-      for (int m = 0; m < R; ++m) {
-        const __m512 a = _mm512_i32gather_ps(index, x + m * ldx, 4);
-        acc[0][m] = _mm512_mask3_fmadd_ps(v, a, acc[0][m], nonzero);
-      }
-    }
+    step += 16 * STEP;
+    value += 16 * width;
+  }
+  // The epilogue of the sums, scattered to group g's columns.
+  LSC_AVX512 inline void Store(const SlicedView& w, int64_t g, __m512 va, const Epilogue& e, float* y,
+                               int64_t ldy) const {
     const __m512i column = _mm512_loadu_si512(w.column + g * 16);
     const __mmask16 valid = _mm512_cmpge_epi32_mask(column, _mm512_setzero_si512());
     const __m512 beta = e.bias ? _mm512_mask_i32gather_ps(_mm512_setzero_ps(), valid, column, e.bias, 4)
@@ -740,6 +744,42 @@ LSC_AVX512 void SlicedRows(const SlicedView& w, int64_t g_begin, int64_t g_end, 
     for (int m = 0; m < R; ++m) {
       const __m512 out = ApplyEpilogue(_mm512_add_ps(acc[0][m], acc[1][m]), va, beta, e.relu);
       _mm512_mask_i32scatter_ps(y + m * ldy, valid, column, out, 4);
+    }
+  }
+};
+
+// kSlicedWays groups at a time: side by side for the rounds they all have, then each to its end.
+template <int R, int STEP, SlicedValue T>
+LSC_AVX512 void SlicedRows(const SlicedView& w, int64_t g_begin, int64_t g_end, const float* x, int64_t ldx,
+                           const Epilogue& e, float* y, int64_t ldy) {
+  const __m512 va = _mm512_set1_ps(e.alpha * w.scale);
+  SlicedCursor<R, STEP, T> cursor[kSlicedWays];
+  for (int64_t g = g_begin; g < g_end; g += kSlicedWays) {
+    const int ways = static_cast<int>(std::min<int64_t>(kSlicedWays, g_end - g));
+    uint64_t rounds[kSlicedWays], common = ~uint64_t{0};
+    for (int i = 0; i < ways; ++i) {
+      cursor[i].Start(w, w.group_start[g + i]);
+      rounds[i] = w.group_start[g + i + 1] - w.group_start[g + i];
+      common = std::min(common, rounds[i]);
+    }
+    uint64_t r = 0;
+    if (ways == kSlicedWays) {
+      for (; r + 2 <= common; r += 2) {
+        for (int i = 0; i < kSlicedWays; ++i) cursor[i].Prefetch();
+        for (int u = 0; u < 2; ++u) {
+          for (int i = 0; i < kSlicedWays; ++i) cursor[i].Round(u, x, ldx);
+        }
+      }
+    }
+    for (int i = 0; i < ways; ++i) {
+      uint64_t q = r;
+      for (; q + 2 <= rounds[i]; q += 2) {
+        cursor[i].Prefetch();
+        cursor[i].Round(0, x, ldx);
+        cursor[i].Round(1, x, ldx);
+      }
+      if (q < rounds[i]) cursor[i].Round(0, x, ldx);
+      cursor[i].Store(w, g + i, va, e, y, ldy);
     }
   }
 }
