@@ -179,28 +179,48 @@ LSC_AVX2 inline __m256 LoadValues8(const uint8_t* p, __m256* mask) {
   return v;
 }
 
+// Rounds ahead that the sliced kernel asks for its streams, and groups it reads side by side
+// (as in the AVX-512 kernel: more sequential streams in flight stream faster from DRAM). On the
+// AVX2 path of a Sapphire Rapids core, 8192 x 8192 at 90% from DRAM: 5.3 ms without either,
+// 3.4 ms with the prefetches, 2.7 ms with four groups as well; warm, 1.0-1.2x faster.
+constexpr int kPrefetchRounds8 = 48;
+constexpr int kSlicedWays8 = 4;
+
+// One sequential reader of a group's rounds, as two halves of 8 lanes.
 template <int R, int STEP, SlicedValue T>
-LSC_AVX2 void SlicedRows8(const SlicedView& w, int64_t g_begin, int64_t g_end, const float* x, int64_t ldx,
-                          const Epilogue& e, float* y, int64_t ldy) {
-  constexpr int width = T == SlicedValue::kFloat32 ? 4 : T == SlicedValue::kFloat16 ? 2 : 1;
-  const float alpha = e.alpha * w.scale;
-  for (int64_t g = g_begin; g < g_end; ++g) {
-    const uint64_t begin = w.group_start[g], end = w.group_start[g + 1];
-    __m256i index[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
-    __m256 acc[R][2];
+struct SlicedCursor8 {
+  static constexpr int width = T == SlicedValue::kFloat32 ? 4 : T == SlicedValue::kFloat16 ? 2 : 1;
+  const uint8_t* step;
+  const uint8_t* value;
+  __m256i index[2];
+  __m256 acc[R][2];
+
+  LSC_AVX2 inline void Start(const SlicedView& w, uint64_t round) {
+    step = w.step + round * 16 * STEP;
+    value = w.value + round * 16 * width;
+    index[0] = index[1] = _mm256_setzero_si256();
     for (int m = 0; m < R; ++m) acc[m][0] = acc[m][1] = _mm256_setzero_ps();
-    for (uint64_t r = begin; r < end; ++r) {
-      for (int h = 0; h < 2; ++h) {
-        const uint64_t slot = r * 16 + 8 * static_cast<uint64_t>(h);
-        index[h] = _mm256_add_epi32(index[h], LoadSteps8<STEP>(w.step + slot * STEP));
-        __m256 mask;
-        const __m256 v = LoadValues8<T>(w.value + slot * width, &mask);
-        for (int m = 0; m < R; ++m) {
-          const __m256 a = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), x + m * ldx, index[h], mask, 4);
-          acc[m][h] = _mm256_fmadd_ps(v, a, acc[m][h]);
-        }
+  }
+  LSC_AVX2 inline void Prefetch() const {
+    _mm_prefetch(reinterpret_cast<const char*>(value + kPrefetchRounds8 * 16 * width), _MM_HINT_T0);
+    if (width == 4) _mm_prefetch(reinterpret_cast<const char*>(value + kPrefetchRounds8 * 16 * width + 64), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(step + kPrefetchRounds8 * 16 * STEP), _MM_HINT_T0);
+  }
+  LSC_AVX2 inline void Round(const float* x, int64_t ldx) {
+    for (int h = 0; h < 2; ++h) {
+      index[h] = _mm256_add_epi32(index[h], LoadSteps8<STEP>(step + 8 * h * STEP));
+      __m256 mask;
+      const __m256 v = LoadValues8<T>(value + 8 * h * width, &mask);
+      for (int m = 0; m < R; ++m) {
+        const __m256 a = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), x + m * ldx, index[h], mask, 4);
+        acc[m][h] = _mm256_fmadd_ps(v, a, acc[m][h]);
       }
     }
+    step += 16 * STEP;
+    value += 16 * width;
+  }
+  LSC_AVX2 inline void Store(const SlicedView& w, int64_t g, float alpha, const Epilogue& e, float* y,
+                             int64_t ldy) const {
     for (int m = 0; m < R; ++m) {
       float sums[16];
       _mm256_storeu_ps(sums, acc[m][0]);
@@ -211,6 +231,41 @@ LSC_AVX2 void SlicedRows8(const SlicedView& w, int64_t g_begin, int64_t g_end, c
         const float out = alpha * sums[j] + (e.bias ? e.bias[n] : 0.0f);
         y[m * ldy + n] = e.relu && out < 0.0f ? 0.0f : out;
       }
+    }
+  }
+};
+
+template <int R, int STEP, SlicedValue T>
+LSC_AVX2 void SlicedRows8(const SlicedView& w, int64_t g_begin, int64_t g_end, const float* x, int64_t ldx,
+                          const Epilogue& e, float* y, int64_t ldy) {
+  const float alpha = e.alpha * w.scale;
+  SlicedCursor8<R, STEP, T> cursor[kSlicedWays8];
+  for (int64_t g = g_begin; g < g_end; g += kSlicedWays8) {
+    const int ways = static_cast<int>(std::min<int64_t>(kSlicedWays8, g_end - g));
+    uint64_t rounds[kSlicedWays8], common = ~uint64_t{0};
+    for (int i = 0; i < ways; ++i) {
+      cursor[i].Start(w, w.group_start[g + i]);
+      rounds[i] = w.group_start[g + i + 1] - w.group_start[g + i];
+      common = std::min(common, rounds[i]);
+    }
+    uint64_t r = 0;
+    if (ways == kSlicedWays8) {
+      for (; r + 2 <= common; r += 2) {
+        for (int i = 0; i < kSlicedWays8; ++i) cursor[i].Prefetch();
+        for (int u = 0; u < 2; ++u) {
+          for (int i = 0; i < kSlicedWays8; ++i) cursor[i].Round(x, ldx);
+        }
+      }
+    }
+    for (int i = 0; i < ways; ++i) {
+      uint64_t q = r;
+      for (; q + 2 <= rounds[i]; q += 2) {
+        cursor[i].Prefetch();
+        cursor[i].Round(x, ldx);
+        cursor[i].Round(x, ldx);
+      }
+      if (q < rounds[i]) cursor[i].Round(x, ldx);
+      cursor[i].Store(w, g + i, alpha, e, y, ldy);
     }
   }
 }
