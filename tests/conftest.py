@@ -42,6 +42,14 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
 
 
+@pytest.fixture(params=["sliced", "windowed"])
+def gemv(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both layouts for one or two rows: LSC_ORT_GEMV overrides the per-CPU choice (windowed
+    where gathers are slow). A variant without a windowed kernel runs the sliced one either way."""
+    monkeypatch.setenv("LSC_ORT_GEMV", request.param)
+    return str(request.param)
+
+
 @pytest.fixture(params=["avx512", "avx2", "scalar"])
 def isa(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Every kernel variant this CPU has: LSC_ORT_ISA caps the instruction set kernels are chosen

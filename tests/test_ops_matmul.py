@@ -107,7 +107,7 @@ def test_batched_product_over_several_spans(threads: int) -> None:
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.int8])
-def test_stored_value_types(dtype: type) -> None:
+def test_stored_value_types(dtype: type, gemv: str) -> None:
     rng = np.random.default_rng(8)
     stored = sparse_array((40, 24), 0.8, dtype)
     scale = 0.03125 if dtype == np.int8 else None
@@ -152,8 +152,22 @@ def test_every_kernel_variant(isa: str) -> None:
             assert_close(run(sess, a), reference(a, w, bias, 1.5))
 
 
+@pytest.mark.parametrize("codec", CODECS)
+def test_one_or_two_rows_on_either_layout(codec: str, gemv: str, isa: str) -> None:
+    """One or two rows, on the sliced and on the windowed layout, every codec and variant: alpha,
+    bias, Relu, a weight taller than a window and one narrower than a column group."""
+    rng = np.random.default_rng(31)
+    for k, n in [(37, 5), (130, 70), (700, 33)]:
+        w = sparse_array((k, n), 0.85, seed=k)
+        bias = rng.standard_normal(n).astype(np.float32)
+        sess = session(matmul_model(lsc_ort.encode(w, codec), bias, alpha=0.75, activation="Relu"), 2)
+        for m in (1, 2):
+            a = rng.standard_normal((m, k)).astype(np.float32)
+            assert_close(run(sess, a), np.maximum(reference(a, w, bias, 0.75), 0.0))
+
+
 @pytest.mark.parametrize("m", [1, 2, 5, 130])
-def test_non_finite_activation_reaches_only_stored_weights(m: int) -> None:
+def test_non_finite_activation_reaches_only_stored_weights(m: int, gemv: str) -> None:
     """NaN / inf in A reach exactly the columns whose stored (non-zero) weights read them, on the
     sliced (1-2 rows), windowed and tiled paths."""
     w = sparse_array((300, 70), 0.9, seed=3)

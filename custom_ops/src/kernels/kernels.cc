@@ -31,6 +31,21 @@ bool HasAvx2() {
 }
 #endif
 
+// Gathers issue one load per lane on AMD's cores; Intel's cores since Skylake merge them.
+bool GathersAreSlow() {
+#if defined(__x86_64__) || defined(_M_X64)
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx)) return false;
+  char vendor[13] = {};
+  std::memcpy(vendor, &ebx, 4);
+  std::memcpy(vendor + 4, &edx, 4);
+  std::memcpy(vendor + 8, &ecx, 4);
+  return std::strcmp(vendor, "AuthenticAMD") == 0 || std::strcmp(vendor, "HygonGenuine") == 0;
+#else
+  return false;
+#endif
+}
+
 int Rank(const char* isa) {
   if (std::strcmp(isa, "avx512") == 0) return 3;
   if (std::strcmp(isa, "avx2") == 0 || std::strcmp(isa, "neon") == 0) return 2;
@@ -70,6 +85,15 @@ const KernelSet& SelectKernels() {
     if (Rank(set.isa) <= limit && set.supported()) return set;
   }
   return AllKernelSets().back();
+}
+
+bool PreferWindowedGemv(const KernelSet& set) {
+  if (set.spmv_windowed == nullptr) return false;
+  const char* choice = std::getenv("LSC_ORT_GEMV");
+  if (choice && std::strcmp(choice, "windowed") == 0) return true;
+  if (choice && std::strcmp(choice, "sliced") == 0) return false;
+  static const bool slow = GathersAreSlow();
+  return slow;
 }
 
 }  // namespace lsc

@@ -14,8 +14,9 @@
 namespace lsc {
 namespace {
 
-// Up to kSlicedRows rows of A run on the sliced layout; up to this many on the windowed layout
-// (when the kernel variant has a windowed kernel); more rows take the batched product.
+// Up to kSlicedRows rows of A run on the sliced layout (or the windowed one, where the CPU's
+// gathers are slow: PreferWindowedGemv); up to this many on the windowed layout (when the kernel
+// variant has a windowed kernel); more rows take the batched product.
 constexpr int64_t kWindowedBatch = 12;
 // Lanes of a batch tile of the tiled product (at most the variant's tiled_tile): a K-block of
 // 192 transposed activation rows then fits in L1; 128 lanes measured 15-30% slower.
@@ -203,7 +204,9 @@ Status LscMatMulKernel::Compute(OrtKernelContext* raw_context) {
   // non-zeros' product; more rows run every non-zero on the batch kernels (kUnifiedMatMulRows).
   const PackedWeight* product = weight.get();
   if (M > kUnifiedMatMulRows && K != 0) LSC_RETURN_IF_ERROR(weight->plain(&product));
-  const bool few = M <= kSlicedRows, small = !few && M <= kWindowedBatch && UseWindowed(*product);
+  const bool windowed = M <= kWindowedBatch && UseWindowed(*product);
+  const bool few = M <= kSlicedRows && !(windowed && PreferWindowedGemv(*kernels_));
+  const bool small = !few && windowed;
   // The batched product reads A and writes Y in their layouts (heads, row tiles) itself; the
   // other paths (and mswu's unified blocks) see tokens, [M, K] and [M, N], relaid around them.
   const bool unified = product->unified() != nullptr && product->unified()->count() != 0;
