@@ -42,10 +42,11 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
 
 
-@pytest.fixture(params=["sliced", "windowed"])
+@pytest.fixture(params=["sliced", "sliced-windows", "windowed"])
 def gemv(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Both layouts for one or two rows: LSC_ORT_GEMV overrides the per-CPU choice (windowed
-    where gathers are slow). A variant without a windowed kernel runs the sliced one either way."""
+    """Every layout for one or two rows: LSC_ORT_GEMV overrides the per-CPU choice (windowed
+    slices or the windowed layout where gathers are slow). A variant without that kernel runs the
+    sliced one."""
     monkeypatch.setenv("LSC_ORT_GEMV", request.param)
     return str(request.param)
 

@@ -151,17 +151,20 @@ int main(int argc, char** argv) {
                   layout.offset.size() / layout.lanes,
                   double(columns.nnz()) / double(layout.offset.size() ? layout.offset.size() : 1));
     }
-    if (batch <= kSlicedRows) {
+    for (bool windowed : {false, true}) {
+      if (batch > kSlicedRows || (windowed && !set.sliced_windows) || K < kSlicedWindow) continue;
       SlicedLayout sliced;
-      BuildSlicedLayout(columns, &sliced);
+      BuildSlicedLayout(columns, &sliced, windowed);
+      std::vector<float> a_buffer(a.size() + 16, 1.0f);
+      float* ax = a_buffer.data() + (16 - (reinterpret_cast<uintptr_t>(a_buffer.data()) / 4) % 16) % 16;
       const Epilogue e{1.0f, nullptr, false};
       const double us = Microseconds([&] {
-        set.spmv_sliced(sliced.view(), 0, sliced.groups, a.data(), K, batch, e, y.data(), N);
+        set.spmv_sliced(sliced.view(), 0, sliced.groups, ax, K, batch, e, y.data(), N);
       });
       const double bandwidth = ReadBandwidth(sliced.bytes());
-      std::printf("  %-28s sliced    %9.1f us  (%.2f B per non-zero, fill %.2f, %.1f GB/s = %.0f%% of a %.1f GB/s "
+      std::printf("  %-28s %s %9.1f us  (%.2f B per non-zero, fill %.2f, %.1f GB/s = %.0f%% of a %.1f GB/s "
                   "read of as many bytes)\n",
-                  set.name, us, double(sliced.bytes()) / double(columns.nnz()),
+                  set.name, windowed ? "sliced-win" : "sliced    ", us, double(sliced.bytes()) / double(columns.nnz()),
                   double(columns.nnz()) / double(sliced.rounds() * kSlicedLanes), sliced.bytes() / us * 1e-3,
                   100.0 * sliced.bytes() / (us * 1e-6) / bandwidth, bandwidth * 1e-9);
     }

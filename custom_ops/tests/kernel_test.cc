@@ -124,34 +124,48 @@ void TestTiled(const KernelSet& set, const ColumnLists& w, const std::vector<flo
 }
 
 // The sliced kernel one or two rows at a time, on values stored as `stored`.
+// Rows of `a` [M, K] at a stride of at least kSlicedWindow, zero past K, as windowed slices read them.
+std::vector<float> WindowPadded(const std::vector<float>& a, int64_t M, int64_t K, int64_t* ldx) {
+  *ldx = std::max<int64_t>(K, kSlicedWindow);
+  std::vector<float> x(static_cast<size_t>(M * *ldx), 0.0f);
+  for (int64_t m = 0; m < M; ++m) std::copy(a.begin() + m * K, a.begin() + (m + 1) * K, x.begin() + m * *ldx);
+  return x;
+}
+
 void TestSliced(const KernelSet& set, const ColumnLists& w, const std::vector<float>& a, int64_t M,
                 const std::vector<float>& bias, const std::vector<double>& expected) {
-  SlicedLayout layout;
-  if (!BuildSlicedLayout(w, &layout).ok()) {
-    std::printf("FAIL %s sliced layout\n", set.name);
-    ++failures;
-    return;
-  }
-  std::vector<float> y(static_cast<size_t>(M * w.N));
-  for (bool relu : {false, true}) {
-    const Epilogue e{0.5f, bias.data(), relu};
+  for (bool windowed : {false, true}) {
+    const char* name = windowed ? "spmv_sliced windowed" : "spmv_sliced";
+    SlicedLayout layout;
+    if (!BuildSlicedLayout(w, &layout, windowed).ok()) {
+      std::printf("FAIL %s %s layout\n", set.name, name);
+      ++failures;
+      return;
+    }
+    int64_t ldx = w.K;
+    const std::vector<float> x = windowed ? WindowPadded(a, M, w.K, &ldx) : a;
+    std::vector<float> y(static_cast<size_t>(M * w.N));
+    for (bool relu : {false, true}) {
+      const Epilogue e{0.5f, bias.data(), relu};
+      for (int64_t m0 = 0; m0 < M; m0 += kSlicedRows) {
+        set.spmv_sliced(layout.view(), 0, layout.groups, x.data() + m0 * ldx, ldx,
+                        std::min<int64_t>(kSlicedRows, M - m0), e, y.data() + m0 * w.N, w.N);
+      }
+      Expect(relu ? "spmv_sliced relu" : name, set, w.K, w.N, M, y, WithEpilogue(expected, relu));
+    }
+    // Group ranges of 1, 2, 3, ... groups, as tasks split them (kernels read several groups side
+    // by side: ranges that are not a multiple of that, starting anywhere).
+    std::fill(y.begin(), y.end(), 0.0f);
+    const Epilogue e{0.5f, bias.data(), false};
     for (int64_t m0 = 0; m0 < M; m0 += kSlicedRows) {
-      set.spmv_sliced(layout.view(), 0, layout.groups, a.data() + m0 * w.K, w.K,
-                      std::min<int64_t>(kSlicedRows, M - m0), e, y.data() + m0 * w.N, w.N);
+      for (int64_t g = 0, size = 1; g < layout.groups; g += size, ++size) {
+        set.spmv_sliced(layout.view(), g, std::min(layout.groups, g + size), x.data() + m0 * ldx, ldx,
+                        std::min<int64_t>(kSlicedRows, M - m0), e, y.data() + m0 * w.N, w.N);
+      }
     }
-    Expect(relu ? "spmv_sliced relu" : "spmv_sliced", set, w.K, w.N, M, y, WithEpilogue(expected, relu));
+    Expect(windowed ? "spmv_sliced windowed by group ranges" : "spmv_sliced by group ranges", set, w.K, w.N, M, y,
+           expected);
   }
-  // Group ranges of 1, 2, 3, ... groups, as tasks split them (kernels read several groups side
-  // by side: ranges that are not a multiple of that, starting anywhere).
-  std::fill(y.begin(), y.end(), 0.0f);
-  const Epilogue e{0.5f, bias.data(), false};
-  for (int64_t m0 = 0; m0 < M; m0 += kSlicedRows) {
-    for (int64_t g = 0, size = 1; g < layout.groups; g += size, ++size) {
-      set.spmv_sliced(layout.view(), g, std::min(layout.groups, g + size), a.data() + m0 * w.K, w.K,
-                      std::min<int64_t>(kSlicedRows, M - m0), e, y.data() + m0 * w.N, w.N);
-    }
-  }
-  Expect("spmv_sliced by group ranges", set, w.K, w.N, M, y, expected);
 }
 
 // Values rounded to float16 (or to scale * int8) and marked as stored so.
@@ -196,10 +210,14 @@ void TestNonFinite(const KernelSet& set) {
   };
   const Epilogue e{1.0f, bias.data(), false};
   std::vector<float> y(static_cast<size_t>(M * N));
-  SlicedLayout sliced;
-  BuildSlicedLayout(w, &sliced);
-  set.spmv_sliced(sliced.view(), 0, sliced.groups, a.data(), K, M, e, y.data(), N);
-  check("spmv_sliced", y);
+  for (bool windowed : {false, true}) {
+    SlicedLayout sliced;
+    BuildSlicedLayout(w, &sliced, windowed);
+    int64_t ldx = K;
+    const std::vector<float> x = windowed ? WindowPadded(a, M, K, &ldx) : a;
+    set.spmv_sliced(sliced.view(), 0, sliced.groups, x.data(), ldx, M, e, y.data(), N);
+    check(windowed ? "spmv_sliced windowed" : "spmv_sliced", y);
+  }
   const int64_t T = set.tiled_tile;
   std::vector<int64_t> offsets(static_cast<size_t>(K));
   for (int64_t k = 0; k < K; ++k) offsets[k] = k * T;
@@ -456,6 +474,17 @@ void TestVariant(const KernelSet& set) {
   }
   for (double density : {0.002, 0.0001}) {
     const ColumnLists w = RandomColumns(20000, 40, density, rng);
+    std::vector<float> a(static_cast<size_t>(2 * w.K)), bias(static_cast<size_t>(w.N));
+    for (float& v : a) v = normal(rng);
+    TestSliced(set, w, a, 2, bias, Reference(w, a, 2, 0.5f, bias));
+  }
+  {  // window advances longer than 16 bits (empty rounds) and windows clamped to the last rows
+    ColumnLists w;
+    w.K = 150000;
+    w.N = 3;
+    w.ptr = {0, 3, 4, 6};
+    w.row = {0, 100000, 149999, 70000, 5, 149990};
+    w.value = {1.5f, -2.0f, 0.25f, 3.0f, -1.0f, 0.5f};
     std::vector<float> a(static_cast<size_t>(2 * w.K)), bias(static_cast<size_t>(w.N));
     for (float& v : a) v = normal(rng);
     TestSliced(set, w, a, 2, bias, Reference(w, a, 2, 0.5f, bias));

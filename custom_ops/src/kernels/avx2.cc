@@ -292,6 +292,7 @@ LSC_AVX2 void Sliced8Value(const SlicedView& w, int64_t g_begin, int64_t g_end, 
 LSC_AVX2 void SpmvSlicedAvx2(const SlicedView& w, int64_t g_begin, int64_t g_end, const float* x, int64_t ldx,
                              int64_t rows, const Epilogue& e, float* y, int64_t ldy) {
   if (rows < 1 || rows > kSlicedRows) return;
+  if (w.window) return SpmvSlicedScalar(w, g_begin, g_end, x, ldx, rows, e, y, ldy);  // not used on AVX2
   if (w.step_bytes == 1) return Sliced8Value<1>(w, g_begin, g_end, x, ldx, rows, e, y, ldy);
   return Sliced8Value<2>(w, g_begin, g_end, x, ldx, rows, e, y, ldy);
 }

@@ -748,12 +748,44 @@ struct SlicedCursor {
   }
 };
 
+// A reader of a group's windowed slices: per round, the window of kSlicedWindow rows from two
+// loads of each row of x, and one permute routes each lane its row (no gather).
+template <int R, SlicedValue T>
+struct WindowCursor : SlicedCursor<R, 1, T> {
+  using Base = SlicedCursor<R, 1, T>;
+  const uint16_t* advance;
+  int64_t start;
+
+  LSC_AVX512 inline void Start(const SlicedView& w, uint64_t round) {
+    Base::Start(w, round);
+    advance = w.window + round;
+    start = 0;
+  }
+  LSC_AVX512 inline void Prefetch() const {
+    Base::Prefetch();
+    _mm_prefetch(reinterpret_cast<const char*>(advance + kPrefetchRounds), _MM_HINT_T0);
+  }
+  LSC_AVX512 inline void Round(int u, const float* x, int64_t ldx) {
+    start += *advance++;
+    const __m512i offset = LoadSteps<1>(this->step);
+    __mmask16 nonzero;
+    const __m512 v = LoadValues<T>(this->value, &nonzero);
+    for (int m = 0; m < R; ++m) {
+      const float* window = x + m * ldx + start;
+      const __m512 a = _mm512_permutex2var_ps(_mm512_loadu_ps(window), offset, _mm512_loadu_ps(window + 16));
+      this->acc[u][m] = _mm512_mask3_fmadd_ps(v, a, this->acc[u][m], nonzero);
+    }
+    this->step += 16;
+    this->value += 16 * Base::width;
+  }
+};
+
 // kSlicedWays groups at a time: side by side for the rounds they all have, then each to its end.
-template <int R, int STEP, SlicedValue T>
+template <typename Cursor>
 LSC_AVX512 void SlicedRows(const SlicedView& w, int64_t g_begin, int64_t g_end, const float* x, int64_t ldx,
                            const Epilogue& e, float* y, int64_t ldy) {
   const __m512 va = _mm512_set1_ps(e.alpha * w.scale);
-  SlicedCursor<R, STEP, T> cursor[kSlicedWays];
+  Cursor cursor[kSlicedWays];
   for (int64_t g = g_begin; g < g_end; g += kSlicedWays) {
     const int ways = static_cast<int>(std::min<int64_t>(kSlicedWays, g_end - g));
     uint64_t rounds[kSlicedWays], common = ~uint64_t{0};
@@ -787,8 +819,12 @@ LSC_AVX512 void SlicedRows(const SlicedView& w, int64_t g_begin, int64_t g_end, 
 template <int STEP, SlicedValue T>
 LSC_AVX512 void SlicedDispatchRows(const SlicedView& w, int64_t g_begin, int64_t g_end, const float* x, int64_t ldx,
                                    int64_t rows, const Epilogue& e, float* y, int64_t ldy) {
-  if (rows == 1) return SlicedRows<1, STEP, T>(w, g_begin, g_end, x, ldx, e, y, ldy);
-  return SlicedRows<2, STEP, T>(w, g_begin, g_end, x, ldx, e, y, ldy);
+  if (w.window) {
+    if (rows == 1) return SlicedRows<WindowCursor<1, T>>(w, g_begin, g_end, x, ldx, e, y, ldy);
+    return SlicedRows<WindowCursor<2, T>>(w, g_begin, g_end, x, ldx, e, y, ldy);
+  }
+  if (rows == 1) return SlicedRows<SlicedCursor<1, STEP, T>>(w, g_begin, g_end, x, ldx, e, y, ldy);
+  return SlicedRows<SlicedCursor<2, STEP, T>>(w, g_begin, g_end, x, ldx, e, y, ldy);
 }
 
 template <int STEP>
@@ -809,7 +845,7 @@ LSC_AVX512 void SlicedDispatchValue(const SlicedView& w, int64_t g_begin, int64_
 LSC_AVX512 void SpmvSlicedAvx512(const SlicedView& w, int64_t g_begin, int64_t g_end, const float* x, int64_t ldx,
                                  int64_t rows, const Epilogue& e, float* y, int64_t ldy) {
   if (rows < 1 || rows > kSlicedRows) return;
-  if (w.step_bytes == 1) return SlicedDispatchValue<1>(w, g_begin, g_end, x, ldx, rows, e, y, ldy);
+  if (w.step_bytes == 1 || w.window) return SlicedDispatchValue<1>(w, g_begin, g_end, x, ldx, rows, e, y, ldy);
   return SlicedDispatchValue<2>(w, g_begin, g_end, x, ldx, rows, e, y, ldy);
 }
 

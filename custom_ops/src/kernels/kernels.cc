@@ -3,6 +3,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <string>
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <cpuid.h>
@@ -61,7 +62,7 @@ const std::vector<KernelSet>& AllKernelSets() {
 #if defined(__x86_64__) || defined(_M_X64)
       {"f32-spmm/columns-avx512", "avx512", HasAvx512, 64, SpmmTileAvx512, SpmvColumnsScalar, SpmvWindowedAvx512, 16,
        32, TransposeAvx512, SpmmTiledAvx512, 128, SpmvSlicedAvx512, GatherAvx512, GeluAvx512,
-       LayerNormAvx512, AttentionRowsAvx512},
+       LayerNormAvx512, AttentionRowsAvx512, true},
       {"f32-spmm/columns-avx2", "avx2", HasAvx2, 32, SpmmTileAvx2, SpmvColumnsScalar, nullptr, 0, 0, TransposeScalar,
        SpmmTiledAvx2, 32, SpmvSlicedAvx2, GatherScalar, GeluScalar,
        LayerNormScalar, AttentionRowsAvx2},
@@ -87,13 +88,18 @@ const KernelSet& SelectKernels() {
   return AllKernelSets().back();
 }
 
-bool PreferWindowedGemv(const KernelSet& set) {
-  if (set.spmv_windowed == nullptr) return false;
+GemvLayout ChooseGemvLayout(const KernelSet& set, uint64_t nonzeros) {
   const char* choice = std::getenv("LSC_ORT_GEMV");
-  if (choice && std::strcmp(choice, "windowed") == 0) return true;
-  if (choice && std::strcmp(choice, "sliced") == 0) return false;
+  const std::string named = choice ? choice : "";
+  if (named == "sliced") return GemvLayout::kSliced;
+  if (named == "sliced-windows" && set.sliced_windows) return GemvLayout::kSlicedWindows;
+  if (named == "windowed" && set.spmv_windowed) return GemvLayout::kWindowed;
   static const bool slow = GathersAreSlow();
-  return slow;
+  if (!slow) return GemvLayout::kSliced;
+  if (set.sliced_windows && (nonzeros >= kSlicedWindowsMinNonzeros || !set.spmv_windowed)) {
+    return GemvLayout::kSlicedWindows;
+  }
+  return set.spmv_windowed ? GemvLayout::kWindowed : GemvLayout::kSliced;
 }
 
 }  // namespace lsc

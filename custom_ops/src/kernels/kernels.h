@@ -27,6 +27,7 @@ struct KernelSet {
   GeluFn gelu;                   // LSCMatMul's activation="Gelu"
   LayerNormFn layer_norm;        // LSCMatMul's norm="LayerNorm"
   AttentionRowsFn attention_rows;  // LSCAttention
+  bool sliced_windows = false;     // spmv_sliced runs windowed slices at speed (not by a fallback)
 };
 
 // Every variant compiled in, best first.
@@ -34,12 +35,16 @@ const std::vector<KernelSet>& AllKernelSets();
 // The best variant this CPU supports, no better than the ISA named by the environment variable
 // LSC_ORT_ISA when set ("avx512", "avx2", "neon", "scalar"). Read once per call.
 const KernelSet& SelectKernels();
-// Whether one or two rows of activations run on the windowed layout rather than the sliced one.
-// The sliced kernel takes one gather per 16 non-zeros, which AMD's cores (Zen 4, Zen 5) execute
-// as about 16 loads, so there the windowed kernel's register permutes are 2.8-4.6x faster at
-// 768x3072. Only for a variant with a windowed kernel; LSC_ORT_GEMV = "sliced" or "windowed"
-// overrides the choice (for tests and measurements).
-bool PreferWindowedGemv(const KernelSet& set);
+// The layout one or two rows of activations run on, for a weight of `nonzeros`. The sliced
+// kernel takes one gather per 16 non-zeros, which AMD's cores (Zen 4, Zen 5) execute as about 16
+// loads. There a weight of kSlicedWindowsMinNonzeros or more runs on windowed slices (fewer bytes
+// to stream from DRAM), a smaller one on the windowed layout (its fixed windows are loaded once
+// per several rounds, faster from L2 and L3), where the variant has those kernels.
+// LSC_ORT_GEMV = "sliced", "sliced-windows" or "windowed" overrides the choice where the variant
+// has that kernel (for tests and measurements).
+enum class GemvLayout { kSliced, kSlicedWindows, kWindowed };
+constexpr uint64_t kSlicedWindowsMinNonzeros = uint64_t{1} << 20;
+GemvLayout ChooseGemvLayout(const KernelSet& set, uint64_t nonzeros);
 
 // Portable implementations, shared as fallbacks.
 void SpmmTileScalar(const ColumnView&, int64_t, int64_t, const float*, const int64_t*, int64_t, float, const float*,

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <cstdlib>
 #include <numeric>
 
 #include "common/memory.h"
@@ -49,9 +50,41 @@ bool StoredBits(const ColumnLists& columns, ValueType type, std::vector<uint32_t
 
 uint64_t Escapes(uint64_t gap, uint64_t max_step) { return gap > 0 ? (gap - 1) / max_step : 0; }
 
+// Deals the columns `lane` (-1: none) of one group into windowed rounds, calling
+// emit(advance, taken) per round with taken[j] the entry lane j takes (or ~0 for none).
+template <typename Emit>
+void DealWindows(const ColumnLists& columns, const int32_t* lane, Emit&& emit) {
+  uint64_t next[kSlicedLanes], end[kSlicedLanes], taken[kSlicedLanes];
+  for (int j = 0; j < kSlicedLanes; ++j) {
+    next[j] = lane[j] < 0 ? 0 : columns.ptr[lane[j]];
+    end[j] = lane[j] < 0 ? 0 : columns.ptr[lane[j] + 1];
+  }
+  const uint64_t last_start = columns.K > kSlicedWindow ? static_cast<uint64_t>(columns.K - kSlicedWindow) : 0;
+  uint64_t base = 0;
+  for (;;) {
+    uint64_t start = ~uint64_t{0};
+    for (int j = 0; j < kSlicedLanes; ++j) {
+      if (next[j] < end[j]) start = std::min<uint64_t>(start, columns.row[next[j]]);
+    }
+    if (start == ~uint64_t{0}) return;
+    start = std::min(start, last_start);
+    if (std::getenv("ALIGN")) start &= ~uint64_t(std::atoi(std::getenv("ALIGN")) - 1);
+    for (; start - base > 65535; base += 65535) {
+      for (int j = 0; j < kSlicedLanes; ++j) taken[j] = ~uint64_t{0};
+      emit(uint16_t{65535}, taken);
+    }
+    for (int j = 0; j < kSlicedLanes; ++j) {
+      const bool takes = next[j] < end[j] && columns.row[next[j]] < start + kSlicedWindow;
+      taken[j] = takes ? next[j]++ : ~uint64_t{0};
+    }
+    emit(static_cast<uint16_t>(start - base), taken);
+    base = start;
+  }
+}
+
 }  // namespace
 
-Status BuildSlicedLayout(const ColumnLists& columns, SlicedLayout* out) {
+Status BuildSlicedLayout(const ColumnLists& columns, SlicedLayout* out, bool windowed) {
   SlicedLayout layout;
   layout.K = columns.K;
   layout.N = columns.N;
@@ -86,7 +119,11 @@ Status BuildSlicedLayout(const ColumnLists& columns, SlicedLayout* out) {
   };
   std::vector<uint64_t> lengths;
   layout.step_bytes = 1;
-  if (lane_lengths(255, &lengths) > columns.nnz() / 8 + 16) {
+  layout.windowed = windowed;
+  if (windowed) {
+    lengths.resize(static_cast<size_t>(columns.N));
+    for (int64_t n = 0; n < columns.N; ++n) lengths[static_cast<size_t>(n)] = columns.ptr[n + 1] - columns.ptr[n];
+  } else if (lane_lengths(255, &lengths) > columns.nnz() / 8 + 16) {
     layout.step_bytes = 2;
     lane_lengths(65535, &lengths);
   }
@@ -106,6 +143,11 @@ Status BuildSlicedLayout(const ColumnLists& columns, SlicedLayout* out) {
       layout.column[static_cast<size_t>(at)] = static_cast<int32_t>(order[static_cast<size_t>(at)]);
       rounds = std::max(rounds, lengths[static_cast<size_t>(order[static_cast<size_t>(at)])]);
     }
+    if (windowed) {
+      rounds = 0;
+      DealWindows(columns, &layout.column[static_cast<size_t>(g * kSlicedLanes)],
+                  [&](uint16_t, const uint64_t*) { ++rounds; });
+    }
     if (rounds > (uint64_t{1} << 40) || layout.group_start[static_cast<size_t>(g)] > (uint64_t{1} << 40)) {
       return Fail("the sliced layout would have too many rounds");
     }
@@ -113,10 +155,31 @@ Status BuildSlicedLayout(const ColumnLists& columns, SlicedLayout* out) {
   }
   if (layout.rounds() > (uint64_t{1} << 40)) return Fail("the sliced layout would have too many rounds");
   const uint64_t slots = layout.rounds() * kSlicedLanes;
-  LSC_RETURN_IF_ERROR(CheckAllocation(slots * (layout.step_bytes + width) + 4 * layout.column.size(),
+  LSC_RETURN_IF_ERROR(CheckAllocation(slots * (layout.step_bytes + width) + 4 * layout.column.size() +
+                                          (windowed ? 2 * layout.rounds() : 0),
                                       "the sliced layout of this weight"));
   layout.step.assign(slots * static_cast<uint64_t>(layout.step_bytes), 0);
   layout.value.assign(slots * width, 0);
+  if (windowed) {
+    layout.window.assign(layout.rounds(), 0);
+    for (int64_t g = 0; g < layout.groups; ++g) {
+      uint64_t round = layout.group_start[static_cast<size_t>(g)], start = 0;
+      DealWindows(columns, &layout.column[static_cast<size_t>(g * kSlicedLanes)],
+                  [&](uint16_t advance, const uint64_t* taken) {
+                    layout.window[round] = advance;
+                    start += advance;
+                    for (int j = 0; j < kSlicedLanes; ++j) {
+                      if (taken[j] == ~uint64_t{0}) continue;
+                      const uint64_t slot = round * kSlicedLanes + static_cast<uint64_t>(j);
+                      layout.step[slot] = static_cast<uint8_t>(columns.row[taken[j]] - start);
+                      std::memcpy(&layout.value[width * slot], &bits[taken[j]], width);
+                    }
+                    ++round;
+                  });
+    }
+    *out = std::move(layout);
+    return Status();
+  }
   for (int64_t g = 0; g < layout.groups; ++g) {
     for (int j = 0; j < kSlicedLanes; ++j) {
       const int32_t n = layout.column[static_cast<size_t>(g * kSlicedLanes + j)];

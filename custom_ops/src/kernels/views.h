@@ -82,6 +82,13 @@ using SpmmTiledFn = void (*)(const TiledView& w, int64_t i_begin, int64_t i_end,
 // their non-zero count and dealt 16 at a time into groups; in each group, round r holds the r-th
 // non-zero of each of the 16 columns as a row step (8- or 16-bit) and a value at its stored width.
 // A lane whose value is zero (padding, or an escape for a step too long) contributes nothing.
+//
+// With `window` (windowed slices, for CPUs whose gathers are slow) a round reads one window of
+// kSlicedWindow consecutive rows instead: it starts `window[r]` rows after the previous round's
+// window (the first after row 0), and each lane's 8-bit `step` is its row's offset within it
+// (a lane that takes nothing has value zero).
+// Windows lie within the K rows when K >= kSlicedWindow (x needs kSlicedWindow floats per row
+// otherwise, zero past K).
 enum class SlicedValue : int32_t { kFloat32 = 0, kFloat16 = 1, kInt8 = 2 };
 struct SlicedView {
   int64_t K, N, groups;
@@ -90,11 +97,13 @@ struct SlicedView {
   float scale;                  // int8 values: value = scale * q
   const uint64_t* group_start;  // groups + 1: first round of each group
   const int32_t* column;        // groups x 16: output column of each lane, -1 for none
-  const uint8_t* step;          // rounds x 16 steps of step_bytes
+  const uint8_t* step;          // rounds x 16 steps of step_bytes (windowed: offsets in the window)
   const uint8_t* value;         // rounds x 16 values of the stored width
+  const uint16_t* window = nullptr;  // windowed slices: rounds advances of the window; else null
 };
 constexpr int kSlicedLanes = 16;
 constexpr int kSlicedRows = 2;
+constexpr int kSlicedWindow = 32;
 
 // For rows r < rows (<= kSlicedRows) and the columns of groups [g_begin, g_end):
 //   y[r * ldy + n] = epilogue(sum_k W[k, n] * x[r * ldx + k]).

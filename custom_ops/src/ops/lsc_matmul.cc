@@ -14,9 +14,9 @@
 namespace lsc {
 namespace {
 
-// Up to kSlicedRows rows of A run on the sliced layout (or the windowed one, where the CPU's
-// gathers are slow: PreferWindowedGemv); up to this many on the windowed layout (when the kernel
-// variant has a windowed kernel); more rows take the batched product.
+// Up to kSlicedRows rows of A run on the sliced layout (with windowed slices, or on the windowed
+// layout, where the CPU's gathers are slow: ChooseGemvLayout); up to this many on the windowed
+// layout (when the kernel variant has a windowed kernel); more rows take the batched product.
 constexpr int64_t kWindowedBatch = 12;
 // Lanes of a batch tile of the tiled product (at most the variant's tiled_tile): a K-block of
 // 192 transposed activation rows then fits in L1; 128 lanes measured 15-30% slower.
@@ -205,7 +205,9 @@ Status LscMatMulKernel::Compute(OrtKernelContext* raw_context) {
   const PackedWeight* product = weight.get();
   if (M > kUnifiedMatMulRows && K != 0) LSC_RETURN_IF_ERROR(weight->plain(&product));
   const bool windowed = M <= kWindowedBatch && UseWindowed(*product);
-  const bool few = M <= kSlicedRows && !(windowed && PreferWindowedGemv(*kernels_));
+  const GemvLayout gemv =
+      M <= kSlicedRows ? ChooseGemvLayout(*kernels_, product->columns().nnz()) : GemvLayout::kSliced;
+  const bool few = M <= kSlicedRows && !(windowed && gemv == GemvLayout::kWindowed);
   const bool small = !few && windowed;
   // The batched product reads A and writes Y in their layouts (heads, row tiles) itself; the
   // other paths (and mswu's unified blocks) see tokens, [M, K] and [M, N], relaid around them.
@@ -230,7 +232,7 @@ Status LscMatMulKernel::Compute(OrtKernelContext* raw_context) {
       for (int64_t n = 0; n < N; ++n) y[m * N + n] = bias ? bias[n] : 0.0f;
     }
   } else if (few) {
-    LSC_RETURN_IF_ERROR(FewRows(raw_context, *product, a, M, bias, y));
+    LSC_RETURN_IF_ERROR(FewRows(raw_context, *product, a, M, bias, gemv == GemvLayout::kSlicedWindows, y));
   } else if (small) {
     LSC_RETURN_IF_ERROR(SmallBatch(raw_context, *product, a, M, bias, y));
   } else {
@@ -362,11 +364,19 @@ Status LscMatMulKernel::AddBroadcastResidual(OrtKernelContext* context, const fl
 // One or two rows: the sliced layout, which streams the weight at close to memory speed. Tasks
 // are runs of column groups with about equal rounds.
 Status LscMatMulKernel::FewRows(OrtKernelContext* context, const PackedWeight& weight, const float* a, int64_t M,
-                                const float* bias, float* y) const {
+                                const float* bias, bool windowed, float* y) const {
   const SlicedLayout* layout = nullptr;
-  LSC_RETURN_IF_ERROR(weight.sliced(&layout));
+  LSC_RETURN_IF_ERROR(weight.sliced(&layout, windowed));
   const SlicedView view = layout->view();
   const int64_t K = weight.K(), N = weight.N();
+  int64_t ldx = K;
+  if (windowed && K < kSlicedWindow) {  // a window reads kSlicedWindow floats of each row
+    float* padded = ThreadScratch(kScratchRow, static_cast<size_t>(M * kSlicedWindow));
+    std::fill(padded, padded + M * kSlicedWindow, 0.0f);
+    for (int64_t m = 0; m < M; ++m) std::copy(a + m * K, a + (m + 1) * K, padded + m * kSlicedWindow);
+    a = padded;
+    ldx = kSlicedWindow;
+  }
   const int64_t parts = std::min<int64_t>(layout->groups, static_cast<int64_t>(ParallelBatches(1 << 20)) * 2);
   std::vector<int64_t> bounds = {0};
   for (int64_t p = 1; p < parts; ++p) {
@@ -377,7 +387,7 @@ Status LscMatMulKernel::FewRows(OrtKernelContext* context, const PackedWeight& w
   bounds.push_back(layout->groups);
   const Epilogue epilogue{alpha_, bias, false};
   return ParallelFor(context, static_cast<size_t>(parts), [&](size_t p) {
-    kernels_->spmv_sliced(view, bounds[p], bounds[p + 1], a, K, M, epilogue, y, N);
+    kernels_->spmv_sliced(view, bounds[p], bounds[p + 1], a, ldx, M, epilogue, y, N);
   });
 }
 

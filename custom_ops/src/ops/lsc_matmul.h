@@ -50,7 +50,7 @@ class LscMatMulKernel {
   bool InputHeads() const { return input_layout_ == Layout::kBHSD; }
   bool OutputHeads() const { return output_layout_ == Layout::kBHSD || output_layout_ == Layout::kBHDS; }
   Status FewRows(OrtKernelContext* context, const PackedWeight& weight, const float* a, int64_t M, const float* bias,
-                 float* y) const;
+                 bool windowed, float* y) const;
   Status SmallBatch(OrtKernelContext* context, const PackedWeight& weight, const float* a, int64_t M,
                     const float* bias, float* y) const;
   bool UseWindowed(const PackedWeight& weight) const;

@@ -79,10 +79,11 @@ Status PackedWeight::plain(const PackedWeight** out) const {
   return plain_status_;
 }
 
-Status PackedWeight::sliced(const SlicedLayout** layout) const {
-  std::call_once(sliced_once_, [&] { sliced_status_ = BuildSlicedLayout(columns_, &sliced_); });
-  *layout = &sliced_;
-  return sliced_status_;
+Status PackedWeight::sliced(const SlicedLayout** layout, bool windowed) const {
+  const int i = windowed ? 1 : 0;
+  std::call_once(sliced_once_[i], [&] { sliced_status_[i] = BuildSlicedLayout(columns_, &sliced_[i], windowed); });
+  *layout = &sliced_[i];
+  return sliced_status_[i];
 }
 
 const WindowedLayout& PackedWeight::windowed(const KernelSet& kernels) const {

@@ -41,10 +41,10 @@ class PackedWeight {
   Status plain(const PackedWeight** out) const;
   // The tiled layout of a MatMul weight for blocks of transposed activations whose rows are
   // `stride` floats apart (row k of K-block b at offset (k - block_begin[b]) * stride), and the
-  // sliced layout; built on first use, thread-safe; they fail only when they would not fit in
-  // memory.
+  // sliced layout (with windowed slices when `windowed`); built on first use, thread-safe; they
+  // fail only when they would not fit in memory.
   Status tiled(int64_t stride, const TiledLayout** layout) const;
-  Status sliced(const SlicedLayout** layout) const;
+  Status sliced(const SlicedLayout** layout, bool windowed = false) const;
 
  private:
   std::vector<int64_t> shape_;
@@ -60,9 +60,9 @@ class PackedWeight {
   };
   mutable std::mutex tiled_mutex_;
   mutable std::vector<std::unique_ptr<Tiled>> tiled_;  // one per tile stride in use
-  mutable std::once_flag sliced_once_;
-  mutable SlicedLayout sliced_;
-  mutable Status sliced_status_;
+  mutable std::once_flag sliced_once_[2];  // gathered, windowed slices
+  mutable SlicedLayout sliced_[2];
+  mutable Status sliced_status_[2];
   mutable std::once_flag plain_once_;
   mutable std::unique_ptr<PackedWeight> plain_;
   mutable Status plain_status_;
