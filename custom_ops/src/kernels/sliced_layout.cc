@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <cstdlib>
 #include <numeric>
 
 #include "common/memory.h"
@@ -68,7 +67,6 @@ void DealWindows(const ColumnLists& columns, const int32_t* lane, Emit&& emit) {
     }
     if (start == ~uint64_t{0}) return;
     start = std::min(start, last_start);
-    if (std::getenv("ALIGN")) start &= ~uint64_t(std::atoi(std::getenv("ALIGN")) - 1);
     for (; start - base > 65535; base += 65535) {
       for (int j = 0; j < kSlicedLanes; ++j) taken[j] = ~uint64_t{0};
       emit(uint16_t{65535}, taken);
