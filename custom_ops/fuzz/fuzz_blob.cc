@@ -80,6 +80,10 @@ void RunKernels(const ColumnLists& lists) {
       set.spmv_sliced(sliced.view(), 0, sliced.groups, a.data(), K, 2, epilogue, y.data(), N);
       compare("the sliced kernel matches the column lists", 2);
     }
+    if (K >= kSlicedWindow && BuildSlicedLayout(lists, &sliced, true).ok()) {  // windows read within K
+      set.spmv_sliced(sliced.view(), 0, sliced.groups, a.data(), K, 2, epilogue, y.data(), N);
+      compare("the sliced kernel on windowed slices matches the column lists", 2);
+    }
     const int64_t T = set.tiled_tile;
     std::vector<int64_t> offsets(static_cast<size_t>(K) + 1);
     for (int64_t k = 0; k < K; ++k) offsets[k] = k * T;

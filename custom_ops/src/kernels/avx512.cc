@@ -8,7 +8,7 @@
 
 #include "kernels/views.h"
 
-#define LSC_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
+#define LSC_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,popcnt")))
 
 namespace lsc {
 namespace {
@@ -708,7 +708,8 @@ struct SlicedCursor {
   __m512i index;
   __m512 acc[2][R];
 
-  LSC_AVX512 inline void Start(const SlicedView& w, uint64_t round) {
+  LSC_AVX512 inline void Start(const SlicedView& w, int64_t g) {
+    const uint64_t round = w.group_start[g];
     step = w.step + round * 16 * STEP;
     value = w.value + round * 16 * width;
     index = _mm512_setzero_si512();
@@ -756,9 +757,10 @@ struct WindowCursor : SlicedCursor<R, 1, T> {
   const uint16_t* advance;
   int64_t start;
 
-  LSC_AVX512 inline void Start(const SlicedView& w, uint64_t round) {
-    Base::Start(w, round);
-    advance = w.window + round;
+  LSC_AVX512 inline void Start(const SlicedView& w, int64_t g) {
+    Base::Start(w, g);
+    this->value = w.value + w.value_start[g] * Base::width;
+    advance = w.window + w.group_start[g];
     start = 0;
   }
   LSC_AVX512 inline void Prefetch() const {
@@ -767,16 +769,18 @@ struct WindowCursor : SlicedCursor<R, 1, T> {
   }
   LSC_AVX512 inline void Round(int u, const float* x, int64_t ldx) {
     start += *advance++;
-    const __m512i offset = LoadSteps<1>(this->step);
-    __mmask16 nonzero;
-    const __m512 v = LoadValues<T>(this->value, &nonzero);
+    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(this->step));
+    const __mmask16 nonzero = static_cast<__mmask16>(~_mm_movepi8_mask(bytes));  // kIdleLane: bit 7
+    const __m512i offset = _mm512_cvtepu8_epi32(bytes);  // the permute reads bits 0-4
+    __mmask16 unused;
+    const __m512 v = _mm512_maskz_expand_ps(nonzero, LoadValues<T>(this->value, &unused));
     for (int m = 0; m < R; ++m) {
       const float* window = x + m * ldx + start;
       const __m512 a = _mm512_permutex2var_ps(_mm512_loadu_ps(window), offset, _mm512_loadu_ps(window + 16));
       this->acc[u][m] = _mm512_mask3_fmadd_ps(v, a, this->acc[u][m], nonzero);
     }
     this->step += 16;
-    this->value += 16 * Base::width;
+    this->value += _mm_popcnt_u32(nonzero) * Base::width;
   }
 };
 
@@ -790,7 +794,7 @@ LSC_AVX512 void SlicedRows(const SlicedView& w, int64_t g_begin, int64_t g_end, 
     const int ways = static_cast<int>(std::min<int64_t>(kSlicedWays, g_end - g));
     uint64_t rounds[kSlicedWays], common = ~uint64_t{0};
     for (int i = 0; i < ways; ++i) {
-      cursor[i].Start(w, w.group_start[g + i]);
+      cursor[i].Start(w, g + i);
       rounds[i] = w.group_start[g + i + 1] - w.group_start[g + i];
       common = std::min(common, rounds[i]);
     }

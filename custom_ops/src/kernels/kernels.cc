@@ -18,7 +18,8 @@ bool Always() { return true; }
 bool HasAvx512() {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma");
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma") &&
+         __builtin_cpu_supports("popcnt");
 }
 // F16C from CPUID (leaf 1, ECX bit 29): Clang's __builtin_cpu_supports knows no "f16c" before
 // version 15.

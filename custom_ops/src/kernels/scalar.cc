@@ -173,14 +173,19 @@ void SpmvSlicedScalar(const SlicedView& w, int64_t g_begin, int64_t g_end, const
                                                                  : ValueType::kInt8;
   for (int64_t g = g_begin; g < g_end; ++g) {
     float acc[kSlicedRows][kSlicedLanes] = {};
-    uint64_t index[kSlicedLanes] = {}, window = 0;
+    uint64_t index[kSlicedLanes] = {}, window = 0, packed = w.window ? w.value_start[g] : 0;
     for (uint64_t r = w.group_start[g]; r < w.group_start[g + 1]; ++r) {
       if (w.window) window += w.window[r];
       for (int j = 0; j < kSlicedLanes; ++j) {
         const uint64_t slot = r * kSlicedLanes + static_cast<uint64_t>(j);
         uint32_t step = 0, bits = 0;
         std::memcpy(&step, w.step + slot * static_cast<uint64_t>(w.step_bytes), static_cast<size_t>(w.step_bytes));
-        std::memcpy(&bits, w.value + slot * width, width);
+        if (w.window) {  // windowed slices: values of taken lanes only
+          if (step == kIdleLane) continue;
+          std::memcpy(&bits, w.value + packed++ * width, width);
+        } else {
+          std::memcpy(&bits, w.value + slot * width, width);
+        }
         index[j] = w.window ? window + step : index[j] + step;
         if (bits == 0) continue;
         const float v = ValueToFloat(type, bits, 1.0f);

@@ -157,24 +157,33 @@ Status BuildSlicedLayout(const ColumnLists& columns, SlicedLayout* out, bool win
                                           (windowed ? 2 * layout.rounds() : 0),
                                       "the sliced layout of this weight"));
   layout.step.assign(slots * static_cast<uint64_t>(layout.step_bytes), 0);
-  layout.value.assign(slots * width, 0);
+  if (!windowed) layout.value.assign(slots * width, 0);
   if (windowed) {
+    // Values only for taken lanes: as many as the non-zeros, then 64 bytes of padding.
+    layout.value.assign(columns.nnz() * width + 64, 0);
     layout.window.assign(layout.rounds(), 0);
+    layout.value_start.assign(static_cast<size_t>(layout.groups) + 1, 0);
+    uint64_t packed = 0;
     for (int64_t g = 0; g < layout.groups; ++g) {
+      layout.value_start[static_cast<size_t>(g)] = packed;
       uint64_t round = layout.group_start[static_cast<size_t>(g)], start = 0;
       DealWindows(columns, &layout.column[static_cast<size_t>(g * kSlicedLanes)],
                   [&](uint16_t advance, const uint64_t* taken) {
                     layout.window[round] = advance;
                     start += advance;
                     for (int j = 0; j < kSlicedLanes; ++j) {
-                      if (taken[j] == ~uint64_t{0}) continue;
                       const uint64_t slot = round * kSlicedLanes + static_cast<uint64_t>(j);
+                      if (taken[j] == ~uint64_t{0}) {
+                        layout.step[slot] = kIdleLane;
+                        continue;
+                      }
                       layout.step[slot] = static_cast<uint8_t>(columns.row[taken[j]] - start);
-                      std::memcpy(&layout.value[width * slot], &bits[taken[j]], width);
+                      std::memcpy(&layout.value[width * packed++], &bits[taken[j]], width);
                     }
                     ++round;
                   });
     }
+    layout.value_start[static_cast<size_t>(layout.groups)] = packed;
     *out = std::move(layout);
     return Status();
   }

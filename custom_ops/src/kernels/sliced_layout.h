@@ -16,8 +16,9 @@
 // lanes (no further than K - kSlicedWindow), and every lane whose next row lies in the window
 // takes it, with its offset in the window; the others idle with value zero. A window advance
 // longer than 16 bits is split by empty rounds. About 70% of the lanes carry a non-zero at 90%
-// sparsity (against 49% in the fixed windows of the windowed layout), 7.3 bytes per float32
-// non-zero, and a round costs two loads and one permute per row instead of a gather.
+// sparsity (against 49% in the fixed windows of the windowed layout). Idle lanes store no value
+// (the kernel expands a round's values by its mask of taken lanes), so a float32 non-zero takes
+// 5.6 bytes, and a round costs two loads and one permute per row instead of a gather.
 #pragma once
 
 #include <cstdint>
@@ -40,14 +41,26 @@ struct SlicedLayout {
   // rounds x kSlicedLanes x step_bytes, and x value width: the streams, on huge pages
   std::vector<uint8_t, StreamedAllocator<uint8_t>> step, value;
   std::vector<uint16_t, StreamedAllocator<uint16_t>> window;  // windowed slices: rounds; else empty
+  std::vector<uint64_t> value_start;                          // windowed slices: groups + 1
   bool windowed = false;
   uint64_t rounds() const { return group_start.empty() ? 0 : group_start.back(); }
   uint64_t bytes() const {
-    return group_start.size() * 8 + column.size() * 4 + step.size() + value.size() + 2 * window.size();
+    return (group_start.size() + value_start.size()) * 8 + column.size() * 4 + step.size() + value.size() +
+           2 * window.size();
   }
   SlicedView view() const {
-    return SlicedView{K,           N,          groups,       step_bytes,   value_type, scale, group_start.data(),
-                      column.data(), step.data(), value.data(), windowed ? window.data() : nullptr};
+    return SlicedView{K,
+                      N,
+                      groups,
+                      step_bytes,
+                      value_type,
+                      scale,
+                      group_start.data(),
+                      column.data(),
+                      step.data(),
+                      value.data(),
+                      windowed ? window.data() : nullptr,
+                      windowed ? value_start.data() : nullptr};
   }
 };
 

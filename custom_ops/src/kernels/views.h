@@ -85,8 +85,10 @@ using SpmmTiledFn = void (*)(const TiledView& w, int64_t i_begin, int64_t i_end,
 //
 // With `window` (windowed slices, for CPUs whose gathers are slow) a round reads one window of
 // kSlicedWindow consecutive rows instead: it starts `window[r]` rows after the previous round's
-// window (the first after row 0), and each lane's 8-bit `step` is its row's offset within it
-// (a lane that takes nothing has value zero).
+// window (the first after row 0), and each lane's 8-bit `step` is its row's offset within it,
+// or kIdleLane for a lane that takes nothing. Only the taken lanes have values: a round's values
+// follow the previous round's, in lane order, and group g's start at value_start[g] (in values;
+// 64 zero bytes pad the stream, so a kernel may read a whole round's width past any of them).
 // Windows lie within the K rows when K >= kSlicedWindow (x needs kSlicedWindow floats per row
 // otherwise, zero past K).
 enum class SlicedValue : int32_t { kFloat32 = 0, kFloat16 = 1, kInt8 = 2 };
@@ -99,11 +101,13 @@ struct SlicedView {
   const int32_t* column;        // groups x 16: output column of each lane, -1 for none
   const uint8_t* step;          // rounds x 16 steps of step_bytes (windowed: offsets in the window)
   const uint8_t* value;         // rounds x 16 values of the stored width
-  const uint16_t* window = nullptr;  // windowed slices: rounds advances of the window; else null
+  const uint16_t* window = nullptr;       // windowed slices: rounds advances of the window; else null
+  const uint64_t* value_start = nullptr;  // windowed slices: groups + 1
 };
 constexpr int kSlicedLanes = 16;
 constexpr int kSlicedRows = 2;
 constexpr int kSlicedWindow = 32;
+constexpr uint8_t kIdleLane = 0x80;
 
 // For rows r < rows (<= kSlicedRows) and the columns of groups [g_begin, g_end):
 //   y[r * ldy + n] = epilogue(sum_k W[k, n] * x[r * ldx + k]).
