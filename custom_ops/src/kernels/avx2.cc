@@ -8,6 +8,8 @@
 #include "kernels/views.h"
 
 #define LSC_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define LSC_SWEEP_TARGET LSC_AVX2
+#include "kernels/sliced_sweep.h"
 
 namespace lsc {
 namespace {
@@ -195,7 +197,8 @@ struct SlicedCursor8 {
   __m256i index[2];
   __m256 acc[R][2];
 
-  LSC_AVX2 inline void Start(const SlicedView& w, uint64_t round) {
+  LSC_AVX2 inline void Start(const SlicedView& w, int64_t g) {
+    const uint64_t round = w.group_start[g];
     step = w.step + round * 16 * STEP;
     value = w.value + round * 16 * width;
     index[0] = index[1] = _mm256_setzero_si256();
@@ -206,7 +209,7 @@ struct SlicedCursor8 {
     if (width == 4) _mm_prefetch(reinterpret_cast<const char*>(value + kPrefetchRounds8 * 16 * width + 64), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(step + kPrefetchRounds8 * 16 * STEP), _MM_HINT_T0);
   }
-  LSC_AVX2 inline void Round(const float* x, int64_t ldx) {
+  LSC_AVX2 inline void Round(int /*u: one set, as two halves*/, const float* x, int64_t ldx) {
     for (int h = 0; h < 2; ++h) {
       index[h] = _mm256_add_epi32(index[h], LoadSteps8<STEP>(step + 8 * h * STEP));
       __m256 mask;
@@ -219,8 +222,8 @@ struct SlicedCursor8 {
     step += 16 * STEP;
     value += 16 * width;
   }
-  LSC_AVX2 inline void Store(const SlicedView& w, int64_t g, float alpha, const Epilogue& e, float* y,
-                             int64_t ldy) const {
+  LSC_AVX2 inline void Store(const SlicedView& w, int64_t g, const Epilogue& e, float* y, int64_t ldy) const {
+    const float alpha = e.alpha * w.scale;
     for (int m = 0; m < R; ++m) {
       float sums[16];
       _mm256_storeu_ps(sums, acc[m][0]);
@@ -235,46 +238,11 @@ struct SlicedCursor8 {
   }
 };
 
-template <int R, int STEP, SlicedValue T>
-LSC_AVX2 void SlicedRows8(const SlicedView& w, int64_t g_begin, int64_t g_end, const float* x, int64_t ldx,
-                          const Epilogue& e, float* y, int64_t ldy) {
-  const float alpha = e.alpha * w.scale;
-  SlicedCursor8<R, STEP, T> cursor[kSlicedWays8];
-  for (int64_t g = g_begin; g < g_end; g += kSlicedWays8) {
-    const int ways = static_cast<int>(std::min<int64_t>(kSlicedWays8, g_end - g));
-    uint64_t rounds[kSlicedWays8], common = ~uint64_t{0};
-    for (int i = 0; i < ways; ++i) {
-      cursor[i].Start(w, w.group_start[g + i]);
-      rounds[i] = w.group_start[g + i + 1] - w.group_start[g + i];
-      common = std::min(common, rounds[i]);
-    }
-    uint64_t r = 0;
-    if (ways == kSlicedWays8) {
-      for (; r + 2 <= common; r += 2) {
-        for (int i = 0; i < kSlicedWays8; ++i) cursor[i].Prefetch();
-        for (int u = 0; u < 2; ++u) {
-          for (int i = 0; i < kSlicedWays8; ++i) cursor[i].Round(x, ldx);
-        }
-      }
-    }
-    for (int i = 0; i < ways; ++i) {
-      uint64_t q = r;
-      for (; q + 2 <= rounds[i]; q += 2) {
-        cursor[i].Prefetch();
-        cursor[i].Round(x, ldx);
-        cursor[i].Round(x, ldx);
-      }
-      if (q < rounds[i]) cursor[i].Round(x, ldx);
-      cursor[i].Store(w, g + i, alpha, e, y, ldy);
-    }
-  }
-}
-
 template <int STEP, SlicedValue T>
 LSC_AVX2 void Sliced8Rows(const SlicedView& w, int64_t g_begin, int64_t g_end, const float* x, int64_t ldx,
                           int64_t rows, const Epilogue& e, float* y, int64_t ldy) {
-  if (rows == 1) return SlicedRows8<1, STEP, T>(w, g_begin, g_end, x, ldx, e, y, ldy);
-  return SlicedRows8<2, STEP, T>(w, g_begin, g_end, x, ldx, e, y, ldy);
+  if (rows == 1) return SweepSlicedGroups<kSlicedWays8, SlicedCursor8<1, STEP, T>>(w, g_begin, g_end, x, ldx, e, y, ldy);
+  return SweepSlicedGroups<kSlicedWays8, SlicedCursor8<2, STEP, T>>(w, g_begin, g_end, x, ldx, e, y, ldy);
 }
 
 template <int STEP>

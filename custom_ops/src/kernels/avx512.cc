@@ -9,6 +9,8 @@
 #include "kernels/views.h"
 
 #define LSC_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,popcnt")))
+#define LSC_SWEEP_TARGET LSC_AVX512
+#include "kernels/sliced_sweep.h"
 
 namespace lsc {
 namespace {
@@ -736,8 +738,8 @@ struct SlicedCursor {
     value += 16 * width;
   }
   // The epilogue of the sums, scattered to group g's columns.
-  LSC_AVX512 inline void Store(const SlicedView& w, int64_t g, __m512 va, const Epilogue& e, float* y,
-                               int64_t ldy) const {
+  LSC_AVX512 inline void Store(const SlicedView& w, int64_t g, const Epilogue& e, float* y, int64_t ldy) const {
+    const __m512 va = _mm512_set1_ps(e.alpha * w.scale);
     const __m512i column = _mm512_loadu_si512(w.column + g * 16);
     const __mmask16 valid = _mm512_cmpge_epi32_mask(column, _mm512_setzero_si512());
     const __m512 beta = e.bias ? _mm512_mask_i32gather_ps(_mm512_setzero_ps(), valid, column, e.bias, 4)
@@ -784,51 +786,15 @@ struct WindowCursor : SlicedCursor<R, 1, T> {
   }
 };
 
-// kSlicedWays groups at a time: side by side for the rounds they all have, then each to its end.
-template <typename Cursor>
-LSC_AVX512 void SlicedRows(const SlicedView& w, int64_t g_begin, int64_t g_end, const float* x, int64_t ldx,
-                           const Epilogue& e, float* y, int64_t ldy) {
-  const __m512 va = _mm512_set1_ps(e.alpha * w.scale);
-  Cursor cursor[kSlicedWays];
-  for (int64_t g = g_begin; g < g_end; g += kSlicedWays) {
-    const int ways = static_cast<int>(std::min<int64_t>(kSlicedWays, g_end - g));
-    uint64_t rounds[kSlicedWays], common = ~uint64_t{0};
-    for (int i = 0; i < ways; ++i) {
-      cursor[i].Start(w, g + i);
-      rounds[i] = w.group_start[g + i + 1] - w.group_start[g + i];
-      common = std::min(common, rounds[i]);
-    }
-    uint64_t r = 0;
-    if (ways == kSlicedWays) {
-      for (; r + 2 <= common; r += 2) {
-        for (int i = 0; i < kSlicedWays; ++i) cursor[i].Prefetch();
-        for (int u = 0; u < 2; ++u) {
-          for (int i = 0; i < kSlicedWays; ++i) cursor[i].Round(u, x, ldx);
-        }
-      }
-    }
-    for (int i = 0; i < ways; ++i) {
-      uint64_t q = r;
-      for (; q + 2 <= rounds[i]; q += 2) {
-        cursor[i].Prefetch();
-        cursor[i].Round(0, x, ldx);
-        cursor[i].Round(1, x, ldx);
-      }
-      if (q < rounds[i]) cursor[i].Round(0, x, ldx);
-      cursor[i].Store(w, g + i, va, e, y, ldy);
-    }
-  }
-}
-
 template <int STEP, SlicedValue T>
 LSC_AVX512 void SlicedDispatchRows(const SlicedView& w, int64_t g_begin, int64_t g_end, const float* x, int64_t ldx,
                                    int64_t rows, const Epilogue& e, float* y, int64_t ldy) {
   if (w.window) {
-    if (rows == 1) return SlicedRows<WindowCursor<1, T>>(w, g_begin, g_end, x, ldx, e, y, ldy);
-    return SlicedRows<WindowCursor<2, T>>(w, g_begin, g_end, x, ldx, e, y, ldy);
+    if (rows == 1) return SweepSlicedGroups<kSlicedWays, WindowCursor<1, T>>(w, g_begin, g_end, x, ldx, e, y, ldy);
+    return SweepSlicedGroups<kSlicedWays, WindowCursor<2, T>>(w, g_begin, g_end, x, ldx, e, y, ldy);
   }
-  if (rows == 1) return SlicedRows<SlicedCursor<1, STEP, T>>(w, g_begin, g_end, x, ldx, e, y, ldy);
-  return SlicedRows<SlicedCursor<2, STEP, T>>(w, g_begin, g_end, x, ldx, e, y, ldy);
+  if (rows == 1) return SweepSlicedGroups<kSlicedWays, SlicedCursor<1, STEP, T>>(w, g_begin, g_end, x, ldx, e, y, ldy);
+  return SweepSlicedGroups<kSlicedWays, SlicedCursor<2, STEP, T>>(w, g_begin, g_end, x, ldx, e, y, ldy);
 }
 
 template <int STEP>
