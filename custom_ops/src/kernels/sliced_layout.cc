@@ -50,9 +50,12 @@ bool StoredBits(const ColumnLists& columns, ValueType type, std::vector<uint32_t
 uint64_t Escapes(uint64_t gap, uint64_t max_step) { return gap > 0 ? (gap - 1) / max_step : 0; }
 
 // Deals the columns `lane` (-1: none) of one group into windowed rounds, calling
-// emit(advance, taken) per round with taken[j] the entry lane j takes (or ~0 for none).
-template <typename Emit>
-void DealWindows(const ColumnLists& columns, const int32_t* lane, Emit&& emit) {
+// emit(advance, taken) per round with taken[j] the entry lane j takes (or ~0 for none), and
+// empty(count) for `count` empty rounds that each advance the window by 65535 rows (counted, not
+// looped over here: a declared K of billions of rows would otherwise cost that much time before
+// the layout's size is checked).
+template <typename Emit, typename Empty>
+void DealWindows(const ColumnLists& columns, const int32_t* lane, Emit&& emit, Empty&& empty) {
   uint64_t next[kSlicedLanes], end[kSlicedLanes], taken[kSlicedLanes];
   for (int j = 0; j < kSlicedLanes; ++j) {
     next[j] = lane[j] < 0 ? 0 : columns.ptr[lane[j]];
@@ -67,9 +70,9 @@ void DealWindows(const ColumnLists& columns, const int32_t* lane, Emit&& emit) {
     }
     if (start == ~uint64_t{0}) return;
     start = std::min(start, last_start);
-    for (; start - base > 65535; base += 65535) {
-      for (int j = 0; j < kSlicedLanes; ++j) taken[j] = ~uint64_t{0};
-      emit(uint16_t{65535}, taken);
+    if (const uint64_t skips = Escapes(start - base, 65535)) {
+      empty(skips);
+      base += skips * 65535;
     }
     for (int j = 0; j < kSlicedLanes; ++j) {
       const bool takes = next[j] < end[j] && columns.row[next[j]] < start + kSlicedWindow;
@@ -143,8 +146,9 @@ Status BuildSlicedLayout(const ColumnLists& columns, SlicedLayout* out, bool win
     }
     if (windowed) {
       rounds = 0;
-      DealWindows(columns, &layout.column[static_cast<size_t>(g * kSlicedLanes)],
-                  [&](uint16_t, const uint64_t*) { ++rounds; });
+      DealWindows(
+          columns, &layout.column[static_cast<size_t>(g * kSlicedLanes)], [&](uint16_t, const uint64_t*) { ++rounds; },
+          [&](uint64_t count) { rounds += count; });
     }
     if (rounds > (uint64_t{1} << 40) || layout.group_start[static_cast<size_t>(g)] > (uint64_t{1} << 40)) {
       return Fail("the sliced layout would have too many rounds");
@@ -181,6 +185,13 @@ Status BuildSlicedLayout(const ColumnLists& columns, SlicedLayout* out, bool win
                       std::memcpy(&layout.value[width * packed++], &bits[taken[j]], width);
                     }
                     ++round;
+                  },
+                  [&](uint64_t count) {  // within the rounds the budget check admitted
+                    for (uint64_t c = 0; c < count; ++c, ++round) {
+                      layout.window[round] = 65535;
+                      std::fill_n(&layout.step[round * kSlicedLanes], kSlicedLanes, kIdleLane);
+                    }
+                    start += count * 65535;
                   });
     }
     layout.value_start[static_cast<size_t>(layout.groups)] = packed;
