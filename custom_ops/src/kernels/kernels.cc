@@ -3,7 +3,6 @@
 
 #include <cstdlib>
 #include <cstring>
-#include <string>
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <cpuid.h>
@@ -90,11 +89,10 @@ const KernelSet& SelectKernels() {
 }
 
 GemvLayout ChooseGemvLayout(const KernelSet& set, uint64_t nonzeros) {
-  const char* choice = std::getenv("LSC_ORT_GEMV");
-  const std::string named = choice ? choice : "";
-  if (named == "sliced") return GemvLayout::kSliced;
-  if (named == "sliced-windows" && set.sliced_windows) return GemvLayout::kSlicedWindows;
-  if (named == "windowed" && set.spmv_windowed) return GemvLayout::kWindowed;
+  const char* named = std::getenv("LSC_ORT_GEMV");
+  if (named && std::strcmp(named, "sliced") == 0) return GemvLayout::kSliced;
+  if (named && std::strcmp(named, "sliced-windows") == 0 && set.sliced_windows) return GemvLayout::kSlicedWindows;
+  if (named && std::strcmp(named, "windowed") == 0 && set.spmv_windowed) return GemvLayout::kWindowed;
   static const bool slow = GathersAreSlow();
   if (!slow) return GemvLayout::kSliced;
   if (set.sliced_windows && (nonzeros >= kSlicedWindowsMinNonzeros || !set.spmv_windowed)) {

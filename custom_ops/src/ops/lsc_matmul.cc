@@ -205,8 +205,10 @@ Status LscMatMulKernel::Compute(OrtKernelContext* raw_context) {
   const PackedWeight* product = weight.get();
   if (M > kUnifiedMatMulRows && K != 0) LSC_RETURN_IF_ERROR(weight->plain(&product));
   const bool windowed = M <= kWindowedBatch && UseWindowed(*product);
-  const GemvLayout gemv =
-      M <= kSlicedRows ? ChooseGemvLayout(*kernels_, product->columns().nnz()) : GemvLayout::kSliced;
+  GemvLayout gemv = M <= kSlicedRows ? ChooseGemvLayout(*kernels_, product->columns().nnz()) : GemvLayout::kSliced;
+  if (gemv == GemvLayout::kWindowed && !windowed) {  // not worthwhile for this weight's shape
+    gemv = kernels_->sliced_windows ? GemvLayout::kSlicedWindows : GemvLayout::kSliced;
+  }
   const bool few = M <= kSlicedRows && !(windowed && gemv == GemvLayout::kWindowed);
   const bool small = !few && windowed;
   // The batched product reads A and writes Y in their layouts (heads, row tiles) itself; the
