@@ -209,7 +209,7 @@ Status LscMatMulKernel::Compute(OrtKernelContext* raw_context) {
   if (gemv == GemvLayout::kWindowed && !windowed) {  // not worthwhile for this weight's shape
     gemv = kernels_->sliced_windows ? GemvLayout::kSlicedWindows : GemvLayout::kSliced;
   }
-  const bool few = M <= kSlicedRows && !(windowed && gemv == GemvLayout::kWindowed);
+  const bool few = M <= kSlicedRows && gemv != GemvLayout::kWindowed;
   const bool small = !few && windowed;
   // The batched product reads A and writes Y in their layouts (heads, row tiles) itself; the
   // other paths (and mswu's unified blocks) see tokens, [M, K] and [M, N], relaid around them.
