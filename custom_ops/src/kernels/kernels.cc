@@ -32,21 +32,6 @@ bool HasAvx2() {
 }
 #endif
 
-// Gathers issue one load per lane on AMD's cores; Intel's cores since Skylake merge them.
-bool GathersAreSlow() {
-#if defined(__x86_64__) || defined(_M_X64)
-  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-  if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx)) return false;
-  char vendor[13] = {};
-  std::memcpy(vendor, &ebx, 4);
-  std::memcpy(vendor + 4, &edx, 4);
-  std::memcpy(vendor + 8, &ecx, 4);
-  return std::strcmp(vendor, "AuthenticAMD") == 0 || std::strcmp(vendor, "HygonGenuine") == 0;
-#else
-  return false;
-#endif
-}
-
 int Rank(const char* isa) {
   if (std::strcmp(isa, "avx512") == 0) return 3;
   if (std::strcmp(isa, "avx2") == 0 || std::strcmp(isa, "neon") == 0) return 2;
@@ -88,13 +73,29 @@ const KernelSet& SelectKernels() {
   return AllKernelSets().back();
 }
 
+bool CpuVendorIsAmd() {
+#if defined(__x86_64__) || defined(_M_X64)
+  static const bool amd = [] {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx)) return false;
+    char vendor[13] = {};
+    std::memcpy(vendor, &ebx, 4);
+    std::memcpy(vendor + 4, &edx, 4);
+    std::memcpy(vendor + 8, &ecx, 4);
+    return std::strcmp(vendor, "AuthenticAMD") == 0 || std::strcmp(vendor, "HygonGenuine") == 0;
+  }();
+  return amd;
+#else
+  return false;
+#endif
+}
+
 GemvLayout ChooseGemvLayout(const KernelSet& set, uint64_t nonzeros) {
   const char* named = std::getenv("LSC_ORT_GEMV");
   if (named && std::strcmp(named, "sliced") == 0) return GemvLayout::kSliced;
   if (named && std::strcmp(named, "sliced-windows") == 0 && set.sliced_windows) return GemvLayout::kSlicedWindows;
   if (named && std::strcmp(named, "windowed") == 0 && set.spmv_windowed) return GemvLayout::kWindowed;
-  static const bool slow = GathersAreSlow();
-  if (!slow) return GemvLayout::kSliced;
+  if (!CpuVendorIsAmd()) return GemvLayout::kSliced;  // gathers are fast elsewhere
   if (set.sliced_windows && (nonzeros >= kSlicedWindowsMinNonzeros || !set.spmv_windowed)) {
     return GemvLayout::kSlicedWindows;
   }

@@ -217,4 +217,8 @@ void SpmmTileAvx2(const ColumnView&, int64_t, int64_t, const float*, const int64
 void SpmmTileNeon(const ColumnView&, int64_t, int64_t, const float*, const int64_t*, int64_t, float,
                     const float*, float*, int64_t);
 
+// Whether the CPU is AMD's (or Hygon's): gathers issue a load per lane there, and vector shuffles
+// run on other pipes than the FMAs. Read once (kernels.cc).
+bool CpuVendorIsAmd();
+
 }  // namespace lsc
