@@ -154,8 +154,8 @@ def test_every_kernel_variant(isa: str) -> None:
 
 @pytest.mark.parametrize("codec", CODECS)
 def test_one_or_two_rows_on_either_layout(codec: str, gemv: str, isa: str) -> None:
-    """One or two rows, on the sliced and on the windowed layout, every codec and variant: alpha,
-    bias, Relu, weights shorter and taller than a window, narrower than a column group."""
+    """One or two rows on every GEMV layout (sliced, windowed slices, windowed), every codec and
+    variant: alpha, bias, Relu, weights shorter and taller than a window, narrower than a group."""
     rng = np.random.default_rng(31)
     for k, n in [(20, 5), (37, 5), (130, 70), (700, 33)]:
         w = sparse_array((k, n), 0.85, seed=k)

@@ -183,10 +183,11 @@ void SpmvSlicedScalar(const SlicedView& w, int64_t g_begin, int64_t g_end, const
         if (w.window) {  // windowed slices: values of taken lanes only
           if (step == kIdleLane) continue;
           std::memcpy(&bits, w.value + packed++ * width, width);
+          index[j] = window + step;
         } else {
           std::memcpy(&bits, w.value + slot * width, width);
+          index[j] += step;
         }
-        index[j] = w.window ? window + step : index[j] + step;
         if (bits == 0) continue;
         const float v = ValueToFloat(type, bits, 1.0f);
         for (int64_t m = 0; m < rows; ++m) acc[m][j] += v * x[m * ldx + static_cast<int64_t>(index[j])];

@@ -161,7 +161,6 @@ Status BuildSlicedLayout(const ColumnLists& columns, SlicedLayout* out, bool win
                                           (windowed ? 2 * layout.rounds() : 0),
                                       "the sliced layout of this weight"));
   layout.step.assign(slots * static_cast<uint64_t>(layout.step_bytes), 0);
-  if (!windowed) layout.value.assign(slots * width, 0);
   if (windowed) {
     // Values only for taken lanes: as many as the non-zeros, then 64 bytes of padding.
     layout.value.assign(columns.nnz() * width + 64, 0);
@@ -198,6 +197,7 @@ Status BuildSlicedLayout(const ColumnLists& columns, SlicedLayout* out, bool win
     *out = std::move(layout);
     return Status();
   }
+  layout.value.assign(slots * width, 0);
   for (int64_t g = 0; g < layout.groups; ++g) {
     for (int j = 0; j < kSlicedLanes; ++j) {
       const int32_t n = layout.column[static_cast<size_t>(g * kSlicedLanes + j)];
