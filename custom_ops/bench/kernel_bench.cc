@@ -5,7 +5,8 @@
 // the ISA's widest by default; the MatMul op uses at most 64), LSC_BENCH_BLOCK (rows per K-block),
 // LSC_BENCH_CHUNK (columns per chunk), LSC_BENCH_SHIFT=1 (activations off 64-byte alignment) and
 // LSC_BENCH_L1ROWS=r (every non-zero reads one of r activation rows: the same work with the
-// activations in L1, which bounds what fewer cache misses could give).
+// activations in L1, which bounds what fewer cache misses could give). Above 16 rows it also
+// times the tiled kernel as LSCMatMul walks it (`tiled-op`: 64-row tiles, per-block offsets).
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -203,6 +204,42 @@ int main(int argc, char** argv) {
                     "", 100.0 * fmas / (kernel_only * 1e-6) / ceiling, ceiling * 1e-9);
       }
 #endif
+    }
+    if (batch > 16) {
+      // The walk LSCMatMul's batched product takes (ops/lsc_matmul.cc, ops/packed_weight.cc):
+      // 64-row tiles, K-blocks of 48 KiB of transposed activations with offsets counted from
+      // each block's first row (16-bit), chunks of as many columns, and per span of 256 KiB of
+      // partial sums one call per K-block. The transposes of A and into Y are left out.
+      const int64_t T = std::min<int64_t>(set.tiled_tile, 64), tiles = (batch + T - 1) / T;
+      const int64_t block_rows = 49152 / (4 * T), chunk = block_rows;
+      const int64_t span = std::max<int64_t>(1, 262144 / (4 * T * chunk)) * chunk;
+      const int64_t l1_rows = std::max<int64_t>(1, EnvInt("LSC_BENCH_L1ROWS", K));
+      const std::vector<int64_t> blocks = UnitBlocks(K, 1, block_rows);
+      std::vector<int64_t> offsets(static_cast<size_t>(K));
+      for (size_t b = 0; b + 1 < blocks.size(); ++b) {
+        for (int64_t k = blocks[b]; k < blocks[b + 1]; ++k) offsets[k] = (k - blocks[b]) % l1_rows * T;
+      }
+      TiledLayout tiled;
+      BuildTiledLayout(columns, offsets.data(), blocks, chunk, &tiled);
+      std::vector<float> at_buffer(static_cast<size_t>(tiles * K * T) + 16, 1.0f),
+          yt_buffer(static_cast<size_t>(tiles * N * T) + 16);
+      float* at_data = at_buffer.data() + (16 - reinterpret_cast<uintptr_t>(at_buffer.data()) / 4 % 16) % 16;
+      float* yt_data = yt_buffer.data() + (16 - reinterpret_cast<uintptr_t>(yt_buffer.data()) / 4 % 16) % 16;
+      const Epilogue e{1.0f, nullptr, false};
+      const double us = Microseconds([&] {
+        for (int64_t t = 0; t < tiles; ++t) {
+          for (int64_t s0 = 0; s0 < N; s0 += span) {
+            for (int64_t b = 0; b < tiled.blocks; ++b) {
+              set.spmm_tiled(tiled.blocks_view(b, b + 1, b > 0, b + 1 < tiled.blocks), s0, std::min(N, s0 + span),
+                             at_data + (t * K + blocks[b]) * T, std::min(T, batch - t * T), e, yt_data + t * N * T, T);
+            }
+          }
+        }
+      });
+      double fmas = 0;
+      for (int64_t t = 0; t < tiles; ++t) fmas += double(columns.nnz()) * double((std::min(T, batch - t * T) + 15) / 16);
+      std::printf("  %-28s tiled-op  %9.1f us  (%lld K-blocks, %d-bit offsets, %.2f G FMA/s; the op's walk)\n",
+                  set.name, us, (long long)tiled.blocks, tiled.offset16.empty() ? 32 : 16, fmas / us * 1e-3);
     }
     const int64_t T = set.batch_tile, tiles = (batch + T - 1) / T;
     const int64_t L = tiles == 1 ? std::min(T, (batch + 15) / 16 * 16) : T;
