@@ -40,6 +40,15 @@ double Now() {
   return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
 }
 
+// `count` floats starting on a 64-byte boundary, as the ops' scratch buffers do.
+struct AlignedFloats {
+  std::vector<float> storage;
+  float* data;
+  explicit AlignedFloats(size_t count, float fill = 0.0f) : storage(count + 16, fill) {
+    data = storage.data() + (16 - reinterpret_cast<uintptr_t>(storage.data()) / 4 % 16) % 16;
+  }
+};
+
 template <typename Fn>
 double Microseconds(Fn&& fn) {
   fn();
@@ -156,8 +165,8 @@ int main(int argc, char** argv) {
       if (batch > kSlicedRows || (windowed && !set.sliced_windows) || K < kSlicedWindow) continue;
       SlicedLayout sliced;
       BuildSlicedLayout(columns, &sliced, windowed);
-      std::vector<float> a_buffer(a.size() + 16, 1.0f);
-      float* ax = a_buffer.data() + (16 - (reinterpret_cast<uintptr_t>(a_buffer.data()) / 4) % 16) % 16;
+      AlignedFloats a_buffer(a.size(), 1.0f);
+      float* ax = a_buffer.data;
       const Epilogue e{1.0f, nullptr, false};
       const double us = Microseconds([&] {
         set.spmv_sliced(sliced.view(), 0, sliced.groups, ax, K, batch, e, y.data(), N);
@@ -179,11 +188,8 @@ int main(int argc, char** argv) {
       TiledLayout tiled;
       const int64_t chunk = EnvInt("LSC_BENCH_CHUNK", TiledChunk(T));
       BuildTiledLayout(columns, offsets.data(), UnitBlocks(K, 1, rows_per_block), chunk, &tiled);
-      // 64-byte aligned tiles, as the ops' scratch buffers are.
-      std::vector<float> at_buffer(static_cast<size_t>(tiles * K * T) + 16, 1.0f),
-          yt_buffer(static_cast<size_t>(tiles * N * T) + 16);
-      float* at_data = at_buffer.data() + (16 - reinterpret_cast<uintptr_t>(at_buffer.data()) / 4 % 16) % 16;
-      float* yt_data = yt_buffer.data() + (16 - reinterpret_cast<uintptr_t>(yt_buffer.data()) / 4 % 16) % 16;
+      AlignedFloats at_buffer(static_cast<size_t>(tiles * K * T), 1.0f), yt_buffer(static_cast<size_t>(tiles * N * T));
+      float *at_data = at_buffer.data, *yt_data = yt_buffer.data;
       const Epilogue e{1.0f, nullptr, false};
       const double kernel_only = Microseconds([&] {
         for (int64_t t = 0; t < tiles; ++t) {
@@ -221,10 +227,8 @@ int main(int argc, char** argv) {
       }
       TiledLayout tiled;
       BuildTiledLayout(columns, offsets.data(), blocks, chunk, &tiled);
-      std::vector<float> at_buffer(static_cast<size_t>(tiles * K * T) + 16, 1.0f),
-          yt_buffer(static_cast<size_t>(tiles * N * T) + 16);
-      float* at_data = at_buffer.data() + (16 - reinterpret_cast<uintptr_t>(at_buffer.data()) / 4 % 16) % 16;
-      float* yt_data = yt_buffer.data() + (16 - reinterpret_cast<uintptr_t>(yt_buffer.data()) / 4 % 16) % 16;
+      AlignedFloats at_buffer(static_cast<size_t>(tiles * K * T), 1.0f), yt_buffer(static_cast<size_t>(tiles * N * T));
+      float *at_data = at_buffer.data, *yt_data = yt_buffer.data;
       const Epilogue e{1.0f, nullptr, false};
       const double us = Microseconds([&] {
         for (int64_t t = 0; t < tiles; ++t) {
